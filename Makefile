@@ -1,0 +1,34 @@
+# `make demo` and `make test` each create .venv when missing and install bert18 into it with the
+# tested versions pinned in constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU build is on these machines, an unpinned torch pulls CUDA (GBs)
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bert18 demo
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests recipes
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests recipes
+	$(PY) -m ruff format --check src tests recipes
+
+clean:
+	rm -rf $(VENV) demo-output

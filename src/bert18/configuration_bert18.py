@@ -1,0 +1,238 @@
+"""Bert18Config: one configuration for the BERT family (BERT, RoBERTa, ALBERT, ERNIE).
+
+Every architecture choice is a field, so a preset is nothing but a set of values:
+
+- ``embedding_size``: size E of the token/segment/position embeddings. ``None`` means E = H and
+  no projection (BERT); a number adds one E -> H linear map after the embedding LayerNorm (ALBERT's
+  factorized embeddings: V x E + E x H parameters instead of V x H, seed question 18).
+- ``layer_sharing``: ``none`` (BERT), ``all`` (ALBERT: one attention block and one feed-forward
+  block reused by every layer), ``attention`` or ``ffn`` (share only that block).
+- ``position_embedding_type``: ``learned`` table (BERT) or fixed ``sinusoidal`` (Transformer,
+  seed question 5). ``pad_aware_positions`` counts positions over real tokens only (RoBERTa), so a
+  left-padded sequence gets the positions it would have unpadded.
+- ``pretraining_tasks``: the objectives ``Bert18ForPreTraining`` trains, one head and one loss each,
+  summed with ``task_loss_weights``.
+
+This file imports only transformers: ``save_pretrained`` ships it next to the weights so that a
+checkpoint loads with ``trust_remote_code=True`` where bert18 is not installed.
+"""
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+LAYER_SHARING_MODES = ("none", "all", "attention", "ffn")
+POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
+
+# Every pretraining task bert18 knows: the argument its labels come in, its number of classes and
+# whether it reads the pooled [CLS] state ("sequence") or every token ("token"). "mlm" predicts
+# the vocabulary and has a head of its own.
+PRETRAINING_TASKS: dict[str, tuple[str, int, str]] = {
+    "mlm": ("labels", 0, "token"),
+    "nsp": ("next_sentence_label", 2, "sequence"),  # BERT: is B the real next segment?
+    "sop": ("sentence_order_label", 2, "sequence"),  # ALBERT: are A and B in order or swapped?
+    "sentence_distance": ("sentence_distance_label", 3, "sequence"),  # ERNIE 2.0: adjacent / same doc / other doc
+    "capitalization": ("capitalization_labels", 2, "token"),  # ERNIE 2.0: is the word capitalized?
+    "token_document_relation": ("token_document_labels", 2, "token"),  # ERNIE 2.0: seen elsewhere in the doc?
+}
+
+_BERT_BASE: dict[str, Any] = dict(
+    vocab_size=30522,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    pad_token_id=0,
+    layer_norm_eps=1e-12,
+    pretraining_tasks=["mlm", "nsp"],
+)
+_ALBERT: dict[str, Any] = dict(
+    _BERT_BASE,
+    vocab_size=30000,
+    embedding_size=128,
+    hidden_act="gelu_new",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    layer_sharing="all",
+    pretraining_tasks=["mlm", "sop"],
+)
+
+# The published hyper-parameters of each model (the papers and their released configs).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small enough for tests and CPU demos; BERT's uncased vocabulary so real tokenizers fit.
+    "tiny": dict(
+        _BERT_BASE, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256
+    ),
+    "bert-base": _BERT_BASE,  # Devlin et al. 2019: L=12, H=768, A=12, 110M
+    "bert-large": dict(
+        _BERT_BASE, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+    ),
+    # Liu et al. 2019: BERT-base shape, byte-level BPE of 50,265, one segment, no NSP. The 514
+    # positions of the released checkpoint include an offset of pad_token_id + 1 = 2 rows that
+    # bert18 drops (see pad_aware_positions), leaving 512.
+    "roberta-base": dict(
+        _BERT_BASE,
+        vocab_size=50265,
+        type_vocab_size=1,
+        pad_token_id=1,
+        layer_norm_eps=1e-5,
+        pad_aware_positions=True,
+        pretraining_tasks=["mlm"],
+    ),
+    # Lan et al. 2020 (ALBERT v2 configs): E=128, all layers shared, SOP, no dropout.
+    "albert-base": _ALBERT,
+    "albert-large": dict(
+        _ALBERT, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+    ),
+    "albert-xlarge": dict(
+        _ALBERT, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192
+    ),
+    "albert-xxlarge": dict(
+        _ALBERT, hidden_size=4096, num_hidden_layers=12, num_attention_heads=64, intermediate_size=16384
+    ),
+    # Sun et al. 2020, ERNIE 2.0 base (English): BERT-base shape with 4 segment types (its tasks
+    # mark more than two kinds of segment), trained on knowledge masking, sentence distance,
+    # capitalization and token-document relation.
+    "ernie-base": dict(
+        _BERT_BASE,
+        type_vocab_size=4,
+        pretraining_tasks=["mlm", "sentence_distance", "capitalization", "token_document_relation"],
+    ),
+}
+
+
+@strict(accept_kwargs=True)
+class Bert18Config(PreTrainedConfig):
+    r"""Configuration of a bert18 encoder. Defaults are BERT-base; see ``Bert18Config.from_preset``.
+
+    Args:
+        vocab_size: number of token ids.
+        hidden_size: width H of the encoder.
+        num_hidden_layers: number of encoder layers (applications of a block when shared).
+        num_attention_heads: heads per attention block; must divide ``hidden_size``.
+        intermediate_size: inner width of the feed-forward block.
+        hidden_act: activation of the feed-forward block and the MLM transform (any name of
+            ``transformers.activations.ACT2FN``: ``gelu`` for BERT, ``gelu_new`` for ALBERT).
+        hidden_dropout_prob: dropout on embeddings and block outputs.
+        attention_probs_dropout_prob: dropout on the attention probabilities.
+        classifier_dropout: dropout before downstream classifiers (``None``: ``hidden_dropout_prob``).
+        max_position_embeddings: longest sequence the position embeddings cover.
+        type_vocab_size: number of segment ids (2 in BERT, 1 in RoBERTa).
+        pad_token_id: id of the padding token.
+        layer_norm_eps: epsilon of every LayerNorm.
+        initializer_range: standard deviation of the normal initialisation.
+        tie_word_embeddings: share the MLM decoder weight with the token embeddings.
+        embedding_size: embedding width E; ``None`` = H, no projection (ALBERT sets 128).
+        layer_sharing: ``none``, ``all``, ``attention`` or ``ffn`` (cross-layer sharing).
+        position_embedding_type: ``learned`` or ``sinusoidal``.
+        pad_aware_positions: count positions over non-padding tokens only (RoBERTa).
+        pretraining_tasks: objectives of ``Bert18ForPreTraining``, from ``PRETRAINING_TASKS``.
+        task_loss_weights: weight of each task's loss in the sum (missing tasks weigh 1.0).
+    """
+
+    model_type = "bert18"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    classifier_dropout: float | int | None = None
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    pad_token_id: int | None = 0
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = True
+    embedding_size: int | None = None
+    layer_sharing: str = "none"
+    position_embedding_type: str = "learned"
+    pad_aware_positions: bool = False
+    pretraining_tasks: list[str] | tuple[str, ...] = ("mlm", "nsp")
+    task_loss_weights: dict[str, float | int] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.pretraining_tasks = list(self.pretraining_tasks)
+        self.check()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "Bert18Config":
+        """The published configuration ``name`` (see ``PRESETS``), with ``overrides`` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def effective_embedding_size(self) -> int:
+        """Width E of the embedding tables (``hidden_size`` when not factorized)."""
+        return self.hidden_size if self.embedding_size is None else self.embedding_size
+
+    def check(self) -> None:
+        """Raise a ``ValueError`` naming the field and the fix for any inconsistent combination.
+
+        Runs when the config is built and again when a model is built from it, so a field changed
+        after construction is caught too.
+        """
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}); head counts that divide it: "
+                f"{[n for n in range(1, 65) if self.hidden_size % n == 0]}"
+            )
+        if self.embedding_size is not None and not 0 < self.embedding_size <= self.hidden_size:
+            raise ValueError(
+                f"embedding_size ({self.embedding_size}) must lie in 1..hidden_size ({self.hidden_size}); "
+                "use None for unfactorized embeddings"
+            )
+        if self.layer_sharing not in LAYER_SHARING_MODES:
+            raise ValueError(f"layer_sharing must be one of {LAYER_SHARING_MODES}, got {self.layer_sharing!r}")
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, got "
+                f"{self.position_embedding_type!r} (transformers' 'absolute' is bert18's 'learned')"
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not an activation of transformers.activations.ACT2FN")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            p = getattr(self, name)
+            if p is not None and not 0 <= p < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id ({self.pad_token_id}) must be an id below vocab_size ({self.vocab_size})")
+        if self.pad_aware_positions and self.pad_token_id is None:
+            raise ValueError("pad_aware_positions needs pad_token_id to tell padding from tokens")
+        unknown = [t for t in self.pretraining_tasks if t not in PRETRAINING_TASKS]
+        if unknown:
+            raise ValueError(f"unknown pretraining task(s) {unknown}; known tasks: {', '.join(PRETRAINING_TASKS)}")
+        if len(set(self.pretraining_tasks)) != len(self.pretraining_tasks):
+            raise ValueError(f"pretraining_tasks lists a task twice: {self.pretraining_tasks}")
+        for task, weight in (self.task_loss_weights or {}).items():
+            if task not in self.pretraining_tasks:
+                raise ValueError(
+                    f"task_loss_weights names {task!r}, which is not in pretraining_tasks {self.pretraining_tasks}"
+                )
+            if weight < 0:
+                raise ValueError(f"task_loss_weights[{task!r}] must be >= 0, got {weight}")
+
+    def task_loss_weight(self, task: str) -> float:
+        """Weight of ``task``'s loss in the pretraining sum (1.0 unless set)."""
+        return float((self.task_loss_weights or {}).get(task, 1.0))
+
+
+__all__ = ["Bert18Config", "PRESETS", "PRETRAINING_TASKS", "LAYER_SHARING_MODES", "POSITION_EMBEDDING_TYPES"]

@@ -1,0 +1,310 @@
+"""Original BERT, RoBERTa and ALBERT checkpoints -> bert18, with exact numerical parity.
+
+Conversion is renaming, plus three rewrites that keep the function identical:
+
+- Q, K and V of each attention layer are concatenated into bert18's fused ``qkv`` projection.
+- RoBERTa numbers positions from ``pad_token_id + 1`` (row 2 of its 514-row table is position 0);
+  bert18 drops those leading rows and counts positions over real tokens (``pad_aware_positions``).
+- ALBERT's single shared layer group becomes bert18's ``layer_sharing="all"`` blocks, its
+  ``embedding_hidden_mapping_in`` the factorized embedding projection.
+
+Entry points: ``from_transformers`` (a model object or checkpoint -> a bert18 model),
+``convert_checkpoint`` (folder or Hub id -> a bert18 folder, written atomically, tokenizer included;
+CLI ``bert18 convert SRC DST``), and ``load_transformers_checkpoint``, which
+``Bert18*.from_pretrained`` calls when handed an original checkpoint.
+"""
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers.utils import cached_file
+
+from .configuration_bert18 import Bert18Config
+from .modeling_bert18 import (
+    CONVERTIBLE_MODEL_TYPES,
+    Bert18ForMaskedLM,
+    Bert18ForPreTraining,
+    Bert18Model,
+    Bert18PreTrainedModel,
+)
+
+logger = logging.getLogger(__name__)
+
+_SHARED_FIELDS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+    "type_vocab_size", "pad_token_id", "layer_norm_eps", "initializer_range", "classifier_dropout",
+    "id2label", "label2id", "problem_type", "tie_word_embeddings",
+)
+
+
+class ConversionError(ValueError):
+    """A checkpoint bert18 cannot convert faithfully; the message names the problem."""
+
+
+def config_from_transformers(source: PretrainedConfig | dict[str, Any]) -> Bert18Config:
+    """The ``Bert18Config`` computing exactly what a BERT/RoBERTa/ALBERT config describes."""
+    src = source.to_dict() if isinstance(source, PretrainedConfig) else dict(source)
+    model_type = src.get("model_type")
+    if model_type not in CONVERTIBLE_MODEL_TYPES:
+        raise ConversionError(
+            f"cannot convert a checkpoint of model_type {model_type!r}; bert18 converts: "
+            f"{', '.join(CONVERTIBLE_MODEL_TYPES)}"
+        )
+    if src.get("position_embedding_type", "absolute") != "absolute":
+        raise ConversionError(
+            f"position_embedding_type={src['position_embedding_type']!r} (relative positions) has no bert18 "
+            "equivalent; only 'absolute' (learned) positions convert"
+        )
+    if src.get("is_decoder") or src.get("add_cross_attention"):
+        raise ConversionError("decoder / cross-attention checkpoints are not encoders; bert18 converts encoders")
+    fields = {k: src[k] for k in _SHARED_FIELDS if src.get(k) is not None}
+    if src.get("num_labels") is not None and "id2label" not in fields:
+        fields["num_labels"] = src["num_labels"]
+    if model_type in ("roberta", "xlm-roberta"):
+        offset = src["pad_token_id"] + 1
+        fields.update(max_position_embeddings=src["max_position_embeddings"] - offset, pad_aware_positions=True,
+                      pretraining_tasks=["mlm"])
+    elif model_type == "albert":
+        if src.get("num_hidden_groups", 1) != 1 or src.get("inner_group_num", 1) != 1:
+            raise ConversionError(
+                f"ALBERT with num_hidden_groups={src.get('num_hidden_groups')} and inner_group_num="
+                f"{src.get('inner_group_num')}: bert18 shares one layer across all layers (the published "
+                "ALBERT models), so only num_hidden_groups=1, inner_group_num=1 convert"
+            )
+        fields.update(embedding_size=src["embedding_size"], layer_sharing="all", pretraining_tasks=["mlm", "sop"])
+        fields["classifier_dropout"] = src.get("classifier_dropout_prob")
+    else:
+        fields["pretraining_tasks"] = ["mlm", "nsp"]
+    fields = {k: v for k, v in fields.items() if v is not None}
+    return Bert18Config(**fields)
+
+
+# Names of the base encoder's weights: (source pattern, bert18 name). Layer blocks are handled
+# separately because Q, K and V merge. `\d+` groups carry the layer index.
+_EMBEDDINGS = [
+    (r"embeddings\.word_embeddings\.weight", "embeddings.word_embeddings.weight"),
+    (r"embeddings\.position_embeddings\.weight", "embeddings.position_embeddings.weight"),
+    (r"embeddings\.token_type_embeddings\.weight", "embeddings.token_type_embeddings.weight"),
+    (r"embeddings\.LayerNorm\.(weight|bias)", r"embeddings.layer_norm.\1"),
+    (r"encoder\.embedding_hidden_mapping_in\.(weight|bias)", r"embeddings.projection.\1"),
+    (r"pooler\.dense\.(weight|bias)", r"pooler.dense.\1"),
+    (r"pooler\.(weight|bias)", r"pooler.dense.\1"),  # ALBERT's pooler is a bare Linear
+]
+_BERT_LAYER = [  # BERT and RoBERTa: encoder.layer.{i}.…
+    (r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)", r"attention.\1.\2.\3"),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", r"encoder.attention.\1.output.\2"),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)", r"encoder.attention.\1.layer_norm.\2"),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", r"encoder.feed_forward.\1.intermediate.\2"),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", r"encoder.feed_forward.\1.output.\2"),
+    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", r"encoder.feed_forward.\1.layer_norm.\2"),
+]
+_ALBERT_LAYER = [  # ALBERT: one group holding one shared layer
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.(query|key|value)\.(weight|bias)",
+     r"attention.0.\1.\2"),
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.dense\.(weight|bias)",
+     r"encoder.attention.0.output.\1"),
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.LayerNorm\.(weight|bias)",
+     r"encoder.attention.0.layer_norm.\1"),
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn\.(weight|bias)", r"encoder.feed_forward.0.intermediate.\1"),
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn_output\.(weight|bias)",
+     r"encoder.feed_forward.0.output.\1"),
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.full_layer_layer_norm\.(weight|bias)",
+     r"encoder.feed_forward.0.layer_norm.\1"),
+]
+# Heads that exist with the same function in bert18 (names outside the base model).
+_HEADS = [
+    (r"cls\.predictions\.transform\.dense\.(weight|bias)", r"lm_head.dense.\1"),  # BERT MLM
+    (r"cls\.predictions\.transform\.LayerNorm\.(weight|bias)", r"lm_head.layer_norm.\1"),
+    (r"cls\.predictions\.decoder\.weight", "lm_head.decoder.weight"),
+    (r"cls\.predictions\.(?:decoder\.)?bias", "lm_head.decoder.bias"),
+    (r"cls\.seq_relationship\.(weight|bias)", r"heads.nsp.\1"),  # BERT NSP
+    (r"lm_head\.dense\.(weight|bias)", r"lm_head.dense.\1"),  # RoBERTa MLM
+    (r"lm_head\.layer_norm\.(weight|bias)", r"lm_head.layer_norm.\1"),
+    (r"lm_head\.decoder\.weight", "lm_head.decoder.weight"),
+    (r"lm_head\.(?:decoder\.)?bias", "lm_head.decoder.bias"),
+    (r"predictions\.dense\.(weight|bias)", r"lm_head.dense.\1"),  # ALBERT MLM
+    (r"predictions\.LayerNorm\.(weight|bias)", r"lm_head.layer_norm.\1"),
+    (r"predictions\.decoder\.weight", "lm_head.decoder.weight"),
+    (r"predictions\.(?:decoder\.)?bias", "lm_head.decoder.bias"),
+    (r"sop_classifier\.classifier\.(weight|bias)", r"heads.sop.\1"),  # ALBERT SOP
+    (r"(classifier|qa_outputs)\.(weight|bias)", r"\1.\2"),  # BERT/ALBERT downstream heads
+]
+_BASE_PREFIXES = ("bert.", "roberta.", "albert.")
+
+
+def _rename(name: str, rules: list[tuple[str, str]]) -> str | None:
+    for pattern, target in rules:
+        match = re.fullmatch(pattern, name)
+        if match:
+            return match.expand(target)
+    return None
+
+
+def convert_state_dict(
+    state_dict: dict[str, torch.Tensor], config: Bert18Config, model_type: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename and fuse a transformers state dict into bert18's names (base weights under ``bert18.``).
+
+    Returns the converted dict and the source names that have no bert18 counterpart (e.g. RoBERTa's
+    classification head, whose dense + tanh layer bert18 expresses as the pooler of a fresh head).
+    """
+    state_dict = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
+                  for k, v in state_dict.items()}
+    layer_rules = _ALBERT_LAYER if model_type == "albert" else _BERT_LAYER
+    converted: dict[str, torch.Tensor] = {}
+    qkv_parts: dict[str, torch.Tensor] = {}
+    skipped = []
+    for name, tensor in state_dict.items():
+        if name.endswith(("position_ids", "token_type_ids")):  # buffers, not weights
+            continue
+        base = next((name[len(p):] for p in _BASE_PREFIXES if name.startswith(p)), name)
+        if (target := _rename(base, _EMBEDDINGS)) is not None:
+            converted[f"bert18.{target}"] = tensor
+        elif (target := _rename(base, layer_rules)) is not None:
+            if target.startswith("attention."):  # query / key / value, fused below
+                qkv_parts[target] = tensor
+            else:
+                converted[f"bert18.{target}"] = tensor
+        elif (target := _rename(name, _HEADS)) is not None:
+            converted[target] = tensor
+        else:
+            skipped.append(name)
+    blocks = sorted({int(k.split(".")[1]) for k in qkv_parts})
+    for i in blocks:
+        for kind in ("weight", "bias"):
+            parts = [qkv_parts.get(f"attention.{i}.{p}.{kind}") for p in ("query", "key", "value")]
+            if any(p is None for p in parts):
+                raise ConversionError(f"attention layer {i} lacks one of query/key/value {kind}")
+            converted[f"bert18.encoder.attention.{i}.qkv.{kind}"] = torch.cat(parts, dim=0)
+    if model_type in ("roberta", "xlm-roberta"):
+        key = "bert18.embeddings.position_embeddings.weight"
+        offset = config.pad_token_id + 1
+        converted[key] = converted[key][offset:].clone()
+    if "lm_head.decoder.weight" not in converted and "lm_head.decoder.bias" in converted:
+        converted["lm_head.decoder.weight"] = converted["bert18.embeddings.word_embeddings.weight"]
+    return converted, skipped
+
+
+def _read_weights(folder: str, hub_kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The full state dict of a checkpoint: safetensors (single or sharded), else pytorch_model.bin."""
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        index_file = cached_file(folder, index, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if index_file is not None:
+            shards = sorted(set(json.loads(Path(index_file).read_text())["weight_map"].values()))
+            files = [cached_file(folder, shard, **hub_kwargs) for shard in shards]
+        else:
+            file = cached_file(folder, single, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+            files = [file] if file is not None else []
+        if files:
+            state_dict: dict[str, torch.Tensor] = {}
+            for file in files:
+                state_dict.update(_load_weights_file(file))
+            return state_dict
+    raise ConversionError(f"no weights in {folder}: expected model.safetensors or pytorch_model.bin (or sharded)")
+
+
+def _load_weights_file(file: str) -> dict[str, torch.Tensor]:
+    try:
+        if file.endswith(".safetensors"):
+            return load_file(file)
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, OSError) as error:
+        raise ConversionError(f"cannot read weights file {file} (truncated or corrupt?): {error}") from error
+
+
+def load_transformers_checkpoint(path: str | os.PathLike, **hub_kwargs: Any) -> tuple[Bert18Config, dict[str, torch.Tensor]]:
+    """Read an original checkpoint (folder or Hub id): the bert18 config and converted state dict."""
+    path = str(path)
+    config_dict, _ = PretrainedConfig.get_config_dict(path, **hub_kwargs)
+    config = config_from_transformers(config_dict)
+    state_dict, skipped = convert_state_dict(_read_weights(path, hub_kwargs), config, config_dict["model_type"])
+    if skipped:
+        logger.warning("weights of %s with no bert18 counterpart, not converted: %s", path, ", ".join(skipped))
+    return config, state_dict
+
+
+def _bert18_class_for(state_dict: dict[str, torch.Tensor]) -> type[Bert18PreTrainedModel]:
+    """The richest bert18 class the converted weights fill: pretraining, masked LM, or bare encoder."""
+    if any(k.startswith("lm_head.") for k in state_dict):
+        return Bert18ForPreTraining if any(k.startswith("heads.") for k in state_dict) else Bert18ForMaskedLM
+    return Bert18Model
+
+
+def from_transformers(
+    model_or_path: PreTrainedModel | str | os.PathLike,
+    model_class: type[Bert18PreTrainedModel] | None = None,
+    **hub_kwargs: Any,
+) -> Bert18PreTrainedModel:
+    """A bert18 model computing what a transformers BERT/RoBERTa/ALBERT model (or checkpoint) does.
+
+    ``model_class`` defaults to the richest class the weights fill (``Bert18ForPreTraining`` when
+    both MLM and sentence heads are present, ``Bert18ForMaskedLM``, else ``Bert18Model``).
+    """
+    if isinstance(model_or_path, PreTrainedModel):
+        config = config_from_transformers(model_or_path.config)
+        state_dict, skipped = convert_state_dict(model_or_path.state_dict(), config, model_or_path.config.model_type)
+        if skipped:
+            logger.warning("weights with no bert18 counterpart, not converted: %s", ", ".join(skipped))
+    else:
+        config, state_dict = load_transformers_checkpoint(model_or_path, **hub_kwargs)
+    model_class = model_class or _bert18_class_for(state_dict)
+    if model_class is Bert18Model:
+        state_dict = {k.removeprefix("bert18."): v for k, v in state_dict.items() if k.startswith("bert18.")}
+    return model_class.from_pretrained(None, config=config, state_dict=state_dict)
+
+
+def convert_checkpoint(
+    source: str | os.PathLike, destination: str | os.PathLike, overwrite: bool = False, **hub_kwargs: Any
+) -> Path:
+    """Convert ``source`` (a folder or Hub id) into a bert18 checkpoint folder ``destination``.
+
+    The model and, when the source has one, its tokenizer are written to a temporary folder beside
+    ``destination`` and moved into place only once complete: a failure leaves nothing behind.
+    """
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()) and not overwrite:
+        raise FileExistsError(f"{destination} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    model = from_transformers(source, **hub_kwargs)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        model.save_pretrained(staging)
+        _copy_tokenizer(str(source), staging, hub_kwargs)
+        if destination.exists():
+            shutil.rmtree(destination)
+        staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
+
+
+def _copy_tokenizer(source: str, folder: Path, hub_kwargs: dict[str, Any]) -> None:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
+    except (OSError, ValueError) as error:
+        logger.warning("no tokenizer saved with the conversion of %s: %s", source, error)
+        return
+    tokenizer.save_pretrained(folder)
+
+
+__all__ = [
+    "ConversionError",
+    "config_from_transformers",
+    "convert_state_dict",
+    "load_transformers_checkpoint",
+    "from_transformers",
+    "convert_checkpoint",
+]

@@ -1,0 +1,781 @@
+"""Bert18: one BERT-family encoder with the options of BERT, RoBERTa and ALBERT, and its heads.
+
+The whole model reads top to bottom in this file; every choice is a ``Bert18Config`` field:
+
+- Embeddings (seed questions 3-5): token + segment + position embeddings of width E, summed, then
+  LayerNorm and dropout. Positions are a ``learned`` table (BERT) or the fixed ``sinusoidal`` code
+  of the Transformer; ``pad_aware_positions`` numbers real tokens only (RoBERTa). With
+  ``embedding_size`` set, one linear map lifts E to the hidden width H (ALBERT's factorization).
+- Encoder: ``num_hidden_layers`` post-LayerNorm steps, each ``x = LN(x + Attention(x))`` then
+  ``x = LN(x + FFN(x))``. Attention is multi-head scaled dot-product (question 11: heads of
+  H / A dims, concatenated, then an output projection), run by transformers' attention interface
+  (eager, sdpa, flash_attention_2 where installed). Q, K and V come from one fused projection: one
+  matrix multiply instead of three, the same parameters. ``layer_sharing`` keeps a single attention
+  block, a single feed-forward block, or one of each, and applies it at every layer (ALBERT).
+- Pooler (question 8): dense + tanh over the final state of the first token, [CLS].
+- Heads: the MLM head (dense H -> E, activation, LayerNorm, decoder E -> V tied to the token
+  embeddings), one linear head per other pretraining task, and the usual downstream heads.
+
+This file imports only torch, transformers and the config module (relatively), so
+``save_pretrained`` can ship it with the weights for ``trust_remote_code=True`` loading.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+
+# Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
+CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert")
+
+
+def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
+    """The Transformer's fixed code: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(same)."""
+    position = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)[:, : dim // 2]
+    return table
+
+
+class Bert18Embeddings(nn.Module):
+    """Token + segment + position embeddings, summed, LayerNorm, dropout, then E -> H if factorized."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__()
+        dim = config.effective_embedding_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, dim, padding_idx=config.pad_token_id)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, dim)
+        if config.position_embedding_type == "learned":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, dim)
+        else:  # fixed, so not a parameter and not saved: rebuilt identically from the config
+            self.register_buffer(
+                "sinusoidal_table", sinusoidal_positions(config.max_position_embeddings, dim), persistent=False
+            )
+        self.layer_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.projection = nn.Linear(dim, config.hidden_size) if config.embedding_size is not None else None
+        self.pad_token_id = config.pad_token_id
+        self.pad_aware_positions = config.pad_aware_positions
+        self.max_positions = config.max_position_embeddings
+
+    def position_ids_for(self, input_ids: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        if self.pad_aware_positions and input_ids is not None:
+            # RoBERTa: real tokens are numbered 0, 1, 2, ... whatever padding precedes them.
+            is_token = input_ids.ne(self.pad_token_id)
+            return (torch.cumsum(is_token, dim=1) - 1).clamp(min=0) * is_token
+        return torch.arange(shape[1], device=device).expand(shape)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        shape, device = inputs_embeds.shape[:2], inputs_embeds.device
+        if shape[1] > self.max_positions:
+            raise ValueError(
+                f"sequence length {shape[1]} exceeds max_position_embeddings ({self.max_positions}): "
+                "truncate the input, or see bert18.long_text for longer documents"
+            )
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+        if position_ids is None:
+            position_ids = self.position_ids_for(input_ids, shape, device)
+        if hasattr(self, "position_embeddings"):
+            positions = self.position_embeddings(position_ids)
+        else:
+            positions = F.embedding(position_ids, self.sinusoidal_table.to(inputs_embeds.dtype))
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + positions
+        embeddings = self.dropout(self.layer_norm(embeddings))
+        return embeddings if self.projection is None else self.projection(embeddings)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q K^T * scaling + mask) V, in [batch, heads, length, head_dim]; returns [B, L, heads, D]."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.dropout(F.softmax(weights, dim=-1), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class Bert18Attention(GradientCheckpointingLayer):
+    """Multi-head self-attention with its output projection, residual and LayerNorm."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        # An encoder attends both ways. SDPA turns causal when a module says so and the batch has
+        # no padding (no mask), so say it explicitly.
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        context, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        context = context.reshape(batch, length, -1)
+        return self.layer_norm(hidden_states + self.dropout(self.output(context))), weights
+
+
+class Bert18FeedForward(GradientCheckpointingLayer):
+    """Position-wise feed-forward H -> I -> H with residual and LayerNorm."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__()
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        update = self.output(self.activation(self.intermediate(hidden_states)))
+        return self.layer_norm(hidden_states + self.dropout(update))
+
+
+class Bert18Encoder(nn.Module):
+    """``num_hidden_layers`` attention + feed-forward steps over one or many blocks.
+
+    ``attention`` and ``feed_forward`` hold one block per layer, or a single block when that kind
+    is shared; layer i uses block ``i % len(blocks)``, so a shared block is stored (and counted)
+    once and applied at every layer.
+    """
+
+    def __init__(self, config: Bert18Config):
+        super().__init__()
+        layers = config.num_hidden_layers
+        attention_blocks = 1 if config.layer_sharing in ("all", "attention") else layers
+        ffn_blocks = 1 if config.layer_sharing in ("all", "ffn") else layers
+        self.num_layers = layers
+        self.attention = nn.ModuleList(Bert18Attention(config) for _ in range(attention_blocks))
+        self.feed_forward = nn.ModuleList(Bert18FeedForward(config) for _ in range(ffn_blocks))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for i in range(self.num_layers):
+            attention = self.attention[i % len(self.attention)]
+            hidden_states, weights = attention(hidden_states, attention_mask, **kwargs)
+            hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        return hidden_states, all_hidden_states, all_attentions
+
+
+class Bert18Pooler(nn.Module):
+    """dense + tanh over the final hidden state of [CLS]."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class Bert18LMHead(nn.Module):
+    """MLM head: dense H -> E, activation, LayerNorm, then the decoder E -> V (tied to the embeddings)."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__()
+        dim = config.effective_embedding_size
+        self.dense = nn.Linear(config.hidden_size, dim)
+        self.activation = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(dim, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
+
+
+class Bert18PreTrainedModel(PreTrainedModel):
+    """Weight initialisation, Auto-class plumbing and direct loading of BERT/RoBERTa/ALBERT checkpoints."""
+
+    config_class = Bert18Config
+    config: Bert18Config
+    base_model_prefix = "bert18"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Bert18Embeddings", "Bert18Attention", "Bert18FeedForward"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # Every loss here is a mean over its own targets; the Trainer must keep dividing by the
+    # gradient-accumulation steps instead of passing num_items_in_batch.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: Bert18Config, *args: Any, **kwargs: Any):
+        config.check()
+        super().__init__(config, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, Bert18Embeddings) and hasattr(module, "sinusoidal_table"):
+            table = sinusoidal_positions(*module.sinusoidal_table.shape)
+            init.copy_(module.sinusoidal_table, table)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        """``PreTrainedModel.from_pretrained``, also accepting an original BERT, RoBERTa or ALBERT
+        checkpoint (folder or Hub id), converted on the fly by ``bert18.convert``.
+
+        Config attributes among ``kwargs`` (``num_labels=3``, ``hidden_dropout_prob=0.2``) apply to
+        the converted config, as they would to a bert18 one.
+        """
+        source_type = _checkpoint_model_type(pretrained_model_name_or_path, kwargs)
+        if source_type not in CONVERTIBLE_MODEL_TYPES:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        try:
+            from bert18.convert import load_transformers_checkpoint
+        except ImportError as error:  # remote-code copy of this file, bert18 not installed
+            raise ImportError(
+                f"{pretrained_model_name_or_path} is a {source_type} checkpoint; converting it needs the "
+                "bert18 package (pip install bert18)"
+            ) from error
+        config, state_dict = load_transformers_checkpoint(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
+        for name in [k for k in kwargs if hasattr(config, k) and k not in ("dtype", "torch_dtype")]:
+            setattr(config, name, kwargs.pop(name))
+        return super().from_pretrained(None, *args, config=config, state_dict=state_dict, **kwargs)
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> None:
+        # Name every bert18 head in auto_map, not only this one, so that a checkpoint of any head
+        # loads into any other through the Auto classes with trust_remote_code=True.
+        if self._auto_class is not None:
+            self.config.auto_map = {
+                "AutoConfig": "configuration_bert18.Bert18Config",
+                **{auto: f"modeling_bert18.{name}" for auto, name in AUTO_CLASSES.items()},
+            }
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        if output_attentions and self.config._attn_implementation != "eager":
+            raise ValueError(
+                f"output_attentions=True needs the eager attention, not {self.config._attn_implementation!r} "
+                "(fused kernels never build the weights): load the model with attn_implementation='eager'"
+            )
+        hidden = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return bool(output_attentions), bool(hidden)
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+
+
+def _checkpoint_model_type(path: Any, kwargs: dict[str, Any]) -> str | None:
+    """``model_type`` in the config of ``path``, or None when there is no config to read."""
+    if path is None or kwargs.get("config") is not None:
+        return None
+    try:
+        config_dict, _ = Bert18Config.get_config_dict(path, **_hub_kwargs(kwargs))
+    except (OSError, ValueError):
+        return None  # let from_pretrained report the missing checkpoint in its own words
+    return config_dict.get("model_type")
+
+
+class Bert18Model(Bert18PreTrainedModel):
+    """The bare encoder: embeddings, encoder, and (optionally) the [CLS] pooler."""
+
+    def __init__(self, config: Bert18Config, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = Bert18Embeddings(config)
+        self.encoder = Bert18Encoder(config)
+        self.pooler = Bert18Pooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
+        """Encode a batch. ``attention_mask`` is 1 for tokens and 0 for padding ([batch, length])."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=embeddings, attention_mask=attention_mask)
+        sequence, hidden_states, attentions = self.encoder(
+            embeddings, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
+        )
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence,
+            pooler_output=self.pooler(sequence) if self.pooler is not None else None,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+
+
+@dataclass
+class Bert18ForPreTrainingOutput(ModelOutput):
+    """Output of ``Bert18ForPreTraining``.
+
+    Attributes:
+        loss: weighted sum of the task losses (when labels are given).
+        task_losses: each task's loss by task name (``mlm``, ``nsp``, ...), for logging.
+        prediction_logits: MLM scores over the vocabulary, [batch, length, vocab].
+        task_logits: scores of every other task by name: [batch, classes] for sentence tasks,
+            [batch, length, classes] for token tasks.
+    """
+
+    loss: torch.Tensor | None = None
+    task_losses: dict[str, torch.Tensor] | None = None
+    prediction_logits: torch.Tensor | None = None
+    task_logits: dict[str, torch.Tensor] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class Bert18ForPreTraining(Bert18PreTrainedModel):
+    """The encoder with one head per task of ``config.pretraining_tasks``; losses summed with weights.
+
+    ``mlm`` uses the tied MLM head; ``nsp``, ``sop`` and ``sentence_distance`` classify the pooled
+    [CLS] state; ``capitalization`` and ``token_document_relation`` classify every token. A task's
+    loss is computed when its labels are passed (``PRETRAINING_TASKS`` names the argument), -100
+    marking positions or examples to ignore.
+    """
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "bert18.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: Bert18Config):
+        super().__init__(config)
+        self.bert18 = Bert18Model(config)
+        self.lm_head = Bert18LMHead(config) if "mlm" in config.pretraining_tasks else None
+        self.heads = nn.ModuleDict(
+            {task: nn.Linear(config.hidden_size, PRETRAINING_TASKS[task][1])
+             for task in config.pretraining_tasks if task != "mlm"}
+        )
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.lm_head.decoder if self.lm_head is not None else None
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        next_sentence_label: torch.Tensor | None = None,
+        sentence_order_label: torch.Tensor | None = None,
+        sentence_distance_label: torch.Tensor | None = None,
+        capitalization_labels: torch.Tensor | None = None,
+        token_document_labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> Bert18ForPreTrainingOutput:
+        """``labels`` are the MLM targets ([batch, length], -100 where not masked); the other label
+        arguments belong to the task of the same name in ``PRETRAINING_TASKS``."""
+        given = {
+            "labels": labels,
+            "next_sentence_label": next_sentence_label,
+            "sentence_order_label": sentence_order_label,
+            "sentence_distance_label": sentence_distance_label,
+            "capitalization_labels": capitalization_labels,
+            "token_document_labels": token_document_labels,
+        }
+        tasks = self.config.pretraining_tasks
+        for task, (argument, _, _) in PRETRAINING_TASKS.items():
+            if given[argument] is not None and task not in tasks:
+                raise ValueError(f"{argument} given, but task {task!r} is not in config.pretraining_tasks {tasks}")
+        outputs = self.bert18(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        sequence, pooled = outputs.last_hidden_state, outputs.pooler_output
+        prediction_logits = self.lm_head(sequence) if self.lm_head is not None else None
+        task_logits = {
+            task: head(pooled if PRETRAINING_TASKS[task][2] == "sequence" else sequence)
+            for task, head in self.heads.items()
+        }
+        all_logits = {"mlm": prediction_logits, **task_logits}
+        task_losses = {}
+        for task in tasks:
+            target = given[PRETRAINING_TASKS[task][0]]
+            if target is not None:
+                logits = all_logits[task]
+                task_losses[task] = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1))
+        loss = sum(self.config.task_loss_weight(t) * value for t, value in task_losses.items()) if task_losses else None
+        return Bert18ForPreTrainingOutput(
+            loss=loss,
+            task_losses=task_losses or None,
+            prediction_logits=prediction_logits,
+            task_logits=task_logits or None,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class Bert18ForMaskedLM(Bert18PreTrainedModel):
+    """The encoder (no pooler) with the tied MLM head; ``pipeline("fill-mask")`` uses it."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "bert18.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: Bert18Config):
+        super().__init__(config)
+        self.bert18 = Bert18Model(config, add_pooling_layer=False)
+        self.lm_head = Bert18LMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> MaskedLMOutput:
+        """``labels``: target ids at masked positions, -100 elsewhere."""
+        outputs = self.bert18(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+def _classifier_dropout(config: Bert18Config) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)
+
+
+def sequence_classification_loss(config: Bert18Config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Regression (MSE), single-label (cross-entropy) or multi-label (BCE), as ``config.problem_type``
+    says, or inferred from ``num_labels`` and the label dtype the way transformers does."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class Bert18ForSequenceClassification(Bert18PreTrainedModel):
+    """Pooled [CLS] -> dropout -> linear; classification or regression over whole sequences."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert18 = Bert18Model(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        """``labels``: class ids [batch], floats [batch] for regression, or multi-hot [batch, labels]."""
+        outputs = self.bert18(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class Bert18ForTokenClassification(Bert18PreTrainedModel):
+    """Every token's final state -> dropout -> linear (tagging: NER, BIO chunks)."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert18 = Bert18Model(config, add_pooling_layer=False)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> TokenClassifierOutput:
+        """``labels``: a tag id per token [batch, length], -100 on tokens to ignore."""
+        outputs = self.bert18(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
+    """Extractive QA: a start and an end score per token (SQuAD)."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__(config)
+        self.bert18 = Bert18Model(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> QuestionAnsweringModelOutput:
+        """``start_positions``/``end_positions``: token index of the answer span [batch]; indices
+        outside the sequence (answers cut off by truncation) are ignored in the loss."""
+        outputs = self.bert18(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.size(1)
+            start = start_positions.view(-1).clamp(0, ignored)
+            end = end_positions.view(-1).clamp(0, ignored)
+            loss = (
+                F.cross_entropy(start_logits, start, ignore_index=ignored)
+                + F.cross_entropy(end_logits, end, ignore_index=ignored)
+            ) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits.contiguous(),
+            end_logits=end_logits.contiguous(),
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class Bert18ForMultipleChoice(Bert18PreTrainedModel):
+    """Inputs [batch, choices, length]; each choice's pooled [CLS] scored by one linear unit."""
+
+    def __init__(self, config: Bert18Config):
+        super().__init__(config)
+        self.bert18 = Bert18Model(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> MultipleChoiceModelOutput:
+        """``labels``: index of the right choice [batch]."""
+        reference = input_ids if input_ids is not None else inputs_embeds
+        num_choices = reference.shape[1]
+
+        def flat(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.reshape(-1, *t.shape[2:])
+
+        outputs = self.bert18(
+            flat(input_ids),
+            attention_mask=flat(attention_mask),
+            token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids),
+            inputs_embeds=flat(inputs_embeds),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+# The transformers Auto class of each bert18 model, used for registration and for auto_map.
+AUTO_CLASSES = {
+    "AutoModel": "Bert18Model",
+    "AutoModelForPreTraining": "Bert18ForPreTraining",
+    "AutoModelForMaskedLM": "Bert18ForMaskedLM",
+    "AutoModelForSequenceClassification": "Bert18ForSequenceClassification",
+    "AutoModelForTokenClassification": "Bert18ForTokenClassification",
+    "AutoModelForQuestionAnswering": "Bert18ForQuestionAnswering",
+    "AutoModelForMultipleChoice": "Bert18ForMultipleChoice",
+}
+
+__all__ = [
+    "Bert18PreTrainedModel",
+    "Bert18Model",
+    "Bert18ForPreTraining",
+    "Bert18ForPreTrainingOutput",
+    "Bert18ForMaskedLM",
+    "Bert18ForSequenceClassification",
+    "Bert18ForTokenClassification",
+    "Bert18ForQuestionAnswering",
+    "Bert18ForMultipleChoice",
+]
