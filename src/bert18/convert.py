@@ -116,7 +116,8 @@ _ALBERT_LAYER = [  # ALBERT: one group holding one shared layer
      r"encoder.attention.0.output.\1"),
     (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.LayerNorm\.(weight|bias)",
      r"encoder.attention.0.layer_norm.\1"),
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn\.(weight|bias)", r"encoder.feed_forward.0.intermediate.\1"),
+    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn\.(weight|bias)",
+     r"encoder.feed_forward.0.intermediate.\1"),
     (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn_output\.(weight|bias)",
      r"encoder.feed_forward.0.output.\1"),
     (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.full_layer_layer_norm\.(weight|bias)",
@@ -159,6 +160,7 @@ def convert_state_dict(
     Returns the converted dict and the source names that have no bert18 counterpart (e.g. RoBERTa's
     classification head, whose dense + tanh layer bert18 expresses as the pooler of a fresh head).
     """
+    # Checkpoints converted from TensorFlow may still call the LayerNorm parameters gamma and beta.
     state_dict = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
                   for k, v in state_dict.items()}
     layer_rules = _ALBERT_LAYER if model_type == "albert" else _BERT_LAYER
@@ -188,6 +190,12 @@ def convert_state_dict(
                 raise ConversionError(f"attention layer {i} lacks one of query/key/value {kind}")
             converted[f"bert18.encoder.attention.{i}.qkv.{kind}"] = torch.cat(parts, dim=0)
     if model_type in ("roberta", "xlm-roberta"):
+        if config.hidden_act != "gelu" and any(k.startswith("lm_head.") for k in converted):
+            # RoBERTa's MLM head always applies exact gelu; bert18's applies config.hidden_act.
+            raise ConversionError(
+                f"{model_type} MLM head with hidden_act={config.hidden_act!r}: transformers' RoBERTa head "
+                "always uses 'gelu', bert18's uses hidden_act, so only hidden_act='gelu' converts faithfully"
+            )
         key = "bert18.embeddings.position_embeddings.weight"
         offset = config.pad_token_id + 1
         converted[key] = converted[key][offset:].clone()
@@ -224,7 +232,9 @@ def _load_weights_file(file: str) -> dict[str, torch.Tensor]:
         raise ConversionError(f"cannot read weights file {file} (truncated or corrupt?): {error}") from error
 
 
-def load_transformers_checkpoint(path: str | os.PathLike, **hub_kwargs: Any) -> tuple[Bert18Config, dict[str, torch.Tensor]]:
+def load_transformers_checkpoint(
+    path: str | os.PathLike, **hub_kwargs: Any
+) -> tuple[Bert18Config, dict[str, torch.Tensor]]:
     """Read an original checkpoint (folder or Hub id): the bert18 config and converted state dict."""
     path = str(path)
     config_dict, _ = PretrainedConfig.get_config_dict(path, **hub_kwargs)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
@@ -289,8 +290,19 @@ class Bert18PreTrainedModel(PreTrainedModel):
         the converted config, as they would to a bert18 one.
         """
         source_type = _checkpoint_model_type(pretrained_model_name_or_path, kwargs)
+        if source_type in (None, Bert18Config.model_type):
+            try:
+                return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            except SafetensorError as error:  # its message names neither the checkpoint nor the cause
+                raise OSError(
+                    f"cannot read the weights of {pretrained_model_name_or_path}: {error}. The safetensors file "
+                    "is truncated or corrupt; save or download it again"
+                ) from error
         if source_type not in CONVERTIBLE_MODEL_TYPES:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {source_type!r} checkpoint; {cls.__name__} loads bert18 "
+                f"checkpoints and converts {', '.join(CONVERTIBLE_MODEL_TYPES)}"
+            )
         try:
             from bert18.convert import load_transformers_checkpoint
         except ImportError as error:  # remote-code copy of this file, bert18 not installed
@@ -545,7 +557,9 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 def _classifier_dropout(config: Bert18Config) -> nn.Dropout:
