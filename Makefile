@@ -20,15 +20,15 @@ demo: $(STAMP)
 	$(VENV)/bin/bert18 demo
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests recipes
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests recipes
-	$(PY) -m ruff format --check src tests recipes
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) demo-output
