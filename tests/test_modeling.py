@@ -701,3 +701,17 @@ def test_package_registers_with_transformers():
     """Importing bert18 registers the model type in transformers' config mapping."""
     assert transformers.CONFIG_MAPPING["bert18"] is Bert18Config
     assert bert18.Bert18Config.model_type == "bert18"
+
+
+def test_pretraining_without_mlm_round_trips(tmp_path):
+    """A sentence-task-only model (no MLM head, nothing to tie) saves, reloads and scores identically."""
+    model = Bert18ForPreTraining(tiny_config(pretraining_tasks=["sop"])).eval()
+    model.save_pretrained(tmp_path)
+    reloaded = Bert18ForPreTraining.from_pretrained(tmp_path).eval()
+    batch = make_batch()
+    label = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        expected, actual = model(**batch, sentence_order_label=label), reloaded(**batch, sentence_order_label=label)
+    assert model.lm_head is None and expected.prediction_logits is None
+    assert torch.equal(expected.task_logits["sop"], actual.task_logits["sop"])
+    assert torch.equal(expected.loss, F.cross_entropy(expected.task_logits["sop"], label))

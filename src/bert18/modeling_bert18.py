@@ -434,6 +434,8 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         super().__init__(config)
         self.bert18 = Bert18Model(config)
         self.lm_head = Bert18LMHead(config) if "mlm" in config.pretraining_tasks else None
+        if self.lm_head is None:  # nothing to tie without an MLM head
+            self._tied_weights_keys = {}
         self.heads = nn.ModuleDict(
             {task: nn.Linear(config.hidden_size, PRETRAINING_TASKS[task][1])
              for task in config.pretraining_tasks if task != "mlm"}
