@@ -1,4 +1,4 @@
-"""The ``bert18`` command: ``demo``, ``convert``, ``params``."""
+"""The ``bert18`` command: ``demo``, ``convert``, ``params``, ``train-tokenizer``."""
 
 import argparse
 import sys
@@ -29,6 +29,26 @@ def _params(args: argparse.Namespace) -> None:
     print(count_parameters(args.preset or Bert18Config.from_pretrained(args.config)))
 
 
+def _train_tokenizer(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer(
+        [Path(file) for file in args.files],
+        algorithm=args.algorithm,
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        lowercase=args.lowercase,
+        special_tokens_style=args.style,
+        split_cjk=args.split_cjk,
+        model_max_length=args.model_max_length,
+        show_progress=not args.quiet,
+        save_to=args.output,
+    )
+    print(f"trained a {args.algorithm} vocabulary of {len(tokenizer)} tokens -> {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert18", description="Pretrain and transfer BERT-family encoders.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--preset", help="a preset name (see Bert18Config.from_preset), or 'all' for totals")
     which.add_argument("--config", help="a bert18 config.json or checkpoint folder")
     params.set_defaults(run=_params)
+
+    tok = commands.add_parser("train-tokenizer", help="train a WordPiece / BPE / Unigram vocabulary on text files")
+    tok.add_argument("files", nargs="+", help="UTF-8 plain-text files, one or more documents each")
+    tok.add_argument("--output", required=True, help="folder to write (AutoTokenizer.from_pretrained loads it)")
+    tok.add_argument("--algorithm", choices=["wordpiece", "bpe", "unigram"], default="wordpiece")
+    tok.add_argument("--vocab-size", type=int, default=30522, help="number of ids, special tokens included")
+    tok.add_argument("--min-frequency", type=int, default=2, help="minimum count of a merged pair")
+    tok.add_argument("--style", choices=["bert", "roberta"], default="bert",
+                     help="special tokens and template: bert ([CLS] A [SEP] B [SEP]) or roberta "
+                     "(<s> A </s></s> B </s>; byte-level with --algorithm bpe)")
+    tok.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case (cased vocabulary)")
+    tok.add_argument("--no-split-cjk", dest="split_cjk", action="store_false",
+                     help="do not make each CJK character its own pre-token")
+    tok.add_argument("--model-max-length", type=int, default=512)
+    tok.add_argument("--quiet", action="store_true", help="no progress bar")
+    tok.set_defaults(run=_train_tokenizer)
     return parser
 
 
