@@ -1,0 +1,295 @@
+"""Pretraining dataset preparation: documents -> tokenized sentences -> grouped documents or packed rows.
+
+``prepare_pretraining_dataset`` runs once per corpus (``datasets.map``: batched, cached, ``num_proc``)
+and keeps everything the collators need to draw masks and pairs afresh each epoch:
+
+- ``input_ids``: token ids, no special tokens in the grouped layout;
+- ``word_ids``: the word each token belongs to (whole-word and n-gram masking);
+- ``capitalization_labels``: 1 where the token's word starts with an upper-case letter in the
+  original text (ERNIE 2.0; the uncased tokenizer has lost it), else 0;
+- ``span_starts`` / ``span_ends`` / ``span_kinds``: knowledge units (entities, phrases) as token
+  ranges ``[start, end)``, masked all-or-none by the knowledge-masking collator.
+
+The layout follows the tasks. With a sentence-level task (``nsp``, ``sop``, ``sentence_distance``)
+or ``token_document_relation`` a row is a whole **document**, every field a list per sentence, so
+pairs are drawn fresh at collation. Otherwise sentences are **packed** into rows of ``max_length``
+tokens (RoBERTa's FULL-SENTENCES, or DOC-SENTENCES within one document), ``[CLS] ... [SEP]``
+included, fields flat per row with -1 / -100 on the special tokens.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import datasets
+from transformers import PreTrainedTokenizerFast
+
+from ..configuration_bert18 import Bert18Config
+from .sentences import sentence_spans
+from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
+
+logger = logging.getLogger(__name__)
+
+DOCUMENT_TASKS = frozenset({"nsp", "sop", "sentence_distance", "token_document_relation"})
+PACKING_MODES = ("full_sentences", "doc_sentences")
+_SENTENCE_FIELDS = ("input_ids", "word_ids", "capitalization_labels", "span_starts", "span_ends", "span_kinds")
+
+
+def _document_spans(text: str, row: int, user_spans: list[dict] | None, span_column: str | None,
+                    lexicon: LexiconMatcher | None, entities: bool) -> list[tuple[int, int, str]]:
+    """Character spans of one document from every configured source, validated."""
+    spans = []
+    for span in user_spans or []:
+        start, end, kind = span.get("start"), span.get("end"), span.get("kind") or "entity"
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            raise ValueError(
+                f"row {row}, column {span_column!r}: span {span} is not 0 <= start < end <= {len(text)} "
+                "(character offsets into the text)"
+            )
+        spans.append((start, end, kind))
+    if lexicon is not None:
+        spans.extend(lexicon.find(text))
+    if entities:
+        spans.extend(capitalized_entity_spans(text))
+    return sorted(spans)
+
+
+def _word_capitalization(text: str, offsets: list[tuple[int, int]], word_ids: list[int]) -> list[int]:
+    """1 for every token of a word whose first character is upper case, else 0."""
+    labels, word_start = [], {}
+    for (start, _), word in zip(offsets, word_ids):
+        first_char = word_start.setdefault(word, start)
+        labels.append(int(text[first_char].isupper()))
+    return labels
+
+
+def _sentence_token_spans(spans: list[tuple[int, int, str]], sentence: tuple[int, int],
+                          offsets: list[tuple[int, int]]) -> tuple[list[tuple[int, int, str]], int]:
+    """The token spans inside one sentence; a span crossing the sentence edge is clipped to it."""
+    start, end = sentence
+    inside = [(max(s, start) - start, min(e, end) - start, kind) for s, e, kind in spans if s < end and e > start]
+    return char_spans_to_token_spans(inside, offsets, return_dropped=True)
+
+
+def _chunks(length: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, length)) for i in range(0, length, size)] or [(0, 0)]
+
+
+def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTrainedTokenizerFast,
+                    max_sentence_tokens: int, text_column: str, span_column: str | None,
+                    lexicon: LexiconMatcher | None, entities: bool, capitalization: bool) -> dict[str, list]:
+    texts = batch[text_column]
+    for text, row in zip(texts, indices):
+        if not isinstance(text, str):
+            raise ValueError(f"row {row}, column {text_column!r}: expected text, got {type(text).__name__}")
+    sentences = [sentence_spans(text) for text in texts]
+    flat = [text[s:e] for text, spans in zip(texts, sentences) for s, e in spans]
+    encoded = tokenizer(flat, add_special_tokens=False, return_offsets_mapping=True)
+    out: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "num_tokens", "dropped_spans")}
+    k = 0
+    for doc, (text, row) in enumerate(zip(texts, indices)):
+        user = batch[span_column][doc] if span_column else None
+        spans = _document_spans(text, row, user, span_column, lexicon, entities)
+        doc_fields: dict[str, list] = {field: [] for field in _SENTENCE_FIELDS}
+        dropped = 0
+        for sentence in sentences[doc]:
+            ids, offsets, words = encoded["input_ids"][k], encoded["offset_mapping"][k], encoded.word_ids(k)
+            sentence_text = flat[k]
+            k += 1
+            token_spans, lost = _sentence_token_spans(spans, sentence, offsets)
+            dropped += lost
+            capitals = _word_capitalization(sentence_text, offsets, words) if capitalization else None
+            for lo, hi in _chunks(len(ids), max_sentence_tokens):  # an over-long sentence becomes several
+                if hi == lo:
+                    continue
+                doc_fields["input_ids"].append(ids[lo:hi])
+                doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
+                doc_fields["capitalization_labels"].append(capitals[lo:hi] if capitals else [])
+                inside = [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in token_spans if s < hi and e > lo]
+                doc_fields["span_starts"].append([s for s, _, _ in inside])
+                doc_fields["span_ends"].append([e for _, e, _ in inside])
+                doc_fields["span_kinds"].append([kind for _, _, kind in inside])
+        for field in _SENTENCE_FIELDS:
+            out[field].append(doc_fields[field])
+        out["num_tokens"].append(sum(len(ids) for ids in doc_fields["input_ids"]))
+        out["dropped_spans"].append(dropped)
+    return out
+
+
+def tokenize_documents(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerFast,
+    max_sentence_tokens: int = 509,
+    text_column: str = "text",
+    span_column: str | None = None,
+    lexicon: LexiconMatcher | None = None,
+    capitalized_entities: bool = False,
+    capitalization: bool = True,
+    num_proc: int | None = None,
+    batch_size: int = 64,
+) -> datasets.Dataset:
+    """One row per document with every field a list per sentence (see the module docstring).
+
+    Empty documents and documents without a single token are dropped (the count is logged);
+    sentences longer than ``max_sentence_tokens`` are cut into several. Knowledge spans come from
+    ``span_column`` (a list of ``{"start", "end", "kind"}`` character spans per document), a
+    ``lexicon`` and/or ``capitalized_entities``; a span crossing a sentence edge is clipped to it.
+    """
+    if not tokenizer.is_fast:
+        raise ValueError("preparation needs a fast tokenizer (offsets and word ids); load it with use_fast=True")
+    for column in (text_column, span_column):
+        if column is not None and column not in dataset.column_names:
+            raise ValueError(f"dataset has no column {column!r}; its columns: {dataset.column_names}")
+    removed = [c for c in (text_column, span_column) if c is not None]
+    tokenized = dataset.map(
+        _tokenize_batch,
+        batched=True,
+        batch_size=batch_size,
+        with_indices=True,
+        num_proc=num_proc,
+        remove_columns=removed,
+        fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
+                       span_column=span_column, lexicon=lexicon, entities=capitalized_entities,
+                       capitalization=capitalization),
+        desc="Tokenizing sentences",
+    )
+    kept = tokenized.filter(lambda counts: [n > 0 for n in counts], input_columns="num_tokens", batched=True,
+                            num_proc=num_proc, desc="Dropping empty documents")
+    if len(kept) < len(tokenized):
+        logger.info("dropped %d of %d documents with no tokens", len(tokenized) - len(kept), len(tokenized))
+    dropped_spans = sum(kept["dropped_spans"])
+    if dropped_spans:
+        logger.info("dropped %d knowledge spans (overlapping another, or covering no token)", dropped_spans)
+    return kept.remove_columns(["num_tokens", "dropped_spans"])
+
+
+class _RowPacker:
+    """Fills ``[CLS] sentence sentence ... [SEP]`` rows; ``add`` takes one tokenized sentence."""
+
+    def __init__(self, max_length: int, cls_id: int, sep_id: int):
+        self.max_length, self.cls_id, self.sep_id = max_length, cls_id, sep_id
+        self.rows: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "special_tokens_mask")}
+        self.document_ended = False
+        self._start_row()
+
+    def _start_row(self) -> None:
+        self.row: dict[str, list] = {field: [] for field in self.rows}
+        self.next_word = 0
+        self._special(self.cls_id)
+
+    def _special(self, token_id: int) -> None:
+        for field, value in (("input_ids", token_id), ("word_ids", -1), ("capitalization_labels", -100),
+                             ("special_tokens_mask", 1)):
+            self.row[field].append(value)
+
+    def close_row(self) -> None:
+        if len(self.row["input_ids"]) > 1:
+            self._special(self.sep_id)
+            for field, values in self.row.items():
+                self.rows[field].append(values)
+        self._start_row()
+        self.document_ended = False
+
+    def add(self, ids: list[int], words: list[int], capitals: list[int], spans: tuple[list, list, list]) -> None:
+        separator = int(self.document_ended and len(self.row["input_ids"]) > 1)
+        if len(self.row["input_ids"]) + separator + len(ids) + 1 > self.max_length:
+            self.close_row()
+            separator = 0
+        if separator:  # RoBERTa FULL-SENTENCES: an extra separator where a document ends
+            self._special(self.sep_id)
+        self.document_ended = False
+        offset = len(self.row["input_ids"])
+        self.row["input_ids"].extend(ids)
+        self.row["word_ids"].extend(self.next_word + w for w in words)
+        self.row["capitalization_labels"].extend(capitals or [0] * len(ids))
+        self.row["special_tokens_mask"].extend([0] * len(ids))
+        self.next_word += max(words) + 1 if words else 0
+        for field, values in zip(("span_starts", "span_ends"), spans[:2]):
+            self.row[field].extend(offset + x for x in values)
+        self.row["span_kinds"].extend(spans[2])
+
+
+def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: int, cross_documents: bool,
+                capitalization: bool) -> dict[str, list]:
+    packer = _RowPacker(max_length, cls_id, sep_id)
+    for doc, sentences in enumerate(batch["input_ids"]):
+        for s, ids in enumerate(sentences):
+            spans = tuple(batch[field][doc][s] for field in ("span_starts", "span_ends", "span_kinds"))
+            packer.add(ids, batch["word_ids"][doc][s], batch["capitalization_labels"][doc][s], spans)
+        if cross_documents:
+            packer.document_ended = True
+        else:
+            packer.close_row()
+    packer.close_row()
+    if not capitalization:
+        packer.rows["capitalization_labels"] = [[] for _ in packer.rows["input_ids"]]
+    return packer.rows
+
+
+def pack_sentences(
+    documents: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerFast,
+    max_length: int = 512,
+    mode: str = "full_sentences",
+    capitalization: bool = True,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+) -> datasets.Dataset:
+    """Pack whole sentences of ``tokenize_documents`` output into rows of at most ``max_length``.
+
+    ``full_sentences`` (RoBERTa) fills rows across document boundaries, with an extra separator
+    where a document ends; ``doc_sentences`` starts a new row with every document. Sentences are
+    never split across rows (``tokenize_documents`` already cut any longer than a row).
+    """
+    if mode not in PACKING_MODES:
+        raise ValueError(f"packing mode must be one of {PACKING_MODES}, got {mode!r}")
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError("packing needs a tokenizer with cls and sep tokens (BERT [CLS]/[SEP], RoBERTa <s>/</s>)")
+    return documents.map(
+        _pack_batch,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        remove_columns=documents.column_names,
+        fn_kwargs=dict(max_length=max_length, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
+                       cross_documents=mode == "full_sentences", capitalization=capitalization),
+        desc="Packing sentences",
+    )
+
+
+def prepare_pretraining_dataset(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerFast,
+    tasks: Sequence[str] | Bert18Config = ("mlm",),
+    max_length: int = 512,
+    text_column: str = "text",
+    span_column: str | None = None,
+    lexicon: LexiconMatcher | None = None,
+    capitalized_entities: bool = False,
+    packing: str = "full_sentences",
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """Prepare a corpus for the tasks of ``tasks`` (a list of task names or a ``Bert18Config``).
+
+    Documents are grouped (one row per document) when a task needs sentences of the same document
+    (``DOCUMENT_TASKS``), otherwise packed into rows of ``max_length`` with ``packing``. Results
+    are cached by ``datasets``: preparing the same corpus the same way again reads the cache.
+    """
+    task_list = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
+    if isinstance(tasks, Bert18Config) and max_length > tasks.max_position_embeddings:
+        raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings "
+                         f"({tasks.max_position_embeddings})")
+    grouped = bool(DOCUMENT_TASKS & set(task_list))
+    capitalization = "capitalization" in task_list
+    documents = tokenize_documents(
+        dataset, tokenizer,
+        max_sentence_tokens=max_length - 3 if grouped else max_length - 2,  # room for [CLS] A [SEP] B [SEP]
+        text_column=text_column, span_column=span_column, lexicon=lexicon,
+        capitalized_entities=capitalized_entities, capitalization=capitalization, num_proc=num_proc,
+    )
+    if grouped:
+        return documents
+    return pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc)
+
+
+__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "tokenize_documents", "pack_sentences", "prepare_pretraining_dataset"]
+

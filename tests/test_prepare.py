@@ -1,0 +1,165 @@
+"""Pretraining preparation on the built-in corpus with the real MiniLM WordPiece tokenizer.
+
+References: the tokenizer run on each whole document (tokens, offsets, word ids), the original text
+(capitalization), and the entity strings themselves (knowledge spans).
+"""
+
+import itertools
+import os
+
+import datasets
+import pytest
+import transformers
+
+from bert18 import Bert18Config
+from bert18.data import builtin_corpus
+from bert18.data.prepare import pack_sentences, prepare_pretraining_dataset, tokenize_documents
+from bert18.data.spans import LexiconMatcher
+
+ERNIE_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    return transformers.AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
+
+
+@pytest.fixture(scope="module")
+def ernie_documents(corpus, tokenizer):
+    return prepare_pretraining_dataset(corpus, tokenizer, ERNIE_TASKS, max_length=128, capitalized_entities=True)
+
+
+def _flat(rows):
+    return [x for row in rows for x in row]
+
+
+def test_grouped_documents_keep_every_token_in_order(corpus, tokenizer, ernie_documents):
+    """Per-sentence tokens, concatenated, are exactly the tokenizer's tokens of the whole document."""
+    assert len(ernie_documents) == len(corpus)  # no document of the built-in corpus is empty
+    assert ernie_documents["module"] == corpus["module"]
+    for text, sentences in zip(corpus["text"], ernie_documents["input_ids"]):
+        assert _flat(sentences) == tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert all(0 < len(ids) <= 128 - 3 for ids in sentences)  # room for [CLS] A [SEP] B [SEP]
+
+
+def test_capitalization_labels_follow_the_original_text(corpus, tokenizer, ernie_documents):
+    """Label 1 exactly for tokens whose word starts upper-case in the cased text (the tokenizer lowercases)."""
+    checked = 0
+    for text, labels in zip(corpus["text"][:40], ernie_documents["capitalization_labels"][:40]):
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        word_first_char = {}
+        for (start, _), word in zip(encoding["offset_mapping"], encoding.word_ids()):
+            word_first_char.setdefault(word, start)
+        expected = [int(text[word_first_char[w]].isupper()) for w in encoding.word_ids()]
+        assert _flat(labels) == expected
+        checked += len(expected)
+    assert checked > 20_000
+
+
+def test_word_ids_group_the_pieces_of_each_word(tokenizer, ernie_documents):
+    """Tokens sharing a word id decode to one whitespace-free word; ids count up from 0 per sentence."""
+    for sentences, words in zip(ernie_documents["input_ids"][:20], ernie_documents["word_ids"][:20]):
+        for ids, word_ids in zip(sentences, words):
+            assert word_ids[0] == 0 and all(b - a in (0, 1) for a, b in itertools.pairwise(word_ids))
+            for word in set(word_ids):
+                pieces = [t for t, w in zip(ids, word_ids) if w == word]
+                assert " " not in tokenizer.decode(pieces)
+                assert not tokenizer.convert_ids_to_tokens(pieces[0]).startswith("##")
+
+
+def test_capitalized_entity_spans_cover_real_names(tokenizer, ernie_documents):
+    """The entity finder's spans, mapped to tokens, decode to capitalized multi-word names."""
+    found = []
+    for sentences, starts, ends in zip(ernie_documents["input_ids"], ernie_documents["span_starts"],
+                                       ernie_documents["span_ends"]):
+        for ids, s_list, e_list in zip(sentences, starts, ends):
+            found.extend(tokenizer.decode(ids[s:e]) for s, e in zip(s_list, e_list))
+    assert len(found) > 50
+    assert "python software foundation" in found
+    assert all(" " in name or "-" in name for name in found)  # multi-word units only
+
+
+def test_user_spans_map_exactly_onto_entity_tokens(tokenizer):
+    """Character spans supplied in a column become token ranges that decode to the entity text."""
+    text = "Guido van Rossum created Python. Later, the Python Software Foundation took over in Delaware."
+    entities = ["Guido van Rossum", "Python Software Foundation", "Delaware"]
+    spans = [{"start": text.index(e), "end": text.index(e) + len(e), "kind": "entity"} for e in entities]
+    dataset = datasets.Dataset.from_list([{"text": text, "spans": spans}])
+    row = tokenize_documents(dataset, tokenizer, span_column="spans")[0]
+    decoded = [tokenizer.decode(ids[s:e]) for ids, starts, ends in zip(row["input_ids"], row["span_starts"],
+                                                                      row["span_ends"]) for s, e in zip(starts, ends)]
+    assert decoded == [e.lower() for e in entities]
+    assert _flat(row["span_kinds"]) == ["entity"] * 3
+
+
+def test_lexicon_spans(tokenizer):
+    dataset = datasets.Dataset.from_list([{"text": "Use a context manager. A context manager closes files."}])
+    lexicon = LexiconMatcher(["context manager"], kind="phrase")
+    row = tokenize_documents(dataset, tokenizer, lexicon=lexicon)[0]
+    assert [[tokenizer.decode(ids[s:e]) for s, e in zip(st, en)]
+            for ids, st, en in zip(row["input_ids"], row["span_starts"], row["span_ends"])] == [
+        ["context manager"], ["context manager"]]
+
+
+def test_packed_rows_are_full_and_lose_nothing(corpus, tokenizer):
+    """FULL-SENTENCES: [CLS] ... [SEP] rows of <= max_length whose real tokens, in order, are the corpus'."""
+    packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    real = []
+    for ids, special in zip(packed["input_ids"], packed["special_tokens_mask"]):
+        assert len(ids) <= 128 and ids[0] == cls and ids[-1] == sep
+        assert special == [int(t in (cls, sep)) for t in ids]
+        real.extend(t for t, s in zip(ids, special) if not s)
+    expected = [t for text in corpus["text"] for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    assert real == expected
+    fill = len(real) / (128 * len(packed))
+    assert fill > 0.85  # whole sentences leave a little room at the end of each row
+
+
+def test_doc_sentences_never_mix_documents(tokenizer):
+    texts = ["Alpha one. Alpha two. Alpha three.", "Beta one. Beta two.", "Gamma one."]
+    dataset = datasets.Dataset.from_dict({"text": texts})
+    documents = tokenize_documents(dataset, tokenizer)
+    rows = pack_sentences(documents, tokenizer, max_length=8, mode="doc_sentences")  # two sentences fit a row
+    names = [set(tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)) - {"one", "two", "three", "."}
+             for ids in rows["input_ids"]]
+    assert names == [{"alpha"}, {"alpha"}, {"beta"}, {"gamma"}]
+    crossing = pack_sentences(documents, tokenizer, max_length=64, mode="full_sentences")
+    assert len(crossing) == 1 and crossing[0]["input_ids"].count(tokenizer.sep_token_id) == 3  # 2 doc breaks + end
+
+
+def test_preparation_is_cached(corpus, tokenizer, ernie_documents):
+    """The same preparation again reads the datasets cache: same files, not rewritten."""
+    files = [f["filename"] for f in ernie_documents.cache_files]
+    mtimes = [os.stat(f).st_mtime_ns for f in files]
+    again = prepare_pretraining_dataset(corpus, tokenizer, ERNIE_TASKS, max_length=128, capitalized_entities=True)
+    assert [f["filename"] for f in again.cache_files] == files
+    assert [os.stat(f).st_mtime_ns for f in files] == mtimes
+
+
+def test_empty_documents_are_dropped(tokenizer):
+    dataset = datasets.Dataset.from_dict({"text": ["Real text here.", "   \n\t ", "", "More text."]})
+    documents = tokenize_documents(dataset, tokenizer)
+    assert [tokenizer.decode(_flat(ids)) for ids in documents["input_ids"]] == ["real text here.", "more text."]
+
+
+def test_bad_input_names_the_row_and_column(tokenizer):
+    with pytest.raises(ValueError, match=r"no column 'body'.*\['text'\]"):
+        tokenize_documents(datasets.Dataset.from_dict({"text": ["x"]}), tokenizer, text_column="body")
+    past_end = datasets.Dataset.from_list([
+        {"text": "Fine.", "spans": []},
+        {"text": "Short text.", "spans": [{"start": 6, "end": 40, "kind": "entity"}]},
+    ])
+    with pytest.raises(ValueError, match=r"row 1, column 'spans'.*40"):
+        tokenize_documents(past_end, tokenizer, span_column="spans")
+    not_text = datasets.Dataset.from_dict({"text": ["ok", None]})
+    with pytest.raises(ValueError, match="row 1, column 'text'"):
+        tokenize_documents(not_text, tokenizer)
+    config = Bert18Config.from_preset("tiny", max_position_embeddings=64)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        prepare_pretraining_dataset(not_text, tokenizer, config, max_length=128)
