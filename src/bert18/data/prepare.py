@@ -5,6 +5,8 @@ and keeps everything the collators need to draw masks and pairs afresh each epoc
 
 - ``input_ids``: token ids, no special tokens in the grouped layout;
 - ``word_ids``: the word each token belongs to (whole-word and n-gram masking);
+- ``offsets``: each token's ``[start, end)`` characters in its document (grouped layout only: a
+  packed row mixes documents);
 - ``capitalization_labels``: 1 where the token's word starts with an upper-case letter in the
   original text (ERNIE 2.0; the uncased tokenizer has lost it), else 0;
 - ``span_starts`` / ``span_ends`` / ``span_kinds``: knowledge units (entities, phrases) as token
@@ -84,12 +86,12 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
     sentences = [sentence_spans(text) for text in texts]
     flat = [text[s:e] for text, spans in zip(texts, sentences) for s, e in spans]
     encoded = tokenizer(flat, add_special_tokens=False, return_offsets_mapping=True)
-    out: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "num_tokens", "dropped_spans")}
+    out: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets", "num_tokens", "dropped_spans")}
     k = 0
     for doc, (text, row) in enumerate(zip(texts, indices)):
         user = batch[span_column][doc] if span_column else None
         spans = _document_spans(text, row, user, span_column, lexicon, entities)
-        doc_fields: dict[str, list] = {field: [] for field in _SENTENCE_FIELDS}
+        doc_fields: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets")}
         dropped = 0
         for sentence in sentences[doc]:
             ids, offsets, words = encoded["input_ids"][k], encoded["offset_mapping"][k], encoded.word_ids(k)
@@ -102,14 +104,15 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
                 if hi == lo:
                     continue
                 doc_fields["input_ids"].append(ids[lo:hi])
+                doc_fields["offsets"].append([[sentence[0] + a, sentence[0] + b] for a, b in offsets[lo:hi]])
                 doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
                 doc_fields["capitalization_labels"].append(capitals[lo:hi] if capitals else [])
                 inside = [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in token_spans if s < hi and e > lo]
                 doc_fields["span_starts"].append([s for s, _, _ in inside])
                 doc_fields["span_ends"].append([e for _, e, _ in inside])
                 doc_fields["span_kinds"].append([kind for _, _, kind in inside])
-        for field in _SENTENCE_FIELDS:
-            out[field].append(doc_fields[field])
+        for field, values in doc_fields.items():
+            out[field].append(values)
         out["num_tokens"].append(sum(len(ids) for ids in doc_fields["input_ids"]))
         out["dropped_spans"].append(dropped)
     return out
