@@ -1,0 +1,22 @@
+"""Collators for every pretraining objective: dynamic, reproducible, vectorized.
+
+``MLMCollator`` (token / whole-word / n-gram / span masking), ``KnowledgeMaskingCollator`` (ERNIE's
+phrase and entity units), ``PretrainingCollator`` (composes the tasks of a ``Bert18Config``), and
+``SetEpochCallback`` to give them the Trainer's epoch.
+"""
+
+from .base import DynamicCollator, SetEpochCallback
+from .knowledge import LEVELS, KnowledgeMaskingCollator
+from .mlm import GRANULARITIES, MLMCollator, word_start_table
+from .pretraining import PretrainingCollator
+
+__all__ = [
+    "DynamicCollator",
+    "SetEpochCallback",
+    "GRANULARITIES",
+    "MLMCollator",
+    "word_start_table",
+    "LEVELS",
+    "KnowledgeMaskingCollator",
+    "PretrainingCollator",
+]

@@ -1,0 +1,117 @@
+"""``PretrainingCollator``: every task of ``config.pretraining_tasks`` in one batch.
+
+The examples come from ``bert18.data``: packed rows (``prepare_pretraining_dataset`` for MLM-only
+recipes) or sentence pairs (``SentencePairDataset``, which draws NSP / SOP / sentence-distance
+pairs and the token-document labels afresh each epoch). This collator masks them (plain, whole-word,
+n-gram, span or knowledge masking), checks every configured task has its labels, keeps the
+capitalization label on word-start tokens only (ERNIE 2.0 predicts it per word), and pads.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+from .base import DynamicCollator
+from .mlm import MLMCollator, word_starts
+
+_PAIR_SOURCE = "bert18.data.SentencePairDataset"
+
+
+class PretrainingCollator(DynamicCollator):
+    """Compose the pretraining tasks of ``tasks`` (a ``Bert18Config`` or a list of task names).
+
+    Args:
+        tokenizer: the tokenizer the data was prepared with.
+        tasks: the config whose ``pretraining_tasks`` the batch must serve, or the task names.
+        masking: the collator that masks for ``mlm`` (an ``MLMCollator`` of any granularity or a
+            ``KnowledgeMaskingCollator``); by default ``MLMCollator(tokenizer, seed=seed, **mlm_options)``.
+        seed, pad_to_multiple_of: as for the other collators (``masking`` keeps its own seed).
+        mlm_options: passed to the default ``MLMCollator`` (``granularity="whole_word"``, ...).
+
+    The batch holds ``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels`` (MLM) and one
+    tensor per other task under the name ``Bert18ForPreTraining.forward`` takes.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        tasks: Bert18Config | Sequence[str],
+        masking: MLMCollator | None = None,
+        seed: int = 0,
+        pad_to_multiple_of: int | None = None,
+        **mlm_options: Any,
+    ):
+        super().__init__(tokenizer, seed, pad_to_multiple_of)
+        self.tasks = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
+        self.max_length = tasks.max_position_embeddings if isinstance(tasks, Bert18Config) else None
+        unknown = [t for t in self.tasks if t not in PRETRAINING_TASKS]
+        if unknown:
+            raise ValueError(f"unknown pretraining task(s) {unknown}; known tasks: {', '.join(PRETRAINING_TASKS)}")
+        if masking is not None and mlm_options:
+            raise ValueError(f"pass either a masking collator or MLM options, not both ({sorted(mlm_options)})")
+        if "mlm" in self.tasks:
+            self.masking = masking or MLMCollator(tokenizer, seed=seed, **mlm_options)
+        elif masking is not None or mlm_options:
+            raise ValueError("masking options given, but 'mlm' is not among the pretraining tasks")
+        else:
+            self.masking = None
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if self.masking is not None:
+            self.masking.set_epoch(epoch)
+
+    def _check_labels(self, examples: Sequence[dict[str, Any]]) -> None:
+        for task in self.tasks:
+            label = PRETRAINING_TASKS[task][0]
+            if task == "mlm" or label in examples[0]:
+                continue
+            source = "the packed rows of prepare_pretraining_dataset" if task == "capitalization" else _PAIR_SOURCE
+            raise ValueError(
+                f"task {task!r} needs {label!r} on every example, and example "
+                f"{examples[0].get('example_index', 0)} has none: build the examples with {source}"
+            )
+
+    def _word_start_capitalization(self, example: dict[str, Any]) -> np.ndarray:
+        ids = np.asarray(example["input_ids"], dtype=np.int64)
+        labels = np.asarray(example["capitalization_labels"], dtype=np.int64)
+        if len(labels) != len(ids):
+            raise ValueError(f"example {example.get('example_index', '?')}: {len(labels)} capitalization labels "
+                             f"for {len(ids)} tokens")
+        special = self.special_mask(example, ids)
+        table = self.masking.word_table if self.masking is not None else None
+        if table is None and example.get("word_ids") is None:
+            return np.where(special, -100, labels)
+        starts = word_starts(ids, special, example.get("word_ids"), table)
+        return np.where(starts, labels, -100)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        self._check_labels(examples)
+        if self.max_length is not None:
+            for example in examples:
+                if len(example["input_ids"]) > self.max_length:
+                    raise ValueError(f"example {example.get('example_index', '?')} has {len(example['input_ids'])} "
+                                     f"tokens, more than the model's max_position_embeddings ({self.max_length}); "
+                                     "prepare the data with max_length <= that")
+        if "capitalization" in self.tasks:
+            examples = [{**e, "capitalization_labels": self._word_start_capitalization(e)} for e in examples]
+        if self.masking is not None:
+            input_ids, labels = self.masking.mask(examples)
+        else:
+            input_ids, labels = [np.asarray(e["input_ids"], dtype=np.int64) for e in examples], None
+        batch = self.model_inputs(examples, input_ids, labels)
+        return {k: v for k, v in batch.items() if k in _MODEL_INPUTS or _task_of(k) in self.tasks}
+
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _task_of(label: str) -> str | None:
+    return next((task for task, (name, _, _) in PRETRAINING_TASKS.items() if name == label), None)
+
+
+__all__ = ["PretrainingCollator"]

@@ -1,0 +1,321 @@
+"""Masking collators over the built-in corpus with the real MiniLM WordPiece tokenizer (>= 100,000 tokens).
+
+References: the seed's numbers (15%; 80/10/10), transformers' DataCollatorForLanguageModeling on
+the same rows, the tokenizer's own word boundaries, and distributions computed in closed form.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
+from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, word_start_table
+from bert18.collators.mlm import tile_words, word_starts
+from bert18.data import PhraseMiner, builtin_corpus, prepare_pretraining_dataset
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    return transformers.AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="module")
+def rows(tokenizer, tmp_path_factory):
+    """Packed FULL-SENTENCES rows of 128 tokens with capitalization labels and knowledge spans."""
+    datasets.disable_progress_bars()
+    corpus = builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
+    phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
+    packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm", "capitalization"], max_length=128,
+                                         lexicon=phrases, capitalized_entities=True)
+    return [dict(row) for row in packed]
+
+
+def collate_all(collator, rows, batch_size=32):
+    return [collator(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+
+
+def mask_statistics(batches, tokenizer, rows):
+    """Shares over all real tokens: selected, and of the selected: [MASK], unchanged, random."""
+    inputs = torch.cat([b["input_ids"].flatten() for b in batches])
+    labels = torch.cat([b["labels"].flatten() for b in batches])
+    attention = torch.cat([b["attention_mask"].flatten() for b in batches]).bool()
+    selected = labels != -100
+    eligible = sum(len(r["input_ids"]) - sum(r["special_tokens_mask"]) for r in rows)
+    special = torch.tensor(sorted(tokenizer.all_special_ids))
+    return {
+        "eligible": eligible,
+        "selected": selected.sum().item() / eligible,
+        "mask": (inputs[selected] == tokenizer.mask_token_id).float().mean().item(),
+        "unchanged": (inputs[selected] == labels[selected]).float().mean().item(),
+        "random": ((inputs[selected] != tokenizer.mask_token_id) & (inputs[selected] != labels[selected]))
+        .float().mean().item(),
+        # an original special token selected, or a special token drawn as a random replacement
+        "special_selected": torch.isin(labels[selected], special).sum().item()
+        + torch.isin(inputs[selected & (inputs != labels) & (inputs != tokenizer.mask_token_id)], special).sum().item(),
+        "labels_off_selection": (labels[~attention] != -100).sum().item(),
+    }
+
+
+@pytest.mark.parametrize("granularity", ["token", "whole_word", "ngram", "span"])
+def test_masking_statistics_match_the_seed(tokenizer, rows, granularity):
+    """15% selected (+-0.5 pt), 80/10/10 (+-1.5 pt), no special token, -100 everywhere else."""
+    stats = mask_statistics(collate_all(MLMCollator(tokenizer, granularity=granularity), rows), tokenizer, rows)
+    print(granularity, stats)
+    assert stats["eligible"] > 100_000
+    assert abs(stats["selected"] - 0.15) < 0.005
+    assert abs(stats["mask"] - 0.80) < 0.015
+    assert abs(stats["unchanged"] - 0.10) < 0.015
+    assert abs(stats["random"] - 0.10) < 0.015
+    assert stats["special_selected"] == 0 and stats["labels_off_selection"] == 0
+
+
+def test_same_statistics_as_transformers_collator(tokenizer, rows):
+    """transformers' DataCollatorForLanguageModeling on the same rows: the same shares within 0.5-1.5 pt."""
+    reference = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0)
+    plain = [{"input_ids": r["input_ids"], "special_tokens_mask": r["special_tokens_mask"]} for r in rows]
+    theirs = mask_statistics(collate_all(reference, plain), tokenizer, rows)
+    ours = mask_statistics(collate_all(MLMCollator(tokenizer), rows), tokenizer, rows)
+    print("transformers", theirs, "\nbert18", ours)
+    assert abs(ours["selected"] - theirs["selected"]) < 0.005
+    for share in ("mask", "unchanged", "random"):
+        assert abs(ours[share] - theirs[share]) < 0.015
+
+
+def test_whole_words_are_masked_whole(tokenizer, rows):
+    """Every word (by the prepared word ids, and by ## when no ids are given) is selected entirely or not."""
+    for with_word_ids in (True, False):
+        examples = rows if with_word_ids else [{k: v for k, v in r.items() if k != "word_ids"} for r in rows]
+        batches = collate_all(MLMCollator(tokenizer, granularity="whole_word"), examples)
+        partial = words = 0
+        for batch, start in zip(batches, range(0, len(rows), 32)):
+            for i, row in enumerate(rows[start:start + 32]):
+                selected = (batch["labels"][i, : len(row["word_ids"])] != -100).numpy()
+                word_ids = np.asarray(row["word_ids"])
+                for word in np.unique(word_ids[word_ids >= 0]):
+                    chosen = selected[word_ids == word]
+                    words += 1
+                    partial += chosen.any() and not chosen.all()
+        assert words > 50_000 and partial == 0
+
+
+def test_word_start_conventions_of_other_vocabularies(tokenizer):
+    """WordPiece '##', byte-level BPE 'Ġ' and SentencePiece '▁' vocabularies each mark words their way."""
+    from bert18.tokenization import train_tokenizer
+
+    texts = ["The quick brown fox jumps over the lazy dog near the riverbank every morning."] * 50
+    bert_table = word_start_table(tokenizer)
+    assert not bert_table[tokenizer.convert_tokens_to_ids("##ing")]
+    assert bert_table[tokenizer.convert_tokens_to_ids("dog")]
+    roberta = train_tokenizer(texts, algorithm="bpe", special_tokens_style="roberta", vocab_size=300,
+                              show_progress=False)
+    unigram = train_tokenizer(texts, algorithm="unigram", vocab_size=80, show_progress=False)
+    for trained, marker in ((roberta, "Ġ"), (unigram, "▁")):
+        ids = np.asarray(trained(" the riverbank", add_special_tokens=False)["input_ids"])
+        tokens = trained.convert_ids_to_tokens(ids.tolist())
+        starts = word_starts(ids, np.zeros(len(ids), dtype=bool), None, word_start_table(trained))
+        assert starts.tolist() == [t.startswith(marker) or i == 0 for i, t in enumerate(tokens)]
+        assert not starts.all()  # "riverbank" is more than one piece in so small a vocabulary
+
+
+def test_pre_segmented_cjk_words_stay_whole(tokenizer):
+    """Chinese characters are single WordPiece tokens; word_ids from a segmenter make words of several."""
+    text_words = ["北京大学", "和", "中国", "的", "人民", "北京"]  # all in the vocabulary (no [UNK])
+    ids = [tokenizer.cls_token_id]
+    word_ids = [-1]
+    for w, word in enumerate(text_words):
+        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+        ids += pieces
+        word_ids += [w] * len(pieces)
+    ids.append(tokenizer.sep_token_id)
+    word_ids.append(-1)
+    collator = MLMCollator(tokenizer, granularity="whole_word", mlm_probability=0.3)
+    for index in range(200):
+        labels = collator([{"input_ids": ids, "word_ids": word_ids, "example_index": index}])["labels"][0].numpy()
+        for w in range(len(text_words)):
+            chosen = labels[np.asarray(word_ids) == w] != -100
+            assert chosen.all() or not chosen.any()
+
+
+def test_ngram_and_span_lengths_follow_their_distributions():
+    """ALBERT n-grams: p(n) ~ 1/n for n <= 3. SpanBERT spans: geometric(0.2) clipped at 10, mean 3.8 words."""
+    rng = np.random.default_rng(0)
+    lengths = np.arange(1, 4)
+    probabilities = (1 / lengths) / (1 / lengths).sum()
+    starts = tile_words(200_000, lengths, probabilities, rng)
+    sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
+    shares = np.bincount(sizes, minlength=4)[1:] / len(sizes)
+    assert np.allclose(shares, [6 / 11, 3 / 11, 2 / 11], atol=0.01)
+    span_lengths = np.arange(1, 11)
+    geometric = 0.2 * 0.8 ** (span_lengths - 1)
+    starts = tile_words(200_000, span_lengths, geometric / geometric.sum(), rng)
+    sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
+    expected_mean = (span_lengths * geometric).sum() / geometric.sum()
+    assert abs(expected_mean - 3.79) < 0.01 and abs(sizes.mean() - expected_mean) < 0.05
+
+
+def test_units_never_cross_special_tokens(tokenizer):
+    """A span never joins the two segments of a pair: [SEP] always ends a unit."""
+    text = "one two three four five six seven eight"
+    pair = tokenizer(text, text)["input_ids"]
+    collator = MLMCollator(tokenizer, granularity="span", mlm_probability=0.5)
+    sep = pair.index(tokenizer.sep_token_id)
+    for index in range(300):
+        example = {"input_ids": pair, "example_index": index}
+        units, _ = collator.unit_plan(example, np.asarray(pair), ~np.isin(pair, tokenizer.all_special_ids),
+                                      np.random.default_rng(index))
+        assert not set(units[1:sep]) & set(units[sep + 1:-1])
+
+
+def test_masks_are_a_function_of_seed_epoch_and_index(tokenizer, rows):
+    """Same (seed, epoch, index): same masks in any batch order, and in another process; a new epoch differs."""
+    collator = MLMCollator(tokenizer, granularity="whole_word", seed=7)
+    forward = collator(rows[:8])["labels"]
+    backward = collator(rows[:8][::-1])["labels"].flip(0)
+    assert torch.equal(forward, backward)
+    collator.set_epoch(1)
+    assert not torch.equal(collator(rows[:8])["labels"], forward)
+    script = textwrap.dedent(f"""
+        import json, sys, torch, transformers
+        from bert18.collators import MLMCollator
+        rows = json.load(sys.stdin)
+        tokenizer = transformers.AutoTokenizer.from_pretrained({tokenizer.name_or_path!r})
+        labels = MLMCollator(tokenizer, granularity="whole_word", seed=7)(rows)["labels"]
+        print(json.dumps(labels.tolist()))
+    """)
+    child = subprocess.run([sys.executable, "-c", script], input=json.dumps(rows[:8]), capture_output=True,
+                           text=True, check=True)
+    assert torch.equal(torch.tensor(json.loads(child.stdout)), forward)
+
+
+def test_exact_mask_count_per_batch(tokenizer, rows):
+    collator = MLMCollator(tokenizer, granularity="whole_word", mask_count_per_batch=600)
+    for batch in collate_all(collator, rows[:320]):
+        assert (batch["labels"] != -100).sum().item() == 600
+
+
+@pytest.mark.parametrize("level", ["entity", "phrase"])
+def test_knowledge_units_are_masked_all_or_none(tokenizer, rows, level):
+    """At the phrase and entity levels no span is ever masked in part; the level's spans go first."""
+    collator = KnowledgeMaskingCollator(tokenizer, levels={level: 1.0})
+    batches = collate_all(collator, rows)
+    masked = partial = of_level = 0
+    for batch, start in zip(batches, range(0, len(rows), 32)):
+        for i, row in enumerate(rows[start:start + 32]):
+            selected = (batch["labels"][i] != -100).numpy()
+            for s, e, kind in zip(row["span_starts"], row["span_ends"], row["span_kinds"]):
+                chosen = selected[s:e]
+                partial += chosen.any() and not chosen.all()
+                if kind == level:
+                    of_level += 1
+                    masked += chosen.all()
+    stats = mask_statistics(batches, tokenizer, rows)
+    assert partial == 0 and of_level > 100
+    assert masked / of_level > 0.9  # the level's spans fit the 15% budget almost always
+    assert abs(stats["selected"] - 0.15) < 0.005 and abs(stats["mask"] - 0.8) < 0.015
+
+
+def test_knowledge_level_schedule(tokenizer, rows):
+    """ERNIE's stages: basic, then phrase, then entity, switched by epoch."""
+    collator = KnowledgeMaskingCollator(tokenizer, levels=[(0, {"basic": 1}), (1, {"phrase": 1}),
+                                                           (2, {"entity": 1})])
+    for epoch, level in enumerate(("basic", "phrase", "entity")):
+        collator.set_epoch(epoch)
+        before = dict(collator.level_counts)
+        collator(rows[:16])
+        assert collator.level_counts[level] - before[level] == 16
+    with pytest.raises(ValueError, match="epoch 0"):
+        KnowledgeMaskingCollator(tokenizer, levels=[(1, {"entity": 1})])
+    with pytest.raises(ValueError, match="unknown masking level"):
+        KnowledgeMaskingCollator(tokenizer, levels={"sentence": 1})
+
+
+def test_bad_spans_are_named(tokenizer):
+    collator = KnowledgeMaskingCollator(tokenizer, levels={"entity": 1})
+    ids = tokenizer("guido van rossum wrote python")["input_ids"]
+    outside = {"input_ids": ids, "span_starts": [3], "span_ends": [40], "span_kinds": ["entity"], "example_index": 5}
+    with pytest.raises(ValueError, match=r"example 5: entity span \[3, 40\)"):
+        collator([outside])
+    overlap = {"input_ids": ids, "span_starts": [1, 2], "span_ends": [4, 5], "span_kinds": ["entity", "phrase"],
+               "example_index": 6}
+    with pytest.raises(ValueError, match="example 6: spans overlap"):
+        collator([overlap])
+
+
+def test_pretraining_collator_serves_the_config(tokenizer, rows):
+    """MLM + capitalization from packed rows: exactly the model's inputs, capitalization on word starts only."""
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm", "capitalization"], max_position_embeddings=128)
+    collator = PretrainingCollator(tokenizer, config, granularity="whole_word")
+    batch = collator(rows[:8])
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels", "capitalization_labels"}
+    for i, row in enumerate(rows[:8]):
+        word_ids = np.asarray(row["word_ids"])
+        starts = (word_ids >= 0) & np.r_[True, word_ids[1:] != word_ids[:-1]]
+        labels = batch["capitalization_labels"][i, : len(word_ids)].numpy()
+        assert np.array_equal(labels[starts], np.asarray(row["capitalization_labels"])[starts])
+        assert (labels[~starts] == -100).all()
+    model = Bert18ForPreTraining(config)
+    output = model(**batch)
+    assert set(output.task_losses) == {"mlm", "capitalization"} and torch.isfinite(output.loss)
+
+
+def test_pretraining_collator_bad_input(tokenizer, rows):
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm", "sop"], max_position_embeddings=128)
+    with pytest.raises(ValueError, match=r"'sop' needs 'sentence_order_label'.*SentencePairDataset"):
+        PretrainingCollator(tokenizer, config)(rows[:2])
+    short = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm"], max_position_embeddings=64)
+    with pytest.raises(ValueError, match="more than the model's max_position_embeddings"):
+        PretrainingCollator(tokenizer, short)(rows[:2])
+    no_mask = transformers.AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    no_mask.mask_token = None
+    with pytest.raises(ValueError, match="mask token"):
+        MLMCollator(no_mask)
+
+
+def test_loss_normalised_over_gradient_accumulation(tokenizer, rows):
+    """With num_items_in_batch, micro-batch losses add up to the full batch's token-level MLM loss."""
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm"], hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0, max_position_embeddings=128)
+    model = Bert18ForMaskedLM(config).eval()
+    collator = MLMCollator(tokenizer)
+    full = collator(rows[:8])
+    halves = [collator(rows[:3]), collator(rows[3:8])]  # unequal halves, unequal mask counts
+    total = sum((h["labels"] != -100).sum() for h in halves)
+    with torch.no_grad():
+        expected = model(**full).loss
+        accumulated = sum(model(**h, num_items_in_batch=total).loss for h in halves)
+        naive = sum(model(**h).loss for h in halves) / 2
+    assert torch.allclose(accumulated, expected, atol=1e-5)
+    assert not torch.allclose(naive, expected, atol=1e-4)  # the mean of means is not the same loss
+    assert Bert18ForMaskedLM.accepts_loss_kwargs and Bert18ForPreTraining.accepts_loss_kwargs
+
+
+def test_pretraining_loss_with_per_task_counts(tokenizer, rows):
+    """A {task: count} num_items_in_batch makes every task exact across micro-batches."""
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm", "capitalization"], hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0, max_position_embeddings=128)
+    model = Bert18ForPreTraining(config).eval()
+    collator = PretrainingCollator(tokenizer, config)
+    full, halves = collator(rows[:8]), [collator(rows[:3]), collator(rows[3:8])]
+    counts = {"mlm": sum((h["labels"] != -100).sum() for h in halves),
+              "capitalization": sum((h["capitalization_labels"] != -100).sum() for h in halves)}
+    with torch.no_grad():
+        expected = model(**full).loss
+        accumulated = sum(model(**h, num_items_in_batch=counts).loss for h in halves)
+    assert torch.allclose(accumulated, expected, atol=1e-5)
+
+
+def test_random_replacements_are_never_special(tokenizer):
+    collator = MLMCollator(tokenizer, mlm_probability=0.5, mask_replace_prob=0.0, random_replace_prob=1.0)
+    ids = tokenizer(" ".join(["word"] * 120))["input_ids"]
+    batch = collator([{"input_ids": ids, "example_index": i} for i in range(64)])
+    replaced = batch["input_ids"][batch["labels"] != -100]
+    assert not torch.isin(replaced, torch.tensor(tokenizer.all_special_ids)).any()
+    assert len(set(replaced.tolist())) > 1000  # drawn across the vocabulary
+
