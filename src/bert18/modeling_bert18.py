@@ -21,6 +21,7 @@ This file imports only torch, transformers and the config module (relatively), s
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,8 +267,8 @@ class Bert18PreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    # Every loss here is a mean over its own targets; the Trainer must keep dividing by the
-    # gradient-accumulation steps instead of passing num_items_in_batch.
+    # Downstream heads return plain means: the Trainer divides them by the accumulation steps.
+    # The MLM and pretraining heads override this to take num_items_in_batch instead.
     accepts_loss_kwargs = False
 
     def __init__(self, config: Bert18Config, *args: Any, **kwargs: Any):
@@ -399,6 +400,45 @@ class Bert18Model(Bert18PreTrainedModel):
         )
 
 
+def summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the cross-entropy over the targets that are not -100, and their count."""
+    flat = target.reshape(-1)
+    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), flat, reduction="sum")
+    return total, flat.ne(-100).sum()
+
+
+def normalise_task_losses(
+    sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    num_items_in_batch: torch.Tensor | int | Mapping[str, torch.Tensor | int] | None,
+) -> dict[str, torch.Tensor]:
+    """Each task's loss, normalised so that gradients accumulate to the loss of the whole step.
+
+    - No ``num_items_in_batch``: this batch's mean per task (the Trainer then divides by the
+      accumulation steps).
+    - A mapping ``{task: count}``: each task's summed loss over its targets in the whole
+      accumulation step (and all processes), exact for every task.
+    - A number (the Trainer's count of MLM targets, ``labels != -100``): MLM is summed over it,
+      exact; each other task's mean is weighted by this batch's share of those targets, which is
+      exact when micro-batches hold equal MLM counts and otherwise follows their share of the step.
+    """
+    if num_items_in_batch is None:
+        return {task: total / count.clamp(min=1) for task, (total, count) in sums.items()}
+    if isinstance(num_items_in_batch, Mapping):
+        return {task: total / _at_least_one(num_items_in_batch[task]) for task, (total, _) in sums.items()}
+    if "mlm" not in sums:
+        raise ValueError("num_items_in_batch counts MLM targets, but no MLM labels were given")
+    items = _at_least_one(num_items_in_batch)
+    share = sums["mlm"][1] / items
+    return {
+        task: total / items if task == "mlm" else total / count.clamp(min=1) * share
+        for task, (total, count) in sums.items()
+    }
+
+
+def _at_least_one(count: torch.Tensor | int) -> torch.Tensor | int:
+    return count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
+
+
 @dataclass
 class Bert18ForPreTrainingOutput(ModelOutput):
     """Output of ``Bert18ForPreTraining``.
@@ -429,6 +469,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
     """
 
     _tied_weights_keys = {"lm_head.decoder.weight": "bert18.embeddings.word_embeddings.weight"}
+    accepts_loss_kwargs = True
 
     def __init__(self, config: Bert18Config):
         super().__init__(config)
@@ -464,10 +505,13 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         token_document_labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        num_items_in_batch: torch.Tensor | int | Mapping[str, torch.Tensor | int] | None = None,
         **kwargs: Any,
     ) -> Bert18ForPreTrainingOutput:
         """``labels`` are the MLM targets ([batch, length], -100 where not masked); the other label
-        arguments belong to the task of the same name in ``PRETRAINING_TASKS``."""
+        arguments belong to the task of the same name in ``PRETRAINING_TASKS``. ``num_items_in_batch``
+        (passed by the Trainer) normalises the loss over all micro-batches of a gradient-accumulation
+        step: see ``normalise_task_losses``. ``task_losses`` are always this batch's plain means."""
         given = {
             "labels": labels,
             "next_sentence_label": next_sentence_label,
@@ -497,13 +541,14 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             for task, head in self.heads.items()
         }
         all_logits = {"mlm": prediction_logits, **task_logits}
-        task_losses = {}
-        for task in tasks:
-            target = given[PRETRAINING_TASKS[task][0]]
-            if target is not None:
-                logits = all_logits[task]
-                task_losses[task] = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1))
-        loss = sum(self.config.task_loss_weight(t) * value for t, value in task_losses.items()) if task_losses else None
+        targets = {task: given[PRETRAINING_TASKS[task][0]] for task in tasks}
+        sums = {task: summed_cross_entropy(all_logits[task], target) for task, target in targets.items()
+                if target is not None}
+        task_losses = {task: total / count.clamp(min=1) for task, (total, count) in sums.items()}
+        loss = None
+        if sums:
+            normalised = normalise_task_losses(sums, num_items_in_batch)
+            loss = sum(self.config.task_loss_weight(task) * value for task, value in normalised.items())
         return Bert18ForPreTrainingOutput(
             loss=loss,
             task_losses=task_losses or None,
@@ -518,6 +563,7 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
     """The encoder (no pooler) with the tied MLM head; ``pipeline("fill-mask")`` uses it."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "bert18.embeddings.word_embeddings.weight"}
+    accepts_loss_kwargs = True
 
     def __init__(self, config: Bert18Config):
         super().__init__(config)
@@ -542,9 +588,11 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
-        """``labels``: target ids at masked positions, -100 elsewhere."""
+        """``labels``: target ids at masked positions, -100 elsewhere. ``num_items_in_batch`` (from the
+        Trainer): the masked tokens of the whole accumulation step, to divide the summed loss by."""
         outputs = self.bert18(
             input_ids,
             attention_mask=attention_mask,
@@ -558,7 +606,7 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
+            loss = normalise_task_losses({"mlm": summed_cross_entropy(logits, labels)}, num_items_in_batch)["mlm"]
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

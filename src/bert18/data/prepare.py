@@ -16,13 +16,15 @@ The layout follows the tasks. With a sentence-level task (``nsp``, ``sop``, ``se
 or ``token_document_relation`` a row is a whole **document**, every field a list per sentence, so
 pairs are drawn fresh at collation. Otherwise sentences are **packed** into rows of ``max_length``
 tokens (RoBERTa's FULL-SENTENCES, or DOC-SENTENCES within one document), ``[CLS] ... [SEP]``
-included, fields flat per row with -1 / -100 on the special tokens.
+included, fields flat per row with -1 / -100 on the special tokens, plus ``special_tokens_mask``
+and ``example_index`` (the row number, from which the collators seed each row's masks).
 """
 
 import logging
 from collections.abc import Sequence
 
 import datasets
+import numpy as np
 from transformers import PreTrainedTokenizerFast
 
 from ..configuration_bert18 import Bert18Config
@@ -291,7 +293,9 @@ def prepare_pretraining_dataset(
     )
     if grouped:
         return documents
-    return pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc)
+    packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc)
+    # Each row's masks are drawn from (seed, epoch, example_index): see bert18.collators.
+    return packed.add_column("example_index", np.arange(len(packed)))
 
 
 __all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "tokenize_documents", "pack_sentences", "prepare_pretraining_dataset"]
