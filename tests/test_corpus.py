@@ -55,7 +55,8 @@ def test_load_corpus_builtin_by_default(corpus, cache_dir):
 def test_text_files_split_into_documents_at_blank_lines(tmp_path):
     """BERT's pretraining format: sentences on lines, documents separated by blank lines."""
     path = tmp_path / "docs.txt"
-    path.write_text("First doc, line one.\nFirst doc, line two.\n\nSecond doc.\n\n\nThird doc.\n", encoding="utf-8")
+    path.write_text("\ufeffFirst doc, line one.\nFirst doc, line two.\n\nSecond doc.\n  \t\nThird doc.\n",
+                    encoding="utf-8")
     assert load_corpus(path)["text"] == ["First doc, line one.\nFirst doc, line two.", "Second doc.", "Third doc."]
     assert load_corpus(path, documents="line")["text"][:2] == ["First doc, line one.", "First doc, line two."]
     assert len(load_corpus(path, documents="file")) == 1
@@ -77,6 +78,7 @@ def test_structured_formats_and_column_choice(tmp_path):
 def test_folder_and_streaming(tmp_path):
     (tmp_path / "b.txt").write_text("Bravo.\n", encoding="utf-8")
     (tmp_path / "a.txt").write_text("Alpha.\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("# About this corpus\n", encoding="utf-8")  # documentation, skipped
     assert load_corpus(tmp_path)["text"] == ["Alpha.", "Bravo."]
     streamed = load_corpus(tmp_path, streaming=True)
     assert isinstance(streamed, datasets.IterableDataset)

@@ -6,6 +6,7 @@ References: the tokenizer run on each whole document (tokens, offsets, word ids)
 
 import itertools
 import os
+import re
 
 import datasets
 import pytest
@@ -165,3 +166,80 @@ def test_bad_input_names_the_row_and_column(tokenizer):
     config = Bert18Config.from_preset("tiny", max_position_embeddings=64)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         prepare_pretraining_dataset(not_text, tokenizer, config, max_length=128)
+
+
+def test_spans_survive_a_first_batch_without_any(corpus, tokenizer):
+    """Span columns are typed up front: a lexicon matching only late documents keeps its spans, any num_proc."""
+    lexicon = LexiconMatcher(["zlib"], kind="phrase")
+    expected = sum(text.lower().count("zlib") > 0 for text in corpus["text"])
+    for num_proc in (None, 2):
+        packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128, lexicon=lexicon,
+                                             num_proc=num_proc)
+        kinds = [k for row in packed["span_kinds"] for k in row]
+        assert kinds and set(kinds) == {"phrase"} and expected >= 1
+        assert packed.features["span_starts"].feature.dtype == "int32"
+
+
+def test_sentencepiece_and_byte_level_tokenizers(corpus):
+    """▁ and Ġ tokens start at a space: capitalization still follows the word's first letter, checked
+    against the words of the text itself; the tokens are the tokenizer's on the whole text."""
+    from bert18.tokenization import train_tokenizer
+
+    text = "The Python Software Foundation is in Delaware. Then we go home, quietly."
+    word_at = {}
+    for match in re.finditer(r"\w+", text):
+        for position in range(match.start(), match.end()):
+            word_at[position] = match.group()
+    for algorithm, style in (("unigram", "bert"), ("bpe", "roberta")):
+        trained = train_tokenizer(list(corpus["text"][:60]), algorithm=algorithm, special_tokens_style=style,
+                                  vocab_size=2000, lowercase=False, show_progress=False)
+        row = tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), trained)[0]
+        assert _flat(row["input_ids"]) == trained(text, add_special_tokens=False)["input_ids"]
+        checked = 0
+        for (start, end), label in zip(_flat(row["offsets"]), _flat(row["capitalization_labels"])):
+            piece = text[start:end]
+            first_visible = start + len(piece) - len(piece.lstrip())
+            if first_visible in word_at:
+                assert label == int(word_at[first_visible][0].isupper()), (algorithm, piece, label)
+                checked += 1
+        assert checked >= 13
+
+
+def test_literal_special_token_text_stays_text(tokenizer):
+    row = tokenize_documents(datasets.Dataset.from_dict({"text": ["Use [MASK] or [SEP] here."]}), tokenizer)[0]
+    assert tokenizer.mask_token_id not in _flat(row["input_ids"]) and tokenizer.sep_token_id not in _flat(
+        row["input_ids"])
+
+
+def test_batches_of_empty_documents_and_long_sentences(tokenizer):
+    """A batch with nothing to tokenize is dropped, not a crash; a sentence longer than a row is cut."""
+    documents = tokenize_documents(datasets.Dataset.from_dict({"text": ["A real sentence."] * 64 + ["", "\u3000"]}),
+                                   tokenizer)
+    assert len(documents) == 64
+    long_document = tokenize_documents(datasets.Dataset.from_dict({"text": ["word " * 100 + "end."]}), tokenizer)
+    rows = pack_sentences(long_document, tokenizer, max_length=32)["input_ids"]
+    assert all(len(r) <= 32 for r in rows) and sum(len(r) - 2 for r in rows) == 102
+    with pytest.raises(ValueError, match="at least 4"):
+        prepare_pretraining_dataset(long_document, tokenizer, ["mlm"], max_length=3)
+
+
+def test_new_code_means_a_new_cache(corpus, tokenizer, monkeypatch):
+    """The cache key includes a digest of bert18's preparation code, not only the function names."""
+    from bert18.data import prepare
+
+    before = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128)
+    monkeypatch.setattr(prepare, "_code_version", lambda: "a different version")
+    after = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128)
+    assert after.cache_files[0]["filename"] != before.cache_files[0]["filename"]
+    assert after["input_ids"] == before["input_ids"]
+
+
+def test_streaming_corpus_is_prepared_lazily(tokenizer, tmp_path):
+    (tmp_path / "c.txt").write_text("First document. It has two sentences.\n\nSecond one.\n", encoding="utf-8")
+    from bert18.data import load_corpus
+
+    streamed = prepare_pretraining_dataset(load_corpus(tmp_path / "c.txt", streaming=True), tokenizer, ["mlm"],
+                                           max_length=16)
+    rows = list(streamed)
+    assert [r["example_index"] for r in rows] == list(range(len(rows)))
+    assert tokenizer.decode(rows[0]["input_ids"], skip_special_tokens=True).startswith("first document.")

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import logging
 import os
+import re
 import sys
 import sysconfig
 import warnings
@@ -108,8 +109,8 @@ def _corpus_files(source: str | os.PathLike | list) -> list[Path]:
     paths = [Path(p) for p in source] if isinstance(source, list | tuple) else [Path(source)]
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _BUILDERS)
+        if path.is_dir():  # every data file below it; a README.md there is documentation, not corpus
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _BUILDERS and p.suffix != ".md")
             if not found:
                 raise ValueError(f"no corpus files ({', '.join(_BUILDERS)}) under {path}")
             files.extend(found)
@@ -130,13 +131,15 @@ def load_corpus(
 
     Args:
         source: ``None`` or ``"builtin"`` for the built-in corpus; local files or folders (``.txt``,
-            ``.md``, ``.json``/``.jsonl``, ``.parquet``, ``.csv``); or a Hub dataset name.
+            ``.md``, ``.json``/``.jsonl``, ``.parquet``, ``.csv``; a folder's ``.md`` files are skipped);
+            or a Hub dataset name.
         text_column: the column holding the text, renamed to ``text``.
         split: the split of a Hub dataset.
         streaming: stream a Hub dataset or large files instead of loading them (corpora larger
             than memory); returns an ``IterableDataset``.
         documents: how plain-text files divide into documents: ``"blank_line"`` (BERT's format:
-            one document per block of lines separated by blank lines), ``"line"`` or ``"file"``.
+            one document per block of lines separated by blank or whitespace-only lines), ``"line"``
+            or ``"file"``.
         load_kwargs: passed to ``datasets.load_dataset`` (``name=``, ``revision=``, ``cache_dir=``...).
     """
     if source is None or source == "builtin":
@@ -149,10 +152,20 @@ def load_corpus(
     return _with_text_column(dataset, text_column, source)
 
 
-_SAMPLE_BY = {"blank_line": "paragraph", "line": "line", "file": "document"}
+_DOCUMENT_MODES = ("blank_line", "line", "file")
+_BLANK_LINE = re.compile(r"\n[ \t\f\v\r]*\n")
+
+
+def _split_blocks(batch: dict[str, list], documents: str) -> dict[str, list]:
+    """Documents of a text file: its blocks between blank (or whitespace-only) lines, or its lines."""
+    pieces = {"blank_line": _BLANK_LINE.split, "line": str.splitlines, "file": lambda text: [text]}[documents]
+    texts = [piece.strip() for text in batch["text"] for piece in pieces(text)]
+    return {"text": [text for text in texts if text]}
 
 
 def _load_local_files(files: list[Path], streaming: bool, documents: str, load_kwargs: dict[str, Any]) -> Any:
+    if documents not in _DOCUMENT_MODES:
+        raise ValueError(f"documents must be one of {list(_DOCUMENT_MODES)}, got {documents!r}")
     for path in files:
         _check_text_file(path)
     suffixes = sorted({path.suffix for path in files})
@@ -160,17 +173,16 @@ def _load_local_files(files: list[Path], streaming: bool, documents: str, load_k
     if None in builders or len(builders) > 1:
         raise ValueError(f"corpus files must share one supported format {sorted(_BUILDERS)}, got {suffixes}")
     builder = builders.pop()
-    if builder == "text":
-        if documents not in _SAMPLE_BY:
-            raise ValueError(f"documents must be one of {list(_SAMPLE_BY)}, got {documents!r}")
-        load_kwargs = {"sample_by": _SAMPLE_BY[documents], **load_kwargs}
+    if builder == "text":  # read whole files (a BOM dropped), then cut them into documents here
+        load_kwargs = {"sample_by": "document", "encoding": "utf-8-sig", **load_kwargs}
     names = [str(path) for path in files]
     try:
         dataset = datasets.load_dataset(builder, data_files=names, split="train", streaming=streaming, **load_kwargs)
     except datasets.exceptions.DatasetGenerationError as error:
         raise ValueError(f"cannot read corpus files {names}: {error.__cause__ or error}") from error
-    if builder == "text":  # the text builder keeps the newlines around each block; blank blocks carry nothing
-        dataset = dataset.map(lambda row: {"text": row["text"].strip()}).filter(lambda row: bool(row["text"]))
+    if builder == "text":
+        dataset = dataset.map(_split_blocks, batched=True, fn_kwargs={"documents": documents},
+                              features=datasets.Features({"text": datasets.Value("string")}))
     return dataset
 
 

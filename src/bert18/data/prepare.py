@@ -20,14 +20,21 @@ included, fields flat per row with -1 / -100 on the special tokens, plus ``speci
 and ``example_index`` (the row number, from which the collators seed each row's masks).
 """
 
+import functools
+import hashlib
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerFast
 
 from ..configuration_bert18 import Bert18Config
+from . import sentences as _sentences
+from . import spans as _spans
 from .sentences import sentence_spans
 from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
 
@@ -58,70 +65,107 @@ def _document_spans(text: str, row: int, user_spans: list[dict] | None, span_col
 
 
 def _word_capitalization(text: str, offsets: list[tuple[int, int]], word_ids: list[int]) -> list[int]:
-    """1 for every token of a word whose first character is upper case, else 0."""
-    labels, word_start = [], {}
-    for (start, _), word in zip(offsets, word_ids):
-        first_char = word_start.setdefault(word, start)
-        labels.append(int(text[first_char].isupper()))
-    return labels
+    """1 for every token of a word whose first visible character is upper case, else 0.
+
+    The first visible character, not the first offset: SentencePiece (``▁``) and untrimmed
+    byte-level tokens start at the space before their word.
+    """
+    capital: dict[int, bool] = {}
+    for (start, end), word in zip(offsets, word_ids):
+        if word not in capital and (visible := text[start:end].lstrip()):
+            capital[word] = visible[0].isupper()
+    return [int(capital.get(word, False)) for word in word_ids]
 
 
-def _sentence_token_spans(spans: list[tuple[int, int, str]], sentence: tuple[int, int],
-                          offsets: list[tuple[int, int]]) -> tuple[list[tuple[int, int, str]], int]:
-    """The token spans inside one sentence; a span crossing the sentence edge is clipped to it."""
-    start, end = sentence
-    inside = [(max(s, start) - start, min(e, end) - start, kind) for s, e, kind in spans if s < end and e > start]
-    return char_spans_to_token_spans(inside, offsets, return_dropped=True)
+def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
+    """Token ranges of the document's sentences, each cut into pieces of at most ``max_tokens``.
 
-
-def _chunks(length: int, size: int) -> list[tuple[int, int]]:
-    return [(i, min(i + size, length)) for i in range(0, length, size)] or [(0, 0)]
+    A token belongs to the sentence holding its last character (a byte-level or SentencePiece
+    token may start on the space before its sentence).
+    """
+    starts = np.array([s for s, _ in sentence_spans(text)], dtype=np.int64)
+    if not len(offsets) or not len(starts):
+        return []
+    last_chars = np.array([max(end - 1, start) for start, end in offsets], dtype=np.int64)
+    sentence = np.maximum(np.searchsorted(starts, last_chars, side="right") - 1, 0)
+    edges = np.flatnonzero(np.diff(sentence)) + 1
+    bounds = zip(np.r_[0, edges].tolist(), np.r_[edges, len(offsets)].tolist())
+    return [(i, min(i + max_tokens, hi)) for lo, hi in bounds for i in range(lo, hi, max_tokens)]
 
 
 def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTrainedTokenizerFast,
                     max_sentence_tokens: int, text_column: str, span_column: str | None,
-                    lexicon: LexiconMatcher | None, entities: bool, capitalization: bool) -> dict[str, list]:
+                    lexicon: LexiconMatcher | None, entities: bool, capitalization: bool,
+                    code_version: str) -> dict[str, list]:
+    del code_version  # only part of the datasets cache key: new bert18 code, new cache
     texts = batch[text_column]
     for text, row in zip(texts, indices):
         if not isinstance(text, str):
             raise ValueError(f"row {row}, column {text_column!r}: expected text, got {type(text).__name__}")
-    sentences = [sentence_spans(text) for text in texts]
-    flat = [text[s:e] for text, spans in zip(texts, sentences) for s, e in spans]
-    encoded = tokenizer(flat, add_special_tokens=False, return_offsets_mapping=True)
+    # Whole documents, so that every token is what the tokenizer gives the running text (a
+    # byte-level BPE tokenizes a sentence's first word differently alone); literal "[SEP]" or
+    # "<mask>" in the text stays text.
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
     out: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets", "num_tokens", "dropped_spans")}
-    k = 0
     for doc, (text, row) in enumerate(zip(texts, indices)):
+        ids, offsets, words = encoded["input_ids"][doc], encoded["offset_mapping"][doc], encoded.word_ids(doc)
         user = batch[span_column][doc] if span_column else None
         spans = _document_spans(text, row, user, span_column, lexicon, entities)
+        token_spans, dropped = char_spans_to_token_spans(spans, offsets, return_dropped=True)
+        capitals = _word_capitalization(text, offsets, words) if capitalization else None
         doc_fields: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets")}
-        dropped = 0
-        for sentence in sentences[doc]:
-            ids, offsets, words = encoded["input_ids"][k], encoded["offset_mapping"][k], encoded.word_ids(k)
-            sentence_text = flat[k]
-            k += 1
-            token_spans, lost = _sentence_token_spans(spans, sentence, offsets)
-            dropped += lost
-            capitals = _word_capitalization(sentence_text, offsets, words) if capitalization else None
-            for lo, hi in _chunks(len(ids), max_sentence_tokens):  # an over-long sentence becomes several
-                if hi == lo:
-                    continue
-                doc_fields["input_ids"].append(ids[lo:hi])
-                doc_fields["offsets"].append([[sentence[0] + a, sentence[0] + b] for a, b in offsets[lo:hi]])
-                doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
-                doc_fields["capitalization_labels"].append(capitals[lo:hi] if capitals else [])
-                inside = [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in token_spans if s < hi and e > lo]
-                doc_fields["span_starts"].append([s for s, _, _ in inside])
-                doc_fields["span_ends"].append([e for _, e, _ in inside])
-                doc_fields["span_kinds"].append([kind for _, _, kind in inside])
+        for lo, hi in _pieces(text, offsets, max_sentence_tokens):
+            doc_fields["input_ids"].append(ids[lo:hi])
+            doc_fields["offsets"].append([list(pair) for pair in offsets[lo:hi]])
+            doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
+            doc_fields["capitalization_labels"].append(capitals[lo:hi] if capitals else [])
+            inside = [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in token_spans if s < hi and e > lo]
+            doc_fields["span_starts"].append([s for s, _, _ in inside])
+            doc_fields["span_ends"].append([e for _, e, _ in inside])
+            doc_fields["span_kinds"].append([kind for _, _, kind in inside])
         for field, values in doc_fields.items():
             out[field].append(values)
-        out["num_tokens"].append(sum(len(ids) for ids in doc_fields["input_ids"]))
+        out["num_tokens"].append(len(ids))
         out["dropped_spans"].append(dropped)
     return out
 
 
+@functools.cache
+def _code_version() -> str:
+    """A digest of the code behind a prepared dataset, part of every cache key here: ``datasets``
+    fingerprints a module-level function by its name only, so without it a cache written by older
+    bert18 code would be read back after an upgrade."""
+    sources = [Path(module.__file__).read_bytes() for module in (sys.modules[__name__], _sentences, _spans)]
+    return hashlib.sha256(b"".join(sources)).hexdigest()[:16]
+
+
+def _features(grouped: bool, kept: dict[str, Any]) -> datasets.Features:
+    """Declared output types: a first batch without any span must not type the span columns as null."""
+    def nested(value: datasets.Value) -> Any:
+        return datasets.List(datasets.List(value)) if grouped else datasets.List(value)
+
+    integer = datasets.Value("int32")
+    fields = {name: nested(integer) for name in ("input_ids", "word_ids", "capitalization_labels",
+                                                 "span_starts", "span_ends")}
+    fields["span_kinds"] = nested(datasets.Value("string"))
+    if grouped:
+        fields.update(offsets=datasets.List(datasets.List(datasets.List(integer))),
+                      num_tokens=datasets.Value("int64"), dropped_spans=datasets.Value("int64"))
+    else:
+        fields["special_tokens_mask"] = datasets.List(datasets.Value("int8"))
+    return datasets.Features({**kept, **fields})
+
+
+def _map(dataset: Any, function: Any, **kwargs: Any) -> Any:
+    """``dataset.map``; an ``IterableDataset`` (streaming) maps lazily, without processes or progress bar."""
+    if isinstance(dataset, datasets.IterableDataset):
+        kwargs.pop("num_proc", None)
+        kwargs.pop("desc", None)
+    return dataset.map(function, **kwargs)
+
+
 def tokenize_documents(
-    dataset: datasets.Dataset,
+    dataset: datasets.Dataset | datasets.IterableDataset,
     tokenizer: PreTrainedTokenizerFast,
     max_sentence_tokens: int = 509,
     text_column: str = "text",
@@ -131,40 +175,54 @@ def tokenize_documents(
     capitalization: bool = True,
     num_proc: int | None = None,
     batch_size: int = 64,
-) -> datasets.Dataset:
+) -> datasets.Dataset | datasets.IterableDataset:
     """One row per document with every field a list per sentence (see the module docstring).
 
-    Empty documents and documents without a single token are dropped (the count is logged);
-    sentences longer than ``max_sentence_tokens`` are cut into several. Knowledge spans come from
-    ``span_column`` (a list of ``{"start", "end", "kind"}`` character spans per document), a
-    ``lexicon`` and/or ``capitalized_entities``; a span crossing a sentence edge is clipped to it.
+    Each document is tokenized whole and its tokens cut at sentence boundaries, so the tokens are
+    exactly the tokenizer's on the running text. Empty documents are dropped (the count is
+    logged); sentences longer than ``max_sentence_tokens`` are cut into several. Knowledge spans
+    come from ``span_column`` (a list of ``{"start", "end", "kind"}`` character spans per
+    document), a ``lexicon`` and/or ``capitalized_entities``; a span crossing a sentence edge is
+    clipped to each side. A streaming ``IterableDataset`` is prepared lazily, as it is iterated.
     """
     if not tokenizer.is_fast:
         raise ValueError("preparation needs a fast tokenizer (offsets and word ids); load it with use_fast=True")
+    if max_sentence_tokens < 1:
+        raise ValueError(f"max_sentence_tokens must be at least 1, got {max_sentence_tokens}")
+    columns = dataset.column_names
+    if columns is None:
+        raise ValueError("this streaming dataset does not declare its columns; give it features first, e.g. "
+                         "dataset.cast(datasets.Features({'text': datasets.Value('string')}))")
     for column in (text_column, span_column):
-        if column is not None and column not in dataset.column_names:
-            raise ValueError(f"dataset has no column {column!r}; its columns: {dataset.column_names}")
+        if column is not None and column not in columns:
+            raise ValueError(f"dataset has no column {column!r}; its columns: {columns}")
     removed = [c for c in (text_column, span_column) if c is not None]
-    tokenized = dataset.map(
+    kept = {name: feature for name, feature in dataset.features.items() if name not in removed}
+    tokenized = _map(
+        dataset,
         _tokenize_batch,
         batched=True,
         batch_size=batch_size,
         with_indices=True,
         num_proc=num_proc,
         remove_columns=removed,
+        features=_features(grouped=True, kept=kept),
         fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
                        span_column=span_column, lexicon=lexicon, entities=capitalized_entities,
-                       capitalization=capitalization),
+                       capitalization=capitalization, code_version=_code_version()),
         desc="Tokenizing sentences",
     )
-    kept = tokenized.filter(lambda counts: [n > 0 for n in counts], input_columns="num_tokens", batched=True,
-                            num_proc=num_proc, desc="Dropping empty documents")
-    if len(kept) < len(tokenized):
-        logger.info("dropped %d of %d documents with no tokens", len(tokenized) - len(kept), len(tokenized))
-    dropped_spans = sum(kept["dropped_spans"])
-    if dropped_spans:
-        logger.info("dropped %d knowledge spans (overlapping another, or covering no token)", dropped_spans)
-    return kept.remove_columns(["num_tokens", "dropped_spans"])
+    filter_kwargs = {} if isinstance(dataset, datasets.IterableDataset) else {
+        "num_proc": num_proc, "desc": "Dropping empty documents"}
+    kept_rows = tokenized.filter(lambda counts: [n > 0 for n in counts], input_columns="num_tokens", batched=True,
+                                 **filter_kwargs)
+    if isinstance(kept_rows, datasets.Dataset):
+        if len(kept_rows) < len(tokenized):
+            logger.info("dropped %d of %d documents with no tokens", len(tokenized) - len(kept_rows), len(tokenized))
+        dropped_spans = sum(kept_rows["dropped_spans"])
+        if dropped_spans:
+            logger.info("dropped %d knowledge spans (overlapping another, or covering no token)", dropped_spans)
+    return kept_rows.remove_columns(["num_tokens", "dropped_spans"])
 
 
 class _RowPacker:
@@ -195,6 +253,14 @@ class _RowPacker:
         self.document_ended = False
 
     def add(self, ids: list[int], words: list[int], capitals: list[int], spans: tuple[list, list, list]) -> None:
+        room = self.max_length - 2
+        if len(ids) > room:  # longer than a row: cut, as tokenize_documents would have for this length
+            for lo in range(0, len(ids), room):
+                hi = min(lo + room, len(ids))
+                inside = [(max(s, lo) - lo, min(e, hi) - lo, k) for s, e, k in zip(*spans) if s < hi and e > lo]
+                self.add(ids[lo:hi], [w - words[lo] for w in words[lo:hi]], capitals[lo:hi] if capitals else [],
+                         ([s for s, _, _ in inside], [e for _, e, _ in inside], [k for _, _, k in inside]))
+            return
         separator = int(self.document_ended and len(self.row["input_ids"]) > 1)
         if len(self.row["input_ids"]) + separator + len(ids) + 1 > self.max_length:
             self.close_row()
@@ -214,7 +280,8 @@ class _RowPacker:
 
 
 def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: int, cross_documents: bool,
-                capitalization: bool) -> dict[str, list]:
+                capitalization: bool, code_version: str) -> dict[str, list]:
+    del code_version  # only part of the datasets cache key
     packer = _RowPacker(max_length, cls_id, sep_id)
     for doc, sentences in enumerate(batch["input_ids"]):
         for s, ids in enumerate(sentences):
@@ -242,21 +309,28 @@ def pack_sentences(
     """Pack whole sentences of ``tokenize_documents`` output into rows of at most ``max_length``.
 
     ``full_sentences`` (RoBERTa) fills rows across document boundaries, with an extra separator
-    where a document ends; ``doc_sentences`` starts a new row with every document. Sentences are
-    never split across rows (``tokenize_documents`` already cut any longer than a row).
+    where a document ends; ``doc_sentences`` starts a new row with every document. A sentence is
+    split only when it is longer than a row. Rows are filled within each ``datasets.map`` batch
+    (``batch_size`` documents, per process with ``num_proc``): the last row of a batch may be short,
+    so the rows, though never their tokens or order, depend on those two settings.
     """
+    if max_length < 3:
+        raise ValueError(f"max_length must leave room for [CLS], a token and [SEP]: at least 3, got {max_length}")
     if mode not in PACKING_MODES:
         raise ValueError(f"packing mode must be one of {PACKING_MODES}, got {mode!r}")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("packing needs a tokenizer with cls and sep tokens (BERT [CLS]/[SEP], RoBERTa <s>/</s>)")
-    return documents.map(
+    return _map(
+        documents,
         _pack_batch,
         batched=True,
         batch_size=batch_size,
         num_proc=num_proc,
-        remove_columns=documents.column_names,
+        remove_columns=list(documents.features),
+        features=_features(grouped=False, kept={}),
         fn_kwargs=dict(max_length=max_length, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
-                       cross_documents=mode == "full_sentences", capitalization=capitalization),
+                       cross_documents=mode == "full_sentences", capitalization=capitalization,
+                       code_version=_code_version()),
         desc="Packing sentences",
     )
 
@@ -280,6 +354,8 @@ def prepare_pretraining_dataset(
     are cached by ``datasets``: preparing the same corpus the same way again reads the cache.
     """
     task_list = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
+    if max_length < 4:
+        raise ValueError(f"max_length must leave room for special tokens and text: at least 4, got {max_length}")
     if isinstance(tasks, Bert18Config) and max_length > tasks.max_position_embeddings:
         raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings "
                          f"({tasks.max_position_embeddings})")
@@ -295,6 +371,8 @@ def prepare_pretraining_dataset(
         return documents
     packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc)
     # Each row's masks are drawn from (seed, epoch, example_index): see bert18.collators.
+    if isinstance(packed, datasets.IterableDataset):
+        return packed.map(lambda _, index: {"example_index": index}, with_indices=True)
     return packed.add_column("example_index", np.arange(len(packed)))
 
 
