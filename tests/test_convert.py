@@ -437,3 +437,41 @@ def test_truncated_bert18_checkpoint_names_the_folder(tmp_path):
     with pytest.raises(OSError, match="truncated or corrupt") as error:
         bert18.Bert18Model.from_pretrained(tmp_path)
     assert str(tmp_path) in str(error.value)
+
+
+@pytest.mark.parametrize("architecture,bert18_class", [
+    ("BertForSequenceClassification", "Bert18ForSequenceClassification"),
+    ("BertForTokenClassification", "Bert18ForTokenClassification"),
+    ("BertForQuestionAnswering", "Bert18ForQuestionAnswering"),
+])
+def test_fine_tuned_heads_survive_conversion(tmp_path, architecture, bert18_class):
+    """A fine-tuned BERT converts into the same task class with its head: equal logits after a round trip."""
+    torch.manual_seed(0)
+    labels = 2 if architecture.endswith("QuestionAnswering") else 3  # start and end scores
+    source = perturbed(getattr(transformers, architecture)(BertConfig(**TINY, num_labels=labels)))
+    source.save_pretrained(tmp_path / "source")
+    convert_checkpoint(tmp_path / "source", tmp_path / "converted")
+    model = getattr(bert18, bert18_class).from_pretrained(tmp_path / "converted").eval()
+    assert type(from_transformers(source)).__name__ == bert18_class
+    batch = random_batch(100, [9, 4], pad_token_id=0)
+    with torch.no_grad():
+        theirs, ours = source(**batch), model(**batch)
+    for name in ("logits", "start_logits", "end_logits"):
+        if name in theirs:
+            assert max_diff(ours[name], theirs[name]) <= TOL
+
+
+def test_pad_aware_positions_from_the_attention_mask_with_inputs_embeds():
+    """RoBERTa-style positions: left padding does not shift them, given ids or only embeddings and a mask."""
+    config = bert18.Bert18Config.from_preset("roberta-base", **TINY, pad_token_id=1, max_position_embeddings=32,
+                                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = bert18.Bert18Model(config).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    padded = torch.tensor([[1, 1, 5, 6, 7, 8]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).last_hidden_state
+        from_ids = model(input_ids=padded, attention_mask=mask).last_hidden_state[:, 2:]
+        embeds = model.get_input_embeddings()(padded)
+        from_embeds = model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state[:, 2:]
+    assert max_diff(from_ids, expected) <= TOL and max_diff(from_embeds, expected) <= TOL

@@ -108,3 +108,11 @@ def test_cli_params_unknown_preset_is_a_clear_error(capsys):
 def test_count_parameters_rejects_other_models():
     with pytest.raises(TypeError, match="Bert18Config"):
         count_parameters(torch.nn.Linear(2, 2))
+
+
+def test_cli_params_of_a_plain_bert_checkpoint(minilm_path, capsys):
+    """A BERT folder is counted as its bert18 equivalent: MiniLM-L6-H384 has 22,713,216 parameters."""
+    assert main(["params", "--config", minilm_path]) == 0
+    with torch.device("meta"):
+        reference = transformers.BertModel(transformers.BertConfig.from_pretrained(minilm_path)).num_parameters()
+    assert f"{reference:,}" in capsys.readouterr().out

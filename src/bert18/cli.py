@@ -18,7 +18,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _params(args: argparse.Namespace) -> None:
-    from .configuration_bert18 import PRESETS, Bert18Config
+    from .configuration_bert18 import PRESETS
     from .params import count_parameters
 
     if args.preset == "all":
@@ -26,7 +26,20 @@ def _params(args: argparse.Namespace) -> None:
             report = count_parameters(name)
             print(f"{name:<16}{report.total:>14,}")
         return
-    print(count_parameters(args.preset or Bert18Config.from_pretrained(args.config)))
+    print(count_parameters(args.preset or _config_of(args.config)))
+
+
+def _config_of(path: str):
+    """A bert18 config, or the bert18 equivalent of a BERT / RoBERTa / ALBERT one."""
+    from transformers import PretrainedConfig
+
+    from .configuration_bert18 import Bert18Config
+    from .convert import config_from_transformers
+
+    config_dict, _ = PretrainedConfig.get_config_dict(path)
+    if config_dict.get("model_type") == Bert18Config.model_type:
+        return Bert18Config.from_pretrained(path)
+    return config_from_transformers(config_dict)
 
 
 def _train_tokenizer(args: argparse.Namespace) -> None:
@@ -68,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     params = commands.add_parser("params", help="parameter count by component")
     which = params.add_mutually_exclusive_group(required=True)
     which.add_argument("--preset", help="a preset name (see Bert18Config.from_preset), or 'all' for totals")
-    which.add_argument("--config", help="a bert18 config.json or checkpoint folder")
+    which.add_argument("--config", help="a config.json or checkpoint folder: bert18, BERT, RoBERTa or ALBERT")
     params.set_defaults(run=_params)
 
     tok = commands.add_parser("train-tokenizer", help="train a WordPiece / BPE / Unigram vocabulary on text files")

@@ -33,7 +33,11 @@ from .configuration_bert18 import Bert18Config
 from .modeling_bert18 import (
     CONVERTIBLE_MODEL_TYPES,
     Bert18ForMaskedLM,
+    Bert18ForMultipleChoice,
     Bert18ForPreTraining,
+    Bert18ForQuestionAnswering,
+    Bert18ForSequenceClassification,
+    Bert18ForTokenClassification,
     Bert18Model,
     Bert18PreTrainedModel,
 )
@@ -69,6 +73,7 @@ def config_from_transformers(source: PretrainedConfig | dict[str, Any]) -> Bert1
     if src.get("is_decoder") or src.get("add_cross_attention"):
         raise ConversionError("decoder / cross-attention checkpoints are not encoders; bert18 converts encoders")
     fields = {k: src[k] for k in _SHARED_FIELDS if src.get(k) is not None}
+    fields["architectures"] = src.get("architectures")  # which head the weights belong to
     if src.get("num_labels") is not None and "id2label" not in fields:
         fields["num_labels"] = src["num_labels"]
     if model_type in ("roberta", "xlm-roberta"):
@@ -245,8 +250,23 @@ def load_transformers_checkpoint(
     return config, state_dict
 
 
-def _bert18_class_for(state_dict: dict[str, torch.Tensor]) -> type[Bert18PreTrainedModel]:
-    """The richest bert18 class the converted weights fill: pretraining, masked LM, or bare encoder."""
+# Downstream heads that convert (the same layers in bert18), by the source architecture's suffix.
+_TASK_CLASSES = {
+    "ForSequenceClassification": Bert18ForSequenceClassification,
+    "ForTokenClassification": Bert18ForTokenClassification,
+    "ForQuestionAnswering": Bert18ForQuestionAnswering,
+    "ForMultipleChoice": Bert18ForMultipleChoice,
+}
+
+
+def _bert18_class_for(state_dict: dict[str, torch.Tensor], config: Bert18Config) -> type[Bert18PreTrainedModel]:
+    """The bert18 class the converted weights fill: the source's fine-tuned task head when it has
+    one (``classifier`` / ``qa_outputs``), else pretraining, masked LM, or the bare encoder."""
+    task_head = any(k.split(".")[0] in ("classifier", "qa_outputs") for k in state_dict)
+    for architecture in config.architectures or []:
+        for suffix, model_class in _TASK_CLASSES.items():
+            if task_head and architecture.endswith(suffix):
+                return model_class
     if any(k.startswith("lm_head.") for k in state_dict):
         return Bert18ForPreTraining if any(k.startswith("heads.") for k in state_dict) else Bert18ForMaskedLM
     return Bert18Model
@@ -259,8 +279,10 @@ def from_transformers(
 ) -> Bert18PreTrainedModel:
     """A bert18 model computing what a transformers BERT/RoBERTa/ALBERT model (or checkpoint) does.
 
-    ``model_class`` defaults to the richest class the weights fill (``Bert18ForPreTraining`` when
-    both MLM and sentence heads are present, ``Bert18ForMaskedLM``, else ``Bert18Model``).
+    ``model_class`` defaults to the class the weights fill: the fine-tuned task head of a
+    ``*ForSequenceClassification`` (token classification, question answering, multiple choice)
+    source, else ``Bert18ForPreTraining`` when MLM and sentence heads are present,
+    ``Bert18ForMaskedLM``, or ``Bert18Model``.
     """
     if isinstance(model_or_path, PreTrainedModel):
         config = config_from_transformers(model_or_path.config)
@@ -269,8 +291,12 @@ def from_transformers(
             logger.warning("weights with no bert18 counterpart, not converted: %s", ", ".join(skipped))
     else:
         config, state_dict = load_transformers_checkpoint(model_or_path, **hub_kwargs)
-    model_class = model_class or _bert18_class_for(state_dict)
+    model_class = model_class or _bert18_class_for(state_dict, config)
+    config.architectures = [model_class.__name__]
     if model_class is Bert18Model:
+        dropped = [k for k in state_dict if not k.startswith("bert18.")]
+        if dropped:
+            logger.warning("converting into Bert18Model leaves out the heads: %s", ", ".join(dropped))
         state_dict = {k.removeprefix("bert18."): v for k, v in state_dict.items() if k.startswith("bert18.")}
     return model_class.from_pretrained(None, config=config, state_dict=state_dict)
 

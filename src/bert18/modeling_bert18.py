@@ -83,10 +83,12 @@ class Bert18Embeddings(nn.Module):
         self.pad_aware_positions = config.pad_aware_positions
         self.max_positions = config.max_position_embeddings
 
-    def position_ids_for(self, input_ids: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor:
-        if self.pad_aware_positions and input_ids is not None:
-            # RoBERTa: real tokens are numbered 0, 1, 2, ... whatever padding precedes them.
-            is_token = input_ids.ne(self.pad_token_id)
+    def position_ids_for(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                         shape: torch.Size, device: torch.device) -> torch.Tensor:
+        if self.pad_aware_positions and (input_ids is not None or attention_mask is not None):
+            # RoBERTa: real tokens are numbered 0, 1, 2, ... whatever padding precedes them (from
+            # the ids, or from the attention mask when only embeddings are given).
+            is_token = input_ids.ne(self.pad_token_id) if input_ids is not None else attention_mask.bool()
             return (torch.cumsum(is_token, dim=1) - 1).clamp(min=0) * is_token
         return torch.arange(shape[1], device=device).expand(shape)
 
@@ -96,6 +98,7 @@ class Bert18Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
@@ -108,7 +111,7 @@ class Bert18Embeddings(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
         if position_ids is None:
-            position_ids = self.position_ids_for(input_ids, shape, device)
+            position_ids = self.position_ids_for(input_ids, attention_mask, shape, device)
         if hasattr(self, "position_embeddings"):
             positions = self.position_embeddings(position_ids)
         else:
@@ -387,7 +390,7 @@ class Bert18Model(Bert18PreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
-        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=embeddings, attention_mask=attention_mask)
         sequence, hidden_states, attentions = self.encoder(
             embeddings, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
