@@ -363,7 +363,8 @@ def prepare_pretraining_dataset(
     capitalization = "capitalization" in task_list
     documents = tokenize_documents(
         dataset, tokenizer,
-        max_sentence_tokens=max_length - 3 if grouped else max_length - 2,  # room for [CLS] A [SEP] B [SEP]
+        # room for the special tokens of a pair ([CLS] A [SEP] B [SEP]; RoBERTa <s> A </s></s> B </s>) or a row
+        max_sentence_tokens=max_length - (tokenizer.num_special_tokens_to_add(pair=True) if grouped else 2),
         text_column=text_column, span_column=span_column, lexicon=lexicon,
         capitalized_entities=capitalized_entities, capitalization=capitalization, num_proc=num_proc,
     )
