@@ -17,6 +17,7 @@ import transformers
 
 from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, word_start_table
+from bert18.collators.base import example_keys, uniform
 from bert18.collators.mlm import tile_words, word_starts
 from bert18.data import PhraseMiner, builtin_corpus, prepare_pretraining_dataset
 
@@ -145,16 +146,16 @@ def test_pre_segmented_cjk_words_stay_whole(tokenizer):
 
 def test_ngram_and_span_lengths_follow_their_distributions():
     """ALBERT n-grams: p(n) ~ 1/n for n <= 3. SpanBERT spans: geometric(0.2) clipped at 10, mean 3.8 words."""
-    rng = np.random.default_rng(0)
+    draws = uniform(example_keys(0, 0, np.arange(2)), 200_000, stream=3)
     lengths = np.arange(1, 4)
     probabilities = (1 / lengths) / (1 / lengths).sum()
-    starts = tile_words(200_000, lengths, probabilities, rng)
+    starts = tile_words(draws[0], lengths, probabilities)
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     shares = np.bincount(sizes, minlength=4)[1:] / len(sizes)
     assert np.allclose(shares, [6 / 11, 3 / 11, 2 / 11], atol=0.01)
     span_lengths = np.arange(1, 11)
     geometric = 0.2 * 0.8 ** (span_lengths - 1)
-    starts = tile_words(200_000, span_lengths, geometric / geometric.sum(), rng)
+    starts = tile_words(draws[1], span_lengths, geometric / geometric.sum())
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     expected_mean = (span_lengths * geometric).sum() / geometric.sum()
     assert abs(expected_mean - 3.79) < 0.01 and abs(sizes.mean() - expected_mean) < 0.05
@@ -169,7 +170,7 @@ def test_units_never_cross_special_tokens(tokenizer):
     for index in range(300):
         example = {"input_ids": pair, "example_index": index}
         units, _ = collator.unit_plan(example, np.asarray(pair), ~np.isin(pair, tokenizer.all_special_ids),
-                                      np.random.default_rng(index))
+                                      example_keys(0, 0, np.array([index]))[0])
         assert not set(units[1:sep]) & set(units[sep + 1:-1])
 
 

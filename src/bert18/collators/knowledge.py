@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from .mlm import MLMCollator, word_starts
+from .base import uniform
+from .mlm import LEVEL, PRIORITY, MLMCollator, word_starts
 
 LEVELS = ("basic", "phrase", "entity")
 LevelSchedule = Mapping[str, float] | Sequence[tuple[int, Mapping[str, float]]]
@@ -76,10 +77,11 @@ class KnowledgeMaskingCollator(MLMCollator):
         return [probs for first_epoch, probs in self.schedule if first_epoch <= self.epoch][-1]
 
     def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                  key: np.uint64) -> tuple[np.ndarray, np.ndarray]:
         """Words as units, except spans: at the phrase and entity levels every span is one unit
         (never masked in part), and the spans of the drawn level are taken before anything else."""
-        level = LEVELS[rng.choice(len(LEVELS), p=self.level_probabilities())]
+        cumulative = np.cumsum(self.level_probabilities())
+        level = LEVELS[min(int(np.searchsorted(cumulative, uniform(key, 1, LEVEL)[0], side="right")), len(LEVELS) - 1)]
         self.level_counts[level] += 1
         starts = word_starts(ids, ~eligible, example.get("word_ids"), self.word_table)
         spans = [] if level == "basic" else self._spans(example, len(ids))
@@ -95,7 +97,7 @@ class KnowledgeMaskingCollator(MLMCollator):
         starts &= eligible
         starts[np.flatnonzero(eligible)[:1]] = True  # the first maskable token always opens a unit
         units = np.cumsum(starts) - 1
-        priority = rng.random(int(units[-1]) + 1 if len(units) else 0)
+        priority = uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
         priority[np.unique(units[preferred & eligible])] -= 1.0  # the level's spans before any other unit
         return units, priority
 

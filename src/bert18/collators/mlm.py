@@ -18,7 +18,9 @@ One algorithm serves every granularity (seed question 12). For each example:
    stays (10%); with ``replace_per_unit`` (SpanBERT's choice, the default for ``span``) the draw is
    made once per unit.
 
-Everything is numpy over whole arrays; the only Python loop is over the examples of a batch.
+Everything is numpy over whole arrays: token masking and the 80/10/10 replacement run on the
+padded batch at once; word, n-gram, span and knowledge units loop over the examples of a batch,
+never over tokens.
 """
 
 from typing import Any
@@ -27,10 +29,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .base import DynamicCollator
+from .base import DynamicCollator, uniform
 
 GRANULARITIES = ("token", "whole_word", "ngram", "span")
-_MASK_STREAM, _REPLACE_STREAM, _TILING_STREAM = 1, 2, 3
+# Streams of random numbers, one per kind of decision (see bert18.collators.base.uniform).
+PRIORITY, REPLACE, RANDOM_TOKEN, TILING, LEVEL = range(5)
 
 
 def word_start_table(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
@@ -65,9 +68,11 @@ def word_starts(ids: np.ndarray, special: np.ndarray, word_ids: Any, table: np.n
     return starts & ~special
 
 
-def tile_words(num_words: int, lengths: np.ndarray, probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Boolean per word: does a unit start here? Words are cut into consecutive units of random length."""
-    drawn = rng.choice(lengths, size=max(num_words, 1), p=probabilities)
+def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Boolean per word: does a unit start here? Words are cut into consecutive units whose lengths
+    are drawn from ``lengths`` with ``probabilities`` (one uniform draw per word in ``draws``)."""
+    num_words = len(draws)
+    drawn = lengths[np.minimum(np.searchsorted(np.cumsum(probabilities), draws, side="right"), len(lengths) - 1)]
     boundaries = np.cumsum(drawn)
     starts = np.zeros(num_words, dtype=bool)
     starts[np.concatenate(([0], boundaries[boundaries < num_words]))] = True
@@ -156,7 +161,7 @@ class MLMCollator(DynamicCollator):
 
     # -- units -----------------------------------------------------------------------------------
     def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                  key: np.uint64) -> tuple[np.ndarray, np.ndarray]:
         """Unit index of every token (meaningful where ``eligible``) and each unit's priority
         (units are taken lowest first): here uniformly random."""
         if self.granularity == "token":
@@ -165,70 +170,77 @@ class MLMCollator(DynamicCollator):
             starts = word_starts(ids, ~eligible, example.get("word_ids"), self.word_table)
             if self.granularity in ("ngram", "span"):
                 word_of_token = np.cumsum(starts) - 1
-                tile = tile_words(int(starts.sum()), self.unit_lengths, self.unit_probabilities, rng)
+                tile = tile_words(uniform(key, int(starts.sum()), TILING), self.unit_lengths,
+                                  self.unit_probabilities)
                 segment_start = starts & np.r_[True, ~eligible[:-1]]  # never tile across a special token
                 starts = starts & (tile[np.maximum(word_of_token, 0)] | segment_start)
         units = np.cumsum(starts) - 1
-        return units, rng.random(int(units[-1]) + 1 if len(units) else 0)
+        return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
 
     # -- masking ---------------------------------------------------------------------------------
-    def draw(self, example: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Selected-token mask, unit index per token, unit priorities and the token ids of one example."""
-        ids = np.asarray(example["input_ids"], dtype=np.int64)
-        eligible = ~self.special_mask(example, ids)
-        units, priority = self.unit_plan(example, ids, eligible, self.generator(example, _MASK_STREAM))
-        budget = self.mlm_probability * eligible.sum()
-        return select_units(np.maximum(units, 0), eligible, priority, budget), units, priority, ids
+    def _select_tokens(self, keys: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token granularity for the whole batch at once: each row takes the round(budget) eligible
+        tokens of lowest priority. Returns the selection, the per-token priorities and the units."""
+        width = eligible.shape[1]
+        priority = np.where(eligible, uniform(keys, width, PRIORITY), np.inf)
+        rank = np.empty_like(priority, dtype=np.int64)
+        np.put_along_axis(rank, np.argsort(priority, axis=1, kind="stable"), np.arange(width)[None, :], axis=1)
+        budget = self.mlm_probability * eligible.sum(axis=1, keepdims=True)
+        units = np.broadcast_to(np.arange(width), eligible.shape)
+        return eligible & (rank + 0.5 < budget), priority, units
 
-    def replace(self, example: dict[str, Any], ids: np.ndarray, selected: np.ndarray,
-                units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Apply 80/10/10 to the selected tokens; returns the corrupted ids and the labels."""
-        rng = self.generator(example, _REPLACE_STREAM)
-        if self.replace_per_unit:
-            draw = rng.random(int(units[-1]) + 1 if len(units) else 0)[np.maximum(units, 0)]
-        else:
-            draw = rng.random(len(ids))
-        corrupted = ids.copy()
-        to_mask = selected & (draw < self.mask_replace_prob)
-        to_random = selected & (draw >= self.mask_replace_prob) & (
-            draw < self.mask_replace_prob + self.random_replace_prob)
-        corrupted[to_mask] = self.tokenizer.mask_token_id
-        corrupted[to_random] = self.random_pool[rng.integers(len(self.random_pool), size=int(to_random.sum()))]
-        return corrupted, np.where(selected, ids, -100)
+    def _select_units(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
+                      eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Word, n-gram, span or knowledge units, example by example (each vectorized)."""
+        selected = np.zeros_like(eligible)
+        priority = np.full(eligible.shape, np.inf)
+        units = np.zeros(eligible.shape, dtype=np.int64)
+        for row, example in enumerate(examples):
+            length = len(example["input_ids"])
+            row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length], keys[row])
+            row_units = np.maximum(row_units, 0)
+            budget = self.mlm_probability * eligible[row].sum()
+            selected[row, :length] = select_units(row_units, eligible[row, :length], row_priority, budget)
+            priority[row, :length] = np.where(eligible[row, :length], row_priority[row_units], np.inf)
+            units[row, :length] = row_units
+        return selected, priority, units
 
-    def _exact_count(self, draws: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                     examples: list[dict[str, Any]]) -> list[np.ndarray]:
-        """Re-select across the batch so exactly ``mask_count_per_batch`` tokens are masked."""
-        rows, keys = [], []
-        for row, (_, units, priority, ids) in enumerate(draws):
-            eligible = ~self.special_mask(examples[row], ids)
-            positions = np.flatnonzero(eligible)
-            rows.append(np.full(len(positions), row))
-            keys.append(np.stack([priority[units[positions]], units[positions], positions]))
-        rows_all, keys_all = np.concatenate(rows), np.concatenate(keys, axis=1)
-        order = np.lexsort((keys_all[2], keys_all[1], keys_all[0]))  # by unit priority, unit, position
-        if self.mask_count_per_batch > len(order):
+    def _exact_count(self, eligible: np.ndarray, priority: np.ndarray, units: np.ndarray) -> np.ndarray:
+        """Re-select across the batch so exactly ``mask_count_per_batch`` tokens are masked: units
+        in priority order over the whole batch, the last one cut if it does not fit."""
+        rows, positions = np.nonzero(eligible)
+        if self.mask_count_per_batch > len(rows):
             raise ValueError(f"mask_count_per_batch={self.mask_count_per_batch} exceeds the batch's "
-                             f"{len(order)} maskable tokens")
+                             f"{len(rows)} maskable tokens")
+        order = np.lexsort((positions, units[rows, positions], rows, priority[rows, positions]))
         chosen = order[: self.mask_count_per_batch]
-        chosen_rows, chosen_positions = rows_all[chosen], keys_all[2][chosen].astype(np.int64)
-        selected = [np.zeros(len(ids), dtype=bool) for *_, ids in draws]
-        for row, mask in enumerate(selected):
-            mask[chosen_positions[chosen_rows == row]] = True
+        selected = np.zeros_like(eligible)
+        selected[rows[chosen], positions[chosen]] = True
         return selected
 
-    def mask(self, examples: list[dict[str, Any]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Corrupted ids and MLM labels of every example."""
-        draws = [self.draw(example) for example in examples]
-        selected = [d[0] for d in draws]
+    def mask(self, examples: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Padded corrupted ids, MLM labels and lengths of the batch ([batch, length] arrays)."""
+        ids, lengths, eligible = self.batch_arrays(examples)
+        keys = self.keys(examples)
+        if self.granularity == "token" and type(self).unit_plan is MLMCollator.unit_plan:
+            selected, priority, units = self._select_tokens(keys, eligible)
+        else:
+            selected, priority, units = self._select_units(examples, keys, ids, eligible)
         if self.mask_count_per_batch is not None:
-            selected = self._exact_count(draws, examples)
-        out = [self.replace(e, d[3], s, d[1]) for e, d, s in zip(examples, draws, selected)]
-        return [o[0] for o in out], [o[1] for o in out]
+            selected = self._exact_count(eligible, priority, units)
+        width = ids.shape[1]
+        draw = uniform(keys, width, REPLACE)
+        if self.replace_per_unit:  # one draw per unit (units are numbered below the row length)
+            draw = np.take_along_axis(draw, units, axis=1)
+        to_mask = selected & (draw < self.mask_replace_prob)
+        to_random = selected & ~to_mask & (draw < self.mask_replace_prob + self.random_replace_prob)
+        random_ids = self.random_pool[(uniform(keys, width, RANDOM_TOKEN) * len(self.random_pool)).astype(np.int64)]
+        corrupted = np.where(to_mask, self.tokenizer.mask_token_id, np.where(to_random, random_ids, ids))
+        return corrupted, np.where(selected, ids, -100), lengths
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        input_ids, labels = self.mask(examples)
-        return self.model_inputs(examples, input_ids, labels)
+        input_ids, labels, lengths = self.mask(examples)
+        return self.model_inputs(examples, input_ids, lengths, labels)
 
 
 __all__ = ["GRANULARITIES", "MLMCollator", "word_start_table"]

@@ -29,7 +29,8 @@ class PretrainingCollator(DynamicCollator):
         tasks: the config whose ``pretraining_tasks`` the batch must serve, or the task names.
         masking: the collator that masks for ``mlm`` (an ``MLMCollator`` of any granularity or a
             ``KnowledgeMaskingCollator``); by default ``MLMCollator(tokenizer, seed=seed, **mlm_options)``.
-        seed, pad_to_multiple_of: as for the other collators (``masking`` keeps its own seed).
+        seed, pad_to_multiple_of: as for the other collators (a given ``masking`` collator keeps its own
+            seed and padding).
         mlm_options: passed to the default ``MLMCollator`` (``granularity="whole_word"``, ...).
 
     The batch holds ``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels`` (MLM) and one
@@ -54,7 +55,8 @@ class PretrainingCollator(DynamicCollator):
         if masking is not None and mlm_options:
             raise ValueError(f"pass either a masking collator or MLM options, not both ({sorted(mlm_options)})")
         if "mlm" in self.tasks:
-            self.masking = masking or MLMCollator(tokenizer, seed=seed, **mlm_options)
+            self.masking = masking or MLMCollator(tokenizer, seed=seed, pad_to_multiple_of=pad_to_multiple_of,
+                                                  **mlm_options)
         elif masking is not None or mlm_options:
             raise ValueError("masking options given, but 'mlm' is not among the pretraining tasks")
         else:
@@ -100,10 +102,11 @@ class PretrainingCollator(DynamicCollator):
         if "capitalization" in self.tasks:
             examples = [{**e, "capitalization_labels": self._word_start_capitalization(e)} for e in examples]
         if self.masking is not None:
-            input_ids, labels = self.masking.mask(examples)
+            input_ids, labels, lengths = self.masking.mask(examples)
         else:
-            input_ids, labels = [np.asarray(e["input_ids"], dtype=np.int64) for e in examples], None
-        batch = self.model_inputs(examples, input_ids, labels)
+            input_ids, lengths, _ = self.batch_arrays(examples)
+            labels = None
+        batch = self.model_inputs(examples, input_ids, lengths, labels)
         return {k: v for k, v in batch.items() if k in _MODEL_INPUTS or _task_of(k) in self.tasks}
 
 
