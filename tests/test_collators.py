@@ -320,3 +320,27 @@ def test_random_replacements_are_never_special(tokenizer):
     assert not torch.isin(replaced, torch.tensor(tokenizer.all_special_ids)).any()
     assert len(set(replaced.tolist())) > 1000  # drawn across the vocabulary
 
+
+
+def test_tokenizer_without_pad_token_is_refused(tokenizer):
+    no_pad = transformers.AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    no_pad.pad_token = None
+    with pytest.raises(ValueError, match="pad token"):
+        MLMCollator(no_pad)
+
+
+def test_set_epoch_callback_follows_the_trainer_state(tokenizer, rows):
+    """At each epoch start (a resumed run starts mid-epoch: state.epoch 2.5) the collators get its integer."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from bert18.collators import SetEpochCallback
+
+    collator = MLMCollator(tokenizer)
+    callback = SetEpochCallback(collator, object())  # objects without set_epoch are ignored
+    for state_epoch, expected in ((0.0, 0), (1.0, 1), (2.5, 2)):
+        callback.on_epoch_begin(TrainingArguments("unused", report_to=[]), TrainerState(epoch=state_epoch),
+                                TrainerControl())
+        assert collator.epoch == expected
+    fresh = MLMCollator(tokenizer)
+    fresh.set_epoch(2)
+    assert torch.equal(collator(rows[:4])["labels"], fresh(rows[:4])["labels"])
