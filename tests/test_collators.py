@@ -344,3 +344,49 @@ def test_set_epoch_callback_follows_the_trainer_state(tokenizer, rows):
     fresh = MLMCollator(tokenizer)
     fresh.set_epoch(2)
     assert torch.equal(collator(rows[:4])["labels"], fresh(rows[:4])["labels"])
+
+
+@pytest.mark.parametrize("granularity", ["token", "whole_word", "ngram", "span"])
+def test_rows_with_little_or_nothing_to_mask(tokenizer, granularity):
+    """Nothing maskable ([CLS] [UNK] [SEP]): no target, no crash. A short row still gets one (BERT's max(1, ...))."""
+    collator = MLMCollator(tokenizer, granularity=granularity)
+    empty = collator([{"input_ids": [tokenizer.cls_token_id, tokenizer.unk_token_id, tokenizer.sep_token_id],
+                       "example_index": 0}])
+    assert (empty["labels"] == -100).all()
+    short = tokenizer("two words")["input_ids"]
+    for index in range(20):
+        assert (collator([{"input_ids": short, "example_index": index}])["labels"] != -100).sum() >= 1
+
+
+def test_a_long_entity_first_in_line_does_not_empty_the_row(tokenizer):
+    """An entity over twice the budget is skipped, and words fill the budget instead of nothing."""
+    words = tokenizer(" ".join(["alpha"] * 30), add_special_tokens=False)["input_ids"]
+    ids = [tokenizer.cls_token_id, *words, tokenizer.sep_token_id]
+    example = {"input_ids": ids, "span_starts": [1], "span_ends": [11], "span_kinds": ["entity"]}
+    collator = KnowledgeMaskingCollator(tokenizer, levels={"entity": 1})
+    counts = [(collator([{**example, "example_index": i}])["labels"] != -100).sum().item() for i in range(50)]
+    assert min(counts) >= 4 and max(counts) <= 5  # budget 4.5 of 30 tokens, the 10-token entity never
+
+
+def test_a_span_opening_on_a_special_token_stays_in_its_segment(tokenizer):
+    """A user span [SEP] w w: its unit starts at the first maskable token, never joins the word before [SEP]."""
+    text = " ".join(["word"] * 10)
+    ids = tokenizer(text, text)["input_ids"]
+    sep = ids.index(tokenizer.sep_token_id)
+    example = {"input_ids": ids, "span_starts": [sep], "span_ends": [sep + 3], "span_kinds": ["entity"],
+               "example_index": 0}
+    collator = KnowledgeMaskingCollator(tokenizer, levels={"entity": 1})
+    units, _ = collator.unit_plan(example, np.asarray(ids), ~collator.special_table[np.asarray(ids)],
+                                  example_keys(0, 0, np.array([0]))[0])
+    assert units[sep - 1] != units[sep + 1] == units[sep + 2]
+
+
+def test_capitalization_on_word_starts_without_mlm(tokenizer):
+    """Without masking (and without word ids) continuation pieces still carry no capitalization label."""
+    ids = tokenizer("hello tokenization worldwide")["input_ids"]
+    example = {"input_ids": ids, "capitalization_labels": [0] * len(ids), "example_index": 0}
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=["capitalization"])
+    labels = PretrainingCollator(tokenizer, config)([example])["capitalization_labels"][0]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert [label == -100 for label in labels.tolist()] == [
+        t.startswith("##") or t in ("[CLS]", "[SEP]") for t in tokens]

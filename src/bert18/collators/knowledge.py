@@ -95,6 +95,10 @@ class KnowledgeMaskingCollator(MLMCollator):
         if level != "basic" and not preferred.any():
             self.level_counts["no_span_fallback"] += 1
         starts &= eligible
+        for start, end, _ in spans:  # a span opening on a special token opens at its first maskable one
+            inside = np.flatnonzero(eligible[start:end])
+            if len(inside):
+                starts[start + inside[0]] = True
         starts[np.flatnonzero(eligible)[:1]] = True  # the first maskable token always opens a unit
         units = np.cumsum(starts) - 1
         priority = uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)

@@ -11,9 +11,9 @@ One algorithm serves every granularity (seed question 12). For each example:
    words tiled into spans of geometric length (p = 0.2, at most 10 words). Tiling a random
    partition keeps units disjoint by construction and never lets one cross a special token.
 3. **Selection.** Units are taken in random order while their tokens fit the budget
-   ``mlm_probability x eligible tokens`` (a unit is taken when at least half of it fits, so the
-   expected masked share is exactly the target, and exactly round(budget) tokens at ``token``
-   granularity, as in BERT's own data generator).
+   ``mlm_probability x eligible tokens``, at least one token (BERT's ``max(1, round(n p))``): a
+   unit is taken when at least half of it fits, so the expected masked share is the target, exactly
+   round(budget) tokens at ``token`` granularity (a first unit over twice the budget is skipped).
 4. **Replacement.** Each selected token becomes [MASK] (80%), a random non-special token (10%) or
    stays (10%); with ``replace_per_unit`` (SpanBERT's choice, the default for ``span``) the draw is
    made once per unit.
@@ -81,14 +81,36 @@ def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray
 
 def select_units(unit_of_token: np.ndarray, eligible: np.ndarray, priority: np.ndarray, budget: float,
                  ) -> np.ndarray:
-    """Mask of tokens in the units taken in ``priority`` order while at least half of each fits the budget."""
+    """Mask of the tokens of the units taken in ``priority`` order while at least half of each fits
+    the budget: the expected number of tokens is the budget. When the very first unit is over
+    twice the budget (a long entity first in line), it is skipped and whole units that fit are
+    taken instead, so such a row is not left without targets."""
     sizes = np.bincount(unit_of_token[eligible], minlength=len(priority))
     order = np.argsort(priority, kind="stable")
-    before = np.cumsum(sizes[order]) - sizes[order]
-    taken = order[before + sizes[order] / 2 < budget]
+    ordered = sizes[order]
+    before = np.cumsum(ordered) - ordered
+    fits = before + ordered / 2 < budget
+    stop = len(order) if fits.all() else int(np.argmin(fits))  # the leading run that fits, in one pass
+    taken = list(order[:stop])
+    if stop == 0 and len(order):  # the first unit alone is over twice the budget (a long entity): skip it
+        used = 0
+        for unit, size in zip(order[1:].tolist(), ordered[1:].tolist()):
+            if budget - used < 1:
+                break
+            if size and used + size <= budget:
+                taken.append(unit)
+                used += size
+    if not taken and budget > 0:  # every unit is too big: still one target, as BERT's max(1, ...)
+        taken = [order[int(np.argmax(ordered > 0))]]
     chosen = np.zeros(len(priority), dtype=bool)
     chosen[taken] = True
     return chosen[unit_of_token] & eligible
+
+
+def row_budget(probability: float, maskable: np.ndarray) -> np.ndarray:
+    """Tokens to predict per row: ``probability`` of its maskable tokens, at least one (as BERT's
+    ``max(1, round(n * p))``), none in a row with nothing maskable."""
+    return np.where(maskable > 0, np.maximum(probability * maskable, 1.0), 0.0)
 
 
 class MLMCollator(DynamicCollator):
@@ -185,7 +207,7 @@ class MLMCollator(DynamicCollator):
         priority = np.where(eligible, uniform(keys, width, PRIORITY), np.inf)
         rank = np.empty_like(priority, dtype=np.int64)
         np.put_along_axis(rank, np.argsort(priority, axis=1, kind="stable"), np.arange(width)[None, :], axis=1)
-        budget = self.mlm_probability * eligible.sum(axis=1, keepdims=True)
+        budget = row_budget(self.mlm_probability, eligible.sum(axis=1, keepdims=True))
         units = np.broadcast_to(np.arange(width), eligible.shape)
         return eligible & (rank + 0.5 < budget), priority, units
 
@@ -197,9 +219,11 @@ class MLMCollator(DynamicCollator):
         units = np.zeros(eligible.shape, dtype=np.int64)
         for row, example in enumerate(examples):
             length = len(example["input_ids"])
+            if not eligible[row, :length].any():  # only special tokens or [UNK]: nothing to predict
+                continue
             row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length], keys[row])
             row_units = np.maximum(row_units, 0)
-            budget = self.mlm_probability * eligible[row].sum()
+            budget = row_budget(self.mlm_probability, eligible[row].sum())
             selected[row, :length] = select_units(row_units, eligible[row, :length], row_priority, budget)
             priority[row, :length] = np.where(eligible[row, :length], row_priority[row_units], np.inf)
             units[row, :length] = row_units

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from .base import DynamicCollator
-from .mlm import MLMCollator, word_starts
+from .mlm import MLMCollator, word_start_table, word_starts
 
 _PAIR_SOURCE = "bert18.data.SentencePairDataset"
 
@@ -47,6 +47,7 @@ class PretrainingCollator(DynamicCollator):
         **mlm_options: Any,
     ):
         super().__init__(tokenizer, seed, pad_to_multiple_of)
+        self.word_table = word_start_table(tokenizer)
         self.tasks = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
         self.max_length = tasks.max_position_embeddings if isinstance(tasks, Bert18Config) else None
         unknown = [t for t in self.tasks if t not in PRETRAINING_TASKS]
@@ -84,11 +85,7 @@ class PretrainingCollator(DynamicCollator):
         if len(labels) != len(ids):
             raise ValueError(f"example {example.get('example_index', '?')}: {len(labels)} capitalization labels "
                              f"for {len(ids)} tokens")
-        special = self.special_mask(example, ids)
-        table = self.masking.word_table if self.masking is not None else None
-        if table is None and example.get("word_ids") is None:
-            return np.where(special, -100, labels)
-        starts = word_starts(ids, special, example.get("word_ids"), table)
+        starts = word_starts(ids, self.special_mask(example, ids), example.get("word_ids"), self.word_table)
         return np.where(starts, labels, -100)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,62 @@
+"""Bert18Trainer: evaluation losses for every task mix, and gradient accumulation equal to one big batch."""
+
+import datasets
+import pytest
+import torch
+import transformers
+from transformers import TrainingArguments
+
+from bert18 import Bert18Config, Bert18ForPreTraining
+from bert18.collators import PretrainingCollator
+from bert18.data import SentencePairDataset, builtin_corpus, prepare_pretraining_dataset
+from bert18.training import Bert18Trainer, pretraining_label_names
+
+TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
+
+
+@pytest.fixture(scope="module")
+def setup(minilm_path, tmp_path_factory):
+    datasets.disable_progress_bars()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
+    corpus = builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache"))).select(range(40))
+    documents = prepare_pretraining_dataset(corpus, tokenizer, TASKS, max_length=64)
+    pairs = SentencePairDataset(documents, tokenizer, TASKS, max_length=64)
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=TASKS, max_position_embeddings=64,
+                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return tokenizer, pairs, config
+
+
+def arguments(tmp_path, **overrides) -> TrainingArguments:
+    return TrainingArguments(str(tmp_path), report_to=[], remove_unused_columns=False, use_cpu=True,
+                             disable_tqdm=True, save_strategy="no", seed=0, data_seed=0, **overrides)
+
+
+def test_evaluation_reports_the_pretraining_loss(setup, tmp_path):
+    """The stock Trainer wants every label argument of forward; Bert18Trainer asks for the config's."""
+    tokenizer, pairs, config = setup
+    model = Bert18ForPreTraining(config)
+    collator = PretrainingCollator(tokenizer, config)
+    trainer = Bert18Trainer(model=model, args=arguments(tmp_path, per_device_eval_batch_size=16),
+                            eval_dataset=torch.utils.data.Subset(pairs, range(32)), data_collator=collator)
+    assert trainer.label_names == pretraining_label_names(config) == [
+        "labels", "sentence_distance_label", "capitalization_labels", "token_document_labels"]
+    metrics = trainer.evaluate()
+    assert 5 < metrics["eval_loss"] < 20  # ln(30522) = 10.3 for MLM plus three small tasks
+
+
+def test_gradient_accumulation_equals_one_big_batch(setup, tmp_path):
+    """2 x 4 accumulated examples move the weights exactly as 1 x 8: every task normalised over the step."""
+    tokenizer, pairs, config = setup
+    subset = torch.utils.data.Subset(pairs, range(8))
+    weights = []
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        torch.manual_seed(0)
+        model = Bert18ForPreTraining(config)
+        args = arguments(tmp_path / f"run{batch_size}", per_device_train_batch_size=batch_size,
+                         gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=0.5, optim="sgd",
+                         lr_scheduler_type="constant", max_grad_norm=0.0)
+        Bert18Trainer(model=model, args=args, train_dataset=subset,
+                      data_collator=PretrainingCollator(tokenizer, config)).train()
+        weights.append({k: v.detach().clone() for k, v in model.named_parameters()})
+    for name, value in weights[0].items():
+        assert torch.allclose(value, weights[1][name], atol=1e-6), name
