@@ -19,19 +19,13 @@ from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, word_start_table
 from bert18.collators.base import example_keys, uniform
 from bert18.collators.mlm import tile_words, word_starts
-from bert18.data import PhraseMiner, builtin_corpus, prepare_pretraining_dataset
+from bert18.data import PhraseMiner, prepare_pretraining_dataset
 
 
 @pytest.fixture(scope="module")
-def tokenizer(minilm_path):
-    return transformers.AutoTokenizer.from_pretrained(minilm_path)
-
-
-@pytest.fixture(scope="module")
-def rows(tokenizer, tmp_path_factory):
+def rows(tokenizer, corpus):
     """Packed FULL-SENTENCES rows of 128 tokens with capitalization labels and knowledge spans."""
     datasets.disable_progress_bars()
-    corpus = builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
     phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
     packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm", "capitalization"], max_length=128,
                                          lexicon=phrases, capitalized_entities=True)

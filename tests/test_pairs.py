@@ -15,11 +15,10 @@ import time
 import datasets
 import numpy as np
 import pytest
-import transformers
 from transformers.models.bert import BertTokenizerLegacy
 
 from bert18 import Bert18Config
-from bert18.data import builtin_corpus, prepare_pretraining_dataset
+from bert18.data import prepare_pretraining_dataset
 from bert18.data.pairs import SentencePairDataset
 from bert18.tokenization import train_tokenizer
 
@@ -28,16 +27,6 @@ TOKEN_TASKS = ["capitalization", "token_document_relation"]
 LABELS = {"nsp": "next_sentence_label", "sop": "sentence_order_label",
           "sentence_distance": "sentence_distance_label"}
 FIVE_SENTENCES = "Alpha is first. Beta is second. Gamma is third. Delta is fourth. Epsilon is fifth."
-
-
-@pytest.fixture(scope="module")
-def tokenizer(minilm_path):
-    return transformers.AutoTokenizer.from_pretrained(minilm_path)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,12 @@ import re
 
 import datasets
 import pytest
-import transformers
 
 from bert18 import Bert18Config
-from bert18.data import builtin_corpus
 from bert18.data.prepare import pack_sentences, prepare_pretraining_dataset, tokenize_documents
 from bert18.data.spans import LexiconMatcher
 
 ERNIE_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(minilm_path):
-    return transformers.AutoTokenizer.from_pretrained(minilm_path)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
 
 
 @pytest.fixture(scope="module")
