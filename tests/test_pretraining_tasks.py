@@ -16,6 +16,7 @@ from bert18.data import PhraseMiner, SentencePairDataset, builtin_corpus, prepar
 
 ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 TASK_LABELS = {"mlm": "labels", "sentence_distance": "sentence_distance_label", "nsp": "next_sentence_label",
+               "sop": "sentence_order_label",
                "capitalization": "capitalization_labels", "token_document_relation": "token_document_labels"}
 
 
@@ -42,11 +43,15 @@ def evaluate(model, batches, tasks):
 
 
 @pytest.mark.slow
-# SOP is left out: telling the order of two segments takes far more than 300 steps of a 2-layer
-# model (it stays at chance here), while NSP's topic cue and ERNIE's distance classes are learnt.
-@pytest.mark.parametrize("tasks", [ERNIE, ["mlm", "nsp"]], ids=["ernie", "bert"])
-def test_every_task_learns(minilm_path, tasks):
-    """300 steps: every task's loss falls and its held-out accuracy beats chance."""
+@pytest.mark.parametrize("tasks,learning_rate", [(ERNIE, 2e-3), (["nsp"], 1e-3), (["sop"], 1e-3)],
+                         ids=["ernie", "nsp", "sop"])
+def test_every_task_learns(minilm_path, tasks, learning_rate):
+    """300 steps: every task's loss falls and its held-out accuracy beats chance.
+
+    NSP and SOP train alone: beside MLM, a 2-layer H=64 model leaves them at chance for the first
+    few hundred steps (its loss dominates; measured with MLM weighted 1 and 0.2), and at 2e-3
+    they collapse to one class even alone.
+    """
     datasets.disable_progress_bars()
     transformers.set_seed(0)
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
@@ -60,7 +65,7 @@ def test_every_task_learns(minilm_path, tasks):
     masking = KnowledgeMaskingCollator(tokenizer) if "capitalization" in tasks else None
     collator = PretrainingCollator(tokenizer, config, masking=masking)
     model = Bert18ForPreTraining(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
 
     held_out_epoch = 99
     pairs.set_epoch(held_out_epoch)
