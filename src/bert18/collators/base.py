@@ -20,9 +20,12 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
-# Per-example fields the model takes as labels: sequence-level (one int) and token-level (padded -100).
-SEQUENCE_LABELS = ("next_sentence_label", "sentence_order_label", "sentence_distance_label")
-TOKEN_LABELS = ("capitalization_labels", "token_document_labels")
+from ..configuration_bert18 import PRETRAINING_TASKS
+
+# Per-example fields the model takes as labels, from the task registry: sequence-level (one int)
+# and token-level (padded with -100); "labels" (MLM) is made by the masking collators.
+SEQUENCE_LABELS = tuple(name for name, _, level in PRETRAINING_TASKS.values() if level == "sequence")
+TOKEN_LABELS = tuple(name for name, _, level in PRETRAINING_TASKS.values() if level == "token" and name != "labels")
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -77,6 +77,11 @@ def _word_capitalization(text: str, offsets: list[tuple[int, int]], word_ids: li
     return [int(capital.get(word, False)) for word in word_ids]
 
 
+def _clip_spans(spans: Any, lo: int, hi: int) -> list[tuple[int, int, str]]:
+    """Token spans ``(start, end, kind)`` that overlap tokens ``[lo, hi)``, clipped and shifted to them."""
+    return [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in spans if s < hi and e > lo]
+
+
 def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
     """Token ranges of the document's sentences, each cut into pieces of at most ``max_tokens``.
 
@@ -119,7 +124,7 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
             doc_fields["offsets"].append([list(pair) for pair in offsets[lo:hi]])
             doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
             doc_fields["capitalization_labels"].append(capitals[lo:hi] if capitals else [])
-            inside = [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in token_spans if s < hi and e > lo]
+            inside = _clip_spans(token_spans, lo, hi)
             doc_fields["span_starts"].append([s for s, _, _ in inside])
             doc_fields["span_ends"].append([e for _, e, _ in inside])
             doc_fields["span_kinds"].append([kind for _, _, kind in inside])
@@ -145,9 +150,8 @@ def _features(grouped: bool, kept: dict[str, Any]) -> datasets.Features:
         return datasets.List(datasets.List(value)) if grouped else datasets.List(value)
 
     integer = datasets.Value("int32")
-    fields = {name: nested(integer) for name in ("input_ids", "word_ids", "capitalization_labels",
-                                                 "span_starts", "span_ends")}
-    fields["span_kinds"] = nested(datasets.Value("string"))
+    fields = {name: nested(datasets.Value("string") if name == "span_kinds" else integer)
+              for name in _SENTENCE_FIELDS}
     if grouped:
         fields.update(offsets=datasets.List(datasets.List(datasets.List(integer))),
                       num_tokens=datasets.Value("int64"), dropped_spans=datasets.Value("int64"))
@@ -257,7 +261,7 @@ class _RowPacker:
         if len(ids) > room:  # longer than a row: cut, as tokenize_documents would have for this length
             for lo in range(0, len(ids), room):
                 hi = min(lo + room, len(ids))
-                inside = [(max(s, lo) - lo, min(e, hi) - lo, k) for s, e, k in zip(*spans) if s < hi and e > lo]
+                inside = _clip_spans(zip(*spans), lo, hi)
                 self.add(ids[lo:hi], [w - words[lo] for w in words[lo:hi]], capitals[lo:hi] if capitals else [],
                          ([s for s, _, _ in inside], [e for _, e, _ in inside], [k for _, _, k in inside]))
             return
