@@ -148,6 +148,12 @@ class Bert18Config(PreTrainedConfig):
         chunk_batch_size: encode at most this many chunks per pass of the encoder (``None``: all of a
             batch at once); in training each pass is recomputed in the backward pass, so activation
             memory is bounded by one pass.
+        unpad_inputs: with ``sdpa`` or ``flash_attention_2`` attention, run the encoder on the real
+            tokens of a batch only (no work on padding; packed rows kept apart by variable-length
+            attention). Outputs are padded back, equal to the padded computation's.
+        sparse_prediction: when MLM labels are given, project only the labelled positions onto the
+            vocabulary (the loss is the same; ``prediction_logits`` are then [targets, vocab], in the
+            order of ``labels != -100``). Without labels every position is scored.
     """
 
     model_type = "bert18"
@@ -176,6 +182,8 @@ class Bert18Config(PreTrainedConfig):
     long_pooling: str = "mean"
     max_chunks: int = 16
     chunk_batch_size: int | None = None
+    unpad_inputs: bool = True
+    sparse_prediction: bool = True
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

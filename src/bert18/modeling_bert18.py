@@ -51,6 +51,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
+from .attention_bert18 import UnpaddedBatch, is_packed, sequence_positions, unpad, varlen_attention
 from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
@@ -90,12 +91,21 @@ class Bert18Embeddings(nn.Module):
 
     def position_ids_for(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
                          shape: torch.Size, device: torch.device) -> torch.Tensor:
+        if is_packed(attention_mask):  # several sequences per row: each counts from 0
+            return sequence_positions(attention_mask)
         if self.pad_aware_positions and (input_ids is not None or attention_mask is not None):
             # RoBERTa: real tokens are numbered 0, 1, 2, ... whatever padding precedes them (from
             # the ids, or from the attention mask when only embeddings are given).
             is_token = input_ids.ne(self.pad_token_id) if input_ids is not None else attention_mask.bool()
             return (torch.cumsum(is_token, dim=1) - 1).clamp(min=0) * is_token
         return torch.arange(shape[1], device=device).expand(shape)
+
+    def check_length(self, length: int) -> None:
+        if length > self.max_positions:
+            raise ValueError(
+                f"sequence length {length} exceeds max_position_embeddings ({self.max_positions}): "
+                "truncate the input, or see bert18.long_text for longer documents"
+            )
 
     def forward(
         self,
@@ -108,11 +118,7 @@ class Bert18Embeddings(nn.Module):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         shape, device = inputs_embeds.shape[:2], inputs_embeds.device
-        if shape[1] > self.max_positions:
-            raise ValueError(
-                f"sequence length {shape[1]} exceeds max_position_embeddings ({self.max_positions}): "
-                "truncate the input, or see bert18.long_text for longer documents"
-            )
+        self.check_length(shape[1])
         if token_type_ids is None:
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
         if position_ids is None:
@@ -167,10 +173,18 @@ class Bert18Attention(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         num_keys: int | None = None,
+        unpadded: UnpaddedBatch | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``num_keys``: only the first ``num_keys`` rows give keys and values; the rows after them
-        are queries only (the query stream of two-stream attention), so nothing ever attends to them."""
+        are queries only (the query stream of two-stream attention), so nothing ever attends to them.
+        ``unpadded``: ``hidden_states`` are the [tokens, hidden] real tokens of that batch."""
+        if unpadded is not None:
+            tokens = hidden_states.shape[0]
+            query, key, value = self.qkv(hidden_states).view(tokens, 3, self.num_heads, self.head_dim).unbind(1)
+            dropout = self.attention_dropout if self.training else 0.0
+            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout).reshape(tokens, -1)
+            return self.layer_norm(hidden_states + self.dropout(self.output(context))), None
         batch, length, _ = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -231,14 +245,18 @@ class Bert18Encoder(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         num_keys: int | None = None,
+        unpadded: UnpaddedBatch | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """``num_keys``: with two streams, the content rows (see ``Bert18Attention``)."""
+        """``num_keys``: with two streams, the content rows; ``unpadded``: the hidden states are the
+        real tokens of that batch (see ``Bert18Attention``)."""
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for i in range(self.num_layers):
             attention = self.attention[i % len(self.attention)]
-            hidden_states, weights = attention(hidden_states, attention_mask, num_keys=num_keys, **kwargs)
+            hidden_states, weights = attention(
+                hidden_states, attention_mask, num_keys=num_keys, unpadded=unpadded, **kwargs
+            )
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
@@ -432,16 +450,23 @@ class Bert18Model(Bert18PreTrainedModel):
           by nothing. Their final states are ``query_last_hidden_state``.
 
         ``hidden_states`` hold the token rows only; eager ``attentions`` have the query rows after them.
+
+        Packed rows: ``attention_mask`` may number the sequences of a row (0 padding, then 1, 2, ...
+        for consecutive sequences); each attends only to itself and counts its positions from 0.
+        With ``sdpa`` or ``flash_attention_2`` attention and ``config.unpad_inputs``, a batch with
+        padding or packing runs the encoder on its real tokens only (see ``attention_bert18``).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
+        two_stream = content_mask is not None or query_embeds is not None
+        if not two_stream and not output_attentions and self._unpads(attention_mask):
+            return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                          output_hidden_states, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         num_keys = None
-        if content_mask is None and query_embeds is None:
-            hidden, mask = embeddings, create_bidirectional_mask(
-                config=self.config, inputs_embeds=embeddings, attention_mask=attention_mask
-            )
+        if not two_stream:
+            hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask)
         else:
             hidden, mask = self._two_stream_inputs(embeddings, attention_mask, content_mask, query_embeds, query_mask)
             num_keys = embeddings.shape[1]
@@ -459,6 +484,64 @@ class Bert18Model(Bert18PreTrainedModel):
             hidden_states=hidden_states,
             attentions=attentions,
             query_last_hidden_state=query,
+        )
+
+    def _unpads(self, attention_mask: torch.Tensor | None) -> bool:
+        """Whether this batch runs unpadded: it has padding or packed sequences, and the attention
+        takes variable lengths (eager stays the padded reference; flash attention needs it for packing)."""
+        implementation = self.config._attn_implementation
+        if attention_mask is None or implementation not in ("sdpa", "flash_attention_2"):
+            return False
+        packed = is_packed(attention_mask)
+        if packed and implementation == "flash_attention_2":
+            return True  # its padded path knows padding only, not sequences within a row
+        return self.config.unpad_inputs and (packed or not bool(attention_mask.bool().all()))
+
+    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None) -> Any:
+        """The attention implementation's mask for a padded batch; packed rows keep sequences apart."""
+        if not is_packed(attention_mask):
+            return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
+                                             attention_mask=attention_mask)
+        sequence = attention_mask
+        return create_bidirectional_mask(
+            config=self.config, inputs_embeds=embeddings, attention_mask=sequence.ne(0),
+            and_mask_function=lambda b, h, q, kv: sequence[b, q] == sequence[b, kv],
+        )
+
+    def _unpadded_forward(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        output_hidden_states: bool,
+        **kwargs: Any,
+    ) -> Bert18ModelOutput:
+        """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back."""
+        reference = input_ids if input_ids is not None else inputs_embeds
+        shape, device = reference.shape[:2], reference.device
+        self.embeddings.check_length(shape[1])
+        batch = unpad(attention_mask)
+        if position_ids is None:
+            position_ids = self.embeddings.position_ids_for(input_ids, attention_mask, shape, device)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+        # Each real token as a row of length 1: the embedding layers see [tokens, 1].
+        embeddings = self.embeddings(
+            input_ids=batch.gather(input_ids)[:, None] if input_ids is not None else None,
+            token_type_ids=batch.gather(token_type_ids.expand(shape))[:, None],
+            position_ids=batch.gather(position_ids.expand(shape))[:, None],
+            inputs_embeds=batch.gather(inputs_embeds)[:, None] if inputs_embeds is not None else None,
+        ).squeeze(1)
+        sequence, hidden_states, _ = self.encoder(
+            embeddings, None, output_hidden_states=output_hidden_states, unpadded=batch, **kwargs
+        )
+        sequence = batch.scatter(sequence)
+        return Bert18ModelOutput(
+            last_hidden_state=sequence,
+            pooler_output=self.pooler(sequence) if self.pooler is not None else None,
+            hidden_states=tuple(batch.scatter(h) for h in hidden_states) if hidden_states is not None else None,
         )
 
     def _two_stream_inputs(
@@ -498,6 +581,22 @@ class Bert18Model(Bert18PreTrainedModel):
             and_mask_function=lambda b, h, q, kv: allowed[b, q, kv],
         )
         return hidden, mask
+
+
+SEQUENCE_TASKS = tuple(task for task, (_, _, level) in PRETRAINING_TASKS.items() if level == "sequence")
+
+
+def mlm_logits(lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor,
+               labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The MLM scores and their targets: at every position, or (``config.sparse_prediction`` with
+    labels) at the labelled positions only, [targets, vocab] against ``labels[labels != -100]``.
+
+    The vocabulary projection is most of a small model's step and ~85% of positions carry no
+    label: gathering first skips that work and the memory of [batch, length, vocab] logits."""
+    if labels is None or not config.sparse_prediction:
+        return lm_head(sequence), labels
+    selected = labels.ne(-100)
+    return lm_head(sequence[selected]), labels[selected]
 
 
 def summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -546,7 +645,9 @@ class Bert18ForPreTrainingOutput(ModelOutput):
     Attributes:
         loss: weighted sum of the task losses (when labels are given).
         task_losses: each task's loss by task name (``mlm``, ``nsp``, ...), for logging.
-        prediction_logits: MLM scores over the vocabulary, [batch, length, vocab].
+        prediction_logits: MLM scores over the vocabulary, [batch, length, vocab]; with labels and
+            ``config.sparse_prediction`` (the default), [targets, vocab] at the labelled positions only,
+            in the order of ``labels != -100``.
         task_logits: scores of every other task by name: [batch, classes] for sentence tasks,
             [batch, length, classes] for token tasks, [batch, targets, vocab] for ``plm`` (one row per
             entry of ``plm_target_positions``, aligned with ``plm_labels``).
@@ -662,7 +763,12 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             **kwargs,
         )
         sequence, pooled = outputs.last_hidden_state, outputs.pooler_output
-        prediction_logits = self.lm_head(sequence) if "mlm" in tasks else None
+        if is_packed(attention_mask) and any(given[PRETRAINING_TASKS[t][0]] is not None for t in SEQUENCE_TASKS):
+            raise ValueError("sentence-level labels with packed rows: a packed row holds several sequences but one "
+                             "pooled [CLS]; prepare one pair per row for nsp, sop and sentence_distance")
+        prediction_logits = None
+        if "mlm" in tasks:
+            prediction_logits, given["labels"] = mlm_logits(self.lm_head, self.config, sequence, labels)
         task_logits = {
             task: head(pooled if PRETRAINING_TASKS[task][2] == "sequence" else sequence)
             for task, head in self.heads.items()
@@ -779,10 +885,10 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
             output_hidden_states=output_hidden_states,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        logits, targets = mlm_logits(self.lm_head, self.config, outputs.last_hidden_state, labels)
         loss = None
         if labels is not None:
-            loss = normalise_task_losses({"mlm": summed_cross_entropy(logits, labels)}, num_items_in_batch)["mlm"]
+            loss = normalise_task_losses({"mlm": summed_cross_entropy(logits, targets)}, num_items_in_batch)["mlm"]
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -1,0 +1,165 @@
+"""Unpadded encoding: the encoder runs on real tokens only, with variable-length attention.
+
+A padded batch spends the projections and the feed-forward blocks, most of an encoder's work, on
+padding. ``unpad`` lists the real tokens of a ``[batch, length]`` attention mask once per forward:
+the flat ``indices`` of real tokens, and ``cu_seqlens``, the cumulative lengths of the sequences
+they form (FlashAttention's convention). The layers then run on a ``[tokens, hidden]`` matrix and
+attention works sequence by sequence through ``varlen_attention``:
+
+- FlashAttention's ``flash_attn_varlen_func`` when the ``flash_attn`` package is installed and the
+  tensors are on CUDA;
+- PyTorch's own ``torch.nn.attention.varlen.varlen_attn`` (FlashAttention inside PyTorch) on CUDA
+  in half precision when no attention dropout is asked (it has none);
+- otherwise ``scaled_dot_product_attention`` over the sequences re-batched as ``[sequences,
+  longest, ...]``: the projections stay unpadded and only attention sees a (smaller) padding.
+
+An attention mask may also number the sequences of a packed row: 0 is padding, 1, 2, ... the
+sequence (document) each token belongs to. The tokens of one sequence are contiguous, and a
+sequence attends only to itself, so packing several documents in a row never mixes them.
+
+This file imports only torch (and flash_attn when installed): ``save_pretrained`` ships it with
+``modeling_bert18.py`` for ``trust_remote_code`` loading.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class UnpaddedBatch:
+    """Where the real tokens of a padded ``[batch, length]`` layout are, and the sequences they form.
+
+    Attributes:
+        indices: [tokens] flat index of each real token in ``batch * length``.
+        cu_seqlens: [sequences + 1] int32, sequence ``s`` is tokens ``cu_seqlens[s]:cu_seqlens[s+1]``.
+        max_seqlen: length of the longest sequence.
+        positions: [tokens] each token's position within its sequence.
+        slots: [tokens] each token's place in a ``[sequences * max_seqlen]`` re-batched layout.
+        key_mask: [sequences, 1, 1, max_seqlen] True at the real slots of that layout.
+        batch, length: the padded shape.
+    """
+
+    indices: torch.Tensor
+    cu_seqlens: torch.Tensor
+    max_seqlen: int
+    positions: torch.Tensor
+    slots: torch.Tensor
+    key_mask: torch.Tensor
+    batch: int
+    length: int
+
+    @property
+    def num_sequences(self) -> int:
+        return self.cu_seqlens.numel() - 1
+
+    def gather(self, padded: torch.Tensor) -> torch.Tensor:
+        """[batch, length, ...] -> [tokens, ...]: the real tokens, in order."""
+        return padded.reshape(self.batch * self.length, *padded.shape[2:]).index_select(0, self.indices)
+
+    def scatter(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[tokens, ...] -> [batch, length, ...], zeros at padding."""
+        flat = tokens.new_zeros(self.batch * self.length, *tokens.shape[1:])
+        return flat.index_copy(0, self.indices, tokens).view(self.batch, self.length, *tokens.shape[1:])
+
+
+def is_packed(attention_mask: torch.Tensor | None) -> bool:
+    """Whether a mask numbers several sequences per row (values above 1)."""
+    return attention_mask is not None and attention_mask.dtype != torch.bool and bool(attention_mask.max() > 1)
+
+
+def sequence_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, length] position of each token within its sequence (0 at padding), for numbered masks."""
+    length = attention_mask.shape[1]
+    index = torch.arange(length, device=attention_mask.device).expand_as(attention_mask)
+    previous = F.pad(attention_mask[:, :-1], (1, 0), value=0)
+    starts = attention_mask.ne(previous) & attention_mask.ne(0)
+    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+    return (index - first) * attention_mask.ne(0)
+
+
+def unpad(attention_mask: torch.Tensor) -> UnpaddedBatch:
+    """The real tokens and sequences of ``attention_mask`` ([batch, length]: 0 padding, else the
+    number of the token's sequence in its row, 1 when a row holds one sequence)."""
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be [batch, length], got {list(attention_mask.shape)}")
+    batch, length = attention_mask.shape
+    flat = attention_mask.reshape(-1).long()
+    indices = flat.nonzero().squeeze(1)
+    if indices.numel() == 0:
+        raise ValueError("attention_mask has no real token: every row is padding")
+    row, value = indices // length, flat[indices]
+    starts = torch.ones_like(indices, dtype=torch.bool)
+    starts[1:] = (row[1:] != row[:-1]) | (value[1:] != value[:-1])
+    start_index = starts.nonzero().squeeze(1)
+    sequence = starts.cumsum(0) - 1
+    distinct = torch.unique(row * (int(value.max()) + 1) + value).numel()
+    if distinct != start_index.numel():
+        raise ValueError(
+            "attention_mask: the tokens of each numbered sequence must be contiguous in their row "
+            "(a number came back after another one)"
+        )
+    lengths = torch.diff(start_index, append=torch.tensor([indices.numel()], device=indices.device))
+    cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+    max_seqlen = int(lengths.max())
+    positions = torch.arange(indices.numel(), device=indices.device) - start_index[sequence]
+    slots = sequence * max_seqlen + positions
+    key_mask = torch.zeros(lengths.numel() * max_seqlen, dtype=torch.bool, device=indices.device)
+    key_mask[slots] = True
+    return UnpaddedBatch(indices, cu_seqlens, max_seqlen, positions, slots,
+                         key_mask.view(-1, 1, 1, max_seqlen), batch, length)
+
+
+@lru_cache(maxsize=1)
+def _flash_varlen():
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    return flash_attn_varlen_func
+
+
+def _torch_varlen():
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+def varlen_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    batch: UnpaddedBatch,
+    scaling: float,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Bidirectional attention within each sequence of ``batch``; q, k, v and the result [tokens, heads, dim]."""
+    if query.is_cuda:
+        flash = _flash_varlen()
+        if flash is not None:
+            return flash(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
+                         dropout_p=dropout, softmax_scale=scaling, causal=False)
+        torch_varlen = _torch_varlen()
+        if torch_varlen is not None and dropout == 0.0 and query.dtype in (torch.float16, torch.bfloat16):
+            return torch_varlen(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen,
+                                batch.max_seqlen, scale=scaling)
+    return _rebatched_sdpa(query, key, value, batch, scaling, dropout)
+
+
+def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
+                    scaling: float, dropout: float) -> torch.Tensor:
+    """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked."""
+    _, heads, dim = query.shape
+    slots = batch.num_sequences * batch.max_seqlen
+    stacked = torch.stack([query, key, value])  # one scatter for the three
+    layout = stacked.new_zeros(3, slots, heads, dim).index_copy(1, batch.slots, stacked)
+    q, k, v = layout.view(3, batch.num_sequences, batch.max_seqlen, heads, dim).transpose(2, 3).unbind(0)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=batch.key_mask, dropout_p=dropout, scale=scaling)
+    return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
+
+
+__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "unpad", "varlen_attention"]
