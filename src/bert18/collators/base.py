@@ -131,17 +131,22 @@ class DynamicCollator:
     def model_inputs(self, examples: Sequence[dict[str, Any]], input_ids: np.ndarray, lengths: np.ndarray,
                      labels: np.ndarray | None) -> dict[str, torch.Tensor]:
         """The batch the model takes from padded [batch, length] ids (and MLM labels): attention
-        mask, segments and every task label present on the examples."""
+        mask, segments and every task label present on the examples. Packed rows (``sequence_ids``)
+        get an attention mask that numbers their sequences (0 padding, 1, 2, ...)."""
         width = input_ids.shape[1]
+        if any("sequence_ids" in e for e in examples):  # packed rows: number each sequence in the mask
+            attention_mask = self.pad([_require(e, "sequence_ids") for e in examples], 0, width)
+        else:
+            attention_mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
         batch = {
             "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)),
+            "attention_mask": torch.from_numpy(attention_mask),
             "token_type_ids": torch.from_numpy(self.pad([e.get("token_type_ids") or () for e in examples], 0, width)),
         }
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels)
-        for name in TOKEN_LABELS:
-            if any(name in e for e in examples):
+        for name in TOKEN_LABELS:  # an empty list is no labels (prepared data keeps the column for its schema)
+            if any(len(e.get(name, ())) for e in examples):
                 batch[name] = torch.from_numpy(self.pad([_require(e, name) for e in examples], -100, width))
         for name in SEQUENCE_LABELS:
             if any(name in e for e in examples):

@@ -150,6 +150,9 @@ class PermutationLMCollator(DynamicCollator):
 
     def permute(self, examples: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Padded ids, lengths and the ``PLM_INPUTS`` arrays of the batch."""
+        if any("sequence_ids" in e for e in examples):  # one order per row would mix the documents
+            raise ValueError("PermutationLMCollator orders one sequence per row, and these rows pack several "
+                             "(sequence_ids): prepare the data with packing 'full_sentences' or 'doc_sentences'")
         ids, lengths, eligible = self.batch_arrays(examples)
         width = ids.shape[1]
         real = np.arange(width)[None, :] < lengths[:, None]

@@ -10,12 +10,16 @@ and keeps everything the collators need to draw masks and pairs afresh each epoc
 - ``capitalization_labels``: 1 where the token's word starts with an upper-case letter in the
   original text (ERNIE 2.0; the uncased tokenizer has lost it), else 0;
 - ``span_starts`` / ``span_ends`` / ``span_kinds``: knowledge units (entities, phrases) as token
-  ranges ``[start, end)``, masked all-or-none by the knowledge-masking collator.
+  ranges ``[start, end)``, masked all-or-none by the knowledge-masking collator;
+- ``sequence_ids`` (``packed_documents`` rows only): the number, 1, 2, ..., of the sequence each
+  token belongs to in its row, which the collators pass on as the attention mask.
 
 The layout follows the tasks. With a sentence-level task (``nsp``, ``sop``, ``sentence_distance``)
 or ``token_document_relation`` a row is a whole **document**, every field a list per sentence, so
 pairs are drawn fresh at collation. Otherwise sentences are **packed** into rows of ``max_length``
-tokens (RoBERTa's FULL-SENTENCES, or DOC-SENTENCES within one document), ``[CLS] ... [SEP]``
+tokens (RoBERTa's FULL-SENTENCES, or DOC-SENTENCES within one document, or ``packed_documents``:
+several documents per row, each its own ``[CLS] ... [SEP]`` sequence that attends only to itself,
+with positions from 0: no compute on padding and no attention across documents), ``[CLS] ... [SEP]``
 included, fields flat per row with -1 / -100 on the special tokens, plus ``special_tokens_mask``
 and ``example_index`` (the row number, from which the collators seed each row's masks).
 """
@@ -41,7 +45,7 @@ from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token
 logger = logging.getLogger(__name__)
 
 DOCUMENT_TASKS = frozenset({"nsp", "sop", "sentence_distance", "token_document_relation"})
-PACKING_MODES = ("full_sentences", "doc_sentences")
+PACKING_MODES = ("full_sentences", "doc_sentences", "packed_documents")
 _SENTENCE_FIELDS = ("input_ids", "word_ids", "capitalization_labels", "span_starts", "span_ends", "span_kinds")
 
 
@@ -144,7 +148,7 @@ def _code_version() -> str:
     return hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 
-def _features(grouped: bool, kept: dict[str, Any]) -> datasets.Features:
+def _features(grouped: bool, kept: dict[str, Any], sequence_ids: bool = False) -> datasets.Features:
     """Declared output types: a first batch without any span must not type the span columns as null."""
     def nested(value: datasets.Value) -> Any:
         return datasets.List(datasets.List(value)) if grouped else datasets.List(value)
@@ -157,6 +161,8 @@ def _features(grouped: bool, kept: dict[str, Any]) -> datasets.Features:
                       num_tokens=datasets.Value("int64"), dropped_spans=datasets.Value("int64"))
     else:
         fields["special_tokens_mask"] = datasets.List(datasets.Value("int8"))
+        if sequence_ids:
+            fields["sequence_ids"] = datasets.List(datasets.Value("int16"))
     return datasets.Features({**kept, **fields})
 
 
@@ -230,23 +236,32 @@ def tokenize_documents(
 
 
 class _RowPacker:
-    """Fills ``[CLS] sentence sentence ... [SEP]`` rows; ``add`` takes one tokenized sentence."""
+    """Fills ``[CLS] sentence sentence ... [SEP]`` rows; ``add`` takes one tokenized sentence.
 
-    def __init__(self, max_length: int, cls_id: int, sep_id: int):
-        self.max_length, self.cls_id, self.sep_id = max_length, cls_id, sep_id
-        self.rows: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "special_tokens_mask")}
+    Where a document ends and the next one shares the row, ``boundary`` says what goes between
+    them: ``"sep"`` an extra separator (RoBERTa), ``"sequence"`` a new ``[SEP] [CLS]`` sequence with
+    its own number in ``sequence_ids``, ``None`` nothing (each document starts a row of its own).
+    """
+
+    def __init__(self, max_length: int, cls_id: int, sep_id: int, boundary: str | None):
+        self.max_length, self.cls_id, self.sep_id, self.boundary = max_length, cls_id, sep_id, boundary
+        fields = (*_SENTENCE_FIELDS, "special_tokens_mask", *(("sequence_ids",) if boundary == "sequence" else ()))
+        self.rows: dict[str, list] = {field: [] for field in fields}
         self.document_ended = False
         self._start_row()
 
     def _start_row(self) -> None:
         self.row: dict[str, list] = {field: [] for field in self.rows}
         self.next_word = 0
+        self.sequence = 1
         self._special(self.cls_id)
 
     def _special(self, token_id: int) -> None:
         for field, value in (("input_ids", token_id), ("word_ids", -1), ("capitalization_labels", -100),
                              ("special_tokens_mask", 1)):
             self.row[field].append(value)
+        if "sequence_ids" in self.row:
+            self.row["sequence_ids"].append(self.sequence)
 
     def close_row(self) -> None:
         if len(self.row["input_ids"]) > 1:
@@ -265,33 +280,43 @@ class _RowPacker:
                 self.add(ids[lo:hi], [w - words[lo] for w in words[lo:hi]], capitals[lo:hi] if capitals else [],
                          ([s for s, _, _ in inside], [e for _, e, _ in inside], [k for _, _, k in inside]))
             return
-        separator = int(self.document_ended and len(self.row["input_ids"]) > 1)
-        if len(self.row["input_ids"]) + separator + len(ids) + 1 > self.max_length:
+        new_document = self.document_ended and len(self.row["input_ids"]) > 1
+        between = {"sep": 1, "sequence": 2}.get(self.boundary, 0) if new_document else 0
+        if len(self.row["input_ids"]) + between + len(ids) + 1 > self.max_length:
             self.close_row()
-            separator = 0
-        if separator:  # RoBERTa FULL-SENTENCES: an extra separator where a document ends
+            between = 0
+        if between:  # RoBERTa FULL-SENTENCES: an extra separator; packed documents: [SEP] [CLS]
             self._special(self.sep_id)
+            if self.boundary == "sequence":
+                self.sequence += 1
+                self._special(self.cls_id)
         self.document_ended = False
         offset = len(self.row["input_ids"])
         self.row["input_ids"].extend(ids)
         self.row["word_ids"].extend(self.next_word + w for w in words)
         self.row["capitalization_labels"].extend(capitals or [0] * len(ids))
         self.row["special_tokens_mask"].extend([0] * len(ids))
+        if "sequence_ids" in self.row:
+            self.row["sequence_ids"].extend([self.sequence] * len(ids))
         self.next_word += max(words) + 1 if words else 0
         for field, values in zip(("span_starts", "span_ends"), spans[:2]):
             self.row[field].extend(offset + x for x in values)
         self.row["span_kinds"].extend(spans[2])
 
 
-def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: int, cross_documents: bool,
+# What separates two documents in a row, by packing mode (None: a new row for every document).
+_BOUNDARIES = {"full_sentences": "sep", "doc_sentences": None, "packed_documents": "sequence"}
+
+
+def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: int, boundary: str | None,
                 capitalization: bool, code_version: str) -> dict[str, list]:
     del code_version  # only part of the datasets cache key
-    packer = _RowPacker(max_length, cls_id, sep_id)
+    packer = _RowPacker(max_length, cls_id, sep_id, boundary)
     for doc, sentences in enumerate(batch["input_ids"]):
         for s, ids in enumerate(sentences):
             spans = tuple(batch[field][doc][s] for field in ("span_starts", "span_ends", "span_kinds"))
             packer.add(ids, batch["word_ids"][doc][s], batch["capitalization_labels"][doc][s], spans)
-        if cross_documents:
+        if boundary is not None:
             packer.document_ended = True
         else:
             packer.close_row()
@@ -313,7 +338,9 @@ def pack_sentences(
     """Pack whole sentences of ``tokenize_documents`` output into rows of at most ``max_length``.
 
     ``full_sentences`` (RoBERTa) fills rows across document boundaries, with an extra separator
-    where a document ends; ``doc_sentences`` starts a new row with every document. A sentence is
+    where a document ends; ``doc_sentences`` starts a new row with every document;
+    ``packed_documents`` fills rows with several documents, each a ``[CLS] ... [SEP]`` sequence of
+    its own numbered in ``sequence_ids``, so the model keeps them apart (attention and positions). A sentence is
     split only when it is longer than a row. Rows are filled within each ``datasets.map`` batch
     (``batch_size`` documents, per process with ``num_proc``): the last row of a batch may be short,
     so the rows, though never their tokens or order, depend on those two settings.
@@ -331,9 +358,9 @@ def pack_sentences(
         batch_size=batch_size,
         num_proc=num_proc,
         remove_columns=list(documents.features),
-        features=_features(grouped=False, kept={}),
+        features=_features(grouped=False, kept={}, sequence_ids=mode == "packed_documents"),
         fn_kwargs=dict(max_length=max_length, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
-                       cross_documents=mode == "full_sentences", capitalization=capitalization,
+                       boundary=_BOUNDARIES[mode], capitalization=capitalization,
                        code_version=_code_version()),
         desc="Packing sentences",
     )

@@ -105,7 +105,8 @@ class DataArguments:
     max_length: int = field(default=128, metadata={"help": "longest example in tokens, special tokens included"})
     packing: str = field(
         default="full_sentences",
-        metadata={"help": "MLM-only rows: full_sentences (RoBERTa, across documents) or doc_sentences"},
+        metadata={"help": "rows without sentence tasks: full_sentences (RoBERTa, across documents), doc_sentences, "
+                          "or packed_documents (several documents per row, kept apart by the attention)"},
     )
     short_seq_prob: float = field(default=0.1, metadata={"help": "share of sentence pairs with a short target length"})
     mine_phrases: bool = field(default=False, metadata={"help": "mine phrases (NPMI) for knowledge masking"})
