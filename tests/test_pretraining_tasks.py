@@ -33,7 +33,9 @@ def evaluate(model, batches, tasks):
                 logits = output.prediction_logits if task == "mlm" else output.task_logits[task]
                 labels = batch[TASK_LABELS[task]]
                 keep = labels != -100
-                correct[task] += (logits.argmax(-1)[keep] == labels[keep]).sum().item()
+                predicted = logits.argmax(-1)  # the sparse MLM head scores the labelled positions only
+                predicted = predicted if predicted.shape != labels.shape else predicted[keep]
+                correct[task] += (predicted == labels[keep]).sum().item()
                 total[task] += keep.sum().item()
                 targets[task].append(labels[keep])
     model.train()

@@ -65,6 +65,9 @@ class UnpaddedBatch:
         return flat.index_copy(0, self.indices, tokens).view(self.batch, self.length, *tokens.shape[1:])
 
 
+# The batch's layout is read from the mask's values (data-dependent shapes): torch.compile runs these
+# eagerly and compiles around them, instead of breaking its graph with a warning in the middle.
+@torch.compiler.disable
 def is_packed(attention_mask: torch.Tensor | None) -> bool:
     """Whether a mask numbers several sequences per row (values above 1)."""
     return attention_mask is not None and attention_mask.dtype != torch.bool and bool(attention_mask.max() > 1)
@@ -80,6 +83,7 @@ def sequence_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (index - first) * attention_mask.ne(0)
 
 
+@torch.compiler.disable
 def unpad(attention_mask: torch.Tensor) -> UnpaddedBatch:
     """The real tokens and sequences of ``attention_mask`` ([batch, length]: 0 padding, else the
     number of the token's sequence in its row, 1 when a row holds one sequence)."""

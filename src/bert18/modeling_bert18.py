@@ -486,6 +486,7 @@ class Bert18Model(Bert18PreTrainedModel):
             query_last_hidden_state=query,
         )
 
+    @torch.compiler.disable
     def _unpads(self, attention_mask: torch.Tensor | None) -> bool:
         """Whether this batch runs unpadded: it has padding or packed sequences, and the attention
         takes variable lengths (eager stays the padded reference; flash attention needs it for packing)."""
