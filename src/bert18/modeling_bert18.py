@@ -15,12 +15,16 @@ The whole model reads top to bottom in this file; every choice is a ``Bert18Conf
 - Pooler (question 8): dense + tanh over the final state of the first token, [CLS].
 - Heads: the MLM head (dense H -> E, activation, LayerNorm, decoder E -> V tied to the token
   embeddings), one linear head per other pretraining task, and the usual downstream heads.
+- The fast path: with ``sdpa`` or ``flash_attention_2``, a batch with padding (or rows packing
+  several sequences, numbered in the attention mask) runs the embeddings and every layer on its
+  real tokens only, with variable-length attention (``attention_bert18``); with MLM labels the
+  head scores the labelled positions only. Both give the padded, dense computation's results.
 - Two-stream attention (XLNet's permutation LM, seed questions 15-16): per-example [B, L, L] masks
   for the content stream, and a query stream appended after the content rows: it starts from a
   learned vector plus the target's position (no content of its own), runs through the very same
   attention and feed-forward blocks, and is never attended to. One attention call serves both.
 
-This file imports only torch, transformers and the config module (relatively), so
+This file imports only torch, transformers and its sibling modules (relatively), so
 ``save_pretrained`` can ship it with the weights for ``trust_remote_code=True`` loading.
 """
 
@@ -181,9 +185,9 @@ class Bert18Attention(GradientCheckpointingLayer):
         ``unpadded``: ``hidden_states`` are the [tokens, hidden] real tokens of that batch."""
         if unpadded is not None:
             tokens = hidden_states.shape[0]
-            query, key, value = self.qkv(hidden_states).view(tokens, 3, self.num_heads, self.head_dim).unbind(1)
+            qkv = self.qkv(hidden_states).view(tokens, 3, self.num_heads, self.head_dim)
             dropout = self.attention_dropout if self.training else 0.0
-            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout).reshape(tokens, -1)
+            context = varlen_attention(qkv, unpadded, self.scaling, dropout).reshape(tokens, -1)
             return self.layer_norm(hidden_states + self.dropout(self.output(context))), None
         batch, length, _ = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
