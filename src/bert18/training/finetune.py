@@ -79,7 +79,7 @@ def build_model(recipe: FinetuneRecipe, task: TaskData) -> torch.nn.Module:
         model_class = Bert18ForLongSequenceClassification
         kwargs.update(long_pooling=args.long_pooling, max_chunks=args.max_chunks)
     transformers.set_seed(recipe.training.seed)  # the new head's initial weights follow the recipe's seed
-    model = model_class.from_pretrained(args.model_name_or_path, **kwargs)
+    model = model_class.from_pretrained(args.model_name_or_path, **{**args.config_overrides, **kwargs})
     if data.max_length > model.config.max_position_embeddings:
         raise ValueError(f"max_length {data.max_length} exceeds max_position_embeddings "
                          f"{model.config.max_position_embeddings} of {args.model_name_or_path}")

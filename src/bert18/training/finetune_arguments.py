@@ -14,8 +14,9 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..configuration_bert18 import Bert18Config
 from ..metrics import OFFLINE_METRICS
-from .arguments import RunArguments, _check_choice, parse_dataclasses
+from .arguments import RunArguments, _check_choice, _json_mapping, parse_dataclasses
 
 TASKS = ("sequence-classification", "token-classification", "question-answering", "multiple-choice")
 MODES = ("full", "frozen", "partial")
@@ -60,8 +61,17 @@ class FinetuneModelArguments:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "eager, sdpa or flash_attention_2 (default: transformers' choice)"}
     )
+    config_overrides: dict | str | None = field(
+        default=None,
+        metadata={"help": "Bert18Config fields set on the loaded config, e.g. {hidden_dropout_prob: 0.2, "
+                          "unpad_inputs: false} (a JSON object on the command line)"},
+    )
 
     def __post_init__(self):
+        self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
+        unknown = sorted(set(self.config_overrides) - set(Bert18Config().to_dict()))
+        if unknown:
+            raise ValueError(f"config_overrides names no Bert18Config field: {unknown}")
         _check_choice("task", self.task, TASKS)
         _check_choice("mode", self.mode, MODES)
         if self.model_name_or_path is None:
