@@ -8,11 +8,13 @@ from bert18.demo import run_demo
 @pytest.mark.slow
 def test_demo_pretraining_beats_a_random_start(tmp_path):
     """The demo as `make demo` runs it (minutes): every step leaves its output, and the pretrained
-    model fine-tunes to a higher test accuracy than the same model from random weights."""
+    model fine-tunes to a lower test loss, over three seeds, than the same model from random weights
+    (accuracy on 80 passages moves in steps of 1.25 points and swings by several between seeds)."""
     figures = run_demo(tmp_path / "demo")
     for task in ("mlm", "sentence_distance", "capitalization", "token_document_relation"):
         assert 0 < figures["pretraining"][f"eval_{task}_accuracy"] <= 1
     assert (tmp_path / "demo" / "pretrained" / "task_curves.png").is_file()
     assert all(len(guesses) == 5 for guesses in figures["fill_mask"].values())
     finetuned = figures["finetuning"]
-    assert finetuned["pretrained"]["accuracy"] > finetuned["random start"]["accuracy"]
+    assert len(finetuned["pretrained"]["runs"]) == 3
+    assert finetuned["pretrained"]["loss"] < finetuned["random start"]["loss"]

@@ -255,6 +255,21 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_is_exact(tmp_path, minilm_path):
         assert torch.equal(value, expected[name]), name
 
 
+def test_packed_documents_recipe_trains_with_numbered_masks(tmp_path, minilm_path):
+    """packing: packed_documents through the Trainer: rows hold several documents, the batches carry
+    numbered attention masks, and MLM + capitalization train and evaluate on them."""
+    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), **{
+        **SMALL, "tokenizer_name_or_path": minilm_path, "pretraining_tasks": ["mlm", "capitalization"],
+        "packing": "packed_documents", "max_steps": 4, "validation_fraction": 0.1, "eval_strategy": "steps",
+        "eval_steps": 4})
+    run = build_pretraining(recipe)
+    assert max(max(row["sequence_ids"]) for row in run.train_dataset) > 1
+    assert any(batch["attention_mask"].max() > 1 for batch in run.trainer.get_train_dataloader())
+    run.trainer.train()
+    metrics = run.trainer.evaluate()
+    assert 0 <= metrics["eval_mlm_accuracy"] <= 1 and metrics["eval_capitalization_loss"] > 0
+
+
 def test_resuming_a_different_run_is_refused(tmp_path, minilm_path):
     common = dict(SMALL, tokenizer_name_or_path=minilm_path, max_steps=2, validation_fraction=0.0,
                   save_strategy="steps", save_steps=2)
