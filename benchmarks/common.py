@@ -39,7 +39,7 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
     """The machine's measured dense-matmul rate (FLOP/s): square matmuls in ``dtype``, best of
     several timed runs; the denominator of model FLOPs utilization."""
-    size = 8192 if device.type == "cuda" else 3072
+    size, calls = (8192, 20) if device.type == "cuda" else (3072, 4)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b  # warm-up
@@ -47,10 +47,9 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, seconds: float =
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
-        for _ in range(4 if device.type == "cpu" else 20):
+        for _ in range(calls):
             a @ b
         synchronize(device)
-        calls = 4 if device.type == "cpu" else 20
         best = max(best, calls * 2 * size**3 / (time.perf_counter() - start))
     return best
 

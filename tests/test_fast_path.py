@@ -197,6 +197,14 @@ def test_packed_sequences_equal_each_sequence_alone(path, unpad_calls):
     assert len(unpad_calls) == (1 if path == "varlen" else 0)
 
 
+def test_two_stream_attention_refuses_packed_rows():
+    model = Bert18Model(tiny_config()).eval()
+    ids = padded_batch([6], 6)["input_ids"]
+    with pytest.raises(ValueError, match="one sequence per row"):
+        model(ids, attention_mask=torch.tensor([[1, 1, 1, 2, 2, 2]]),
+              content_mask=torch.ones(1, 6, 6, dtype=torch.bool))
+
+
 def test_unpad_refuses_bad_masks():
     with pytest.raises(ValueError, match="contiguous"):
         unpad(torch.tensor([[1, 1, 2, 2, 1, 0]]))

@@ -125,6 +125,7 @@ def _flash_varlen():
     return flash_attn_varlen_qkvpacked_func
 
 
+@lru_cache(maxsize=1)
 def _torch_varlen():
     try:
         from torch.nn.attention.varlen import varlen_attn

@@ -95,8 +95,6 @@ class Bert18Embeddings(nn.Module):
 
     def position_ids_for(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
                          shape: torch.Size, device: torch.device) -> torch.Tensor:
-        if is_packed(attention_mask):  # several sequences per row: each counts from 0
-            return sequence_positions(attention_mask)
         if self.pad_aware_positions and (input_ids is not None or attention_mask is not None):
             # RoBERTa: real tokens are numbered 0, 1, 2, ... whatever padding precedes them (from
             # the ids, or from the attention mask when only embeddings are given).
@@ -464,13 +462,19 @@ class Bert18Model(Bert18PreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
         two_stream = content_mask is not None or query_embeds is not None
-        if not two_stream and not output_attentions and self._unpads(attention_mask):
+        packed = is_packed(attention_mask)  # read once: every path below depends on it
+        if packed and two_stream:
+            raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
+                             "several (values above 1)")
+        if packed and position_ids is None:  # several sequences per row: each counts from 0
+            position_ids = sequence_positions(attention_mask)
+        if not two_stream and not output_attentions and self._unpads(attention_mask, packed):
             return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                           output_hidden_states, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         num_keys = None
         if not two_stream:
-            hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask)
+            hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask, packed)
         else:
             hidden, mask = self._two_stream_inputs(embeddings, attention_mask, content_mask, query_embeds, query_mask)
             num_keys = embeddings.shape[1]
@@ -491,20 +495,19 @@ class Bert18Model(Bert18PreTrainedModel):
         )
 
     @torch.compiler.disable
-    def _unpads(self, attention_mask: torch.Tensor | None) -> bool:
+    def _unpads(self, attention_mask: torch.Tensor | None, packed: bool) -> bool:
         """Whether this batch runs unpadded: it has padding or packed sequences, and the attention
         takes variable lengths (eager stays the padded reference; flash attention needs it for packing)."""
         implementation = self.config._attn_implementation
         if attention_mask is None or implementation not in ("sdpa", "flash_attention_2"):
             return False
-        packed = is_packed(attention_mask)
         if packed and implementation == "flash_attention_2":
             return True  # its padded path knows padding only, not sequences within a row
         return self.config.unpad_inputs and (packed or not bool(attention_mask.bool().all()))
 
-    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None) -> Any:
+    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, packed: bool) -> Any:
         """The attention implementation's mask for a padded batch; packed rows keep sequences apart."""
-        if not is_packed(attention_mask):
+        if not packed:
             return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
                                              attention_mask=attention_mask)
         sequence = attention_mask
@@ -768,7 +771,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             **kwargs,
         )
         sequence, pooled = outputs.last_hidden_state, outputs.pooler_output
-        if is_packed(attention_mask) and any(given[PRETRAINING_TASKS[t][0]] is not None for t in SEQUENCE_TASKS):
+        if any(given[PRETRAINING_TASKS[t][0]] is not None for t in SEQUENCE_TASKS) and is_packed(attention_mask):
             raise ValueError("sentence-level labels with packed rows: a packed row holds several sequences but one "
                              "pooled [CLS]; prepare one pair per row for nsp, sop and sentence_distance")
         prediction_logits = None
