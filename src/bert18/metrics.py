@@ -286,30 +286,41 @@ def _p_value(r: float, n: int) -> float:
     return float(2 * stats.t.sf(abs(t), n - 2))
 
 
-class Pearsonr(_OfflineMetric):
+class _Correlation(_OfflineMetric):
+    """A correlation of predictions with references, and its two-sided p-value on request, under
+    the result names of the Hub metric it stands in for."""
+
+    features = _SCORES
+    key = ""
+    pvalue_key = ""
+
+    def _statistic(self, x: np.ndarray, y: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _compute(self, predictions: list[float], references: list[float], return_pvalue: bool = False
+                 ) -> dict[str, float]:
+        _nonempty(self.name, predictions)
+        x, y = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
+        r = self._statistic(x, y)
+        return {self.key: r, self.pvalue_key: _p_value(r, len(x))} if return_pvalue else {self.key: r}
+
+
+class Pearsonr(_Correlation):
     """Pearson correlation coefficient (NaN when either side is constant)."""
 
-    features = _SCORES
+    key, pvalue_key = "pearsonr", "p-value"
 
-    def _compute(self, predictions: list[float], references: list[float], return_pvalue: bool = False
-                 ) -> dict[str, float]:
-        _nonempty(self.name, predictions)
-        x, y = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
-        r = _pearson(x, y)
-        return {"pearsonr": r, "p-value": _p_value(r, len(x))} if return_pvalue else {"pearsonr": r}
+    def _statistic(self, x: np.ndarray, y: np.ndarray) -> float:
+        return _pearson(x, y)
 
 
-class Spearmanr(_OfflineMetric):
+class Spearmanr(_Correlation):
     """Spearman rank correlation: Pearson over average ranks (NaN when either side is constant)."""
 
-    features = _SCORES
+    key, pvalue_key = "spearmanr", "spearmanr_pvalue"
 
-    def _compute(self, predictions: list[float], references: list[float], return_pvalue: bool = False
-                 ) -> dict[str, float]:
-        _nonempty(self.name, predictions)
-        x, y = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
-        rho = _pearson(_average_ranks(x), _average_ranks(y))
-        return {"spearmanr": rho, "spearmanr_pvalue": _p_value(rho, len(x))} if return_pvalue else {"spearmanr": rho}
+    def _statistic(self, x: np.ndarray, y: np.ndarray) -> float:
+        return _pearson(_average_ranks(x), _average_ranks(y))
 
 
 # --- sequence labelling: seqeval's entity-level scores ----------------------------------------
