@@ -217,11 +217,35 @@ def _require(example: dict[str, Any], name: str) -> Any:
     return example[name]
 
 
+def own_generator(loader: Any, seed: int) -> None:
+    """Give a ``DataLoader`` without one its own ``generator``, so that starting an iterator over it
+    never draws from the global torch RNG that dropout uses.
+
+    Each new iterator draws a worker base seed from ``loader.generator``, the global RNG when it is
+    None; persistent workers keep one iterator for the whole run, a resumed run starts a new one.
+    The global RNG then advances differently with 0 workers, with persistent workers, and after a
+    resume, and the dropout masks of a resumed run part from those of an uninterrupted one.
+    """
+    loader = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps the DataLoader
+    if loader is not None and getattr(loader, "generator", False) is None:
+        loader.generator = torch.Generator().manual_seed(seed)
+
+
 class SetEpochCallback(TrainerCallback):
-    """Tell collators and datasets the epoch at the start of each Trainer epoch (resume included)."""
+    """Tell collators and datasets the epoch at the start of each Trainer epoch (resume included).
+
+    The targets share the epoch with the DataLoader workers (``SharedEpoch``), and the Trainer calls
+    ``on_epoch_begin`` before it starts the epoch's iterator, so the workers draw every batch of an
+    epoch, the first ones included, for that epoch. At the start of training the callback also gives
+    the training DataLoader its own generator (``own_generator``): the run's dropout then does not
+    depend on the number of workers, on whether they persist, or on a resume.
+    """
 
     def __init__(self, *targets: Any):
         self.targets = [t for t in targets if hasattr(t, "set_epoch")]
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        own_generator(train_dataloader, args.seed)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = math.floor((state.epoch or 0) + 1e-6)
@@ -230,4 +254,4 @@ class SetEpochCallback(TrainerCallback):
 
 
 __all__ = ["DynamicCollator", "SetEpochCallback", "SharedEpoch", "SEQUENCE_LABELS", "TOKEN_LABELS", "example_keys",
-           "uniform"]
+           "own_generator", "uniform"]
