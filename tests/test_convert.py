@@ -554,3 +554,13 @@ def test_from_transformers_copies_the_weights(build):
             parameter.add_(1.0)
     for name, value in model.state_dict().items():
         assert torch.equal(value, after_training[name]), name
+
+
+def test_an_unsaved_fine_tuned_object_keeps_its_head():
+    """A task model built in memory has no ``architectures`` in its config: its class says which head."""
+    torch.manual_seed(0)
+    source = perturbed(transformers.BertForQuestionAnswering(BertConfig(**TINY)))
+    assert not source.config.architectures
+    model = from_transformers(source)
+    assert type(model) is bert18.Bert18ForQuestionAnswering
+    assert torch.equal(model.qa_outputs.weight, source.qa_outputs.weight)

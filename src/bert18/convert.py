@@ -291,6 +291,8 @@ def from_transformers(
     """
     if isinstance(model_or_path, PreTrainedModel):
         config = config_from_transformers(model_or_path.config)
+        # the object's own class first: a model never saved has no architectures in its config
+        config.architectures = [type(model_or_path).__name__, *(config.architectures or [])]
         source = model_or_path.state_dict()
         state_dict, skipped = convert_state_dict(source, config, model_or_path.config.model_type)
         state_dict = _unshared(state_dict, source)
