@@ -19,7 +19,7 @@ import torch
 import transformers
 from torch.utils.data import DataLoader
 
-from bert18 import Bert18Config, Bert18ForPreTraining
+from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import (
     KnowledgeMaskingCollator,
     MLMCollator,
@@ -222,6 +222,39 @@ def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp
     per_epoch = len(expected) // 2
     assert not torch.equal(seen[0]["labels"], seen[per_epoch]["labels"])
     assert not all(torch.equal(seen[i]["input_ids"], seen[per_epoch + i]["input_ids"]) for i in range(per_epoch))
+
+
+@pytest.mark.parametrize("workers", WORKERS, ids=str)
+def test_trainer_on_a_stream_follows_the_epoch(tokenizer, rows, tmp_path, workers):
+    """The stock Trainer on a ``datasets.IterableDataset`` (two shards) for three passes: each pass's
+    masks are the single-process draws of its epoch. A stream has no length, so the Trainer's
+    state.epoch is fractional at a pass boundary; SetEpochCallback follows the Trainer's own count."""
+    stream = datasets.Dataset.from_list(rows).to_iterable_dataset(num_shards=2)
+    collator = MLMCollator(tokenizer, granularity="whole_word", seed=3)
+    transformers.set_seed(0)
+    model = Bert18ForMaskedLM(Bert18Config(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=64, max_position_embeddings=64))
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(
+        [tuple(row[:length].tolist()) for row, length in zip(kwargs["labels"], kwargs["attention_mask"].sum(1))]),
+        with_kwargs=True)
+    per_pass = len(rows) // BATCH
+    args = transformers.TrainingArguments(
+        str(tmp_path), per_device_train_batch_size=BATCH, max_steps=3 * per_pass, report_to="none",
+        save_strategy="no", use_cpu=True, disable_tqdm=True, logging_strategy="no", remove_unused_columns=False,
+        dataloader_num_workers=WORKERS[workers]["num_workers"],
+        dataloader_persistent_workers=WORKERS[workers].get("persistent_workers", False))
+    transformers.Trainer(model=model, args=args, train_dataset=stream, data_collator=collator,
+                         callbacks=[SetEpochCallback(stream, collator)]).train()
+    assert len(seen) == 3 * per_pass
+    reference = MLMCollator(tokenizer, granularity="whole_word", seed=3)
+    passes = []
+    for epoch in range(3):
+        reference.set_epoch(epoch)
+        expected = sorted(tuple(reference([row])["labels"][0].tolist()) for row in rows)
+        passes.append(sorted(label for batch in seen[epoch * per_pass:(epoch + 1) * per_pass] for label in batch))
+        assert passes[-1] == expected, epoch
+    assert passes[0] != passes[1] != passes[2]
 
 
 class SendSignal(transformers.TrainerCallback):

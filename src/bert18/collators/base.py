@@ -243,14 +243,19 @@ class SetEpochCallback(TrainerCallback):
 
     def __init__(self, *targets: Any):
         self.targets = [t for t in targets if hasattr(t, "set_epoch")]
+        self.epoch: int | None = None
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         own_generator(train_dataloader, args.seed)
+        self.epoch = None
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        epoch = math.floor((state.epoch or 0) + 1e-6)
+        # The Trainer's own epoch counter: the whole epochs done at the first epoch of a run (a resumed
+        # run starts inside one), then one more per epoch. state.epoch alone would not do for a stream:
+        # its unit is max_steps, so a pass that ends early leaves it fractional (0.33 at the second pass).
+        self.epoch = math.floor((state.epoch or 0) + 1e-6) if self.epoch is None else self.epoch + 1
         for target in self.targets:
-            target.set_epoch(epoch)
+            target.set_epoch(self.epoch)
 
 
 __all__ = ["DynamicCollator", "SetEpochCallback", "SharedEpoch", "SEQUENCE_LABELS", "TOKEN_LABELS", "example_keys",
