@@ -144,6 +144,8 @@ def test_the_epoch_reaches_spawned_workers_and_survives_pickling(tokenizer, rows
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
             collator.set_epoch(bad)
+    with torch.device("meta"):  # built under a default-device context (empty-weights loading): still shared
+        assert MLMCollator(tokenizer)._shared_epoch.is_shared()
 
 
 class WithIndex:

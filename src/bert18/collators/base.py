@@ -83,7 +83,7 @@ class SharedEpoch:
     def _epoch_tensor(self) -> torch.Tensor:
         shared = self.__dict__.get("_shared_epoch")
         if shared is None:  # created by the first set_epoch/epoch access, normally in __init__
-            shared = self.__dict__["_shared_epoch"] = torch.zeros(1, dtype=torch.int64).share_memory_()
+            shared = self.__dict__["_shared_epoch"] = torch.zeros(1, dtype=torch.int64, device="cpu").share_memory_()
         return shared
 
     @property
