@@ -185,22 +185,31 @@ def test_streaming_dataset_with_persistent_workers(tokenizer, rows):
     assert not torch.equal(by_epoch[0], by_epoch[1]) and not torch.equal(by_epoch[1], by_epoch[2])
 
 
-def tiny_model():
-    config = Bert18Config(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=64, max_position_embeddings=64, pretraining_tasks=ERNIE)
-    transformers.set_seed(0)
-    return Bert18ForPreTraining(config)
+# Trainer runs on sentence pairs: (trainer class, tasks, the PretrainingCollator's masking or permutation
+# collator, what changes between epochs). The stock Trainer gets SetEpochCallback(pairs, collator).
+TRAINER_SETUPS = {
+    "ernie-knowledge": (Bert18Trainer, ERNIE, lambda tokenizer: dict(
+        masking=KnowledgeMaskingCollator(tokenizer, seed=3)), "labels"),
+    "mlm-nsp-whole-word": (transformers.Trainer, ["mlm", "nsp"], lambda tokenizer: dict(
+        masking=MLMCollator(tokenizer, granularity="whole_word", seed=3)), "labels"),
+    "plm-sop": (Bert18Trainer, ["plm", "sop"], lambda tokenizer: dict(
+        permutation=PermutationLMCollator(tokenizer, granularity="span", seed=3)), "plm_content_mask"),
+}
 
 
 @pytest.mark.parametrize("workers", WORKERS, ids=str)
-@pytest.mark.parametrize("trainer_class", [Bert18Trainer, transformers.Trainer], ids=lambda c: c.__name__)
-def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp_path, trainer_class, workers):
-    """Two epochs of Trainer training on sentence pairs with knowledge masking: every batch the model
-    gets (pairs, masks, labels) is the single-process draw of its epoch, the first batches of
-    epoch 1 included, however the workers run."""
-    pairs = SentencePairDataset(documents, tokenizer, ERNIE, max_length=64, seed=5)
-    model = tiny_model()
-    collator = PretrainingCollator(tokenizer, model.config, masking=KnowledgeMaskingCollator(tokenizer, seed=3))
+@pytest.mark.parametrize("setup", TRAINER_SETUPS, ids=str)
+def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp_path, setup, workers):
+    """Two epochs of Trainer training on sentence pairs: every batch the model gets (pairs, masks or
+    orders, labels) is the single-process draw of its epoch, the first batches of epoch 1 included,
+    however the workers run."""
+    trainer_class, tasks, collators, drawn = TRAINER_SETUPS[setup]
+    pairs = SentencePairDataset(documents, tokenizer, tasks, max_length=64, seed=5)
+    config = Bert18Config(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=64, pretraining_tasks=tasks)
+    transformers.set_seed(0)
+    model = Bert18ForPreTraining(config)
+    collator = PretrainingCollator(tokenizer, config, **collators(tokenizer))
     seen = []
     model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(
         {k: v.clone() for k, v in kwargs.items() if k != "num_items_in_batch"}), with_kwargs=True)
@@ -212,8 +221,8 @@ def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp
     callbacks = [] if trainer_class is Bert18Trainer else [SetEpochCallback(pairs, collator)]
     trainer_class(model=model, args=args, train_dataset=pairs, data_collator=collator, callbacks=callbacks).train()
 
-    reference_pairs = SentencePairDataset(documents, tokenizer, ERNIE, max_length=64, seed=5)
-    reference = PretrainingCollator(tokenizer, model.config, masking=KnowledgeMaskingCollator(tokenizer, seed=3))
+    reference_pairs = SentencePairDataset(documents, tokenizer, tasks, max_length=64, seed=5)
+    reference = PretrainingCollator(tokenizer, config, **collators(tokenizer))
     expected = []
     for epoch in range(2):
         reference_pairs.set_epoch(epoch)
@@ -222,7 +231,7 @@ def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp
                      for start in range(0, len(pairs), BATCH)]
     assert_same_batches(seen, expected)
     per_epoch = len(expected) // 2
-    assert not torch.equal(seen[0]["labels"], seen[per_epoch]["labels"])
+    assert not torch.equal(seen[0][drawn], seen[per_epoch][drawn])
     assert not all(torch.equal(seen[i]["input_ids"], seen[per_epoch + i]["input_ids"]) for i in range(per_epoch))
 
 
