@@ -6,12 +6,11 @@ every batch is the single-process draw of the same (seed, epoch, examples) by a 
 setting must equal it, epoch after epoch, and the epochs must differ (dynamic masking: RoBERTa).
 Settings: no worker, two workers started per epoch, two persistent workers (which outlive the
 epoch), under a plain ``DataLoader``, the Trainer (``Bert18Trainer`` and the stock ``Trainer`` with
-``SetEpochCallback``) and a ``datasets.IterableDataset`` stream.
+``SetEpochCallback``) and a ``datasets.IterableDataset`` stream. Exact resume with persistent
+workers: tests/test_recipes.py.
 """
 
-import os
 import pickle
-import signal
 
 import datasets
 import pytest
@@ -28,8 +27,7 @@ from bert18.collators import (
     SetEpochCallback,
 )
 from bert18.data import SentencePairDataset, prepare_pretraining_dataset
-from bert18.training import Bert18Trainer, parse_recipe
-from bert18.training.pretrain import build_pretraining
+from bert18.training import Bert18Trainer
 
 ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 EPOCHS = 3
@@ -267,52 +265,3 @@ def test_trainer_on_a_stream_follows_the_epoch(tokenizer, rows, tmp_path, worker
         assert passes[-1] == expected, epoch
     assert passes[0] != passes[1] != passes[2]
 
-
-class SendSignal(transformers.TrainerCallback):
-    """A real SIGINT to this process during step ``step`` (as a Ctrl-C would); workers get none."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        if state.global_step + 1 == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def run_recipe(recipe, callbacks=()):
-    run = build_pretraining(recipe)
-    for callback in callbacks:
-        run.trainer.add_callback(callback)
-    run.trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
-    losses = {entry["step"]: entry["loss"] for entry in run.trainer.state.log_history if "loss" in entry}
-    return run, losses
-
-
-def test_resume_with_persistent_workers_is_exact(tmp_path, minilm_path):
-    """The tiny ERNIE recipe (sentence pairs, knowledge masking, dropout, an evaluation every 4 steps)
-    with two persistent workers, interrupted after step 5 and resumed to step 25, across two epoch
-    boundaries: the losses and weights of an uninterrupted run that draws everything in one process.
-
-    Two things had to hold: the workers draw the epoch that is set (SharedEpoch), and starting a
-    DataLoader iterator (once per run with persistent workers, once per epoch and evaluation
-    without, again on resume) does not advance the global RNG that dropout uses (own_generator)."""
-    common = dict(
-        config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                          "max_position_embeddings": 64},
-        max_length=64, max_documents=4, per_device_train_batch_size=8, logging_steps=1, eval_strategy="steps",
-        report_to="none", use_cpu=True, disable_tqdm=True, tokenizer_name_or_path=minilm_path, max_steps=25,
-        validation_fraction=0.25, eval_steps=4, save_strategy="steps", save_steps=100)
-    workers = dict(dataloader_num_workers=2, dataloader_persistent_workers=True)
-    straight, straight_losses = run_recipe(parse_recipe("tiny-demo", output_dir=str(tmp_path / "straight"),
-                                                        dataloader_num_workers=0, **common))
-    assert straight.trainer.state.epoch > 2  # the resumed part crosses two epoch boundaries
-    interrupted = str(tmp_path / "interrupted")
-    first, first_losses = run_recipe(parse_recipe("tiny-demo", output_dir=interrupted, **workers, **common),
-                                     [SendSignal(5)])
-    assert first.trainer.state.global_step == 5
-    resumed, resumed_losses = run_recipe(parse_recipe("tiny-demo", output_dir=interrupted, **workers,
-                                                      resume_from_checkpoint="true", **common))
-    assert {**first_losses, **resumed_losses} == straight_losses
-    expected = straight.trainer.model.state_dict()
-    for name, value in resumed.trainer.model.state_dict().items():
-        assert torch.equal(value, expected[name]), name
