@@ -228,7 +228,8 @@ def own_generator(loader: Any, seed: int) -> None:
     """
     loader = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps the DataLoader
     if loader is not None and getattr(loader, "generator", False) is None:
-        loader.generator = torch.Generator().manual_seed(seed)
+        # on the default device, as the DataLoader draws its seed with torch.empty(()) (accelerate does the same)
+        loader.generator = torch.Generator(device=torch.get_default_device()).manual_seed(seed)
 
 
 class SetEpochCallback(TrainerCallback):
