@@ -1034,7 +1034,9 @@ class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
         **kwargs: Any,
     ) -> QuestionAnsweringModelOutput:
         """``start_positions``/``end_positions``: token index of the answer span [batch]; indices
-        outside the sequence (answers cut off by truncation) are ignored in the loss."""
+        outside the sequence (answers cut off by truncation) are ignored in the loss. Logits at
+        padding (``attention_mask`` 0) are the dtype's minimum, so the softmax of the loss and any
+        argmax run over real tokens only."""
         outputs = self.bert18(
             input_ids,
             attention_mask=attention_mask,
@@ -1046,6 +1048,12 @@ class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
             **kwargs,
         )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            # Padding never wins an argmax nor takes probability: the dtype's minimum, as transformers
+            # masks attention scores (finite, unlike -inf: a softmax or a difference never gives NaN).
+            padding = attention_mask.eq(0)
+            start_logits = start_logits.masked_fill(padding, torch.finfo(start_logits.dtype).min)
+            end_logits = end_logits.masked_fill(padding, torch.finfo(end_logits.dtype).min)
         loss = None
         if start_positions is not None and end_positions is not None:
             ignored = start_logits.size(1)

@@ -15,7 +15,9 @@ multi-task pretraining are filled in here:
   evaluation), summed over all processes, so they reach the console, the progress bar, TensorBoard
   and ``state.log_history`` like the Trainer's own loss.
 - **Epochs.** ``SetEpochCallback`` gives the collator and the dataset the epoch, so masks and
-  sentence pairs are drawn afresh each epoch and reproduced on resume.
+  sentence pairs are drawn afresh each epoch and reproduced on resume, in DataLoader workers too
+  (persistent or not). The training and evaluation DataLoaders get their own generator, so dropout
+  does not depend on the number of workers, on whether they persist, or on a resume.
 
 ``create_model_card`` writes bert18's card (``bert18.training.model_card``), so ``push_to_hub``
 uploads it through transformers' own Hub code.
@@ -27,6 +29,7 @@ import torch
 from transformers import Trainer
 
 from ..collators import SetEpochCallback
+from ..collators.base import own_generator
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
 
@@ -116,6 +119,13 @@ class Bert18Trainer(Trainer):
         self.train_metrics = TaskMetrics(self.pretraining_tasks)
         self.eval_metrics = TaskMetrics(self.pretraining_tasks)
         self.add_callback(SetEpochCallback(self.train_dataset, self.data_collator))
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        """The Trainer's, with its own generator: starting it never advances the global RNG (which a
+        cached persistent-worker loader would do once, a fresh loader every evaluation)."""
+        loader = super().get_eval_dataloader(eval_dataset)
+        own_generator(loader, self.args.seed)
+        return loader
 
     def _pretraining(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), Bert18ForPreTraining)
