@@ -29,6 +29,7 @@ from transformers import Trainer
 from ..collators import SetEpochCallback
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
+from .sharding import save_full_model, saves_sharded_state
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -164,6 +165,16 @@ class Bert18Trainer(Trainer):
                                          metric_key_prefix)
         output.metrics.update(self.eval_metrics.report(self.accelerator, prefix=f"{metric_key_prefix}_"))
         return output
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's ``save_model``; under FSDP with sharded checkpoints (which it would leave without
+        weights) the full model is gathered and saved (``bert18.training.sharding``)."""
+        if not _internal_call and saves_sharded_state(self):
+            save_full_model(self, output_dir)
+            if self.args.push_to_hub:
+                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+            return
+        super().save_model(output_dir, _internal_call)
 
     def create_model_card(self, **kwargs: Any) -> None:
         """bert18's model card for a pretraining run (transformers' otherwise); ``push_to_hub`` calls it."""
