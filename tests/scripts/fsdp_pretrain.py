@@ -102,6 +102,8 @@ def main() -> None:
                 "name": entry["name"], "world_size": recipe.training.world_size,
                 "distributed_type": str(trainer.accelerator.distributed_type),
                 "losses": {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry},
+                "task_metrics": {entry["step"]: {k: v for k, v in entry.items() if k.endswith(("_loss", "_accuracy"))}
+                                 for entry in trainer.state.log_history if "loss" in entry},
                 "global_step": trainer.state.global_step,
             }
             if trainer.is_fsdp_enabled:

@@ -60,10 +60,9 @@ class TaskMetrics:
                 continue
             keep = labels.ne(-100)
             count = keep.sum()
-            # task_losses are sums divided by the step's count of targets when the Trainer passed one
-            # (Bert18Trainer: a mapping per task), else this batch's means: undo either to get the sum.
-            normaliser = num_items_in_batch.get(task, count) if isinstance(num_items_in_batch, dict) else count
-            loss_sum = loss.detach().float() * normaliser
+            # task_losses are always this batch's plain means (only the training loss is normalised by
+            # num_items_in_batch), so this batch's count undoes them, on every rank and micro-batch.
+            loss_sum = loss.detach().float() * count
             rows.append(torch.stack([loss_sum, _correct(logits, labels, keep).float(), count.float()]))
         device = next((row.device for row in rows if row.device.type != "cpu"), rows[0].device)
         step = torch.stack([row.to(device) for row in rows])
