@@ -161,6 +161,8 @@ def test_two_fsdp_ranks_match_one_process(trained, name):
     two, one = _record(runs, "two", name), _record(runs, "one", name)
     assert one["distributed_type"] == "DistributedType.NO" and two["global_step"] == one["global_step"] == STEPS
     assert list(two["losses"].values()) == pytest.approx(list(one["losses"].values()), rel=1e-5)
+    for step, metrics in one["task_metrics"].items():  # each task's loss and accuracy, summed over the ranks
+        assert len(metrics) >= 4 and two["task_metrics"][step] == pytest.approx(metrics, rel=1e-5), step
     sharded, reference = _weights(runs / "two" / name / "straight"), _weights(runs / "one" / name / "straight")
     for key, value in reference.items():
         assert torch.allclose(sharded[key], value, atol=5e-6), key
@@ -190,3 +192,29 @@ def test_resume_from_a_sharded_checkpoint_is_exact(trained, name):
     expected = _weights(runs / "two" / name / "straight")
     for key, value in _weights(runs / "two" / name / "resumed").items():
         assert torch.equal(value, expected[key]), key
+
+
+def test_deepspeed_zero2_config_leaves_the_batch_to_the_trainer(monkeypatch):
+    """What can be checked without DeepSpeed (it needs a GPU): `accelerate launch` with deepspeed_zero2.yaml
+    exports ZeRO stage 2 and bf16 and no batch, accumulation or clipping, so accelerate's DeepSpeed config says
+    "auto" for them and the Trainer fills them from the recipe's TrainingArguments."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DeepSpeedPlugin
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    config = ROOT / "recipes" / "accelerate_configs" / "deepspeed_zero2.yaml"
+    args = launch_command_parser().parse_args(["--config_file", str(config), "recipes/pretrain.py", "recipe.yaml"])
+    args, defaults, _ = _validate_launch_command(args)
+    assert args.use_deepspeed and args.mixed_precision == "bf16"
+    args.deepspeed_fields_from_accelerate_config = ",".join([*defaults.deepspeed_config, "mixed_precision"])
+    _, env = prepare_deepspeed_cmd_env(args)  # what deepspeed_launcher hands each rank
+    assert env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "2" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    for name, value in env.items():
+        if name.startswith("ACCELERATE_"):
+            monkeypatch.setenv(name, value)
+    deepspeed = DeepSpeedPlugin().deepspeed_config
+    assert deepspeed["zero_optimization"]["stage"] == 2
+    assert deepspeed["zero_optimization"]["offload_optimizer"]["device"] == "none"
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                "gradient_clipping"):
+        assert deepspeed[key] == "auto", key
