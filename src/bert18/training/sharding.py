@@ -10,8 +10,9 @@ accelerate's FSDP2 plugin (``fsdp_version: 2``), whose ``fsdp2_prepare_model`` s
 2. one unit for the tied pair: the input embeddings (``get_input_embeddings``, the word embeddings)
    and the output embeddings (``get_output_embeddings``, the MLM decoder) together, since a tied
    parameter may live in one FSDP group only. This is why ``Bert18Embeddings`` is *not* in
-   ``_no_split_modules``: as a unit of its own it would own the word embeddings, and the tied pair
-   would then fail with "shared with a parameter already managed by another FSDP group";
+   ``_no_split_modules``: as a unit of its own it would take the word embeddings away from the
+   decoder, and sharding fails (by hand: "shared with a parameter already managed by another FSDP
+   group"; under accelerate, which then sees the two untied, a TypeError inside ``fully_shard``);
 3. the root: everything else (position and segment embeddings, the embedding LayerNorm and
    projection, the pooler, the other task heads).
 
@@ -20,6 +21,10 @@ Checkpoints under ``fsdp_state_dict_type: SHARDED_STATE_DICT`` are written per r
 Trainer's ``save_model`` writes no weights at all under that setting; ``Bert18Trainer.save_model``
 gathers the full state dict instead (``save_full_model``), so the output folder of a sharded run
 holds an ordinary ``model.safetensors`` that ``from_pretrained`` reads on one process.
+
+``fsdp_cpu_ram_efficient_loading`` must stay off for a checkpoint that lacks some weights (a new
+task head): with it, those weights stay on the meta device on ranks past the first and accelerate
+1.15 maps them all to one sharded parameter in the optimizer (see ``fsdp.yaml``).
 """
 
 import copy

@@ -167,10 +167,11 @@ class Bert18Trainer(Trainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The Trainer's ``save_model``; under FSDP with sharded checkpoints (which it would leave without
-        weights) the full model is gathered and saved (``bert18.training.sharding``)."""
-        if not _internal_call and saves_sharded_state(self):
+        weights) the full model is gathered and saved (``bert18.training.sharding``), here and for
+        ``push_to_hub``; checkpoints (an explicit ``output_dir`` from the Trainer) stay sharded."""
+        if saves_sharded_state(self) and (not _internal_call or output_dir is None):
             save_full_model(self, output_dir)
-            if self.args.push_to_hub:
+            if self.args.push_to_hub and not _internal_call:
                 self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
             return
         super().save_model(output_dir, _internal_call)
