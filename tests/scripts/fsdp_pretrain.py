@@ -13,10 +13,11 @@ branch for ``MULTI_CPU`` too (the same assignments); everything after it is acce
 
 Usage: ``fsdp_pretrain.py SPEC.json``; SPEC holds ``{"recipe": path, "runs": [{"name", "overrides"}, ...]}``,
 and each run writes ``record.json`` (rank 0) into its ``output_dir``. A run with ``"embeddings_as_a_unit": true``
-then also shards a fresh model the way the issue reported failing, and records FSDP's error.
+then also shards a fresh model the way the issue reported failing, and records the error raised.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def wrap_with_embeddings_as_a_unit(accelerator, config) -> str:
 
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
-    import os
-
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         enable_fsdp_on_cpu_ranks()
 
