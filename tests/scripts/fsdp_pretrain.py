@@ -100,9 +100,9 @@ def main() -> None:
             record = {
                 "name": entry["name"], "world_size": recipe.training.world_size,
                 "distributed_type": str(trainer.accelerator.distributed_type),
-                "losses": {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry},
-                "task_metrics": {entry["step"]: {k: v for k, v in entry.items() if k.endswith(("_loss", "_accuracy"))}
-                                 for entry in trainer.state.log_history if "loss" in entry},
+                "losses": {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log},
+                "task_metrics": {log["step"]: {k: v for k, v in log.items() if k.endswith(("_loss", "_accuracy"))}
+                                 for log in trainer.state.log_history if "loss" in log},
                 "global_step": trainer.state.global_step,
             }
             if trainer.is_fsdp_enabled:
