@@ -300,7 +300,11 @@ class Bert18PreTrainedModel(PreTrainedModel):
     config: Bert18Config
     base_model_prefix = "bert18"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["Bert18Embeddings", "Bert18Attention", "Bert18FeedForward"]
+    # The FSDP wrap units (accelerate's TRANSFORMER_BASED_WRAP reads this list) and the blocks device_map never
+    # splits. Not Bert18Embeddings: its word embeddings are tied to the MLM decoder, and a tied parameter must sit
+    # in one FSDP group, which accelerate builds from the input and output embeddings themselves. A shared ALBERT
+    # block is one module, so one unit, however many layers apply it.
+    _no_split_modules = ["Bert18Attention", "Bert18FeedForward"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True

@@ -32,6 +32,7 @@ from ..collators import SetEpochCallback
 from ..collators.base import own_generator
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
+from .sharding import save_full_model, saves_sharded_state
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -62,10 +63,9 @@ class TaskMetrics:
                 continue
             keep = labels.ne(-100)
             count = keep.sum()
-            # task_losses are sums divided by the step's count of targets when the Trainer passed one
-            # (Bert18Trainer: a mapping per task), else this batch's means: undo either to get the sum.
-            normaliser = num_items_in_batch.get(task, count) if isinstance(num_items_in_batch, dict) else count
-            loss_sum = loss.detach().float() * normaliser
+            # task_losses are always this batch's plain means (only the training loss is normalised by
+            # num_items_in_batch), so this batch's count undoes them, on every rank and micro-batch.
+            loss_sum = loss.detach().float() * count
             rows.append(torch.stack([loss_sum, _correct(logits, labels, keep).float(), count.float()]))
         device = next((row.device for row in rows if row.device.type != "cpu"), rows[0].device)
         step = torch.stack([row.to(device) for row in rows])
@@ -174,6 +174,17 @@ class Bert18Trainer(Trainer):
                                          metric_key_prefix)
         output.metrics.update(self.eval_metrics.report(self.accelerator, prefix=f"{metric_key_prefix}_"))
         return output
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's ``save_model``; under FSDP with sharded checkpoints (which it would leave without
+        weights) the full model is gathered and saved (``bert18.training.sharding``), here and for
+        ``push_to_hub``; checkpoints (an explicit ``output_dir`` from the Trainer) stay sharded."""
+        if saves_sharded_state(self) and (not _internal_call or output_dir is None):
+            save_full_model(self, output_dir)
+            if self.args.push_to_hub and not _internal_call:
+                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+            return
+        super().save_model(output_dir, _internal_call)
 
     def create_model_card(self, **kwargs: Any) -> None:
         """bert18's model card for a pretraining run (transformers' otherwise); ``push_to_hub`` calls it."""
