@@ -84,7 +84,8 @@ def test_overrides_win_and_are_typed():
                                  '--config_overrides={"hidden_size": 64}', "--mine_phrases=false"])
     assert recipe.training.learning_rate == 3e-4 and recipe.training.max_steps == 7
     assert recipe.model.pretraining_tasks == ["mlm", "sop"]
-    assert recipe.model.config_overrides == {"hidden_size": 64}
+    assert recipe.model.config_overrides == {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 512,
+                                             "max_position_embeddings": 128}  # merged into the recipe's (issue 17)
     assert recipe.data.mine_phrases is False
     assert parse_recipe(TINY, max_length=64).data.max_length == 64
 
