@@ -117,8 +117,13 @@ def test_an_output_folder_holding_another_run_is_refused(tmp_path):
     output = tmp_path / "run"
     output.mkdir()
     (output / "model.safetensors").write_bytes(b"someone else's")
+    # no checkpoint-N: resuming is not suggested, as it could not work (issue 17)
+    with pytest.raises(FileExistsError, match=r"already holds a run.*overwrite_output_dir"):
+        build_pretraining(small_recipe(tmp_path))
+    (output / "checkpoint-3").mkdir()
     with pytest.raises(FileExistsError, match=r"already holds a run.*resume_from_checkpoint.*overwrite_output_dir"):
         build_pretraining(small_recipe(tmp_path))
+    (output / "checkpoint-3").rmdir()
     assert (output / "model.safetensors").read_bytes() == b"someone else's"  # nothing touched
     with pytest.raises(ValueError, match="holds no checkpoint"):
         build_pretraining(small_recipe(tmp_path, resume_from_checkpoint="true"))

@@ -278,7 +278,15 @@ def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] =
     """The mapping of a recipe (a YAML file or a packaged recipe's name), its keys checked against
     ``dataclass_types`` (the pretraining recipe's by default)."""
     path = find_recipe(path_or_name)
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:  # the file and the line, not a parser traceback
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{path}{where}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a recipe is a mapping of keys to values, got {type(values).__name__}")
     _check_keys(list(values), str(path), dataclass_types, command)
@@ -353,9 +361,13 @@ def run_recipe_command(argv: Sequence[str] | None, command: str, parser: Callabl
     path = argv.pop(0) if argv and not argv[0].startswith("-") else None
     try:
         return run(path, argv)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # bad input (files, folders, permissions, no network): one line
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started (the Trainer saves a checkpoint once it has)
+        print(f"{command}: interrupted; rerun the same command to start again (with --resume_from_checkpoint=true "
+              "once a checkpoint was saved)", file=sys.stderr)
+        return 130
 
 
 def parse_recipe(path: str | Path | None = None, overrides: Sequence[str] = (), **values: Any) -> Recipe:
