@@ -179,3 +179,111 @@ def test_a_batch_always_has_a_target(tokenizer):
     collator = KnowledgeMaskingCollator(tokenizer)
     counts = [(collator([{"input_ids": ids, "example_index": i}])["labels"] != -100).sum().item() for i in range(100)]
     assert min(counts) >= 1
+
+
+# -- levels over training steps (ERNIE's stages) ---------------------------------------------------------------
+
+def _entity_rows(tokenizer, count):
+    """Rows whose ten words form one entity: at the basic level they are masked word by word."""
+    words = tokenizer(" ".join(["alpha"] * 10), add_special_tokens=False)["input_ids"]
+    ids = [tokenizer.cls_token_id, *words, tokenizer.sep_token_id]
+    return [{"input_ids": ids, "span_starts": [1], "span_ends": [11], "span_kinds": ["entity"], "example_index": i}
+            for i in range(count)]
+
+
+def _levels_seen(batches):
+    """Per batch: 'entity' when every row masked its entity all-or-none, else 'basic'."""
+    seen = []
+    for batch in batches:
+        chosen = batch["labels"][:, 1:11] != -100
+        whole = (chosen.all(dim=1) | ~chosen.any(dim=1)).all().item()
+        seen.append("entity" if whole else "basic")
+    return seen
+
+
+def test_step_schedule_follows_the_optimizer_step(tokenizer):
+    """Stage by optimizer step: batch i of an epoch is step start + i // accumulation, in the main process or in
+    DataLoader workers (batches dealt in turn), and set_step restarts the count at an epoch or a resume."""
+    import torch.utils.data
+
+    rows = _entity_rows(tokenizer, 96)
+    collator = KnowledgeMaskingCollator(tokenizer, levels={0: {"basic": 1}, 3: {"entity": 1}}, schedule_unit="step",
+                                        mlm_probability=0.5)
+    collator.set_step(0, accumulation_steps=2)
+    expected = ["basic"] * 6 + ["entity"] * 6  # steps 0, 0, 1, 1, 2, 2, 3, 3, ...
+    assert _levels_seen([collator(rows[i:i + 8]) for i in range(0, 96, 8)]) == expected
+    for workers in (0, 2, 3):
+        collator.set_step(0, accumulation_steps=2)
+        loader = torch.utils.data.DataLoader(rows, batch_size=8, collate_fn=collator, num_workers=workers)
+        assert _levels_seen(list(loader)) == expected, workers
+    collator.set_step(2, accumulation_steps=2)  # a resumed epoch whose first batches were skipped
+    assert _levels_seen([collator(rows[i:i + 8]) for i in range(0, 32, 8)]) == ["basic", "basic", "entity", "entity"]
+    with pytest.raises(ValueError, match="must start at step 0"):
+        KnowledgeMaskingCollator(tokenizer, levels={5: {"entity": 1}}, schedule_unit="step")
+    with pytest.raises(ValueError, match="schedule_unit must be"):
+        KnowledgeMaskingCollator(tokenizer, schedule_unit="batch")
+
+
+def test_step_schedule_in_the_recipe_resumes_exactly(tmp_path, minilm_path):
+    """knowledge_schedule through the Trainer: the stages switch at their steps (evaluation batches do not
+    count), and a run interrupted at step 3 and resumed draws the same masks: the same losses as one run."""
+    from transformers import TrainerCallback
+
+    from bert18.training import parse_recipe
+    from bert18.training.pretrain import build_pretraining
+
+    common = dict(
+        config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
+                          "num_hidden_layers": 2, "max_position_embeddings": 64},
+        max_length=64, max_documents=6, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+        logging_steps=1, save_strategy="steps", save_steps=3, report_to="none", use_cpu=True, disable_tqdm=True,
+        dataloader_num_workers=0, validation_fraction=0.0, plot=False, tokenizer_name_or_path=minilm_path,
+        pretraining_tasks=["mlm"], capitalized_entities=True, mine_phrases=True, phrase_min_count=2,
+        knowledge_schedule={0: {"basic": 1}, 2: {"phrase": 1}, 5: {"entity": 1}}, max_steps=8,
+    )
+    common.update(max_documents=8, validation_fraction=0.2, eval_strategy="steps", eval_steps=2)
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                control.should_training_stop = True
+
+    def train(output, stop=False, **values):
+        run = build_pretraining(parse_recipe("tiny-demo", output_dir=str(tmp_path / output), **{**common, **values}))
+        knowledge = run.trainer.data_collator.masking
+        if stop:
+            run.trainer.add_callback(StopAt())
+        run.trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
+        losses = {e["step"]: e["loss"] for e in run.trainer.state.log_history if "loss" in e}
+        return knowledge, losses
+
+    straight, straight_losses = train("straight")
+    batches = 8 * 2  # eight steps of two micro-batches
+    # steps 0 and 1 (two micro-batches of four rows each) are basic; evaluations come after step 2, in later stages
+    assert straight.level_counts["basic"] == 2 * 2 * 4
+    assert straight.level_counts["phrase"] >= 3 * 2 * 4 and straight.level_counts["entity"] >= (batches - 10) * 4
+    _, first = train("resumed", stop=True)  # stopped after checkpoint-3
+    _, second = train("resumed", resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-3"))
+    assert {**first, **second} == straight_losses
+
+
+def test_level_schedule_callback_keeps_evaluation_out_of_the_count(tokenizer):
+    from types import SimpleNamespace
+
+    from bert18.collators import LevelScheduleCallback
+
+    rows = _entity_rows(tokenizer, 8)
+    collator = KnowledgeMaskingCollator(tokenizer, levels={0: {"basic": 1}, 2: {"entity": 1}}, schedule_unit="step")
+    callback = LevelScheduleCallback(collator)
+    args, control = SimpleNamespace(gradient_accumulation_steps=1), None
+    callback.on_epoch_begin(args, SimpleNamespace(global_step=0), control)
+    collator(rows)
+    callback.on_step_end(args, SimpleNamespace(global_step=1), control)
+    for _ in range(5):  # an evaluation through the same collator
+        collator(rows)
+    callback.on_evaluate(args, SimpleNamespace(global_step=1), control)
+    collator(rows)
+    assert collator.step == 1  # the second training batch is step 1, whatever the evaluation masked
+    callback.on_epoch_begin(args, SimpleNamespace(global_step=7), control)
+    collator(rows)
+    assert collator.step == 7

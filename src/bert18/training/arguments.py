@@ -174,7 +174,12 @@ class MaskingArguments:
     span_p: float = field(default=0.2, metadata={"help": "geometric parameter of span lengths (SpanBERT)"})
     max_span: int = field(default=10, metadata={"help": "longest masked span"})
     knowledge_levels: dict | str | None = field(
-        default=None, metadata={"help": "probabilities of basic/phrase/entity masking, e.g. {basic: 1, entity: 1}"}
+        default=None, metadata={"help": "probabilities of basic/phrase/entity masking, drawn per row, e.g. "
+                                        "{basic: 1, entity: 1} (default: equal)"}
+    )
+    knowledge_schedule: dict | str | None = field(
+        default=None, metadata={"help": "ERNIE's stages by optimizer step instead: {first step: levels}, e.g. "
+                                        "{0: {basic: 1}, 2000: {phrase: 1}, 4000: {entity: 1}}"}
     )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "pad batch lengths to a multiple"})
 
@@ -194,13 +199,24 @@ class MaskingArguments:
             raise ValueError(f"span_p must lie in (0, 1] (the geometric parameter; SpanBERT: 0.2), got {self.span_p}")
         if self.pad_to_multiple_of is not None:
             _check_positive("pad_to_multiple_of", self.pad_to_multiple_of, "a length multiple such as 8")
-        if self.knowledge_levels is not None:
-            from ..collators.knowledge import _normalised
+        from ..collators.knowledge import _normalised, level_schedule
 
+        if self.knowledge_levels is not None:
             try:
                 _normalised(self.knowledge_levels)
             except ValueError as error:
                 raise ValueError(f"knowledge_levels: {error}") from None
+        self.knowledge_schedule = _json_mapping(self.knowledge_schedule, "knowledge_schedule")
+        if self.knowledge_schedule is not None:
+            if self.knowledge_levels is not None:
+                raise ValueError("knowledge_levels (a level per row) and knowledge_schedule (a level per step) "
+                                 "exclude each other: set one")
+            try:
+                level_schedule(self.knowledge_schedule, "step")
+                # integer steps, whether from YAML or a JSON string, so a resumed run compares equal
+                self.knowledge_schedule = {int(k): dict(v) for k, v in self.knowledge_schedule.items()}
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"knowledge_schedule: {error}") from None
 
 
 @dataclass

@@ -36,7 +36,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..collators import KnowledgeMaskingCollator, PretrainingCollator
+from ..collators import KnowledgeMaskingCollator, LevelScheduleCallback, PretrainingCollator
 from ..configuration_bert18 import Bert18Config
 from ..data import (
     DOCUMENT_TASKS,
@@ -341,7 +341,11 @@ def build_collator(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, config: B
                   random_replace_prob=masking.random_replace_prob, seed=seed,
                   pad_to_multiple_of=masking.pad_to_multiple_of)
     if masking.masking == "knowledge":
-        knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_levels, **shared)
+        if masking.knowledge_schedule is not None:  # ERNIE's stages by step (LevelScheduleCallback keeps count)
+            knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_schedule, schedule_unit="step",
+                                                 **shared)
+        else:
+            knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_levels, **shared)
         return PretrainingCollator(tokenizer, config, masking=knowledge, seed=seed,
                                    pad_to_multiple_of=masking.pad_to_multiple_of)
     return PretrainingCollator(tokenizer, config, granularity=masking.masking, max_ngram=masking.max_ngram,
@@ -372,6 +376,9 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     config = build_config(recipe, tokenizer)
     seed = training.data_seed if training.data_seed is not None else training.seed
     collator = build_collator(recipe, tokenizer, config, seed)  # checks the masking settings before any write
+    if recipe.masking.knowledge_schedule is not None and training.dataloader_persistent_workers:
+        raise ValueError("knowledge_schedule counts batches per epoch in the data loader's workers, which "
+                         "persistent workers never restart: set dataloader_persistent_workers=false")
     if training.process_index == 0:
         write_recipe(recipe)
     if recipe.masking.masking == "knowledge" and not (recipe.data.mine_phrases or recipe.data.entity_lexicon
@@ -385,9 +392,12 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     model = build_model(recipe, config)
     training.remove_unused_columns = False  # the collator reads word ids, spans and example indices
     progress = TaskProgressCallback(list(config.pretraining_tasks), plot=False)  # the recipe plots after evaluation
+    callbacks = [progress, InterruptCallback()]
+    if isinstance(collator.masking, KnowledgeMaskingCollator) and collator.masking.schedule_unit == "step":
+        callbacks.append(LevelScheduleCallback(collator.masking))
     trainer = Bert18Trainer(
         model=model, args=training, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=collator, processing_class=tokenizer, callbacks=[progress, InterruptCallback()],
+        data_collator=collator, processing_class=tokenizer, callbacks=callbacks,
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
     )
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
