@@ -115,13 +115,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Keyword arguments PreTrainedConfig reads besides its fields, and token ids many configs carry:
-# accepted when a user builds a Bert18Config. Anything else is refused, except while loading a
-# saved config (from_dict / from_pretrained), which may come from another bert18 version.
+# Keyword arguments PreTrainedConfig reads besides its fields, what its to_dict() writes (so
+# Bert18Config(**config.to_dict()) works), and token ids many configs carry: accepted when a user
+# builds a Bert18Config. Anything else is refused, except while loading a saved config
+# (from_dict / from_pretrained), which may come from another bert18 version.
 _BASE_KWARGS = frozenset({
     "num_labels", "torch_dtype", "name_or_path", "output_attentions", "attn_implementation",
     "experts_implementation", "per_layer_config", "bos_token_id", "eos_token_id", "sep_token_id",
-    "cls_token_id", "mask_token_id", "unk_token_id",
+    "cls_token_id", "mask_token_id", "unk_token_id", "model_type", "_name_or_path", "_commit_hash",
+    "_attn_implementation_internal", "_experts_implementation_internal",
 })
 _LOADING = contextvars.ContextVar("bert18_config_loading", default=False)
 
