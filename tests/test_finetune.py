@@ -83,7 +83,7 @@ def test_unknown_keys_and_bad_values_are_refused():
         parse_finetune_recipe(None, ["--mode=partial"], model_name_or_path="x", use_cpu=True)
     with pytest.raises(ValueError, match="task must be one of"):
         parse_finetune_recipe(None, ["--task=translation"], model_name_or_path="x", use_cpu=True)
-    with pytest.raises(ValueError, match=r"no Bert18Config field: \['unpad'\]"):
+    with pytest.raises(ValueError, match=r"config_overrides: unknown config key 'unpad'; did you mean 'unpad_inputs'"):
         parse_finetune_recipe(None, ['--config_overrides={"unpad": false}'], model_name_or_path="x", use_cpu=True)
 
 

@@ -231,3 +231,27 @@ def test_streaming_corpus_is_prepared_lazily(tokenizer, tmp_path):
     rows = list(streamed)
     assert [r["example_index"] for r in rows] == list(range(len(rows)))
     assert tokenizer.decode(rows[0]["input_ids"], skip_special_tokens=True).startswith("first document.")
+
+
+def test_long_sentences_are_cut_at_word_boundaries(tokenizer):
+    """A sentence longer than a row is cut where a word begins: no row starts with a continuation piece."""
+    from bert18.data.sentences import cut_at_words
+
+    assert cut_at_words([0, 0, 1, 1, 1, 2, 3, 3], 4) == [(0, 2), (2, 6), (6, 8)]
+    assert cut_at_words([0, 0, 0, 0, 0, 0, 1], 4) == [(0, 4), (4, 7)]  # only a word over 4 tokens is cut
+    assert cut_at_words([5, 5, 6, 6], 2, lo=1, hi=4) == [(1, 2), (2, 4)]
+    text = " ".join(["tokenization internationalization unbelievably"] * 40) + "."
+    for max_length in (12, 17, 32):
+        rows = pack_sentences(tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), tokenizer),
+                              tokenizer, max_length=max_length)
+        ids = rows["input_ids"]
+        assert all(len(r) <= max_length for r in ids)
+        assert sum(len(r) - 2 for r in ids) == len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        first_tokens = tokenizer.convert_ids_to_tokens([r[1] for r in ids])
+        assert not any(t.startswith("##") for t in first_tokens), first_tokens
+        for r in rows["word_ids"]:  # word ids stay consistent within each row
+            assert r[1] == 0
+    tokenized = prepare_pretraining_dataset(datasets.Dataset.from_dict({"text": [text]}), tokenizer, ["mlm", "sop"],
+                                            max_length=16)
+    pieces = [tokenizer.convert_ids_to_tokens(s[:1])[0] for doc in tokenized["input_ids"] for s in doc]
+    assert len(pieces) > 10 and not any(t.startswith("##") for t in pieces)

@@ -84,7 +84,8 @@ def test_overrides_win_and_are_typed():
                                  '--config_overrides={"hidden_size": 64}', "--mine_phrases=false"])
     assert recipe.training.learning_rate == 3e-4 and recipe.training.max_steps == 7
     assert recipe.model.pretraining_tasks == ["mlm", "sop"]
-    assert recipe.model.config_overrides == {"hidden_size": 64}
+    assert recipe.model.config_overrides == {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 512,
+                                             "max_position_embeddings": 128}  # merged into the recipe's (issue 17)
     assert recipe.data.mine_phrases is False
     assert parse_recipe(TINY, max_length=64).data.max_length == 64
 
@@ -116,8 +117,13 @@ def test_an_output_folder_holding_another_run_is_refused(tmp_path):
     output = tmp_path / "run"
     output.mkdir()
     (output / "model.safetensors").write_bytes(b"someone else's")
+    # no checkpoint-N: resuming is not suggested, as it could not work (issue 17)
+    with pytest.raises(FileExistsError, match=r"already holds a run.*overwrite_output_dir"):
+        build_pretraining(small_recipe(tmp_path))
+    (output / "checkpoint-3").mkdir()
     with pytest.raises(FileExistsError, match=r"already holds a run.*resume_from_checkpoint.*overwrite_output_dir"):
         build_pretraining(small_recipe(tmp_path))
+    (output / "checkpoint-3").rmdir()
     assert (output / "model.safetensors").read_bytes() == b"someone else's"  # nothing touched
     with pytest.raises(ValueError, match="holds no checkpoint"):
         build_pretraining(small_recipe(tmp_path, resume_from_checkpoint="true"))

@@ -55,23 +55,53 @@ def _config_of(path: str):
 
 
 def _train_tokenizer(args: argparse.Namespace) -> None:
+    import os
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from .tokenization import train_tokenizer
 
+    output = Path(args.output)
+    # Everything checked before training: a file in the way, or a folder that already holds something.
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"--output {output} is a file; give a folder to write the tokenizer to")
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        held = ", ".join(sorted(p.name for p in output.iterdir())[:4])
+        raise FileExistsError(f"--output {output} is not empty (it holds {held}); pass --overwrite to replace it, "
+                              "or choose another folder")
+    for file in args.files:
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"no such text file: {file}")
+    # RoBERTa's byte-level vocabulary round-trips text exactly, so it keeps case unless asked; BERT's is uncased.
+    lowercase = args.style == "bert" if args.lowercase is None else args.lowercase
     tokenizer = train_tokenizer(
         [Path(file) for file in args.files],
         algorithm=args.algorithm,
         vocab_size=args.vocab_size,
         min_frequency=args.min_frequency,
-        lowercase=args.lowercase,
+        lowercase=lowercase,
         special_tokens_style=args.style,
         split_cjk=args.split_cjk,
         model_max_length=args.model_max_length,
         show_progress=not args.quiet,
-        save_to=args.output,
     )
-    print(f"trained a {args.algorithm} vocabulary of {len(tokenizer)} tokens -> {args.output}")
+    # Written beside the destination and moved into place whole: a failure leaves the old folder (or none).
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    try:
+        tokenizer.save_pretrained(staging)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"trained a {args.algorithm} vocabulary of {len(tokenizer)} tokens "
+          f"({'lowercased' if lowercase else 'cased'}) -> {output}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--style", choices=["bert", "roberta"], default="bert",
                      help="special tokens and template: bert ([CLS] A [SEP] B [SEP]) or roberta "
                      "(<s> A </s></s> B </s>; byte-level with --algorithm bpe)")
-    tok.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case (cased vocabulary)")
+    case = tok.add_mutually_exclusive_group()
+    case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
+                      help="lowercase the text (default for --style bert)")
+    case.add_argument("--no-lowercase", dest="lowercase", action="store_false",
+                      help="keep case (default for --style roberta: exact round trip)")
+    tok.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --output folder")
     tok.add_argument("--no-split-cjk", dest="split_cjk", action="store_false",
                      help="do not make each CJK character its own pre-token")
     tok.add_argument("--model-max-length", type=int, default=512)
@@ -131,9 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileExistsError, OSError) as error:
+    except (ValueError, OSError) as error:  # bad input: one line naming it, no traceback
         print(f"bert18 {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"bert18 {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -17,6 +17,9 @@ This file imports only transformers: ``save_pretrained`` ships it next to the we
 checkpoint loads with ``trust_remote_code=True`` where bert18 is not installed.
 """
 
+import contextvars
+import dataclasses
+import difflib
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -112,6 +115,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Keyword arguments PreTrainedConfig reads besides its fields, what its to_dict() writes (so
+# Bert18Config(**config.to_dict()) works), and token ids many configs carry: accepted when a user
+# builds a Bert18Config. Anything else is refused, except while loading a saved config
+# (from_dict / from_pretrained), which may come from another bert18 version.
+_BASE_KWARGS = frozenset({
+    "num_labels", "torch_dtype", "name_or_path", "output_attentions", "attn_implementation",
+    "experts_implementation", "per_layer_config", "bos_token_id", "eos_token_id", "sep_token_id",
+    "cls_token_id", "mask_token_id", "unk_token_id", "model_type", "_name_or_path", "_commit_hash",
+    "_attn_implementation_internal", "_experts_implementation_internal",
+})
+_LOADING = contextvars.ContextVar("bert18_config_loading", default=False)
+
+
 @strict(accept_kwargs=True)
 class Bert18Config(PreTrainedConfig):
     r"""Configuration of a bert18 encoder. Defaults are BERT-base; see ``Bert18Config.from_preset``.
@@ -186,9 +202,36 @@ class Bert18Config(PreTrainedConfig):
     sparse_prediction: bool = True
 
     def __post_init__(self, **kwargs):
+        if not _LOADING.get():  # a user's typo (hiden_size=64) would otherwise be saved silently
+            self.check_keys(kwargs, "Bert18Config")
         super().__post_init__(**kwargs)
         self.pretraining_tasks = list(self.pretraining_tasks)
         self.check()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> "Bert18Config":
+        """As ``PreTrainedConfig.from_dict``; keys this version does not know (a config written by
+        another bert18 version) are kept as attributes, as transformers does, not refused."""
+        token = _LOADING.set(True)
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        finally:
+            _LOADING.reset(token)
+
+    @classmethod
+    def valid_keys(cls) -> list[str]:
+        """Every keyword a Bert18Config takes: its fields, PreTrainedConfig's, and a few token ids."""
+        return sorted({f.name for f in dataclasses.fields(cls) if f.init} | _BASE_KWARGS)
+
+    @classmethod
+    def check_keys(cls, keys: Any, source: str) -> None:
+        """Raise a ``ValueError`` for the first key that is no ``Bert18Config`` keyword, naming the closest."""
+        valid = cls.valid_keys()
+        for key in keys:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1) or [k for k in valid if str(key) in k][:1]
+                hint = f"; did you mean {close[0]!r}?" if close else "; see help(bert18.Bert18Config)"
+                raise ValueError(f"{source}: unknown config key {key!r}{hint}")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "Bert18Config":

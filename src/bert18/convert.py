@@ -335,11 +335,18 @@ def convert_checkpoint(
     ``destination`` and moved into place only once complete: a failure leaves nothing behind.
     """
     destination = Path(destination)
+    if isinstance(source, (str, os.PathLike)) and _is_local_path(os.fspath(source)) and not Path(source).is_dir():
+        raise FileNotFoundError(f"no checkpoint folder at {os.fspath(source)} (neither a folder nor a Hub id)")
+    if destination.exists() and not destination.is_dir():
+        raise FileExistsError(f"destination {destination} is a file: choose a folder")
     if destination.exists() and any(destination.iterdir()) and not overwrite:
         raise FileExistsError(f"{destination} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     model = from_transformers(source, **hub_kwargs)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    umask = os.umask(0)  # mkdtemp makes 0700; the result gets what mkdir would have given (0777 - umask)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     try:
         model.save_pretrained(staging)
         _copy_tokenizer(str(source), staging, hub_kwargs)
@@ -350,6 +357,13 @@ def convert_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def _is_local_path(source: str) -> bool:
+    """Whether ``source`` can only be a local path: absolute, relative with ./ ../ ~, or with more parts
+    than a Hub id's ``owner/name``."""
+    return (os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
+            or (os.sep != "/" and os.sep in source))
 
 
 def _copy_tokenizer(source: str, folder: Path, hub_kwargs: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ to give them the Trainer's epoch (``SharedEpoch`` carries it into every DataLoad
 """
 
 from .base import DynamicCollator, SetEpochCallback, SharedEpoch
-from .knowledge import LEVELS, KnowledgeMaskingCollator
+from .knowledge import LEVELS, KnowledgeMaskingCollator, LevelScheduleCallback
 from .mlm import GRANULARITIES, MLMCollator, word_start_table
 from .permutation import PLM_INPUTS, PermutationLMCollator, permutation_masks, ranks_of_order
 from .pretraining import PretrainingCollator
@@ -21,6 +21,7 @@ __all__ = [
     "word_start_table",
     "LEVELS",
     "KnowledgeMaskingCollator",
+    "LevelScheduleCallback",
     "PLM_INPUTS",
     "PermutationLMCollator",
     "permutation_masks",

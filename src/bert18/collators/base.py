@@ -146,7 +146,14 @@ class DynamicCollator(SharedEpoch):
                     )
                 index = self._fallback_index
                 self._fallback_index += 1
-            indices.append(int(index))
+            try:
+                value = -1 if isinstance(index, bool) else operator.index(index)  # ints, numpy and torch scalars
+            except TypeError:
+                value = -1
+            if value < 0:
+                raise ValueError(f"column 'example_index' must hold non-negative integers (an example's position "
+                                 f"in its dataset), got {index!r}: keep the column prepare_pretraining_dataset wrote")
+            indices.append(value)
         return example_keys(self.seed, self.epoch, np.asarray(indices, dtype=np.uint64))
 
     def special_mask(self, example: dict[str, Any], ids: np.ndarray) -> np.ndarray:
@@ -173,9 +180,19 @@ class DynamicCollator(SharedEpoch):
 
     def batch_arrays(self, examples: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Padded ids, the lengths, and which tokens may be masked (real, not special), [batch, length]."""
+        for example in examples:
+            check_token_columns(example)
         lengths = np.array([len(e["input_ids"]) for e in examples])
         width = self.padded_length(lengths)
         ids = self.pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id, width)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self.special_table)):  # before any table is indexed
+            row = int(np.flatnonzero(((ids < 0) | (ids >= len(self.special_table))).any(axis=1))[0])
+            bad = next(i for i in examples[row]["input_ids"] if not 0 <= i < len(self.special_table))
+            raise ValueError(
+                f"example {examples[row].get('example_index', row)}, column 'input_ids': id {bad} is outside the "
+                f"tokenizer's vocabulary of {len(self.special_table)} ids; the rows were tokenized with another "
+                "tokenizer: prepare them with this one"
+            )
         eligible = np.arange(width)[None, :] < lengths[:, None]
         eligible &= ~self.special_table[ids]
         for row, example in enumerate(examples):
@@ -208,6 +225,19 @@ class DynamicCollator(SharedEpoch):
             if any(name in e for e in examples):
                 batch[name] = torch.tensor([_require(e, name) for e in examples], dtype=torch.long)
         return batch
+
+
+def check_token_columns(example: dict[str, Any]) -> None:
+    """Per-token columns must hold one entry per token of ``input_ids``: a shorter or longer one
+    would be broadcast into made-up words or special tokens."""
+    length = len(example["input_ids"])
+    for name in ("special_tokens_mask", "word_ids"):
+        values = example.get(name)
+        if values is not None and len(values) != length:
+            raise ValueError(
+                f"example {example.get('example_index', '?')}: column {name!r} has {len(values)} entries for "
+                f"{length} tokens; it needs one per token of input_ids (prepare the rows again, or drop the column)"
+            )
 
 
 def _require(example: dict[str, Any], name: str) -> Any:
@@ -259,5 +289,5 @@ class SetEpochCallback(TrainerCallback):
             target.set_epoch(self.epoch)
 
 
-__all__ = ["DynamicCollator", "SetEpochCallback", "SharedEpoch", "SEQUENCE_LABELS", "TOKEN_LABELS", "example_keys",
-           "own_generator", "uniform"]
+__all__ = ["DynamicCollator", "SetEpochCallback", "SharedEpoch", "SEQUENCE_LABELS", "TOKEN_LABELS",
+           "check_token_columns", "example_keys", "own_generator", "uniform"]

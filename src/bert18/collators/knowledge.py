@@ -1,28 +1,53 @@
 """ERNIE 1.0 knowledge masking: phrases and named entities masked as whole units (seed question 14).
 
-Three levels, as in ERNIE: ``basic`` masks words (BERT's whole-word masking); ``phrase`` and
-``entity`` take the example's phrase or entity spans first, filling any budget they leave with
-other units, and at these two levels every span is a unit, masked all-or-none. Every example draws
-its level from ``levels`` (probabilities), so a mix is one dict, and ERNIE's staged schedule
-(basic, then phrase, then entity) is a list of ``(first_epoch, levels)``.
+The reference is ERNIE 1.0's ``mask`` (Baidu, ``ernie/batching.py``): a row is cut into units
+(words, and the phrase or entity spans, each one unit) and **every unit is selected on its own with
+the same probability** ``mlm_probability`` (a Bernoulli draw per unit), so every kind of unit,
+phrases, entities and plain words alike, has the target share of its tokens predicted, and a span
+is predicted whole or not at all. Each selected token then becomes [MASK] (80%), a random token
+(10%) or stays (10%), drawn per token as ERNIE does (``replace_per_unit=True``: once per unit).
+
+Three levels, as in ERNIE's stages and its ablation (word, + phrase, + entity):
+
+- ``basic``: every word is a unit (BERT's whole-word masking); spans play no part.
+- ``phrase``: phrase spans are units; entity spans are masked word by word, like other words.
+- ``entity``: phrase and entity spans are units.
+
+A span never cuts a word: a span starting or ending inside a word takes the whole word into its
+unit. Span kinds are ``phrase``, ``entity`` or a usual NER label (``PER``, ``ORG``, ``LOC``,
+``GPE``, ``nr``, ... : ``bert18.data.spans.ENTITY_KINDS``), which are entities; any other kind is an
+error naming it. Levels combine two ways: drawn per row from ``levels`` (probabilities), or
+ERNIE's staged schedule (basic, then phrase, then entity) as a list of ``(first, levels)``, by
+epoch or, with ``schedule_unit="step"``, by optimizer step.
+
+**Steps.** The collator counts the batches it masks: batch i of an epoch belongs to optimizer step
+``epoch_start_step + i // gradient_accumulation_steps`` (in a ``DataLoader`` worker, i is rebuilt
+from the worker's id, as ``DataLoader`` deals batches to its workers in turn).
+``LevelScheduleCallback`` gives it the global step at each epoch start (so a resumed run, whose
+skipped batches are never collated, counts from its checkpoint) and keeps evaluation batches out
+of the count. The level of a batch is then a function of the data order alone, never of timing:
+reproducible, and the same after a resume.
 
 Spans come with the examples as token ranges (``span_starts``, ``span_ends``, ``span_kinds``),
 produced by ``bert18.data.prepare_pretraining_dataset`` from user spans, a lexicon, mined phrases
-or capitalized names. The budget (``mlm_probability``) and the 80/10/10 replacement are the
-``MLMCollator``'s.
+or capitalized names.
 """
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, TrainerCallback
 
+from ..data.spans import span_level
 from .base import uniform
 from .mlm import LEVEL, PRIORITY, MLMCollator, word_starts
 
 LEVELS = ("basic", "phrase", "entity")
-LevelSchedule = Mapping[str, float] | Sequence[tuple[int, Mapping[str, float]]]
+# The span levels masked as whole units at each level (ERNIE's stages are cumulative).
+UNIT_KINDS = {"basic": (), "phrase": ("phrase",), "entity": ("phrase", "entity")}
+LevelSchedule = (Mapping[str, float] | Sequence[tuple[int, Mapping[str, float]]]
+                 | Mapping[int, Mapping[str, float]])
 
 
 def _normalised(levels: Mapping[str, float]) -> np.ndarray:
@@ -35,19 +60,65 @@ def _normalised(levels: Mapping[str, float]) -> np.ndarray:
     return weights / weights.sum()
 
 
+def level_schedule(levels: LevelSchedule | None, unit: str = "epoch") -> list[tuple[int, np.ndarray]]:
+    """``levels`` as a sorted list of ``(first epoch or step, probabilities)``; a mapping is one
+    entry from 0, and a schedule given as a mapping ``{first: levels}`` is read as its items."""
+    levels = dict.fromkeys(LEVELS, 1.0) if levels is None else levels
+    if isinstance(levels, Mapping) and all(isinstance(v, Mapping) for v in levels.values()) and levels:
+        levels = list(levels.items())  # {0: {basic: 1}, 1000: {phrase: 1}}, as a recipe writes it
+    if isinstance(levels, Mapping):
+        return [(0, _normalised(levels))]
+    try:
+        schedule = sorted((int(first), _normalised(probs)) for first, probs in levels)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"a level schedule is a list of ({unit}, levels) pairs or a mapping {{{unit}: levels}}, "
+                         f"got {levels!r} ({error})") from None
+    if not schedule or schedule[0][0] != 0:
+        raise ValueError(f"a level schedule must start at {unit} 0")
+    if len({first for first, _ in schedule}) != len(schedule):
+        raise ValueError(f"a level schedule names {unit} {[f for f, _ in schedule]} with a repeat")
+    return schedule
+
+
+class LevelScheduleCallback(TrainerCallback):
+    """Tells a ``KnowledgeMaskingCollator`` with a step schedule where it stands: the global step
+    at every epoch start (resume included), and no count for the batches of an evaluation."""
+
+    def __init__(self, collator: "KnowledgeMaskingCollator"):
+        self.collator = collator
+        self._saved: tuple[int, int, int] | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.set_step(state.global_step, args.gradient_accumulation_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):  # an evaluation may follow: remember the count
+        c = self.collator
+        self._saved = (c.epoch_start_step, c.batches_masked, c.step)
+
+    def on_evaluate(self, args, state, control, **kwargs):  # evaluation batches went through the same collator
+        if self._saved is not None:
+            self.collator.epoch_start_step, self.collator.batches_masked, self.collator.step = self._saved
+
+
 class KnowledgeMaskingCollator(MLMCollator):
-    """Masked LM where phrases and entities are masked as units (ERNIE 1.0).
+    """Masked LM where phrases and entities are masked as units (ERNIE 1.0, see the module docstring).
 
     Args:
         tokenizer: as for ``MLMCollator``.
-        levels: probabilities of ``basic`` / ``phrase`` / ``entity`` per example (default: equal),
+        levels: probabilities of ``basic`` / ``phrase`` / ``entity`` per row (default: equal),
             or a schedule ``[(0, {"basic": 1}), (2, {"phrase": 1}), (4, {"entity": 1})]`` whose
-            entry with the largest first epoch <= the current epoch applies.
-        mlm_probability, mask_replace_prob, random_replace_prob, seed, pad_to_multiple_of,
-        mask_count_per_batch: as for ``MLMCollator``.
+            entry with the largest first epoch (step) <= the current one applies.
+        schedule_unit: ``"epoch"`` or ``"step"`` (optimizer steps; train with
+            ``LevelScheduleCallback(collator)``, which ``bert18 pretrain`` adds).
+        mlm_probability: the probability with which each unit is selected (ERNIE: 0.15).
+        replace_per_unit: one 80/10/10 draw per unit instead of per token (ERNIE draws per token).
+        mask_replace_prob, random_replace_prob, seed, pad_to_multiple_of, mask_count_per_batch: as
+            for ``MLMCollator``.
 
-    An example without spans of the drawn level falls back to words, as ERNIE does with sentences
-    that hold no entity; ``level_counts`` counts the levels drawn and these fallbacks.
+    Every unit is drawn on its own, so a row may have no target; when a whole batch would have
+    none, its unit of lowest draw is taken, so the loss is always defined. An example without
+    spans of the drawn level is masked by words, as ERNIE does with sentences that hold no entity;
+    ``level_counts`` counts the levels drawn and these fallbacks.
     """
 
     def __init__(
@@ -60,54 +131,98 @@ class KnowledgeMaskingCollator(MLMCollator):
         mask_count_per_batch: int | None = None,
         seed: int = 0,
         pad_to_multiple_of: int | None = None,
+        replace_per_unit: bool = False,
+        schedule_unit: str = "epoch",
     ):
         super().__init__(tokenizer, mlm_probability, mask_replace_prob, random_replace_prob, granularity="whole_word",
-                         mask_count_per_batch=mask_count_per_batch, seed=seed, pad_to_multiple_of=pad_to_multiple_of)
-        levels = dict.fromkeys(LEVELS, 1.0) if levels is None else levels
-        if isinstance(levels, Mapping):
-            self.schedule = [(0, _normalised(levels))]
-        else:
-            self.schedule = sorted((int(epoch), _normalised(probs)) for epoch, probs in levels)
-            if not self.schedule or self.schedule[0][0] != 0:
-                raise ValueError("a level schedule must start at epoch 0")
+                         replace_per_unit=replace_per_unit, mask_count_per_batch=mask_count_per_batch, seed=seed,
+                         pad_to_multiple_of=pad_to_multiple_of)
+        if schedule_unit not in ("epoch", "step"):
+            raise ValueError(f"schedule_unit must be 'epoch' or 'step', got {schedule_unit!r}")
+        self.schedule_unit = schedule_unit
+        self.schedule = level_schedule(levels, schedule_unit)
         self.level_counts = dict.fromkeys((*LEVELS, "no_span_fallback"), 0)
+        # Step counting (schedule_unit="step"): the global step at the epoch's start, the batches
+        # masked since, and the optimizer step of the batch being masked.
+        self.epoch_start_step = 0
+        self.batches_masked = 0
+        self.accumulation_steps = 1
+        self.step = 0
+
+    def set_step(self, step: int, accumulation_steps: int = 1) -> None:
+        """The next batch masked is the first of optimizer step ``step`` (``LevelScheduleCallback``
+        calls this at every epoch start, resumed epochs included)."""
+        if accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps}")
+        self.epoch_start_step, self.batches_masked, self.accumulation_steps = int(step), 0, int(accumulation_steps)
+        self.step = int(step)
+
+    def _count_batch(self) -> None:
+        """The optimizer step of the batch now masked, from the count of batches masked since the epoch began."""
+        import torch.utils.data
+
+        worker = torch.utils.data.get_worker_info()
+        index = self.batches_masked if worker is None else self.batches_masked * worker.num_workers + worker.id
+        self.step = self.epoch_start_step + index // self.accumulation_steps
+        self.batches_masked += 1
 
     def level_probabilities(self) -> np.ndarray:
-        """Probabilities of basic / phrase / entity at the current epoch."""
-        return [probs for first_epoch, probs in self.schedule if first_epoch <= self.epoch][-1]
+        """Probabilities of basic / phrase / entity at the current epoch (or step)."""
+        now = self.step if self.schedule_unit == "step" else self.epoch
+        return [probs for first, probs in self.schedule if first <= now][-1]
+
+    def draw_level(self, key: np.uint64) -> str:
+        """The row's level, from its own random stream (reproducible per example and epoch)."""
+        cumulative = np.cumsum(self.level_probabilities())
+        return LEVELS[min(int(np.searchsorted(cumulative, uniform(key, 1, LEVEL)[0], side="right")), len(LEVELS) - 1)]
 
     def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,
                   key: np.uint64) -> tuple[np.ndarray, np.ndarray]:
-        """Words as units, except spans: at the phrase and entity levels every span is one unit
-        (never masked in part), and the spans of the drawn level are taken before anything else."""
-        cumulative = np.cumsum(self.level_probabilities())
-        level = LEVELS[min(int(np.searchsorted(cumulative, uniform(key, 1, LEVEL)[0], side="right")), len(LEVELS) - 1)]
+        """Unit of every token and one uniform draw per unit: words, and at the phrase (entity)
+        level each phrase (phrase and entity) span one unit, widened to whole words."""
+        level = self.draw_level(key)
         self.level_counts[level] += 1
         starts = word_starts(ids, ~eligible, example.get("word_ids"), self.word_table)
-        spans = [] if level == "basic" else self._spans(example, len(ids))
-        preferred = np.zeros(len(ids), dtype=bool)
-        for start, end, kind in spans:  # one Python step per span, not per token
-            starts[start + 1:end] = False
-            starts[start] = True
-            if end < len(ids):
-                starts[end] = bool(eligible[end])
-            preferred[start:end] = kind == level
-        if level != "basic" and not preferred.any():
+        spans = self._spans(example, len(ids))  # checked at every level, so a bad kind never passes unseen
+        whole = [(s, e) for s, e, kind in spans if span_level(kind) in UNIT_KINDS[level]]
+        if level != "basic" and not whole:
             self.level_counts["no_span_fallback"] += 1
+        for start, end in whole:  # one Python step per span, not per token
+            # Inside the span no unit starts; its own start and the token after it keep their word
+            # boundaries, so a span opening or closing inside a word joins that word's unit.
+            starts[start + 1:end] = False
         starts &= eligible
-        for start, end, _ in spans:  # a span opening on a special token opens at its first maskable one
+        for start, end in whole:  # a span opening on a special token opens at its first maskable one
             inside = np.flatnonzero(eligible[start:end])
             if len(inside):
                 starts[start + inside[0]] = True
         starts[np.flatnonzero(eligible)[:1]] = True  # the first maskable token always opens a unit
         units = np.cumsum(starts) - 1
-        priority = uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
-        priority[np.unique(units[preferred & eligible])] -= 1.0  # the level's spans before any other unit
-        return units, priority
+        return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
+
+    def _select_units(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
+                      eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ERNIE's selection: each unit on its own with probability ``mlm_probability``."""
+        self._count_batch()
+        priority = np.full(eligible.shape, np.inf)
+        units = np.zeros(eligible.shape, dtype=np.int64)
+        for row, example in enumerate(examples):
+            length = len(example["input_ids"])
+            if not eligible[row, :length].any():  # only special tokens or [UNK]: nothing to predict
+                continue
+            row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length], keys[row])
+            row_units = np.maximum(row_units, 0)
+            priority[row, :length] = np.where(eligible[row, :length], row_priority[row_units], np.inf)
+            units[row, :length] = row_units
+        selected = eligible & (priority < self.mlm_probability)
+        if not selected.any() and eligible.any():  # no target in the whole batch: its first unit in line
+            row, position = np.unravel_index(int(np.argmin(priority)), priority.shape)
+            selected[row] = eligible[row] & (units[row] == units[row, position])
+        return selected, priority, units
 
     @staticmethod
     def _spans(example: dict[str, Any], length: int) -> list[tuple[int, int, str]]:
-        """The example's knowledge spans, checked: inside the sequence and disjoint."""
+        """The example's knowledge spans, checked: inside the sequence, disjoint, of a known kind."""
         starts, ends, kinds = (example.get(f) or [] for f in ("span_starts", "span_ends", "span_kinds"))
         name = f"example {example.get('example_index', '?')}"
         if not len(starts) == len(ends) == len(kinds):
@@ -116,6 +231,10 @@ class KnowledgeMaskingCollator(MLMCollator):
         spans = sorted((int(s), int(e), k) for s, e, k in zip(starts, ends, kinds))
         previous_end = 0
         for s, e, kind in spans:
+            try:
+                span_level(kind)
+            except ValueError as error:
+                raise ValueError(f"{name}, column span_kinds: {error}") from None
             if not 0 <= s < e <= length:
                 raise ValueError(f"{name}: {kind} span [{s}, {e}) lies outside its {length} tokens")
             if s < previous_end:
@@ -124,4 +243,5 @@ class KnowledgeMaskingCollator(MLMCollator):
             previous_end = e
         return spans
 
-__all__ = ["LEVELS", "KnowledgeMaskingCollator"]
+
+__all__ = ["LEVELS", "UNIT_KINDS", "KnowledgeMaskingCollator", "LevelScheduleCallback", "level_schedule"]

@@ -164,6 +164,13 @@ class MLMCollator(DynamicCollator):
             )
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        for name, value in (("max_ngram", max_ngram), ("max_span", max_span)):  # lengths in words
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (words), got {value!r}")
+        if not 0 < span_p <= 1:
+            raise ValueError(f"span_p must lie in (0, 1] (the geometric parameter of span lengths), got {span_p}")
+        if mask_count_per_batch is not None and mask_count_per_batch < 1:
+            raise ValueError(f"mask_count_per_batch must be a positive integer or None, got {mask_count_per_batch}")
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob

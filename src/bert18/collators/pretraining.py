@@ -17,7 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
-from .base import DynamicCollator
+from .base import DynamicCollator, check_token_columns
 from .mlm import MLMCollator, word_start_table, word_starts
 from .permutation import PLM_INPUTS, PermutationLMCollator
 
@@ -100,9 +100,15 @@ class PretrainingCollator(DynamicCollator):
     def _word_start_capitalization(self, example: dict[str, Any]) -> np.ndarray:
         ids = np.asarray(example["input_ids"], dtype=np.int64)
         labels = np.asarray(example["capitalization_labels"], dtype=np.int64)
+        name = f"example {example.get('example_index', '?')}"
+        if len(labels) == 0 and len(ids):
+            raise ValueError(f"{name}: column 'capitalization_labels' is empty: the rows were prepared without "
+                             "capitalization; prepare them again with 'capitalization' in the tasks "
+                             "(prepare_pretraining_dataset(..., config) with it in config.pretraining_tasks)")
         if len(labels) != len(ids):
-            raise ValueError(f"example {example.get('example_index', '?')}: {len(labels)} capitalization labels "
-                             f"for {len(ids)} tokens")
+            raise ValueError(f"{name}: column 'capitalization_labels' has {len(labels)} labels for {len(ids)} tokens; "
+                             "it needs one per token: prepare the rows again")
+        check_token_columns(example)
         starts = word_starts(ids, self.special_mask(example, ids), example.get("word_ids"), self.word_table)
         return np.where(starts, labels, -100)
 

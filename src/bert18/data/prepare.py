@@ -39,7 +39,7 @@ from transformers import PreTrainedTokenizerFast
 from ..configuration_bert18 import Bert18Config
 from . import sentences as _sentences
 from . import spans as _spans
-from .sentences import sentence_spans
+from .sentences import cut_at_words, sentence_spans
 from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,10 @@ def _clip_spans(spans: Any, lo: int, hi: int) -> list[tuple[int, int, str]]:
     return [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in spans if s < hi and e > lo]
 
 
-def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
-    """Token ranges of the document's sentences, each cut into pieces of at most ``max_tokens``.
+def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int,
+            words: Sequence[int | None] | None = None) -> list[tuple[int, int]]:
+    """Token ranges of the document's sentences, each cut into pieces of at most ``max_tokens``,
+    at word boundaries when ``words`` (the tokens' word ids) are given (``cut_at_words``).
 
     A token belongs to the sentence holding its last character (a byte-level or SentencePiece
     token may start on the space before its sentence).
@@ -99,6 +101,8 @@ def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int) -> list[
     sentence = np.maximum(np.searchsorted(starts, last_chars, side="right") - 1, 0)
     edges = np.flatnonzero(np.diff(sentence)) + 1
     bounds = zip(np.r_[0, edges].tolist(), np.r_[edges, len(offsets)].tolist())
+    if words is not None:
+        return [piece for lo, hi in bounds for piece in cut_at_words(words, max_tokens, lo, hi)]
     return [(i, min(i + max_tokens, hi)) for lo, hi in bounds for i in range(lo, hi, max_tokens)]
 
 
@@ -123,7 +127,7 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
         token_spans, dropped = char_spans_to_token_spans(spans, offsets, return_dropped=True)
         capitals = _word_capitalization(text, offsets, words) if capitalization else None
         doc_fields: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets")}
-        for lo, hi in _pieces(text, offsets, max_sentence_tokens):
+        for lo, hi in _pieces(text, offsets, max_sentence_tokens, words):
             doc_fields["input_ids"].append(ids[lo:hi])
             doc_fields["offsets"].append([list(pair) for pair in offsets[lo:hi]])
             doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
@@ -274,8 +278,7 @@ class _RowPacker:
     def add(self, ids: list[int], words: list[int], capitals: list[int], spans: tuple[list, list, list]) -> None:
         room = self.max_length - 2
         if len(ids) > room:  # longer than a row: cut, as tokenize_documents would have for this length
-            for lo in range(0, len(ids), room):
-                hi = min(lo + room, len(ids))
+            for lo, hi in cut_at_words(words, room):  # at word boundaries: no row starts with "##ing"
                 inside = _clip_spans(zip(*spans), lo, hi)
                 self.add(ids[lo:hi], [w - words[lo] for w in words[lo:hi]], capitals[lo:hi] if capitals else [],
                          ([s for s, _, _ in inside], [e for _, e, _ in inside], [k for _, _, k in inside]))

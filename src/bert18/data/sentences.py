@@ -58,9 +58,10 @@ Every span is trimmed of whitespace, spans are increasing and disjoint, and ever
 character of the text lies in exactly one of them: nothing is dropped.
 """
 
+import bisect
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from datasets import Dataset, Features, List, Value
@@ -128,6 +129,31 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text`` (see :func:`sentence_spans`), whitespace trimmed."""
     return [text[start:end] for start, end in sentence_spans(text)]
+
+
+def cut_at_words(word_ids: Sequence[int | None], max_tokens: int, lo: int = 0, hi: int | None = None,
+                 ) -> list[tuple[int, int]]:
+    """Token ranges covering ``[lo, hi)`` of a tokenized sentence, each at most ``max_tokens`` long,
+    cut only where a word begins (``word_ids`` changes), so no piece starts with a word's
+    continuation (``##ing``). A single word longer than ``max_tokens`` (a URL, a long identifier)
+    is the one case cut inside a word. Greedy: each piece ends at the last word start that fits.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    hi = len(word_ids) if hi is None else hi
+    words = list(word_ids[lo:hi])
+    # word starts, relative to lo: a change of word id (a token without a word id is a word of its own)
+    starts = [i for i in range(1, len(words)) if words[i] is None or words[i] != words[i - 1]]
+    pieces, start = [], 0
+    while len(words) - start > max_tokens:
+        limit = start + max_tokens
+        i = bisect.bisect_right(starts, limit) - 1  # the last word start at or before the limit
+        end = starts[i] if i >= 0 and starts[i] > start else limit
+        pieces.append((lo + start, lo + end))
+        start = end
+    if start < len(words):
+        pieces.append((lo + start, lo + len(words)))
+    return pieces
 
 
 # --- pass 1: blocks of lines -------------------------------------------------------------------------

@@ -40,7 +40,10 @@ __all__ = [
     "Span",
     "capitalized_entity_spans",
     "char_spans_to_token_spans",
+    "ENTITY_KINDS",
+    "PHRASE_KINDS",
     "remove_overlaps",
+    "span_level",
     "spans_from_columns",
 ]
 
@@ -59,6 +62,36 @@ class Phrase(NamedTuple):
     text: str
     score: float
     count: int
+
+
+# Span kinds and the knowledge-masking level they belong to (ERNIE 1.0: phrase-level, then
+# entity-level masking). Entities: bert18's own "entity" and the label sets NER corpora use:
+# CoNLL-2003 (PER, ORG, LOC, MISC), OntoNotes 5 (PERSON, NORP, FAC, ORG, GPE, LOC, PRODUCT, EVENT,
+# WORK_OF_ART, LAW, LANGUAGE, DATE, TIME, PERCENT, MONEY, QUANTITY, ORDINAL, CARDINAL), the long
+# forms (ORGANIZATION, LOCATION), and the People's Daily / MSRA tags (nr person, ns place, nt
+# organization, nz other proper noun). Compared case-insensitively; any other kind is an error.
+ENTITY_KINDS = frozenset(
+    """ENTITY PER PERSON ORG ORGANIZATION ORGANISATION LOC LOCATION MISC GPE NORP FAC FACILITY PRODUCT EVENT
+    WORK_OF_ART LAW LANGUAGE DATE TIME PERCENT MONEY QUANTITY ORDINAL CARDINAL NR NS NT NZ""".split()
+)
+PHRASE_KINDS = frozenset({"PHRASE"})
+
+
+def span_level(kind: str) -> str:
+    """The knowledge-masking level of a span kind: ``"phrase"`` or ``"entity"`` (see :data:`ENTITY_KINDS`).
+
+    Raises a ``ValueError`` naming the kind for anything else, so a misspelt or unexpected label
+    is never silently masked as plain words.
+    """
+    key = str(kind).upper()
+    if key in PHRASE_KINDS:
+        return "phrase"
+    if key in ENTITY_KINDS:
+        return "entity"
+    raise ValueError(
+        f"unknown span kind {kind!r}: knowledge masking takes 'phrase', 'entity' or an NER label "
+        f"({', '.join(sorted(k for k in ENTITY_KINDS if k != 'ENTITY'))}, any case); rename the kind"
+    )
 
 
 # Column names written by LexiconMatcher.find_batch (datasets stores lists of ints/strings, not tuples).
@@ -201,7 +234,9 @@ def spans_from_columns(starts: Sequence[int], ends: Sequence[int], kinds: Sequen
 # Differ"). "and"/"for" are left out on purpose: they would join "Alice and Bob" into one entity.
 CONNECTORS = frozenset("of de da di du del della der den von van la le y bin ibn al el".split())
 
-_WORD_RE = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
+# A word is a run of letters and digits ("Ascii85", "Point2D", "W3C"): a span must never end inside
+# one, or the tokenizer's word would be masked in part. One starting with a digit is no name word.
+_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*")
 _SENTENCE_END = frozenset(".!?:*\u2022")  # "*" and "•": a bullet starts a new sentence too
 _OPENERS = frozenset("\"'([{\u201c\u2018")
 
@@ -218,7 +253,8 @@ def capitalized_entity_spans(text: str, min_words: int = 2, common_words: Contai
     """English named-entity candidates: runs of capitalized words, ``kind="entity"``.
 
     A run is capitalized words (first letter uppercase: "Python", "McDonald", "IBM") separated by
-    exactly one space; anything else ends it: punctuation, digits, several spaces (tables, aligned
+    exactly one space (letters and digits make one word: "Ascii85", "Point2D"); anything else ends it:
+    punctuation, a number, several spaces (tables, aligned
     columns) and line breaks (lists, headings and tables put capitalized words at line ends far
     more often than wrapped prose splits a name across lines). Lowercase :data:`CONNECTORS`
     ("van", "de", "of", "of the", ...) may sit inside a run, never at its ends; "the" alone is not
@@ -262,7 +298,7 @@ def capitalized_entity_spans(text: str, min_words: int = 2, common_words: Contai
             end, word = end - 2, word[:-2]
         if run and text[run[-1][1] : start] not in (" ", "\u00a0"):  # one space, nothing else
             close_run()
-        name_word = word[0].isupper() and word.lower() not in STOP_WORDS
+        name_word = word[0].isupper() and word.lower() not in STOP_WORDS  # a digit is not upper case
         connector = bool(run) and (word in CONNECTORS or (word == "the" and run[-1][2] == "of"))
         if name_word or connector:
             run.append((start, end, word))

@@ -21,7 +21,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..collators.mlm import GRANULARITIES
-from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS
+from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config
 from ..data.prepare import PACKING_MODES
 
 MASKING_MODES = (*GRANULARITIES, "knowledge")
@@ -38,6 +38,30 @@ def _json_mapping(value: dict | str | None, name: str) -> dict | None:
     if not isinstance(parsed, dict):
         raise ValueError(f"{name} must be a mapping, got {parsed!r}")
     return parsed
+
+
+def _check_range(name: str, value: float, low: float, high: float, what: str, closed: bool = False) -> None:
+    """``value`` in (low, high), or [low, high] when ``closed``; else a ValueError naming ``name`` and its range."""
+    inside = low <= value <= high if closed else low < value < high
+    if not inside:
+        bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"
+        raise ValueError(f"{name} must lie in {bounds} ({what}), got {value}")
+
+
+def _check_positive(name: str, value: int, what: str) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer ({what}), got {value}")
+
+
+def check_training_arguments(training: TrainingArguments) -> None:
+    """What TrainingArguments accepts but cannot mean: checked when a recipe is read, before anything is written."""
+    if training.max_steps == 0 or training.max_steps < -1:
+        raise ValueError(f"max_steps must be a positive number of optimizer steps, or -1 to train num_train_epochs; "
+                         f"got {training.max_steps}")
+    if training.max_steps == -1 and not training.num_train_epochs > 0:
+        raise ValueError(f"num_train_epochs must be positive (or set max_steps), got {training.num_train_epochs}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        _check_positive(name, getattr(training, name), "at least 1")
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
@@ -81,6 +105,7 @@ class ModelArguments:
     def __post_init__(self):
         _check_choice("preset", self.preset, list(PRESETS))
         self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
+        Bert18Config.check_keys(self.config_overrides, "config_overrides")  # before anything is written
         self.task_loss_weights = _json_mapping(self.task_loss_weights, "task_loss_weights")
         for task in self.pretraining_tasks or []:
             _check_choice("each of pretraining_tasks", task, list(PRETRAINING_TASKS))
@@ -124,6 +149,11 @@ class DataArguments:
 
     def __post_init__(self):
         _check_choice("packing", self.packing, PACKING_MODES)
+        if self.max_length < 4:
+            raise ValueError(f"max_length must leave room for special tokens and text: at least 4, "
+                             f"got {self.max_length}")
+        if not 0 <= self.short_seq_prob <= 1:
+            raise ValueError(f"short_seq_prob must lie in [0, 1], got {self.short_seq_prob}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.max_documents is not None and self.max_documents < 2:
@@ -144,13 +174,49 @@ class MaskingArguments:
     span_p: float = field(default=0.2, metadata={"help": "geometric parameter of span lengths (SpanBERT)"})
     max_span: int = field(default=10, metadata={"help": "longest masked span"})
     knowledge_levels: dict | str | None = field(
-        default=None, metadata={"help": "probabilities of basic/phrase/entity masking, e.g. {basic: 1, entity: 1}"}
+        default=None, metadata={"help": "probabilities of basic/phrase/entity masking, drawn per row, e.g. "
+                                        "{basic: 1, entity: 1} (default: equal)"}
+    )
+    knowledge_schedule: dict | str | None = field(
+        default=None, metadata={"help": "ERNIE's stages by optimizer step instead: {first step: levels}, e.g. "
+                                        "{0: {basic: 1}, 2000: {phrase: 1}, 4000: {entity: 1}}"}
     )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "pad batch lengths to a multiple"})
 
     def __post_init__(self):
         _check_choice("masking", self.masking, MASKING_MODES)
         self.knowledge_levels = _json_mapping(self.knowledge_levels, "knowledge_levels")
+        # Checked here, when the recipe is read, not at the first batch after the output folder is written.
+        _check_range("mlm_probability", self.mlm_probability, 0, 1, "the share of tokens to predict")
+        _check_range("mask_replace_prob", self.mask_replace_prob, 0, 1, "a share", closed=True)
+        _check_range("random_replace_prob", self.random_replace_prob, 0, 1, "a share", closed=True)
+        if self.mask_replace_prob + self.random_replace_prob > 1:
+            raise ValueError(f"mask_replace_prob + random_replace_prob must be at most 1, got "
+                             f"{self.mask_replace_prob} + {self.random_replace_prob}")
+        _check_positive("max_ngram", self.max_ngram, "the longest n-gram, in words (ALBERT: 3)")
+        _check_positive("max_span", self.max_span, "the longest span, in words (SpanBERT: 10)")
+        if not 0 < self.span_p <= 1:
+            raise ValueError(f"span_p must lie in (0, 1] (the geometric parameter; SpanBERT: 0.2), got {self.span_p}")
+        if self.pad_to_multiple_of is not None:
+            _check_positive("pad_to_multiple_of", self.pad_to_multiple_of, "a length multiple such as 8")
+        from ..collators.knowledge import _normalised, level_schedule
+
+        if self.knowledge_levels is not None:
+            try:
+                _normalised(self.knowledge_levels)
+            except ValueError as error:
+                raise ValueError(f"knowledge_levels: {error}") from None
+        self.knowledge_schedule = _json_mapping(self.knowledge_schedule, "knowledge_schedule")
+        if self.knowledge_schedule is not None:
+            if self.knowledge_levels is not None:
+                raise ValueError("knowledge_levels (a level per row) and knowledge_schedule (a level per step) "
+                                 "exclude each other: set one")
+            try:
+                level_schedule(self.knowledge_schedule, "step")
+                # integer steps, whether from YAML or a JSON string, so a resumed run compares equal
+                self.knowledge_schedule = {int(k): dict(v) for k, v in self.knowledge_schedule.items()}
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"knowledge_schedule: {error}") from None
 
 
 @dataclass
@@ -228,7 +294,15 @@ def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] =
     """The mapping of a recipe (a YAML file or a packaged recipe's name), its keys checked against
     ``dataclass_types`` (the pretraining recipe's by default)."""
     path = find_recipe(path_or_name)
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:  # the file and the line, not a parser traceback
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{path}{where}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a recipe is a mapping of keys to values, got {type(values).__name__}")
     _check_keys(list(values), str(path), dataclass_types, command)
@@ -251,6 +325,7 @@ def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None =
     defaults = load_recipe_yaml(path, dataclass_types, command) if path is not None else {}
     _check_keys(list(values or {}), "arguments", dataclass_types, command)
     defaults.update(values or {})
+    overrides = _merge_mapping_overrides(defaults, overrides)
     parser = HfArgumentParser(dataclass_types, prog=command)
     parser.set_defaults(**defaults)
     *parsed, remaining = parser.parse_args_into_dataclasses(args=list(overrides), return_remaining_strings=True)
@@ -258,7 +333,37 @@ def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None =
         _check_keys([item.split("=", 1)[0].lstrip("-") for item in remaining if item.startswith("--")],
                     "command line", dataclass_types, command)
         raise ValueError(f"command line: cannot parse {' '.join(remaining)} (overrides are --key=value)")
+    for arguments in parsed:
+        if isinstance(arguments, TrainingArguments):
+            check_training_arguments(arguments)
     return parsed
+
+
+# Mappings whose command-line value is merged key by key into the recipe's (an override of some
+# keys), instead of replacing it: `--config_overrides='{"num_hidden_layers": 1}'` on tiny-demo keeps
+# its hidden_size. Other mappings (knowledge_levels, a probability table) are replaced whole.
+MERGED_MAPPINGS = ("config_overrides", "task_loss_weights")
+
+
+def _merge_mapping_overrides(defaults: dict[str, Any], overrides: Sequence[str]) -> list[str]:
+    """Fold ``--key=JSON`` / ``--key JSON`` overrides of ``MERGED_MAPPINGS`` into ``defaults``
+    (merged over the recipe's mapping); the other overrides are returned for the parser."""
+    remaining, items, i = [], list(overrides), 0
+    while i < len(items):
+        item = items[i]
+        name, equals, value = item.lstrip("-").partition("=")
+        if item.startswith("--") and name in MERGED_MAPPINGS:
+            if not equals:
+                if i + 1 >= len(items):
+                    raise ValueError(f"command line: --{name} needs a value (a JSON object)")
+                i, value = i + 1, items[i + 1]
+            given = _json_mapping(value, name) or {}
+            recipe = _json_mapping(defaults.get(name), name) or {}
+            defaults[name] = {**recipe, **given}
+        else:
+            remaining.append(item)
+        i += 1
+    return remaining
 
 
 def run_recipe_command(argv: Sequence[str] | None, command: str, parser: Callable[[], HfArgumentParser],
@@ -272,9 +377,13 @@ def run_recipe_command(argv: Sequence[str] | None, command: str, parser: Callabl
     path = argv.pop(0) if argv and not argv[0].startswith("-") else None
     try:
         return run(path, argv)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # bad input (files, folders, permissions, no network): one line
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started (the Trainer saves a checkpoint once it has)
+        print(f"{command}: interrupted; rerun the same command to start again (with --resume_from_checkpoint=true "
+              "once a checkpoint was saved)", file=sys.stderr)
+        return 130
 
 
 def parse_recipe(path: str | Path | None = None, overrides: Sequence[str] = (), **values: Any) -> Recipe:

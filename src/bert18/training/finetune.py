@@ -40,7 +40,7 @@ from .finetune_tasks import (
     prepare_sequence_classification,
     prepare_token_classification,
 )
-from .pretrain import _say, check_output_dir, write_recipe
+from .pretrain import _say, check_hub, check_output_dir, finished_checkpoint, write_recipe
 
 MODEL_CLASSES = {
     "sequence-classification": Bert18ForSequenceClassification,
@@ -53,7 +53,12 @@ MODEL_CLASSES = {
 def prepare_task(recipe: FinetuneRecipe, tokenizer: Any) -> TaskData:
     """Steps 2-3: the checked, encoded splits of the recipe's task."""
     data, task = recipe.data, recipe.model.task
-    train, eval_ = load_splits(data)
+    try:
+        train, eval_ = load_splits(data)
+    except ConnectionError as error:  # a Hub dataset without a network: one line, not datasets' traceback
+        raise ValueError(f"dataset {data.dataset!r} is no local file or folder, and the Hub cannot be reached "
+                         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
+                         "path, or load the dataset once where there is a network (it is then cached)") from None
     if task == "sequence-classification":
         return prepare_sequence_classification(train, eval_, tokenizer, data, recipe.model.max_chunks)
     if task == "token-classification":
@@ -105,6 +110,7 @@ def build_optimizer(recipe: FinetuneRecipe, model: torch.nn.Module) -> torch.opt
 def build_finetuning(recipe: FinetuneRecipe) -> tuple[Trainer, TaskData, str | None]:
     """Steps 1-4: the Trainer ready to train, the task's data, and the checkpoint to resume from."""
     training = recipe.training
+    check_hub(training)
     resume = check_output_dir(recipe)
     tokenizer = AutoTokenizer.from_pretrained(recipe.model.tokenizer_name_or_path or recipe.model.model_name_or_path)
     task = prepare_task(recipe, tokenizer)
@@ -128,6 +134,10 @@ def run_finetuning(recipe: FinetuneRecipe) -> dict[str, Any]:
     """Build, train, evaluate and save (steps 1-6); returns the metrics and the trainer's log."""
     trainer, task, resume = build_finetuning(recipe)
     training = recipe.training
+    if (done := finished_checkpoint(resume, training)) is not None:
+        _say(training, f"{resume} already reached the end of training (step {done}): nothing to resume; raise "
+                       "max_steps or num_train_epochs to train further")
+        return {"finished_at": done, "checkpoint": resume, "trainer": trainer}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     _say(training, f"fine-tuning {recipe.model.model_name_or_path} for {recipe.model.task} ({recipe.model.mode}, "
                    f"{trainable:,} trainable parameters) on {len(task.train)} examples -> {training.output_dir}")

@@ -69,9 +69,7 @@ class FinetuneModelArguments:
 
     def __post_init__(self):
         self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
-        unknown = sorted(set(self.config_overrides) - set(Bert18Config().to_dict()))
-        if unknown:
-            raise ValueError(f"config_overrides names no Bert18Config field: {unknown}")
+        Bert18Config.check_keys(self.config_overrides, "config_overrides")  # names the closest valid key
         _check_choice("task", self.task, TASKS)
         _check_choice("mode", self.mode, MODES)
         if self.model_name_or_path is None:

@@ -20,7 +20,9 @@ launch`` runs) both end here. One run:
    and ``task_curves.png`` into the output folder, and pushes to the Hub when ``push_to_hub``.
 """
 
+import json
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -34,7 +36,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..collators import KnowledgeMaskingCollator, PretrainingCollator
+from ..collators import KnowledgeMaskingCollator, LevelScheduleCallback, PretrainingCollator
 from ..configuration_bert18 import Bert18Config
 from ..data import (
     DOCUMENT_TASKS,
@@ -74,6 +76,12 @@ def _say(training: TrainingArguments, message: str) -> None:
         print(message, flush=True)
 
 
+# What a start that failed before its first checkpoint leaves in output_dir: the resolved recipe,
+# the trained tokenizer (saved whole or not at all) and TensorBoard's folder. A folder holding
+# nothing else never blocks a rerun of the same recipe.
+LEFTOVERS = frozenset({RECIPE_FILE, TOKENIZER_FOLDER, "runs"})
+
+
 def _resume_checkpoint(training: TrainingArguments) -> str | None:
     """``resume_from_checkpoint`` resolved: ``true``/``last`` to the last checkpoint of output_dir."""
     value = training.resume_from_checkpoint
@@ -82,7 +90,8 @@ def _resume_checkpoint(training: TrainingArguments) -> str | None:
     if str(value).lower() in ("true", "last", "yes"):
         last = get_last_checkpoint(training.output_dir) if Path(training.output_dir).is_dir() else None
         if last is None:
-            raise ValueError(f"resume_from_checkpoint={value}, but {training.output_dir} holds no checkpoint-N folder")
+            raise ValueError(f"resume_from_checkpoint={value}, but {training.output_dir} holds no checkpoint-N folder "
+                             "to resume from: run without resume_from_checkpoint to start (again) from the beginning")
         return last
     if not Path(value).is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint folder at {value}")
@@ -108,6 +117,13 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
     """
     training = recipe.training
     output = Path(training.output_dir)
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"output_dir {output} is a file, not a folder: choose another output_dir")
+    if output.is_dir() and not os.access(output, os.W_OK | os.X_OK):
+        raise PermissionError(f"output_dir {output} is not writable: choose another output_dir")
+    if not output.exists() and not os.access(_existing_parent(output), os.W_OK | os.X_OK):
+        raise PermissionError(f"output_dir {output} cannot be created in {_existing_parent(output)} (not writable): "
+                              "choose another output_dir")
     if recipe.run.overwrite_output_dir:
         with training.main_process_first(desc="clearing output_dir"):
             if training.process_index == 0 and output.is_dir():
@@ -115,24 +131,77 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
         return _resume_checkpoint(training) if output.is_dir() else None
     resume = _resume_checkpoint(training)
     held = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
-    if held and resume is None:
-        raise FileExistsError(
-            f"output_dir {output} already holds a run ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): "
-            "pass --resume_from_checkpoint=true to continue it, --overwrite_output_dir=true to replace it, "
-            "or choose another output_dir"
-        )
     saved = output / RECIPE_FILE
-    if resume is not None and saved.is_file():
-        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        now = recipe.identity()
-        changed = sorted(key for key in now if key in before and before[key] != now[key])
-        if changed:
-            differences = ", ".join(f"{key} was {before[key]!r}, now {now[key]!r}" for key in changed)
-            raise ValueError(
-                f"output_dir {output} holds a different run: {differences}; "
-                "resume with the same settings, or pass --overwrite_output_dir=true"
-            )
+    differences = _recipe_differences(recipe, saved)
+    if held and resume is None:
+        listing = f"{', '.join(held[:5])}{', ...' if len(held) > 5 else ''}"
+        if set(held) <= LEFTOVERS:  # a start that failed before its first checkpoint
+            if differences:
+                raise FileExistsError(
+                    f"output_dir {output} holds the start of another run that failed before its first checkpoint "
+                    f"({differences}): pass --overwrite_output_dir=true to replace it, or choose another output_dir")
+            logger.info("output_dir %s holds what a failed start of this recipe left (%s): starting again", output,
+                        listing)
+            return None
+        has_checkpoint = get_last_checkpoint(str(output)) is not None
+        raise FileExistsError(
+            f"output_dir {output} already holds a run ({listing}): "
+            + ("pass --resume_from_checkpoint=true to continue it, " if has_checkpoint else "")
+            + "pass --overwrite_output_dir=true to replace it, or choose another output_dir"
+        )
+    if resume is not None and differences:
+        raise ValueError(f"output_dir {output} holds a different run: {differences}; "
+                         "resume with the same settings, or pass --overwrite_output_dir=true")
     return resume
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _recipe_differences(recipe: RunRecipe, saved: Path) -> str:
+    """How the recipe saved at ``saved`` differs from ``recipe`` on what defines a run ("" when it does not)."""
+    if not saved.is_file():
+        return ""
+    try:
+        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return f"{saved.name} is unreadable"
+    now = recipe.identity()
+    changed = sorted(key for key in now if key in before and before[key] != now[key])
+    return ", ".join(f"{key} was {before[key]!r}, now {now[key]!r}" for key in changed)
+
+
+def finished_checkpoint(checkpoint: str | None, training: TrainingArguments) -> int | None:
+    """The step of ``checkpoint`` when it already reached the end of training (``max_steps``, or
+    ``num_train_epochs`` when there is no step limit), else None. The Trainer, resumed from such a
+    checkpoint, would train one step more."""
+    state_file = Path(checkpoint or "") / "trainer_state.json"
+    if checkpoint is None or not state_file.is_file():
+        return None
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    step, epoch = int(state.get("global_step", 0)), float(state.get("epoch") or 0.0)
+    if training.max_steps > 0:
+        return step if step >= training.max_steps else None
+    return step if epoch >= training.num_train_epochs - 1e-6 else None
+
+
+def check_hub(training: TrainingArguments) -> None:
+    """With ``push_to_hub``, the Hub must answer and know the user before anything is trained or written."""
+    if not training.push_to_hub:
+        return
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi(token=training.hub_token).whoami()
+    except Exception as error:  # offline, no token, a bad token: all say the same to the user
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({reason}); "
+                         "log in with `hf auth login`, or set push_to_hub=false and push the saved folder later"
+                         ) from None
 
 
 def write_recipe(recipe: RunRecipe) -> Path:
@@ -149,7 +218,12 @@ def load_documents(recipe: Recipe) -> tuple[datasets.Dataset, datasets.Dataset |
     """The corpus, split into training and held-out documents."""
     data = recipe.data
     kwargs = {"name": data.corpus_config_name} if data.corpus_config_name else {}
-    corpus = load_corpus(data.corpus, text_column=data.text_column, **kwargs)
+    try:
+        corpus = load_corpus(data.corpus, text_column=data.text_column, **kwargs)
+    except ConnectionError as error:  # a Hub name without a network: one line, not datasets' traceback
+        raise ValueError(f"corpus {data.corpus!r} is no local file or folder, and the Hub cannot be reached "
+                         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
+                         "path, or load the dataset once where there is a network (it is then cached)") from None
     if data.max_documents is not None:
         corpus = corpus.select(range(min(data.max_documents, len(corpus))))
     if data.validation_fraction == 0:
@@ -174,9 +248,16 @@ def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreT
         if not folder.is_dir():  # the main process trains; a resumed run keeps its vocabulary
             _say(training, f"training a {model.tokenizer_algorithm} vocabulary of {model.tokenizer_vocab_size} "
                            f"on {len(documents)} documents -> {folder}")
-            train_tokenizer(documents, algorithm=model.tokenizer_algorithm, vocab_size=model.tokenizer_vocab_size,
-                            lowercase=model.tokenizer_lowercase, special_tokens_style=model.tokenizer_style,
-                            model_max_length=recipe.data.max_length, show_progress=False, save_to=folder)
+            tokenizer = train_tokenizer(documents, algorithm=model.tokenizer_algorithm,
+                                        vocab_size=model.tokenizer_vocab_size, lowercase=model.tokenizer_lowercase,
+                                        special_tokens_style=model.tokenizer_style,
+                                        model_max_length=recipe.data.max_length, show_progress=False)
+            build_config(recipe, tokenizer)  # what the vocabulary decides, checked before anything is written
+            # Saved under a temporary name and renamed: an interrupted save never leaves half a tokenizer.
+            partial = folder.with_name(f".{TOKENIZER_FOLDER}-{os.getpid()}")
+            shutil.rmtree(partial, ignore_errors=True)
+            tokenizer.save_pretrained(partial)
+            os.replace(partial, folder)
         return AutoTokenizer.from_pretrained(folder)
 
 
@@ -260,7 +341,11 @@ def build_collator(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, config: B
                   random_replace_prob=masking.random_replace_prob, seed=seed,
                   pad_to_multiple_of=masking.pad_to_multiple_of)
     if masking.masking == "knowledge":
-        knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_levels, **shared)
+        if masking.knowledge_schedule is not None:  # ERNIE's stages by step (LevelScheduleCallback keeps count)
+            knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_schedule, schedule_unit="step",
+                                                 **shared)
+        else:
+            knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_levels, **shared)
         return PretrainingCollator(tokenizer, config, masking=knowledge, seed=seed,
                                    pad_to_multiple_of=masking.pad_to_multiple_of)
     return PretrainingCollator(tokenizer, config, granularity=masking.masking, max_ngram=masking.max_ngram,
@@ -284,13 +369,18 @@ def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
 def build_pretraining(recipe: Recipe) -> PretrainingRun:
     """Steps 1-5 of the module docstring: a ``PretrainingRun`` whose trainer is ready to train."""
     training = recipe.training
+    check_hub(training)
     resume = check_output_dir(recipe)
     train_documents, eval_documents = load_documents(recipe)
     tokenizer = load_or_train_tokenizer(recipe, train_documents)
     config = build_config(recipe, tokenizer)
+    seed = training.data_seed if training.data_seed is not None else training.seed
+    collator = build_collator(recipe, tokenizer, config, seed)  # checks the masking settings before any write
+    if recipe.masking.knowledge_schedule is not None and training.dataloader_persistent_workers:
+        raise ValueError("knowledge_schedule counts batches per epoch in the data loader's workers, which "
+                         "persistent workers never restart: set dataloader_persistent_workers=false")
     if training.process_index == 0:
         write_recipe(recipe)
-    seed = training.data_seed if training.data_seed is not None else training.seed
     if recipe.masking.masking == "knowledge" and not (recipe.data.mine_phrases or recipe.data.entity_lexicon
                                                       or recipe.data.capitalized_entities):
         logger.warning("knowledge masking without mine_phrases, entity_lexicon or capitalized_entities "
@@ -299,13 +389,15 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         lexicon = _knowledge_lexicon(recipe, train_documents)
         train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed)
         eval_dataset = build_examples(recipe, eval_documents, tokenizer, config, lexicon, seed)
-    collator = build_collator(recipe, tokenizer, config, seed)
     model = build_model(recipe, config)
     training.remove_unused_columns = False  # the collator reads word ids, spans and example indices
     progress = TaskProgressCallback(list(config.pretraining_tasks), plot=False)  # the recipe plots after evaluation
+    callbacks = [progress, InterruptCallback()]
+    if isinstance(collator.masking, KnowledgeMaskingCollator) and collator.masking.schedule_unit == "step":
+        callbacks.append(LevelScheduleCallback(collator.masking))
     trainer = Bert18Trainer(
         model=model, args=training, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=collator, processing_class=tokenizer, callbacks=[progress, InterruptCallback()],
+        data_collator=collator, processing_class=tokenizer, callbacks=callbacks,
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
     )
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
@@ -316,6 +408,10 @@ def run_pretraining(recipe: Recipe) -> dict[str, Any]:
     """Build, train, evaluate and save (steps 1-7); returns the final metrics and where things went."""
     run = build_pretraining(recipe)
     trainer, training = run.trainer, recipe.training
+    if (done := finished_checkpoint(run.resume_from_checkpoint, training)) is not None:
+        _say(training, f"{run.resume_from_checkpoint} already reached the end of training (step {done}): nothing to "
+                       "resume; raise max_steps or num_train_epochs to train further")
+        return {"finished_at": done, "checkpoint": run.resume_from_checkpoint}
     tasks = list(run.config.pretraining_tasks)
     _say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
                    f"{len(run.train_dataset)} examples -> {training.output_dir}"
@@ -364,5 +460,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_recipe_command(argv, "bert18 pretrain", recipe_parser, run)
 
 
-__all__ = ["PretrainingRun", "RunRecipe", "build_pretraining", "check_output_dir", "main", "run_pretraining",
-           "write_recipe"]
+__all__ = ["PretrainingRun", "RunRecipe", "build_pretraining", "check_hub", "check_output_dir", "finished_checkpoint",
+           "main", "run_pretraining", "write_recipe"]
