@@ -654,8 +654,8 @@ class Bert18ForPreTrainingOutput(ModelOutput):
         loss: weighted sum of the task losses (when labels are given).
         task_losses: each task's loss by task name (``mlm``, ``nsp``, ...), for logging.
         prediction_logits: MLM scores over the vocabulary, [batch, length, vocab]; with labels and
-            ``config.sparse_prediction`` (the default), [targets, vocab] at the labelled positions only,
-            in the order of ``labels != -100``.
+            ``config.sparse_prediction`` (off by default; the pretraining recipes turn it on), [targets,
+            vocab] at the labelled positions only, in the order of ``labels != -100``.
         task_logits: scores of every other task by name: [batch, classes] for sentence tasks,
             [batch, length, classes] for token tasks, [batch, targets, vocab] for ``plm`` (one row per
             entry of ``plm_target_positions``, aligned with ``plm_labels``).

@@ -1,0 +1,167 @@
+"""bert18 where a transformers tool expects a BERT: the stock Trainer with run_mlm.py's metrics,
+``output_attentions`` under SDPA, DDP's unused-parameter check (every parameter gets a gradient)."""
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
+from bert18.collators import PretrainingCollator
+from bert18.training import Bert18Trainer
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A tokenizer splits text into word pieces.",
+    "Masked language models predict hidden tokens from both sides.",
+    "Short one.",
+    "BERT reads a sentence pair and learns whether the second follows the first in the corpus.",
+    "Padding fills the batch to its longest row.",
+] * 4
+
+
+# --- item 1: full MLM logits by default, run_mlm.py's metrics ----------------------------------
+
+def preprocess_logits_for_metrics(logits, labels):
+    """As transformers' examples/pytorch/language-modeling/run_mlm.py."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return logits.argmax(dim=-1)
+
+
+def compute_metrics(eval_preds):
+    """As run_mlm.py (its ``evaluate.load("accuracy")`` is a mean of equality; the Hub is offline here)."""
+    preds, labels = eval_preds
+    labels = labels.reshape(-1)
+    preds = preds.reshape(-1)
+    mask = labels != -100
+    return {"accuracy": float((preds[mask] == labels[mask]).mean())}
+
+
+class FixedMasks(torch.utils.data.Dataset):
+    """Examples already masked once (fixed labels), so evaluation and a manual loop see the same batch."""
+
+    def __init__(self, tokenizer, seed: int = 0):
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3, seed=seed)
+        encoded = [tokenizer(text) for text in TEXTS]
+        self.rows = []
+        for row in encoded:
+            batch = collator([row])
+            self.rows.append({k: v[0] for k, v in batch.items()})
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def pad_rows(tokenizer):
+    def collate(rows):
+        longest = max(len(r["input_ids"]) for r in rows)
+        out = {}
+        for key, fill in (("input_ids", tokenizer.pad_token_id), ("attention_mask", 0), ("token_type_ids", 0),
+                          ("labels", -100)):
+            out[key] = torch.stack([F.pad(r[key], (0, longest - len(r[key])), value=fill) for r in rows])
+        return out
+    return collate
+
+
+def tiny(**overrides) -> Bert18Config:
+    fields = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
+                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return Bert18Config.from_preset("tiny", **{**fields, **overrides})
+
+
+def test_mlm_logits_are_full_by_default():
+    """``sparse_prediction`` is off by default, as ModernBERT's: logits [batch, length, vocab] with labels too."""
+    assert Bert18Config().sparse_prediction is False
+    model = Bert18ForMaskedLM(tiny(vocab_size=100)).eval()
+    ids = torch.randint(5, 100, (2, 7))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    assert model(ids, labels=labels).logits.shape == (2, 7, 100)
+    pretraining = Bert18ForPreTraining(tiny(vocab_size=100)).eval()
+    assert pretraining(ids, labels=labels).prediction_logits.shape == (2, 7, 100)
+
+
+def test_stock_trainer_with_run_mlm_metrics(tokenizer, tmp_path):
+    """The stock Trainer, run_mlm.py's preprocess_logits_for_metrics / compute_metrics: evaluate and
+    predict work, predictions line up with labels, and the accuracy is the one of a manual loop."""
+    torch.manual_seed(0)
+    model = Bert18ForMaskedLM(tiny(vocab_size=len(tokenizer)))
+    dataset = FixedMasks(tokenizer)
+    args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=5, report_to=[], use_cpu=True,
+                             disable_tqdm=True, remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, eval_dataset=dataset, data_collator=pad_rows(tokenizer),
+                      compute_metrics=compute_metrics, preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    metrics = trainer.evaluate()
+    prediction = trainer.predict(dataset)
+    assert prediction.predictions.shape == prediction.label_ids.shape  # one prediction per label slot
+
+    correct = total = 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), 5):
+            batch = pad_rows(tokenizer)([dataset[i] for i in range(start, min(start + 5, len(dataset)))])
+            predicted = model(**batch).logits.argmax(-1)
+            keep = batch["labels"] != -100
+            correct += int((predicted[keep] == batch["labels"][keep]).sum())
+            total += int(keep.sum())
+    assert total == int((prediction.label_ids != -100).sum())
+    assert metrics["eval_accuracy"] == pytest.approx(correct / total)
+    assert prediction.metrics["test_accuracy"] == pytest.approx(correct / total)
+    keep = prediction.label_ids != -100
+    assert np.mean(prediction.predictions[keep] == prediction.label_ids[keep]) == pytest.approx(correct / total)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bert18_trainer_task_metrics_with_either_logit_shape(tokenizer, tmp_path, sparse):
+    """Bert18Trainer's eval_mlm_accuracy is the same with dense and sparse MLM logits, and with
+    run_mlm-style metrics on dense logits the two accuracies agree."""
+    config = tiny(vocab_size=len(tokenizer), pretraining_tasks=["mlm", "nsp"], sparse_prediction=sparse)
+    torch.manual_seed(0)
+    model = Bert18ForPreTraining(config)
+    collator = PretrainingCollator(tokenizer, config, seed=0)
+    rows = [{"input_ids": tokenizer(t)["input_ids"], "token_type_ids": [0] * len(tokenizer(t)["input_ids"]),
+             "next_sentence_label": i % 2, "example_index": i} for i, t in enumerate(TEXTS)]
+    args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=8, report_to=[], use_cpu=True,
+                             disable_tqdm=True, remove_unused_columns=False)
+    def mlm_metrics(eval_preds):  # a pretraining batch carries one label array per task, MLM's first
+        return compute_metrics((eval_preds.predictions, eval_preds.label_ids[0]))
+
+    extra = {} if sparse else dict(compute_metrics=mlm_metrics,
+                                   preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    trainer = Bert18Trainer(model=model, args=args, eval_dataset=rows, data_collator=collator, **extra)
+    metrics = trainer.evaluate()
+    # the same masks again (the collator draws per epoch and call order): a manual count
+    collator = PretrainingCollator(tokenizer, config, seed=0)
+    correct = total = 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), 8):
+            batch = collator(rows[start:start + 8])
+            out = model(**batch)
+            keep = batch["labels"] != -100
+            logits = out.prediction_logits if sparse else out.prediction_logits[keep]
+            correct += int((logits.argmax(-1) == batch["labels"][keep]).sum())
+            total += int(keep.sum())
+    assert metrics["eval_mlm_accuracy"] == pytest.approx(correct / total)
+    if not sparse:
+        assert metrics["eval_accuracy"] == pytest.approx(correct / total)
+
+
+def test_pretraining_recipes_opt_in_to_the_sparse_head(tokenizer):
+    """The recipes keep the speed: their config scores masked positions only, unless they say otherwise."""
+    from pathlib import Path
+
+    from bert18.training import parse_recipe
+    from bert18.training.pretrain import build_config
+
+    recipes = Path(__file__).resolve().parent.parent / "src" / "bert18" / "recipes"
+    for name in ("roberta-base", "bert-base", "tiny-demo"):
+        recipe = parse_recipe(recipes / f"{name}.yaml", use_cpu=True)
+        assert build_config(recipe, tokenizer).sparse_prediction is True, name
+    recipe = parse_recipe(recipes / "tiny-demo.yaml", ['--config_overrides={"sparse_prediction": false}'], use_cpu=True)
+    assert build_config(recipe, tokenizer).sparse_prediction is False
