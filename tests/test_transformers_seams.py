@@ -8,7 +8,8 @@ from torch.nn import functional as F
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
 from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
-from bert18.collators import PretrainingCollator
+from bert18.collators import PermutationLMCollator, PretrainingCollator
+from bert18.configuration_bert18 import PRESETS, PRETRAINING_TASKS
 from bert18.training import Bert18Trainer
 
 TEXTS = [
@@ -165,3 +166,110 @@ def test_pretraining_recipes_opt_in_to_the_sparse_head(tokenizer):
         assert build_config(recipe, tokenizer).sparse_prediction is True, name
     recipe = parse_recipe(recipes / "tiny-demo.yaml", ['--config_overrides={"sparse_prediction": false}'], use_cpu=True)
     assert build_config(recipe, tokenizer).sparse_prediction is False
+
+
+# --- item 3: build only what the tasks use (DDP with find_unused_parameters=False) -------------
+
+def preset_sizes(name: str, vocab_size: int) -> dict:
+    small = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=64)
+    if PRESETS[name].get("embedding_size") is not None:
+        small["embedding_size"] = 16
+    return small
+
+
+def all_task_labels(config: Bert18Config, batch: dict, generator: torch.Generator) -> dict:
+    """Random labels for every task of ``config`` (MLM on about a third of the real tokens)."""
+    real = batch["attention_mask"].bool()
+    labels = {}
+    for task in config.pretraining_tasks:
+        argument, classes, level = PRETRAINING_TASKS[task]
+        if task == "mlm":
+            keep = real & (torch.rand(real.shape, generator=generator) < 0.3)
+            keep[:, 1] = True
+            labels[argument] = batch["input_ids"].masked_fill(~keep, -100)
+        elif level == "sequence":
+            labels[argument] = torch.randint(0, classes, (real.shape[0],), generator=generator)
+        else:
+            labels[argument] = torch.randint(0, classes, real.shape, generator=generator).masked_fill(~real, -100)
+    return labels
+
+
+@pytest.mark.parametrize("preset", [*PRESETS, "plm"])
+def test_every_parameter_of_every_pretraining_model_gets_a_gradient(tokenizer, preset):
+    """What DDP's reducer needs with find_unused_parameters=False: no parameter is left without a
+    gradient, for every preset's task set (tiny sizes) and for PLM. RoBERTa and PLM have no pooler."""
+    vocab = len(tokenizer)
+    if preset == "plm":
+        config = Bert18Config.from_preset("tiny", **preset_sizes("tiny", vocab), pretraining_tasks=["plm"])
+        rows = [{"input_ids": tokenizer(t)["input_ids"], "example_index": i} for i, t in enumerate(TEXTS[:4])]
+        batch = PermutationLMCollator(tokenizer, seed=0)(rows)
+        labels = {}
+    else:
+        config = Bert18Config.from_preset(preset, **preset_sizes(preset, vocab))
+        encoded = tokenizer(TEXTS[:4], padding=True, return_tensors="pt")
+        batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        labels = all_task_labels(config, batch, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = Bert18ForPreTraining(config)
+    has_sentence_task = any(PRETRAINING_TASKS[t][2] == "sequence" for t in config.pretraining_tasks)
+    assert (model.bert18.pooler is not None) == has_sentence_task
+    model(**batch, **labels).loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"{preset}: no gradient for {missing}"
+
+
+def test_checkpoints_with_a_pooler_load_quietly_into_a_model_without_one(tmp_path, caplog):
+    """An older roberta-style pretraining checkpoint saved with pooler weights: they are ignored, unreported."""
+    config = tiny(vocab_size=100, pretraining_tasks=["mlm", "nsp"])
+    torch.manual_seed(0)
+    old = Bert18ForPreTraining(config)
+    old.config.pretraining_tasks = ["mlm"]
+    old.heads = torch.nn.ModuleDict()
+    old.save_pretrained(tmp_path)  # weights of bert18.pooler.dense, config without a sentence task
+    with caplog.at_level("WARNING"):
+        loaded, info = Bert18ForPreTraining.from_pretrained(tmp_path, output_loading_info=True)
+    assert loaded.bert18.pooler is None
+    assert not info["unexpected_keys"] and not info["missing_keys"]
+    assert "pooler" not in caplog.text
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, old.state_dict()[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_roberta_recipe_trains_on_two_ranks_with_activation_checkpointing(tmp_path, minilm_path):
+    """`accelerate launch --multi_gpu --num_processes 2` (two gloo ranks on CPU) of the roberta-base recipe,
+    sizes small, gradient_checkpointing=true: the Trainer then builds DDP with find_unused_parameters=False,
+    which stops at the first step if any parameter (the pooler, before) gets no gradient."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    small = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
+             "max_position_embeddings": 64}
+    overrides = {
+        "config_overrides": json.dumps(small), "tokenizer_name_or_path": minilm_path, "corpus": "builtin",
+        "corpus_config_name": "", "max_documents": 24, "max_length": 64, "num_proc": 1, "validation_fraction": 0,
+        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 3, "warmup_steps": 0,
+        "bf16": "false", "gradient_checkpointing": "true", "logging_steps": 1, "eval_strategy": "no",
+        "save_strategy": "no", "report_to": "none", "dataloader_num_workers": 0, "use_cpu": "true",
+        "disable_tqdm": "true",
+    }
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+              str(root / "recipes" / "accelerate_configs" / "cpu.yaml"), "--multi_gpu", "--num_processes", "2",
+              "--main_process_port", "0", str(root / "tests" / "scripts" / "distributed_pretrain.py"),
+              str(root / "recipes" / "configs" / "roberta-base.yaml"), f"--output_dir={tmp_path}",
+              *[f"--{key}={value}" for key, value in overrides.items()]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and "MULTI_CPU" in ranks[0]["distributed_type"]
+    assert len(ranks[0]["losses"]) == 3 and all(loss > 0 for loss in ranks[0]["losses"])
+    weights = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert "bert18.pooler.dense.weight" not in weights[0]
+    for name, value in weights[0].items():  # DDP kept the replicas identical
+        assert torch.equal(value, weights[1][name]), name

@@ -308,6 +308,9 @@ class Bert18PreTrainedModel(PreTrainedModel):
     # Downstream heads return plain means: the Trainer divides them by the accumulation steps.
     # The MLM and pretraining heads override this to take num_items_in_batch instead.
     accepts_loss_kwargs = False
+    # A model is built with only what its tasks read (no pooler without a sentence-level head, so
+    # DDP never waits for a gradient that cannot come); checkpoints that have one still load, quietly.
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.dense\.(weight|bias)$"]
 
     def __init__(self, config: Bert18Config, *args: Any, **kwargs: Any):
         config.check()
@@ -690,8 +693,10 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
 
     def __init__(self, config: Bert18Config):
         super().__init__(config)
-        self.bert18 = Bert18Model(config)
         tasks = config.pretraining_tasks
+        # The pooler only when a sentence-level task reads it (not for RoBERTa's MLM, nor PLM): a
+        # parameter without a gradient stops DDP with find_unused_parameters=False.
+        self.bert18 = Bert18Model(config, add_pooling_layer=any(t in SEQUENCE_TASKS for t in tasks))
         # Tasks of 0 classes (mlm, plm) score the vocabulary through the tied LM head.
         self.lm_head = Bert18LMHead(config) if any(PRETRAINING_TASKS[t][1] == 0 for t in tasks) else None
         if self.lm_head is None:  # nothing to tie without an LM head
