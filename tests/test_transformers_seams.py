@@ -273,3 +273,43 @@ def test_roberta_recipe_trains_on_two_ranks_with_activation_checkpointing(tmp_pa
     assert "bert18.pooler.dense.weight" not in weights[0]
     for name, value in weights[0].items():  # DDP kept the replicas identical
         assert torch.equal(value, weights[1][name]), name
+
+
+# --- item 4: output_attentions under SDPA, as BertModel ----------------------------------------
+
+@pytest.mark.parametrize("unpad", [True, False])
+def test_output_attentions_behaves_like_bert_model(unpad):
+    """The same BERT weights in BertModel and Bert18Model: under SDPA, output_attentions=True returns
+    no weights (an empty tuple) and the same states; under eager, the same weights as BertModel's."""
+    from transformers import BertConfig, BertModel
+
+    from bert18.convert import from_transformers
+
+    torch.manual_seed(0)
+    bert_config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    reference = BertModel(bert_config).eval()
+    model = from_transformers(reference).eval()
+    model.config.unpad_inputs = unpad
+    ids = torch.randint(5, 100, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    real = mask.bool()
+    for implementation in ("sdpa", "eager"):
+        reference.set_attn_implementation(implementation)
+        model.set_attn_implementation(implementation)
+        with torch.no_grad():
+            theirs = reference(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+            ours = model(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+        torch.testing.assert_close(ours.last_hidden_state[real], theirs.last_hidden_state[real], atol=1e-5, rtol=1e-5)
+        assert len(ours.hidden_states) == len(theirs.hidden_states)
+        assert type(ours.attentions) is type(theirs.attentions) and len(ours.attentions) == len(theirs.attentions)
+        if implementation == "sdpa":
+            assert ours.attentions == theirs.attentions == ()
+        for a, b in zip(ours.attentions, theirs.attentions):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        # return_dict=False keeps the attentions slot, as BERT's tuple does
+        with torch.no_grad():
+            as_tuple = model(ids, attention_mask=mask, output_attentions=True, return_dict=False)
+        assert len(as_tuple) == 3 and isinstance(as_tuple[2], tuple)

@@ -52,11 +52,13 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 
 from .attention_bert18 import UnpaddedBatch, is_packed, sequence_positions, unpad, varlen_attention
 from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+
+logger = logging.get_logger(__name__)
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
 CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert")
@@ -204,6 +206,8 @@ class Bert18Attention(GradientCheckpointingLayer):
             **kwargs,
         )
         context = context.reshape(batch, length, -1)
+        if self.config._attn_implementation != "eager":
+            weights = None  # fused kernels build no weights (flex returns its log-sum-exp in that slot)
         return self.layer_norm(hidden_states + self.dropout(self.output(context))), weights
 
 
@@ -262,7 +266,7 @@ class Bert18Encoder(nn.Module):
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            if output_attentions:
+            if output_attentions and weights is not None:  # fused kernels (sdpa, flash) return none
                 all_attentions += (weights,)
         return hidden_states, all_hidden_states, all_attentions
 
@@ -371,10 +375,13 @@ class Bert18PreTrainedModel(PreTrainedModel):
 
     def _output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs the eager attention, not {self.config._attn_implementation!r} "
-                "(fused kernels never build the weights): load the model with attn_implementation='eager'"
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            # As transformers' own models (BertModel under SDPA): warn and return no weights, `attentions`
+            # an empty tuple; fused kernels never build the weights. Code written for BERT runs unchanged.
+            logger.warning_once(
+                f"`{implementation}` attention does not support `output_attentions=True`. Please set your attention "
+                "to `eager` if you want any of these features."
             )
         hidden = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return bool(output_attentions), bool(hidden)
@@ -471,9 +478,9 @@ class Bert18Model(Bert18PreTrainedModel):
                              "several (values above 1)")
         if packed and position_ids is None:  # several sequences per row: each counts from 0
             position_ids = sequence_positions(attention_mask)
-        if not two_stream and not output_attentions and self._unpads(attention_mask, packed):
+        if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
             return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                          output_hidden_states, **kwargs)
+                                          output_hidden_states, output_attentions, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         num_keys = None
         if not two_stream:
@@ -527,9 +534,11 @@ class Bert18Model(Bert18PreTrainedModel):
         position_ids: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None,
         output_hidden_states: bool,
+        output_attentions: bool = False,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
-        """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back."""
+        """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back.
+        Variable-length kernels build no attention weights: ``attentions`` is then empty, as under SDPA."""
         reference = input_ids if input_ids is not None else inputs_embeds
         shape, device = reference.shape[:2], reference.device
         self.embeddings.check_length(shape[1])
@@ -553,6 +562,7 @@ class Bert18Model(Bert18PreTrainedModel):
             last_hidden_state=sequence,
             pooler_output=self.pooler(sequence) if self.pooler is not None else None,
             hidden_states=tuple(batch.scatter(h) for h in hidden_states) if hidden_states is not None else None,
+            attentions=() if output_attentions else None,
         )
 
     def _two_stream_inputs(
