@@ -77,10 +77,22 @@ def sequence_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """[batch, length] position of each token within its sequence (0 at padding), for numbered masks."""
     length = attention_mask.shape[1]
     index = torch.arange(length, device=attention_mask.device).expand_as(attention_mask)
-    previous = F.pad(attention_mask[:, :-1], (1, 0), value=0)
-    starts = attention_mask.ne(previous) & attention_mask.ne(0)
+    # A sequence starts where the number changes (roll, not a slice of length - 1: exported graphs
+    # with a dynamic length would otherwise be specialised away from length 2).
+    starts = (attention_mask.ne(attention_mask.roll(1, dims=1)) | index.eq(0)) & attention_mask.ne(0)
     first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
     return (index - first) * attention_mask.ne(0)
+
+
+def sequence_positions_dense(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``sequence_positions`` from comparisons only (no ``cummax``, which ONNX lacks), for exported graphs:
+    a token's position is the number of earlier tokens of its row carrying its sequence number. Quadratic
+    in the length, as the attention mask beside it."""
+    length = attention_mask.shape[1]
+    index = torch.arange(length, device=attention_mask.device)
+    earlier = index[None, :] < index[:, None]  # [i, j]: j before i
+    same = attention_mask[:, :, None] == attention_mask[:, None, :]
+    return (same & earlier).sum(-1) * attention_mask.ne(0)
 
 
 @torch.compiler.disable
@@ -162,4 +174,4 @@ def _rebatched_sdpa(qkv: torch.Tensor, batch: UnpaddedBatch, scaling: float, dro
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 
 
-__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "unpad", "varlen_attention"]
+__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "sequence_positions_dense", "unpad", "varlen_attention"]

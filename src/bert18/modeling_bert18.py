@@ -55,7 +55,14 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 
-from .attention_bert18 import UnpaddedBatch, is_packed, sequence_positions, unpad, varlen_attention
+from .attention_bert18 import (
+    UnpaddedBatch,
+    is_packed,
+    sequence_positions,
+    sequence_positions_dense,
+    unpad,
+    varlen_attention,
+)
 from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 
 logger = logging.get_logger(__name__)
@@ -472,15 +479,24 @@ class Bert18Model(Bert18PreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
         two_stream = content_mask is not None or query_embeds is not None
-        packed = is_packed(attention_mask)  # read once: every path below depends on it
-        if packed and two_stream:
-            raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
-                             "several (values above 1)")
-        if packed and position_ids is None:  # several sequences per row: each counts from 0
-            position_ids = sequence_positions(attention_mask)
-        if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
-            return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                          output_hidden_states, output_attentions, **kwargs)
+        exporting = torch.compiler.is_exporting()
+        if exporting:  # torch.export, ONNX (dynamo): no Python branch may read the mask's values
+            packed = self._packed_flag(attention_mask)
+            if packed is not False and position_ids is None:
+                reference = input_ids if input_ids is not None else inputs_embeds
+                plain = self.embeddings.position_ids_for(input_ids, attention_mask, reference.shape[:2],
+                                                         reference.device)
+                position_ids = torch.where(packed, sequence_positions_dense(attention_mask), plain)
+        else:
+            packed = is_packed(attention_mask)  # read once: every path below depends on it
+            if packed and two_stream:
+                raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
+                                 "several (values above 1)")
+            if packed and position_ids is None:  # several sequences per row: each counts from 0
+                position_ids = sequence_positions(attention_mask)
+            if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
+                return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                              output_hidden_states, output_attentions, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         num_keys = None
         if not two_stream:
@@ -496,6 +512,12 @@ class Bert18Model(Bert18PreTrainedModel):
         if num_keys is not None:  # split the query rows off the token rows
             sequence, query = sequence[:, :num_keys], (sequence[:, num_keys:] if query_embeds is not None else None)
             hidden_states = tuple(h[:, :num_keys] for h in hidden_states) if hidden_states is not None else None
+        if exporting and attention_mask is not None and not two_stream and self._unpads_when_padded():
+            # The exported graph runs padded; eager runs this batch unpadded, which leaves zeros at padding.
+            # Zero them here too, so the exported program equals the eager model everywhere.
+            real = attention_mask.ne(0).unsqueeze(-1).to(sequence.dtype)
+            sequence = sequence * real
+            hidden_states = tuple(h * real for h in hidden_states) if hidden_states is not None else None
         return Bert18ModelOutput(
             last_hidden_state=sequence,
             pooler_output=self.pooler(sequence) if self.pooler is not None else None,
@@ -515,15 +537,38 @@ class Bert18Model(Bert18PreTrainedModel):
             return True  # its padded path knows padding only, not sequences within a row
         return self.config.unpad_inputs and (packed or not bool(attention_mask.bool().all()))
 
-    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, packed: bool) -> Any:
-        """The attention implementation's mask for a padded batch; packed rows keep sequences apart."""
-        if not packed:
+    def _unpads_when_padded(self) -> bool:
+        """Whether eager runs a batch with padding unpadded (``_unpads`` without reading the mask)."""
+        return self.config._attn_implementation in ("sdpa", "flash_attention_2") and self.config.unpad_inputs
+
+    @staticmethod
+    def _packed_flag(attention_mask: torch.Tensor | None) -> torch.Tensor | bool:
+        """``is_packed`` for a traced forward: a 0-d boolean tensor (no Python branch on its value), or
+        ``False`` when the mask cannot number sequences (none, or booleans)."""
+        if attention_mask is None or attention_mask.dtype == torch.bool:
+            return False
+        return attention_mask.max() > 1
+
+    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None,
+                     packed: bool | torch.Tensor) -> Any:
+        """The attention implementation's mask for a padded batch; packed rows keep sequences apart.
+
+        ``packed`` is a bool, or (in an exported graph) a 0-d tensor: token i may then attend to token j
+        iff j is real and, when the mask is packed, both carry the same sequence number, which is the
+        padding mask for a binary mask and the packed one for a numbered mask, from the same ops."""
+        if packed is False:
             return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
                                              attention_mask=attention_mask)
         sequence = attention_mask
+        if packed is True:
+            def same_sequence(b, h, q, kv):
+                return sequence[b, q] == sequence[b, kv]
+        else:
+            def same_sequence(b, h, q, kv):
+                return (sequence[b, q] == sequence[b, kv]) | ~packed
         return create_bidirectional_mask(
             config=self.config, inputs_embeds=embeddings, attention_mask=sequence.ne(0),
-            and_mask_function=lambda b, h, q, kv: sequence[b, q] == sequence[b, kv],
+            and_mask_function=same_sequence,
         )
 
     def _unpadded_forward(
