@@ -291,7 +291,7 @@ def test_hidden_states_and_eager_attention_weights():
         assert weights.masked_select(padded_keys).abs().max() < 1e-6
         block = model.encoder.attention[layer]
         with torch.no_grad():
-            q, k, _ = block.qkv(out.hidden_states[layer]).split(HIDDEN, dim=-1)
+            q, k = block.query(out.hidden_states[layer]), block.key(out.hidden_states[layer])
         q, k = (t.view(b, length, HEADS, head_dim).transpose(1, 2) for t in (q, k))
         scores = (q @ k.transpose(-1, -2) / math.sqrt(head_dim)).masked_fill(padded_keys, float("-inf"))
         torch.testing.assert_close(weights, scores.softmax(-1), atol=1e-6, rtol=1e-5)

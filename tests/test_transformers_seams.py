@@ -313,3 +313,43 @@ def test_output_attentions_behaves_like_bert_model(unpad):
         with torch.no_grad():
             as_tuple = model(ids, attention_mask=mask, output_attentions=True, return_dict=False)
         assert len(as_tuple) == 3 and isinstance(as_tuple[2], tuple)
+
+
+# --- item 5: Q, K, V as BERT's three modules; older fused checkpoints; peft ---------------------
+
+def write_fused_checkpoint(model, folder) -> None:
+    """A checkpoint as bert18 wrote it before the split: one `qkv` projection per attention block."""
+    from safetensors.torch import save_file
+
+    state = model.state_dict()
+    fused = {}
+    for key, value in state.items():
+        if ".query." in key:
+            base, kind = key.split(".query.")
+            fused[f"{base}.qkv.{kind}"] = torch.cat([state[f"{base}.{p}.{kind}"] for p in ("query", "key", "value")])
+        elif ".key." not in key and ".value." not in key and key != "lm_head.decoder.weight":  # tied: not saved
+            fused[key] = value.clone().contiguous()
+    model.config.save_pretrained(folder)
+    save_file(fused, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("layer_sharing", ["none", "all"])
+def test_older_fused_qkv_checkpoints_load_exactly(tmp_path, layer_sharing):
+    """Weights saved with one fused Q/K/V matrix are split on load: every tensor and output exact; a
+    re-save writes BERT's names."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    model = Bert18ForMaskedLM(tiny(vocab_size=100, layer_sharing=layer_sharing)).eval()
+    write_fused_checkpoint(model, tmp_path / "old")
+    loaded, info = Bert18ForMaskedLM.from_pretrained(tmp_path / "old", output_loading_info=True)
+    assert not any(info.values()), info
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    ids = torch.randint(5, 100, (2, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(ids).logits, model(ids).logits, rtol=0, atol=0)
+    loaded.save_pretrained(tmp_path / "new")
+    with safe_open(str(tmp_path / "new" / "model.safetensors"), "pt") as saved:
+        names = list(saved.keys())
+    assert "bert18.encoder.attention.0.query.weight" in names and not any(".qkv." in n for n in names)

@@ -131,10 +131,10 @@ def unpad(attention_mask: torch.Tensor) -> UnpaddedBatch:
 @lru_cache(maxsize=1)
 def _flash_varlen():
     try:
-        from flash_attn import flash_attn_varlen_qkvpacked_func
+        from flash_attn import flash_attn_varlen_func
     except ImportError:
         return None
-    return flash_attn_varlen_qkvpacked_func
+    return flash_attn_varlen_func
 
 
 @lru_cache(maxsize=1)
@@ -146,31 +146,34 @@ def _torch_varlen():
     return varlen_attn
 
 
-def varlen_attention(qkv: torch.Tensor, batch: UnpaddedBatch, scaling: float, dropout: float = 0.0) -> torch.Tensor:
-    """Bidirectional attention within each sequence of ``batch``: ``qkv`` [tokens, 3, heads, dim]
-    (queries, keys, values), the result [tokens, heads, dim]."""
-    if qkv.is_cuda and qkv.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
+def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
+                     scaling: float, dropout: float = 0.0) -> torch.Tensor:
+    """Bidirectional attention within each sequence of ``batch``: ``query``, ``key``, ``value`` [tokens,
+    heads, dim], the result [tokens, heads, dim]."""
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
         flash = _flash_varlen()
         if flash is not None:
-            return flash(qkv, batch.cu_seqlens, batch.max_seqlen, dropout_p=dropout, softmax_scale=scaling,
-                         causal=False)
+            return flash(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
+                         dropout_p=dropout, softmax_scale=scaling, causal=False)
         torch_varlen = _torch_varlen()
         if torch_varlen is not None and dropout == 0.0:
-            query, key, value = qkv.unbind(1)
             return torch_varlen(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen,
                                 batch.max_seqlen, scale=scaling)
-    return _rebatched_sdpa(qkv, batch, scaling, dropout)
+    return _rebatched_sdpa(query, key, value, batch, scaling, dropout)
 
 
-def _rebatched_sdpa(qkv: torch.Tensor, batch: UnpaddedBatch, scaling: float, dropout: float) -> torch.Tensor:
+def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
+                    scaling: float, dropout: float) -> torch.Tensor:
     """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked."""
-    tokens, _, heads, dim = qkv.shape
+    tokens, heads, dim = query.shape
     slots = batch.num_sequences * batch.max_seqlen
-    layout = qkv.new_zeros(slots, 3 * heads * dim).index_copy(0, batch.slots, qkv.reshape(tokens, -1))
-    layout = layout.view(batch.num_sequences, batch.max_seqlen, 3, heads, dim).permute(2, 0, 3, 1, 4)
-    query, key, value = layout.unbind(0)
-    context = F.scaled_dot_product_attention(query, key, value, attn_mask=batch.key_mask, dropout_p=dropout,
-                                             scale=scaling)
+
+    def layout(t: torch.Tensor) -> torch.Tensor:
+        flat = t.new_zeros(slots, heads * dim).index_copy(0, batch.slots, t.reshape(tokens, -1))
+        return flat.view(batch.num_sequences, batch.max_seqlen, heads, dim).transpose(1, 2)
+
+    context = F.scaled_dot_product_attention(layout(query), layout(key), layout(value), attn_mask=batch.key_mask,
+                                             dropout_p=dropout, scale=scaling)
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 
 

@@ -9,8 +9,8 @@ The whole model reads top to bottom in this file; every choice is a ``Bert18Conf
 - Encoder: ``num_hidden_layers`` post-LayerNorm steps, each ``x = LN(x + Attention(x))`` then
   ``x = LN(x + FFN(x))``. Attention is multi-head scaled dot-product (question 11: heads of
   H / A dims, concatenated, then an output projection), run by transformers' attention interface
-  (eager, sdpa, flash_attention_2 where installed). Q, K and V come from one fused projection: one
-  matrix multiply instead of three, the same parameters. ``layer_sharing`` keeps a single attention
+  (eager, sdpa, flash_attention_2 where installed). Q, K and V are BERT's three projections
+  ``query``, ``key``, ``value`` (peft's LoRA can adapt any of them). ``layer_sharing`` keeps a single attention
   block, a single feed-forward block, or one of each, and applies it at every layer (ALBERT).
 - Pooler (question 8): dense + tanh over the final state of the first token, [CLS].
 - Heads: the MLM head (dense H -> E, activation, LayerNorm, decoder E -> V tied to the token
@@ -41,6 +41,8 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import Chunk, WeightConverter
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -66,6 +68,15 @@ from .attention_bert18 import (
 from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 
 logger = logging.get_logger(__name__)
+
+# bert18 checkpoints written before Q, K and V became three modules hold one fused `qkv` projection
+# ([3H, H], rows Q then K then V): transformers splits it on load, exactly, through its weight-conversion
+# registry. Registered for model_type "bert18" (also by the copy of this file that ships with checkpoints).
+FUSED_QKV_CONVERSION = [
+    WeightConverter(source_patterns=".qkv.", target_patterns=[".query.", ".key.", ".value."],
+                    operations=[Chunk(dim=0)]),
+]
+register_checkpoint_conversion_mapping(Bert18Config.model_type, FUSED_QKV_CONVERSION, overwrite=True)
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
 CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert")
@@ -174,7 +185,11 @@ class Bert18Attention(GradientCheckpointingLayer):
         # An encoder attends both ways. SDPA turns causal when a module says so and the batch has
         # no padding (no mask), so say it explicitly.
         self.is_causal = False
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        # BERT's names, so tools that address them (peft's target_modules=["query", "value"]) find Q, K and V
+        # apart; older checkpoints with one fused `qkv` projection are split on load (FUSED_QKV_CONVERSION).
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -192,13 +207,14 @@ class Bert18Attention(GradientCheckpointingLayer):
         ``unpadded``: ``hidden_states`` are the [tokens, hidden] real tokens of that batch."""
         if unpadded is not None:
             tokens = hidden_states.shape[0]
-            qkv = self.qkv(hidden_states).view(tokens, 3, self.num_heads, self.head_dim)
+            query, key, value = (proj(hidden_states).view(tokens, self.num_heads, self.head_dim)
+                                 for proj in (self.query, self.key, self.value))
             dropout = self.attention_dropout if self.training else 0.0
-            context = varlen_attention(qkv, unpadded, self.scaling, dropout).reshape(tokens, -1)
+            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout).reshape(tokens, -1)
             return self.layer_norm(hidden_states + self.dropout(self.output(context))), None
         batch, length, _ = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        query, key, value = (proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+                             for proj in (self.query, self.key, self.value))
         if num_keys is not None:
             key, value = key[:, :, :num_keys], value[:, :, :num_keys]
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
@@ -378,6 +394,10 @@ class Bert18PreTrainedModel(PreTrainedModel):
                 "AutoConfig": "configuration_bert18.Bert18Config",
                 **{auto: f"modeling_bert18.{name}" for auto, name in AUTO_CLASSES.items()},
             }
+        # Write the modules' own names (query / key / value), not the fused `qkv` of older checkpoints that
+        # transformers would restore by reverting FUSED_QKV_CONVERSION: the Trainer resumes from a
+        # checkpoint with a plain load_state_dict, and peft and other tools read these names.
+        kwargs.setdefault("save_original_format", False)
         super().save_pretrained(save_directory, *args, **kwargs)
 
     def _output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
