@@ -1,5 +1,9 @@
 """bert18 where a transformers tool expects a BERT: the stock Trainer with run_mlm.py's metrics,
-``output_attentions`` under SDPA, DDP's unused-parameter check (every parameter gets a gradient)."""
+``output_attentions`` under SDPA, DDP's unused-parameter check (every parameter gets a gradient), older
+fused-QKV checkpoints, and peft's LoRA (targets, defaults, AutoPeftModel reload, the recipe keys)."""
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -353,3 +357,139 @@ def test_older_fused_qkv_checkpoints_load_exactly(tmp_path, layer_sharing):
     with safe_open(str(tmp_path / "new" / "model.safetensors"), "pt") as saved:
         names = list(saved.keys())
     assert "bert18.encoder.attention.0.query.weight" in names and not any(".qkv." in n for n in names)
+
+
+def lora_modules(model) -> list[str]:
+    return sorted(name for name, module in model.named_modules() if hasattr(module, "lora_A"))
+
+
+def test_lora_on_query_and_value_adapts_exactly_those_as_on_bert():
+    """peft's LoRA with BERT's usual target_modules: on bert18, the Q and V projections of every layer
+    and nothing else, and as many trainable parameters as on transformers' BertForSequenceClassification
+    of the same shape."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bert18 import Bert18ForSequenceClassification
+
+    sizes = dict(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=64, num_labels=3)
+    lora = dict(r=4, lora_alpha=8, target_modules=["query", "value"], task_type="SEQ_CLS")
+    ours = Bert18ForSequenceClassification(Bert18Config.from_preset("tiny", **sizes))
+    ours = get_peft_model(ours, LoraConfig(**lora))
+    theirs = get_peft_model(BertForSequenceClassification(BertConfig(**sizes)), LoraConfig(**lora))
+    names = lora_modules(ours)
+    assert [n.rsplit(".", 1)[-1] for n in names] == ["query", "value"] * 3
+    assert ours.get_nb_trainable_parameters() == theirs.get_nb_trainable_parameters()
+    assert len(names) == len(lora_modules(theirs))
+
+
+def test_lora_config_without_target_modules_uses_bert_defaults():
+    """LoraConfig() with no target_modules: peft's default for model_type bert18 (registered by bert18)
+    is BERT's, query and value (peft imported first here; the slow test below imports it after bert18)."""
+    from peft import LoraConfig, get_peft_model
+
+    from bert18 import Bert18ForSequenceClassification
+    from bert18.lora import install_peft_defaults
+
+    install_peft_defaults()  # peft already imported here: registers at once (idempotent)
+    model = Bert18ForSequenceClassification(tiny(vocab_size=100, num_labels=2))
+    peft_model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS"))
+    assert [n.rsplit(".", 1)[-1] for n in lora_modules(peft_model)] == ["query", "value"] * 2
+
+
+@pytest.mark.slow
+def test_peft_imported_after_bert18_gets_the_defaults_too():
+    """bert18 first, peft later (a fresh process): the import hook registers when peft arrives."""
+    import subprocess
+    import sys
+
+    script = ("import bert18, sys; assert 'peft' not in sys.modules; import peft; "
+              "from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as m; "
+              "print(m['bert18'])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['query', 'value']"
+
+
+@pytest.mark.parametrize("source", ["bert18", "bert"])
+def test_finetune_recipe_with_lora_reloads_with_auto_peft_model(tokenizer, tmp_path, source, monkeypatch):
+    """lora_r in the fine-tuning recipe: adapters on Q and V only, the encoder untouched, the head trained;
+    the output folder reloads offline with AutoPeftModelForSequenceClassification to the same logits, from a
+    bert18 checkpoint or a BERT one converted on the fly (its bert18 base saved next to the adapter)."""
+    import json
+
+    from peft import AutoPeftModelForSequenceClassification
+    from transformers import BertConfig, BertModel
+
+    from bert18 import Bert18Model
+    from bert18.training.finetune import LORA_BASE_FOLDER, run_finetuning
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    checkpoint = tmp_path / "checkpoint"
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                 num_hidden_layers=2, max_position_embeddings=128)
+    if source == "bert18":
+        Bert18Model(Bert18Config.from_preset("tiny", **sizes)).save_pretrained(checkpoint)
+    else:
+        BertModel(BertConfig(**sizes)).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    out = tmp_path / "run"
+    recipe = parse_finetune_recipe(
+        "finetune-modules", model_name_or_path=str(checkpoint), output_dir=str(out), lora_r=4, lora_alpha=8,
+        max_train_samples=24, max_eval_samples=8, max_steps=3, eval_strategy="no", use_cpu=True,
+        disable_tqdm=True, per_device_train_batch_size=8, learning_rate=1e-2, report_to="none")
+    result = run_finetuning(recipe)
+    trained = result["trainer"].model.eval()
+    assert [n.rsplit(".", 1)[-1] for n in lora_modules(trained)] == ["query", "value"] * 2
+
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    base = Path(adapter["base_model_name_or_path"])
+    # neither checkpoint rebuilds the 8-label classifier by itself: the base is saved beside the adapter
+    assert base == (out / LORA_BASE_FOLDER).resolve() and (base / "config.json").is_file()
+    assert json.loads((base / "config.json").read_text())["model_type"] == "bert18"
+
+    reloaded = AutoPeftModelForSequenceClassification.from_pretrained(out).eval()
+    batch = tokenizer(["json encodes objects", "a socket connects two hosts"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, trained(**batch).logits, rtol=0, atol=1e-6)
+    # the encoder itself is the checkpoint's: only adapters and the head changed
+    encoder = reloaded.get_base_model().bert18.state_dict()
+    original = Bert18Model.from_pretrained(checkpoint)
+    for name, value in original.state_dict().items():
+        wrapped = re.sub(r"\.(query|value)\.", r".\1.base_layer.", name)  # peft's LoRA layer holds the original
+        torch.testing.assert_close(encoder.get(name, encoder.get(wrapped)), value, rtol=0, atol=0, msg=name)
+
+
+def test_lora_recipe_keys_are_checked():
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+
+    with pytest.raises(ValueError, match="lora_r must be a positive rank"):
+        parse_finetune_recipe(None, model_name_or_path="x", lora_r=0, use_cpu=True)
+    with pytest.raises(ValueError, match="mode='frozen'"):
+        parse_finetune_recipe(None, model_name_or_path="x", lora_r=4, mode="frozen", use_cpu=True)
+    with pytest.raises(ValueError, match="set lora_r"):
+        parse_finetune_recipe(None, model_name_or_path="x", lora_target_modules=["query"], use_cpu=True)
+
+
+def test_apply_lora_names_unknown_targets_and_missing_peft(monkeypatch):
+    import builtins
+
+    from bert18 import Bert18ForSequenceClassification
+    from bert18.lora import apply_lora
+
+    model = Bert18ForSequenceClassification(tiny(vocab_size=100, num_labels=2))
+    with pytest.raises(ValueError, match=r"\['q_proj'\] name no module"):
+        apply_lora(model, 4, target_modules=["q_proj"])
+    real_import = builtins.__import__
+
+    def no_peft(name, *args, **kwargs):
+        if name == "peft" or name.startswith("peft."):
+            raise ImportError("No module named 'peft'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_peft)
+    with pytest.raises(ImportError, match="pip install peft"):
+        apply_lora(model, 4)

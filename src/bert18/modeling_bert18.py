@@ -384,7 +384,11 @@ class Bert18PreTrainedModel(PreTrainedModel):
         config, state_dict = load_transformers_checkpoint(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
         for name in [k for k in kwargs if hasattr(config, k) and k not in ("dtype", "torch_dtype")]:
             setattr(config, name, kwargs.pop(name))
-        return super().from_pretrained(None, *args, config=config, state_dict=state_dict, **kwargs)
+        loaded = super().from_pretrained(None, *args, config=config, state_dict=state_dict, **kwargs)
+        # Where the weights came from, not the string "None" (peft records it as the adapter's base model).
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.name_or_path = model.config._name_or_path = str(pretrained_model_name_or_path)
+        return loaded
 
     def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> None:
         # Name every bert18 head in auto_map, not only this one, so that a checkpoint of any head
