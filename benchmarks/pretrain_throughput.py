@@ -72,6 +72,7 @@ def build_models(size: str, device: torch.device, attention: str) -> dict[str, t
     reference = transformers.BertForPreTraining._from_config(config, attn_implementation="sdpa")
     ours = from_transformers(reference)
     ours.config._attn_implementation = attention
+    ours.config.sparse_prediction = True  # as bert18's pretraining recipes set it
     return {"transformers": reference.to(device), "bert18": ours.to(device)}
 
 

@@ -106,7 +106,7 @@ def test_freeze_embeddings_and_lower_layers():
         expect_frozen = name.startswith("bert18.embeddings.") or lower
         assert has_grad is not expect_frozen, name
     assert got_grad["classifier.weight"] and got_grad["bert18.pooler.dense.weight"]
-    assert got_grad["bert18.encoder.attention.3.qkv.weight"]
+    assert got_grad["bert18.encoder.attention.3.query.weight"]
 
 
 def test_freeze_with_cross_layer_sharing():

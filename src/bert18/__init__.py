@@ -9,6 +9,7 @@ bert18 is not installed).
 import transformers
 
 from .configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config
+from .lora import install_peft_defaults
 from .modeling_bert18 import (
     AUTO_CLASSES,
     Bert18ForLongSequenceClassification,
@@ -40,6 +41,7 @@ def _register_with_auto_classes() -> None:
 
 
 _register_with_auto_classes()
+install_peft_defaults()  # LoraConfig() without target_modules adapts query and value, as for BERT
 
 __all__ = [
     "PRESETS",

@@ -77,10 +77,22 @@ def sequence_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """[batch, length] position of each token within its sequence (0 at padding), for numbered masks."""
     length = attention_mask.shape[1]
     index = torch.arange(length, device=attention_mask.device).expand_as(attention_mask)
-    previous = F.pad(attention_mask[:, :-1], (1, 0), value=0)
-    starts = attention_mask.ne(previous) & attention_mask.ne(0)
+    # A sequence starts where the number changes (roll, not a slice of length - 1: exported graphs
+    # with a dynamic length would otherwise be specialised away from length 2).
+    starts = (attention_mask.ne(attention_mask.roll(1, dims=1)) | index.eq(0)) & attention_mask.ne(0)
     first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
     return (index - first) * attention_mask.ne(0)
+
+
+def sequence_positions_dense(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``sequence_positions`` from comparisons only (no ``cummax``, which ONNX lacks), for exported graphs:
+    a token's position is the number of earlier tokens of its row carrying its sequence number. Quadratic
+    in the length, as the attention mask beside it."""
+    length = attention_mask.shape[1]
+    index = torch.arange(length, device=attention_mask.device)
+    earlier = index[None, :] < index[:, None]  # [i, j]: j before i
+    same = attention_mask[:, :, None] == attention_mask[:, None, :]
+    return (same & earlier).sum(-1) * attention_mask.ne(0)
 
 
 @torch.compiler.disable
@@ -119,10 +131,10 @@ def unpad(attention_mask: torch.Tensor) -> UnpaddedBatch:
 @lru_cache(maxsize=1)
 def _flash_varlen():
     try:
-        from flash_attn import flash_attn_varlen_qkvpacked_func
+        from flash_attn import flash_attn_varlen_func
     except ImportError:
         return None
-    return flash_attn_varlen_qkvpacked_func
+    return flash_attn_varlen_func
 
 
 @lru_cache(maxsize=1)
@@ -134,32 +146,35 @@ def _torch_varlen():
     return varlen_attn
 
 
-def varlen_attention(qkv: torch.Tensor, batch: UnpaddedBatch, scaling: float, dropout: float = 0.0) -> torch.Tensor:
-    """Bidirectional attention within each sequence of ``batch``: ``qkv`` [tokens, 3, heads, dim]
-    (queries, keys, values), the result [tokens, heads, dim]."""
-    if qkv.is_cuda and qkv.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
+def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
+                     scaling: float, dropout: float = 0.0) -> torch.Tensor:
+    """Bidirectional attention within each sequence of ``batch``: ``query``, ``key``, ``value`` [tokens,
+    heads, dim], the result [tokens, heads, dim]."""
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
         flash = _flash_varlen()
         if flash is not None:
-            return flash(qkv, batch.cu_seqlens, batch.max_seqlen, dropout_p=dropout, softmax_scale=scaling,
-                         causal=False)
+            return flash(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
+                         dropout_p=dropout, softmax_scale=scaling, causal=False)
         torch_varlen = _torch_varlen()
         if torch_varlen is not None and dropout == 0.0:
-            query, key, value = qkv.unbind(1)
             return torch_varlen(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen,
                                 batch.max_seqlen, scale=scaling)
-    return _rebatched_sdpa(qkv, batch, scaling, dropout)
+    return _rebatched_sdpa(query, key, value, batch, scaling, dropout)
 
 
-def _rebatched_sdpa(qkv: torch.Tensor, batch: UnpaddedBatch, scaling: float, dropout: float) -> torch.Tensor:
+def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
+                    scaling: float, dropout: float) -> torch.Tensor:
     """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked."""
-    tokens, _, heads, dim = qkv.shape
+    tokens, heads, dim = query.shape
     slots = batch.num_sequences * batch.max_seqlen
-    layout = qkv.new_zeros(slots, 3 * heads * dim).index_copy(0, batch.slots, qkv.reshape(tokens, -1))
-    layout = layout.view(batch.num_sequences, batch.max_seqlen, 3, heads, dim).permute(2, 0, 3, 1, 4)
-    query, key, value = layout.unbind(0)
-    context = F.scaled_dot_product_attention(query, key, value, attn_mask=batch.key_mask, dropout_p=dropout,
-                                             scale=scaling)
+
+    def layout(t: torch.Tensor) -> torch.Tensor:
+        flat = t.new_zeros(slots, heads * dim).index_copy(0, batch.slots, t.reshape(tokens, -1))
+        return flat.view(batch.num_sequences, batch.max_seqlen, heads, dim).transpose(1, 2)
+
+    context = F.scaled_dot_product_attention(layout(query), layout(key), layout(value), attn_mask=batch.key_mask,
+                                             dropout_p=dropout, scale=scaling)
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 
 
-__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "unpad", "varlen_attention"]
+__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "sequence_positions_dense", "unpad", "varlen_attention"]

@@ -168,8 +168,11 @@ class Bert18Config(PreTrainedConfig):
             tokens of a batch only (no work on padding; packed rows kept apart by variable-length
             attention). Outputs are padded back, equal to the padded computation's.
         sparse_prediction: when MLM labels are given, project only the labelled positions onto the
-            vocabulary (the loss is the same; ``prediction_logits`` are then [targets, vocab], in the
-            order of ``labels != -100``). Without labels every position is scored.
+            vocabulary (the loss is the same; ``prediction_logits`` / ``logits`` are then [targets, vocab],
+            in the order of ``labels != -100``). Without labels every position is scored. Off by default,
+            as in transformers (ModernBERT's ``sparse_prediction``): tools that index the logits with the
+            ``[batch, length]`` label mask (``run_mlm.py``'s metrics, ``Trainer.predict``) need the full
+            ``[batch, length, vocab]`` logits. bert18's pretraining recipes turn it on for speed.
     """
 
     model_type = "bert18"
@@ -199,7 +202,7 @@ class Bert18Config(PreTrainedConfig):
     max_chunks: int = 16
     chunk_batch_size: int | None = None
     unpad_inputs: bool = True
-    sparse_prediction: bool = True
+    sparse_prediction: bool = False
 
     def __post_init__(self, **kwargs):
         if not _LOADING.get():  # a user's typo (hiden_size=64) would otherwise be saved silently

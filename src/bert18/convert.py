@@ -1,8 +1,7 @@
 """Original BERT, RoBERTa and ALBERT checkpoints -> bert18, with exact numerical parity.
 
-Conversion is renaming, plus three rewrites that keep the function identical:
+Conversion is renaming, plus two rewrites that keep the function identical:
 
-- Q, K and V of each attention layer are concatenated into bert18's fused ``qkv`` projection.
 - RoBERTa numbers positions from ``pad_token_id + 1`` (row 2 of its 514-row table is position 0);
   bert18 drops those leading rows and counts positions over real tokens (``pad_aware_positions``).
 - ALBERT's single shared layer group becomes bert18's ``layer_sharing="all"`` blocks, its
@@ -165,7 +164,7 @@ def _rename(name: str, rules: list[tuple[str, str]]) -> str | None:
 def convert_state_dict(
     state_dict: dict[str, torch.Tensor], config: Bert18Config, model_type: str
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename and fuse a transformers state dict into bert18's names (base weights under ``bert18.``).
+    """Rename a transformers state dict into bert18's names (base weights under ``bert18.``).
 
     Returns the converted dict and the source names that have no bert18 counterpart. Converted
     tensors may share memory with ``state_dict`` (``from_transformers`` copies them).
@@ -184,7 +183,7 @@ def convert_state_dict(
         if (target := _rename(base, _EMBEDDINGS)) is not None:
             converted[f"bert18.{target}"] = tensor
         elif (target := _rename(base, layer_rules)) is not None:
-            if target.startswith("attention."):  # query / key / value, fused below
+            if target.startswith("attention."):  # query / key / value, checked complete below
                 qkv_parts[target] = tensor
             else:
                 converted[f"bert18.{target}"] = tensor
@@ -198,7 +197,8 @@ def convert_state_dict(
             parts = [qkv_parts.get(f"attention.{i}.{p}.{kind}") for p in ("query", "key", "value")]
             if any(p is None for p in parts):
                 raise ConversionError(f"attention layer {i} lacks one of query/key/value {kind}")
-            converted[f"bert18.encoder.attention.{i}.qkv.{kind}"] = torch.cat(parts, dim=0)
+            for part, tensor in zip(("query", "key", "value"), parts):
+                converted[f"bert18.encoder.attention.{i}.{part}.{kind}"] = tensor
     if model_type in ("roberta", "xlm-roberta"):
         if config.hidden_act != "gelu" and any(k.startswith("lm_head.") for k in converted):
             # RoBERTa's MLM head always applies exact gelu; bert18's applies config.hidden_act.
@@ -307,7 +307,10 @@ def from_transformers(
         if dropped:
             logger.warning("converting into Bert18Model leaves out the heads: %s", ", ".join(dropped))
         state_dict = {k.removeprefix("bert18."): v for k, v in state_dict.items() if k.startswith("bert18.")}
-    return model_class.from_pretrained(None, config=config, state_dict=state_dict)
+    model = model_class.from_pretrained(None, config=config, state_dict=state_dict)
+    source = model_or_path.name_or_path if isinstance(model_or_path, PreTrainedModel) else str(model_or_path)
+    model.name_or_path = model.config._name_or_path = source  # the origin, not the string "None"
+    return model
 
 
 def _unshared(converted: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

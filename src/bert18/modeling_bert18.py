@@ -9,16 +9,18 @@ The whole model reads top to bottom in this file; every choice is a ``Bert18Conf
 - Encoder: ``num_hidden_layers`` post-LayerNorm steps, each ``x = LN(x + Attention(x))`` then
   ``x = LN(x + FFN(x))``. Attention is multi-head scaled dot-product (question 11: heads of
   H / A dims, concatenated, then an output projection), run by transformers' attention interface
-  (eager, sdpa, flash_attention_2 where installed). Q, K and V come from one fused projection: one
-  matrix multiply instead of three, the same parameters. ``layer_sharing`` keeps a single attention
+  (eager, sdpa, flash_attention_2 where installed). Q, K and V are BERT's three projections
+  ``query``, ``key``, ``value`` (peft's LoRA can adapt any of them). ``layer_sharing`` keeps a single attention
   block, a single feed-forward block, or one of each, and applies it at every layer (ALBERT).
 - Pooler (question 8): dense + tanh over the final state of the first token, [CLS].
 - Heads: the MLM head (dense H -> E, activation, LayerNorm, decoder E -> V tied to the token
   embeddings), one linear head per other pretraining task, and the usual downstream heads.
 - The fast path: with ``sdpa`` or ``flash_attention_2``, a batch with padding (or rows packing
   several sequences, numbered in the attention mask) runs the embeddings and every layer on its
-  real tokens only, with variable-length attention (``attention_bert18``); with MLM labels the
-  head scores the labelled positions only. Both give the padded, dense computation's results.
+  real tokens only, with variable-length attention (``attention_bert18``); with MLM labels and
+  ``sparse_prediction`` the head scores the labelled positions only. Both give the padded, dense
+  computation's results. ``torch.export`` / ONNX trace the padded path with tensor ops only (no
+  branch on the mask's values) and zero padding as the unpadded path does: the same outputs.
 - Two-stream attention (XLNet's permutation LM, seed questions 15-16): per-example [B, L, L] masks
   for the content stream, and a query stream appended after the content rows: it starts from a
   learned vector plus the target's position (no content of its own), runs through the very same
@@ -41,6 +43,8 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import Chunk, WeightConverter
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -52,11 +56,29 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 
-from .attention_bert18 import UnpaddedBatch, is_packed, sequence_positions, unpad, varlen_attention
+from .attention_bert18 import (
+    UnpaddedBatch,
+    is_packed,
+    sequence_positions,
+    sequence_positions_dense,
+    unpad,
+    varlen_attention,
+)
 from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+
+logger = logging.get_logger(__name__)
+
+# bert18 checkpoints written before Q, K and V became three modules hold one fused `qkv` projection
+# ([3H, H], rows Q then K then V): transformers splits it on load, exactly, through its weight-conversion
+# registry. Registered for model_type "bert18" (also by the copy of this file that ships with checkpoints).
+FUSED_QKV_CONVERSION = [
+    WeightConverter(source_patterns=".qkv.", target_patterns=[".query.", ".key.", ".value."],
+                    operations=[Chunk(dim=0)]),
+]
+register_checkpoint_conversion_mapping(Bert18Config.model_type, FUSED_QKV_CONVERSION, overwrite=True)
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
 CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert")
@@ -165,7 +187,11 @@ class Bert18Attention(GradientCheckpointingLayer):
         # An encoder attends both ways. SDPA turns causal when a module says so and the batch has
         # no padding (no mask), so say it explicitly.
         self.is_causal = False
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        # BERT's names, so tools that address them (peft's target_modules=["query", "value"]) find Q, K and V
+        # apart; older checkpoints with one fused `qkv` projection are split on load (FUSED_QKV_CONVERSION).
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -183,13 +209,14 @@ class Bert18Attention(GradientCheckpointingLayer):
         ``unpadded``: ``hidden_states`` are the [tokens, hidden] real tokens of that batch."""
         if unpadded is not None:
             tokens = hidden_states.shape[0]
-            qkv = self.qkv(hidden_states).view(tokens, 3, self.num_heads, self.head_dim)
+            query, key, value = (proj(hidden_states).view(tokens, self.num_heads, self.head_dim)
+                                 for proj in (self.query, self.key, self.value))
             dropout = self.attention_dropout if self.training else 0.0
-            context = varlen_attention(qkv, unpadded, self.scaling, dropout).reshape(tokens, -1)
+            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout).reshape(tokens, -1)
             return self.layer_norm(hidden_states + self.dropout(self.output(context))), None
         batch, length, _ = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        query, key, value = (proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+                             for proj in (self.query, self.key, self.value))
         if num_keys is not None:
             key, value = key[:, :, :num_keys], value[:, :, :num_keys]
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
@@ -204,6 +231,8 @@ class Bert18Attention(GradientCheckpointingLayer):
             **kwargs,
         )
         context = context.reshape(batch, length, -1)
+        if self.config._attn_implementation != "eager":
+            weights = None  # fused kernels build no weights (flex returns its log-sum-exp in that slot)
         return self.layer_norm(hidden_states + self.dropout(self.output(context))), weights
 
 
@@ -262,7 +291,7 @@ class Bert18Encoder(nn.Module):
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            if output_attentions:
+            if output_attentions and weights is not None:  # fused kernels (sdpa, flash) return none
                 all_attentions += (weights,)
         return hidden_states, all_hidden_states, all_attentions
 
@@ -312,6 +341,9 @@ class Bert18PreTrainedModel(PreTrainedModel):
     # Downstream heads return plain means: the Trainer divides them by the accumulation steps.
     # The MLM and pretraining heads override this to take num_items_in_batch instead.
     accepts_loss_kwargs = False
+    # A model is built with only what its tasks read (no pooler without a sentence-level head, so
+    # DDP never waits for a gradient that cannot come); checkpoints that have one still load, quietly.
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.dense\.(weight|bias)$"]
 
     def __init__(self, config: Bert18Config, *args: Any, **kwargs: Any):
         config.check()
@@ -358,7 +390,11 @@ class Bert18PreTrainedModel(PreTrainedModel):
         config, state_dict = load_transformers_checkpoint(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
         for name in [k for k in kwargs if hasattr(config, k) and k not in ("dtype", "torch_dtype")]:
             setattr(config, name, kwargs.pop(name))
-        return super().from_pretrained(None, *args, config=config, state_dict=state_dict, **kwargs)
+        loaded = super().from_pretrained(None, *args, config=config, state_dict=state_dict, **kwargs)
+        # Where the weights came from, not the string "None" (peft records it as the adapter's base model).
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.name_or_path = model.config._name_or_path = str(pretrained_model_name_or_path)
+        return loaded
 
     def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> None:
         # Name every bert18 head in auto_map, not only this one, so that a checkpoint of any head
@@ -368,14 +404,21 @@ class Bert18PreTrainedModel(PreTrainedModel):
                 "AutoConfig": "configuration_bert18.Bert18Config",
                 **{auto: f"modeling_bert18.{name}" for auto, name in AUTO_CLASSES.items()},
             }
+        # Write the modules' own names (query / key / value), not the fused `qkv` of older checkpoints that
+        # transformers would restore by reverting FUSED_QKV_CONVERSION: the Trainer resumes from a
+        # checkpoint with a plain load_state_dict, and peft and other tools read these names.
+        kwargs.setdefault("save_original_format", False)
         super().save_pretrained(save_directory, *args, **kwargs)
 
     def _output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs the eager attention, not {self.config._attn_implementation!r} "
-                "(fused kernels never build the weights): load the model with attn_implementation='eager'"
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            # As transformers' own models (BertModel under SDPA): warn and return no weights, `attentions`
+            # an empty tuple; fused kernels never build the weights. Code written for BERT runs unchanged.
+            logger.warning_once(
+                f"`{implementation}` attention does not support `output_attentions=True`. Please set your attention "
+                "to `eager` if you want any of these features."
             )
         hidden = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return bool(output_attentions), bool(hidden)
@@ -466,15 +509,24 @@ class Bert18Model(Bert18PreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
         two_stream = content_mask is not None or query_embeds is not None
-        packed = is_packed(attention_mask)  # read once: every path below depends on it
-        if packed and two_stream:
-            raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
-                             "several (values above 1)")
-        if packed and position_ids is None:  # several sequences per row: each counts from 0
-            position_ids = sequence_positions(attention_mask)
-        if not two_stream and not output_attentions and self._unpads(attention_mask, packed):
-            return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                          output_hidden_states, **kwargs)
+        exporting = torch.compiler.is_exporting()
+        if exporting:  # torch.export, ONNX (dynamo): no Python branch may read the mask's values
+            packed = self._packed_flag(attention_mask)
+            if packed is not False and position_ids is None:
+                reference = input_ids if input_ids is not None else inputs_embeds
+                plain = self.embeddings.position_ids_for(input_ids, attention_mask, reference.shape[:2],
+                                                         reference.device)
+                position_ids = torch.where(packed, sequence_positions_dense(attention_mask), plain)
+        else:
+            packed = is_packed(attention_mask)  # read once: every path below depends on it
+            if packed and two_stream:
+                raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
+                                 "several (values above 1)")
+            if packed and position_ids is None:  # several sequences per row: each counts from 0
+                position_ids = sequence_positions(attention_mask)
+            if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
+                return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                              output_hidden_states, output_attentions, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         num_keys = None
         if not two_stream:
@@ -490,6 +542,12 @@ class Bert18Model(Bert18PreTrainedModel):
         if num_keys is not None:  # split the query rows off the token rows
             sequence, query = sequence[:, :num_keys], (sequence[:, num_keys:] if query_embeds is not None else None)
             hidden_states = tuple(h[:, :num_keys] for h in hidden_states) if hidden_states is not None else None
+        if exporting and attention_mask is not None and not two_stream and self._unpads_when_padded():
+            # The exported graph runs padded; eager runs this batch unpadded, which leaves zeros at padding.
+            # Zero them here too, so the exported program equals the eager model everywhere.
+            real = attention_mask.ne(0).unsqueeze(-1).to(sequence.dtype)
+            sequence = sequence * real
+            hidden_states = tuple(h * real for h in hidden_states) if hidden_states is not None else None
         return Bert18ModelOutput(
             last_hidden_state=sequence,
             pooler_output=self.pooler(sequence) if self.pooler is not None else None,
@@ -509,15 +567,38 @@ class Bert18Model(Bert18PreTrainedModel):
             return True  # its padded path knows padding only, not sequences within a row
         return self.config.unpad_inputs and (packed or not bool(attention_mask.bool().all()))
 
-    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, packed: bool) -> Any:
-        """The attention implementation's mask for a padded batch; packed rows keep sequences apart."""
-        if not packed:
+    def _unpads_when_padded(self) -> bool:
+        """Whether eager runs a batch with padding unpadded (``_unpads`` without reading the mask)."""
+        return self.config._attn_implementation in ("sdpa", "flash_attention_2") and self.config.unpad_inputs
+
+    @staticmethod
+    def _packed_flag(attention_mask: torch.Tensor | None) -> torch.Tensor | bool:
+        """``is_packed`` for a traced forward: a 0-d boolean tensor (no Python branch on its value), or
+        ``False`` when the mask cannot number sequences (none, or booleans)."""
+        if attention_mask is None or attention_mask.dtype == torch.bool:
+            return False
+        return attention_mask.max() > 1
+
+    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None,
+                     packed: bool | torch.Tensor) -> Any:
+        """The attention implementation's mask for a padded batch; packed rows keep sequences apart.
+
+        ``packed`` is a bool, or (in an exported graph) a 0-d tensor: token i may then attend to token j
+        iff j is real and, when the mask is packed, both carry the same sequence number, which is the
+        padding mask for a binary mask and the packed one for a numbered mask, from the same ops."""
+        if packed is False:
             return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
                                              attention_mask=attention_mask)
         sequence = attention_mask
+        if packed is True:
+            def same_sequence(b, h, q, kv):
+                return sequence[b, q] == sequence[b, kv]
+        else:
+            def same_sequence(b, h, q, kv):
+                return (sequence[b, q] == sequence[b, kv]) | ~packed
         return create_bidirectional_mask(
             config=self.config, inputs_embeds=embeddings, attention_mask=sequence.ne(0),
-            and_mask_function=lambda b, h, q, kv: sequence[b, q] == sequence[b, kv],
+            and_mask_function=same_sequence,
         )
 
     def _unpadded_forward(
@@ -528,9 +609,11 @@ class Bert18Model(Bert18PreTrainedModel):
         position_ids: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None,
         output_hidden_states: bool,
+        output_attentions: bool = False,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
-        """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back."""
+        """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back.
+        Variable-length kernels build no attention weights: ``attentions`` is then empty, as under SDPA."""
         reference = input_ids if input_ids is not None else inputs_embeds
         shape, device = reference.shape[:2], reference.device
         self.embeddings.check_length(shape[1])
@@ -554,6 +637,7 @@ class Bert18Model(Bert18PreTrainedModel):
             last_hidden_state=sequence,
             pooler_output=self.pooler(sequence) if self.pooler is not None else None,
             hidden_states=tuple(batch.scatter(h) for h in hidden_states) if hidden_states is not None else None,
+            attentions=() if output_attentions else None,
         )
 
     def _two_stream_inputs(
@@ -658,8 +742,8 @@ class Bert18ForPreTrainingOutput(ModelOutput):
         loss: weighted sum of the task losses (when labels are given).
         task_losses: each task's loss by task name (``mlm``, ``nsp``, ...), for logging.
         prediction_logits: MLM scores over the vocabulary, [batch, length, vocab]; with labels and
-            ``config.sparse_prediction`` (the default), [targets, vocab] at the labelled positions only,
-            in the order of ``labels != -100``.
+            ``config.sparse_prediction`` (off by default; the pretraining recipes turn it on), [targets,
+            vocab] at the labelled positions only, in the order of ``labels != -100``.
         task_logits: scores of every other task by name: [batch, classes] for sentence tasks,
             [batch, length, classes] for token tasks, [batch, targets, vocab] for ``plm`` (one row per
             entry of ``plm_target_positions``, aligned with ``plm_labels``).
@@ -694,8 +778,10 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
 
     def __init__(self, config: Bert18Config):
         super().__init__(config)
-        self.bert18 = Bert18Model(config)
         tasks = config.pretraining_tasks
+        # The pooler only when a sentence-level task reads it (not for RoBERTa's MLM, nor PLM): a
+        # parameter without a gradient stops DDP with find_unused_parameters=False.
+        self.bert18 = Bert18Model(config, add_pooling_layer=any(t in SEQUENCE_TASKS for t in tasks))
         # Tasks of 0 classes (mlm, plm) score the vocabulary through the tied LM head.
         self.lm_head = Bert18LMHead(config) if any(PRETRAINING_TASKS[t][1] == 0 for t in tasks) else None
         if self.lm_head is None:  # nothing to tie without an LM head

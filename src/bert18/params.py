@@ -21,14 +21,16 @@ from torch import nn
 from .configuration_bert18 import Bert18Config
 from .modeling_bert18 import Bert18Model
 
-# (pattern on the parameter name without the "bert18." prefix, component). First match wins; the
-# fused Q/K/V projection is split evenly into its three matrices. The table keeps this order.
+# (pattern on the parameter name without the "bert18." prefix, component). First match wins; a
+# tuple of components splits one fused matrix evenly. The table keeps this order.
 _COMPONENTS = [
     (r"embeddings\.word_embeddings\.weight", "token embeddings"),
     (r"embeddings\.token_type_embeddings\.weight", "segment embeddings"),
     (r"embeddings\.position_embeddings\.weight", "position embeddings"),
     (r"embeddings\.projection\.weight", "factorized projection E->H"),
-    (r"encoder\.attention\.\d+\.qkv\.weight", ("attention Q", "attention K", "attention V")),
+    (r"encoder\.attention\.\d+\.query\.weight", "attention Q"),
+    (r"encoder\.attention\.\d+\.key\.weight", "attention K"),
+    (r"encoder\.attention\.\d+\.value\.weight", "attention V"),
     (r"encoder\.attention\.\d+\.output\.weight", "attention output O"),
     (r"encoder\.feed_forward\.\d+\.intermediate\.weight", "feed-forward H->I"),
     (r"encoder\.feed_forward\.\d+\.output\.weight", "feed-forward I->H"),

@@ -16,12 +16,14 @@
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 from transformers import AutoTokenizer, Trainer
 
+from ..configuration_bert18 import Bert18Config
 from ..features import freeze, freeze_encoder, layerwise_lr_decay_groups
 from ..modeling_bert18 import (
     Bert18ForLongSequenceClassification,
@@ -41,6 +43,9 @@ from .finetune_tasks import (
     prepare_token_classification,
 )
 from .pretrain import _say, check_hub, check_output_dir, finished_checkpoint, write_recipe
+
+# With LoRA on a converted (non-bert18) checkpoint: the bert18 base the adapter applies to.
+LORA_BASE_FOLDER = "base_model"
 
 MODEL_CLASSES = {
     "sequence-classification": Bert18ForSequenceClassification,
@@ -94,7 +99,37 @@ def build_model(recipe: FinetuneRecipe, task: TaskData) -> torch.nn.Module:
         freeze_encoder(model)
     elif args.mode == "partial":
         freeze(model, embeddings=True, layers=args.freeze_layers)
+    if args.lora_r is not None:
+        model = _with_lora(recipe, model)
     return model
+
+
+def _with_lora(recipe: FinetuneRecipe, model: torch.nn.Module) -> torch.nn.Module:
+    """LoRA adapters through peft. The adapter records ``model.name_or_path`` as its base, which
+    ``AutoPeftModelFor<Task>.from_pretrained(output_dir)`` rebuilds: when the checkpoint cannot rebuild this
+    model by itself (a BERT/RoBERTa/ALBERT one converted on the fly, or one without this task's labels), the
+    bert18 base is saved in the output folder first and the adapter points there, so it reloads offline."""
+    from ..lora import apply_lora
+
+    args, training = recipe.model, recipe.training
+    if not _rebuilds(args.model_name_or_path, model.config):
+        base = Path(training.output_dir).resolve() / LORA_BASE_FOLDER
+        with training.main_process_first(desc="saving the LoRA base model"):
+            if training.process_index == 0:
+                model.save_pretrained(base)
+        model.name_or_path = model.config._name_or_path = str(base)
+    return apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
+
+
+def _rebuilds(path: str, config: Bert18Config) -> bool:
+    """Whether the checkpoint at ``path`` is a bert18 one whose config gives this task model's head."""
+    try:
+        saved, _ = Bert18Config.get_config_dict(path)
+    except (OSError, ValueError):
+        return False
+    labels = len(saved["id2label"]) if saved.get("id2label") else saved.get("num_labels", 2)
+    return (saved.get("model_type") == config.model_type and labels == config.num_labels
+            and saved.get("problem_type") == config.problem_type)
 
 
 def build_optimizer(recipe: FinetuneRecipe, model: torch.nn.Module) -> torch.optim.Optimizer | None:

@@ -66,6 +66,19 @@ class FinetuneModelArguments:
         metadata={"help": "Bert18Config fields set on the loaded config, e.g. {hidden_dropout_prob: 0.2, "
                           "unpad_inputs: false} (a JSON object on the command line)"},
     )
+    lora_r: int | None = field(
+        default=None,
+        metadata={"help": "LoRA rank: train low-rank adapters (and the task head) instead of the encoder, through "
+                          "peft (pip install peft); the output folder then holds the adapter, reloadable with "
+                          "peft's AutoPeftModelFor<Task>. None: no LoRA"},
+    )
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator (updates scale by alpha / r)"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA branch's input"})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "modules that get adapters (default: query value, as for BERT); bert18's attention has "
+                          "query, key, value, output"},
+    )
 
     def __post_init__(self):
         self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
@@ -80,6 +93,16 @@ class FinetuneModelArguments:
             raise ValueError(f"freeze_layers={self.freeze_layers} applies to mode=partial only (mode is {self.mode})")
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
             raise ValueError(f"layerwise_lr_decay must lie in (0, 1], got {self.layerwise_lr_decay}")
+        if self.lora_r is not None:
+            if self.lora_r < 1:
+                raise ValueError(f"lora_r must be a positive rank, got {self.lora_r} (leave it unset for no LoRA)")
+            if self.mode != "full" or self.layerwise_lr_decay is not None:
+                raise ValueError("lora_r trains adapters on a frozen encoder: it does not combine with mode="
+                                 f"{self.mode!r} or layerwise_lr_decay; use mode=full and no layerwise_lr_decay")
+            if not 0 <= self.lora_dropout < 1:
+                raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+        elif self.lora_target_modules:
+            raise ValueError("lora_target_modules is set but lora_r is not: set lora_r (the rank) to train with LoRA")
         _check_choice("long_pooling", self.long_pooling, LONG_POOLINGS)
         if self.max_chunks < 1:
             raise ValueError(f"max_chunks must be at least 1, got {self.max_chunks}")

@@ -263,7 +263,9 @@ def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreT
 
 def _config_overrides(recipe: Recipe) -> dict[str, Any]:
     model = recipe.model
-    overrides = dict(model.config_overrides)
+    # Pretraining scores only the masked positions (Bert18Trainer's metrics read either shape); a
+    # recipe can still set sparse_prediction: false in config_overrides.
+    overrides = {"sparse_prediction": True, **model.config_overrides}
     if model.pretraining_tasks is not None:
         overrides["pretraining_tasks"] = list(model.pretraining_tasks)
     if model.task_loss_weights is not None:

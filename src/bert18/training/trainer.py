@@ -186,6 +186,15 @@ class Bert18Trainer(Trainer):
             return
         super().save_model(output_dir, _internal_call)
 
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> Any:
+        """The Trainer's step; for a pretraining model the per-task losses are not logits, so
+        ``compute_metrics`` / ``preprocess_logits_for_metrics`` get ``(prediction_logits, task_logits)``
+        first, as run_mlm.py's ``logits[0]`` expects of ``BertForPreTraining``."""
+        if self._pretraining():
+            ignore_keys = [*(ignore_keys or []), "task_losses"]
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
     def create_model_card(self, **kwargs: Any) -> None:
         """bert18's model card for a pretraining run (transformers' otherwise); ``push_to_hub`` calls it."""
         if not self._pretraining():
