@@ -186,11 +186,6 @@ def test_eager_sdpa_and_unpadded_agree(family, name):
     reference, reference_loss = results["eager", False]
     for key, (outputs, loss) in results.items():
         assert_same(outputs, reference, real)
-        if name == "Bert18ForQuestionAnswering" and not torch.allclose(
-                outputs["start_logits"][~real], reference["start_logits"][~real], atol=1e-5):
-            # The softmax over positions includes padding: its logits must be masked to agree (item 7 of
-            # issue 16, a separate change); until then the paths' losses differ.
-            pytest.xfail("QA logits at padding are not masked yet")
         if reference_loss is not None:
             torch.testing.assert_close(loss, reference_loss, atol=1e-5, rtol=1e-5, msg=str(key))
 
