@@ -253,6 +253,9 @@ class SentencePairDataset(torch.utils.data.Dataset):
 
     def _read_documents(self, documents: datasets.Dataset) -> None:
         """Flatten the columns into numpy arrays once: tokens, word ids, labels and spans, with pointers."""
+        if isinstance(documents, datasets.IterableDataset):
+            raise TypeError("documents is a streaming IterableDataset: draw its pairs with "
+                            "bert18.data.stream_sentence_pairs (pairs from a bounded window of documents)")
         if not isinstance(documents, datasets.Dataset):
             raise TypeError(f"documents must be a datasets.Dataset, got {type(documents).__name__}")
         for name in ("input_ids", "word_ids"):

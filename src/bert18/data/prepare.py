@@ -377,12 +377,22 @@ def prepare_pretraining_dataset(
     capitalized_entities: bool = False,
     packing: str = "full_sentences",
     num_proc: int | None = None,
-) -> datasets.Dataset:
+    seed: int = 0,
+    window: int = 256,
+    repeat: bool = False,
+) -> datasets.Dataset | datasets.IterableDataset:
     """Prepare a corpus for the tasks of ``tasks`` (a list of task names or a ``Bert18Config``).
 
     Documents are grouped (one row per document) when a task needs sentences of the same document
     (``DOCUMENT_TASKS``), otherwise packed into rows of ``max_length`` with ``packing``. Results
     are cached by ``datasets``: preparing the same corpus the same way again reads the cache.
+
+    A streaming ``IterableDataset`` gives an ``IterableDataset``, prepared lazily as it is read, in
+    memory independent of the corpus size: grouped documents (draw pairs from them with
+    ``bert18.data.stream_sentence_pairs``), or packed rows served ``window`` rows at a time in an
+    order shuffled from ``seed`` and the epoch, each with a unique ``example_index``
+    (``bert18.data.streaming``); ``repeat`` makes the packed stream endless (a new pass, reshuffled,
+    when the corpus ends), as a Trainer run with ``max_steps`` wants it.
     """
     task_list = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
     if max_length < 4:
@@ -404,7 +414,10 @@ def prepare_pretraining_dataset(
     packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc)
     # Each row's masks are drawn from (seed, epoch, example_index): see bert18.collators.
     if isinstance(packed, datasets.IterableDataset):
-        return packed.map(lambda _, index: {"example_index": index}, with_indices=True)
+        from .streaming import ShuffledRows, windowed
+
+        features = datasets.Features({**packed.features, "example_index": datasets.Value("int64")})
+        return windowed(packed, ShuffledRows(), window, seed, features, repeat=repeat)
     return packed.add_column("example_index", np.arange(len(packed)))
 
 

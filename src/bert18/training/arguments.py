@@ -121,8 +121,20 @@ class DataArguments:
         default=None, metadata={"help": "a text file of entities, one per line, masked as units"}
     )
     num_proc: int | None = field(default=None, metadata={"help": "processes for data preparation"})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "stream the corpus (files read incrementally, or a Hub dataset with streaming=True) and "
+                          "prepare it as it is read: memory independent of the corpus size; needs max_steps"},
+    )
+    stream_window: int = field(
+        default=256,
+        metadata={"help": "streaming: documents (sentence tasks) or packed rows read at a time, shuffled together; "
+                          "sentence-pair negatives come from the same window"},
+    )
 
     def __post_init__(self):
+        if self.stream_window < 1:
+            raise ValueError(f"stream_window must be at least 1, got {self.stream_window}")
         _check_choice("packing", self.packing, PACKING_MODES)
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
