@@ -230,6 +230,48 @@ def _load_local_files(files: list[Path], streaming: bool, documents: str, load_k
     return dataset
 
 
+def write_sample_corpus(folder: str | os.PathLike, megabytes: float, num_shards: int = 8, seed: int = 0,
+                        compression: str | None = None) -> list[Path]:
+    """Write a corpus of about ``megabytes`` MB of distinct documents into ``num_shards`` ``.txt`` shards.
+
+    Each document is 3 to 24 sentences drawn at random from the built-in corpus (real English
+    prose, sentence-split by ``bert18.data.split_sentences``), documents separated by a blank line
+    (BERT's format): a corpus of any size, for testing memory and throughput at scale offline.
+    ``compression`` ``"gz"`` or ``"zst"`` compresses each shard. Returns the shard paths.
+    """
+    from .sentences import split_sentences
+
+    if megabytes <= 0 or num_shards < 1:
+        raise ValueError(f"need megabytes > 0 and num_shards >= 1, got {megabytes} and {num_shards}")
+    if compression not in (None, "gz", "zst"):
+        raise ValueError(f"compression must be None, 'gz' or 'zst', got {compression!r}")
+    sentences = [s for text in builtin_corpus()["text"] for s in split_sentences(text) if len(s) > 20]
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    per_shard = megabytes * 1e6 / num_shards
+    paths = []
+    for shard in range(num_shards):
+        path = folder / f"shard-{shard:05d}.txt{'.' + compression if compression else ''}"
+        if compression == "gz":
+            handle: IO[bytes] = gzip.open(path, "wb", compresslevel=1)  # noqa: SIM115 (closed by the with below)
+        elif compression == "zst":
+            import zstandard
+
+            handle = zstandard.ZstdCompressor(level=1).stream_writer(path.open("wb"), closefd=True)
+        else:
+            handle = path.open("wb")
+        with handle:
+            written = 0
+            while written < per_shard:
+                picks = rng.integers(len(sentences), size=int(rng.integers(3, 25)))
+                block = (" ".join(sentences[i] for i in picks) + "\n\n").encode("utf-8")
+                handle.write(block)
+                written += len(block)
+        paths.append(path)
+    return paths
+
+
 # ------------------------------------------------------------------ streaming local files
 
 
@@ -375,4 +417,4 @@ def _with_text_column(dataset: Any, text_column: str, source: Any) -> Any:
     return dataset
 
 
-__all__ = ["builtin_corpus", "load_corpus"]
+__all__ = ["builtin_corpus", "load_corpus", "write_sample_corpus"]

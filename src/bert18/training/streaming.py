@@ -26,10 +26,16 @@ def stream_state_file(checkpoint: str | Path, process_index: int) -> Path:
 
 
 class StreamStateCallback(TrainerCallback):
-    """Save the training data loader's state with each checkpoint; restore it from ``resume_from``."""
+    """Save the training data loader's state with each checkpoint; restore it from ``resume_from``.
 
-    def __init__(self, resume_from: str | None = None):
+    With ``trainer`` given, a resumed run also reloads the checkpoint's random states once its
+    first batches are fetched, as the Trainer does after skipping batches: starting the data loader
+    draws from torch's generator, which would shift dropout against the uninterrupted run."""
+
+    def __init__(self, resume_from: str | None = None, trainer: Trainer | None = None):
         self.resume_from = resume_from
+        self.trainer = trainer
+        self._rng_to_sync = False
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         if self.resume_from is None:
@@ -40,7 +46,13 @@ class StreamStateCallback(TrainerCallback):
                 f"{path} is missing: the checkpoint holds no stream position for rank {args.process_index}, so a "
                 "streamed run cannot resume exactly (resume with the same number of processes, or start over)")
         train_dataloader.load_state_dict(torch.load(path, weights_only=False))
+        self._rng_to_sync = self.trainer is not None
         logger.info("resumed the data stream from %s", path)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self._rng_to_sync:  # after the data loader started (the Trainer's own rng_to_sync, for streams)
+            self.trainer._load_rng_state(self.resume_from)
+            self._rng_to_sync = False
 
     def on_save(self, args, state, control, train_dataloader=None, **kwargs):
         if train_dataloader is None or not hasattr(train_dataloader, "state_dict"):
@@ -58,7 +70,7 @@ def configure_streaming(trainer: Trainer, resume_from: str | None) -> None:
     config.dispatch_batches = False  # each rank reads its own shards (IterableDataset.shard per rank)
     config.use_stateful_dataloader = True
     trainer.args.ignore_data_skip = True  # the saved state positions the stream; skipping would re-read it
-    trainer.add_callback(StreamStateCallback(resume_from))
+    trainer.add_callback(StreamStateCallback(resume_from, trainer))
 
 
 __all__ = ["StreamStateCallback", "configure_streaming", "stream_state_file"]
