@@ -141,7 +141,8 @@ class DynamicCollator:
         batch = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
-            "token_type_ids": torch.from_numpy(self.pad([e.get("token_type_ids") or () for e in examples], 0, width)),
+            "token_type_ids": torch.from_numpy(
+                self.pad([_or_empty(e.get("token_type_ids")) for e in examples], 0, width)),
         }
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels)
@@ -152,6 +153,11 @@ class DynamicCollator:
             if any(name in e for e in examples):
                 batch[name] = torch.tensor([_require(e, name) for e in examples], dtype=torch.long)
         return batch
+
+
+def _or_empty(values: Any) -> Any:
+    """``values``, or ``()`` when absent (numpy rows, e.g. ``with_format("numpy")``, have no truth value)."""
+    return () if values is None else values
 
 
 def _require(example: dict[str, Any], name: str) -> Any:
