@@ -354,3 +354,54 @@ def test_two_ranks_stream_disjoint_shards(tmp_path, minilm_path):
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
     assert np.isfinite(ranks[0]["losses"]).all()
+
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from bert18.cli import main
+code = main(sys.argv[1:])
+print("PEAK_RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, flush=True)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_streamed_ernie_pretraining_memory_does_not_grow_with_the_corpus(tmp_path, minilm_path):
+    """The issue's done criterion: `bert18 pretrain ernie-base --corpus=<shards> --streaming=true` (model
+    sizes small, 30 steps, phrases mined from the stream) peaks within 300 MB on a corpus ten times larger."""
+    overrides = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
+                 "max_position_embeddings": 128}
+    peaks = {}
+    for megabytes in (1.5, 15):
+        corpus = tmp_path / f"corpus-{megabytes}"
+        write_sample_corpus(corpus, megabytes, num_shards=8)
+        command = [sys.executable, "-c", PEAK_RSS_SCRIPT, "pretrain", "ernie-base", f"--corpus={corpus}",
+                   "--streaming=true", f"--tokenizer_name_or_path={minilm_path}",
+                   f"--config_overrides={json.dumps(overrides)}", "--max_length=128", "--per_device_train_batch_size=8",
+                   "--gradient_accumulation_steps=1", "--max_steps=30", "--save_steps=15", "--eval_strategy=no",
+                   "--validation_fraction=0", "--bf16=false", "--use_cpu=true", "--dataloader_num_workers=0",
+                   "--report_to=none", f"--output_dir={tmp_path / f'run-{megabytes}'}", "--disable_tqdm=true"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1200,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        peaks[megabytes] = float(re.search(r"PEAK_RSS_MB ([\d.]+)", done.stdout).group(1))
+    print(peaks)
+    assert peaks[15] - peaks[1.5] < 300, peaks
+
+
+RECIPES = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml") if not p.stem.startswith("finetune-"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_streams(path, tmp_path, minilm_path, shards):
+    """streaming: true in each packaged recipe (model sizes small): two steps train on streamed examples."""
+    recipe = parse_recipe(path, output_dir=str(tmp_path / "run"), **{
+        **SMALL, "corpus": str(shards), "tokenizer_name_or_path": minilm_path, "max_steps": 2, "bf16": False,
+        "fp16": False, "gradient_accumulation_steps": 1, "per_device_train_batch_size": 4, "save_strategy": "no",
+        "phrase_mining_documents": 50, "num_proc": None, "model_name_or_path": None,
+        "config_overrides": {**SMALL["config_overrides"], "embedding_size": 16}})
+    run = build_pretraining(recipe)
+    assert isinstance(run.train_dataset, datasets.IterableDataset)
+    run.trainer.train()
+    assert run.trainer.state.global_step == 2
+    assert all(np.isfinite(entry["loss"]) for entry in run.trainer.state.log_history if "loss" in entry)
