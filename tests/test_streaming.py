@@ -271,14 +271,16 @@ def _train(recipe):
     return run, losses
 
 
-def test_a_streamed_recipe_resumes_exactly(tmp_path, minilm_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_streamed_recipe_resumes_exactly(tmp_path, minilm_path, workers):
     """ERNIE tasks streamed with a window of 4 documents from 2 small shards: a run resumed from its
     step-5 checkpoint trains on the same batches (pairs and dynamic masks) as the uninterrupted run, into
-    its second pass over the corpus: the same losses and weights."""
+    its second pass over the corpus: the same losses and weights; also with two dataloader workers
+    (one shard each, their states saved by the StatefulDataLoader)."""
     corpus = tmp_path / "corpus"
     write_sample_corpus(corpus, megabytes=0.012, num_shards=2)
     common = dict(SMALL, corpus=str(corpus), tokenizer_name_or_path=minilm_path, max_steps=12, stream_window=4,
-                  save_strategy="steps", save_steps=5, save_total_limit=5)
+                  save_strategy="steps", save_steps=5, save_total_limit=5, dataloader_num_workers=workers)
     straight, straight_losses = _train(parse_recipe(TINY, output_dir=str(tmp_path / "straight"), **common))
     checkpoint = tmp_path / "straight" / "checkpoint-5"
     def stream_pass(step):
