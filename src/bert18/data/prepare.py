@@ -129,7 +129,8 @@ def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int) -> list[
     starts = np.array([s for s, _ in sentence_spans(text)], dtype=np.int64)
     if not len(offsets) or not len(starts):
         return []
-    last_chars = np.array([max(end - 1, start) for start, end in offsets], dtype=np.int64)
+    spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # one conversion in C, not a loop per token
+    last_chars = np.maximum(spans[:, 1] - 1, spans[:, 0])
     sentence = np.maximum(np.searchsorted(starts, last_chars, side="right") - 1, 0)
     edges = np.flatnonzero(np.diff(sentence)) + 1
     bounds = zip(np.r_[0, edges].tolist(), np.r_[edges, len(offsets)].tolist())
@@ -139,7 +140,7 @@ def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int) -> list[
 def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTrainedTokenizerFast,
                     max_sentence_tokens: int, text_column: str, span_column: str | None,
                     lexicon: LexiconMatcher | None, entities: bool, capitalization: bool, offsets_kept: bool,
-                    code_version: str) -> dict[str, list]:
+                    code_version: str, words_kept: bool = True) -> dict[str, list]:
     del code_version  # only part of the datasets cache key: new bert18 code, new cache
     texts = batch[text_column]
     for text, row in zip(texts, indices):
@@ -150,10 +151,11 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
     # "<mask>" in the text stays text.
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
     with_spans = bool(span_column or lexicon is not None or entities)
-    fields = (*_fields(capitalization, with_spans), *(("offsets",) if offsets_kept else ()))
+    fields = (*_fields(capitalization, with_spans, words_kept), *(("offsets",) if offsets_kept else ()))
     out: dict[str, list] = {field: [] for field in (*fields, "num_tokens", "dropped_spans")}
     for doc, (text, row) in enumerate(zip(texts, indices)):
-        ids, offsets, words = encoded["input_ids"][doc], encoded["offset_mapping"][doc], encoded.word_ids(doc)
+        ids, offsets = encoded["input_ids"][doc], encoded["offset_mapping"][doc]
+        words = encoded.word_ids(doc) if words_kept or capitalization else None
         dropped = 0
         if with_spans:
             user = batch[span_column][doc] if span_column else None
@@ -163,8 +165,9 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
         doc_fields: dict[str, list] = {field: [] for field in fields}
         for lo, hi in _pieces(text, offsets, max_sentence_tokens):
             doc_fields["input_ids"].append(ids[lo:hi])
-            first = words[lo]
-            doc_fields["word_ids"].append([(w - first) & 255 for w in words[lo:hi]])  # uint8, modulo 256
+            if words_kept:
+                first = words[lo]
+                doc_fields["word_ids"].append([(w - first) & 255 for w in words[lo:hi]])  # uint8, modulo 256
             if offsets_kept:
                 doc_fields["offsets"].append([list(pair) for pair in offsets[lo:hi]])
             if capitalization:
@@ -231,6 +234,7 @@ def tokenize_documents(
     num_proc: int | None = None,
     batch_size: int = 64,
     offsets: bool = False,
+    word_ids: bool = True,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """One row per document with every field a list per sentence (see the module docstring).
 
@@ -241,7 +245,8 @@ def tokenize_documents(
     document), a ``lexicon`` and/or ``capitalized_entities``; a span crossing a sentence edge is
     clipped to each side. A streaming ``IterableDataset`` is prepared lazily, as it is iterated.
     Span columns are stored only with a span source, ``capitalization_labels`` only with
-    ``capitalization``, ``offsets`` (characters of each token) only with ``offsets=True``.
+    ``capitalization``, ``offsets`` (characters of each token) only with ``offsets=True``;
+    ``word_ids=False`` leaves word ids out (rows to be packed for a vocabulary that marks word starts).
     """
     if not tokenizer.is_fast:
         raise ValueError("preparation needs a fast tokenizer (offsets and word ids); load it with use_fast=True")
@@ -265,10 +270,12 @@ def tokenize_documents(
         num_proc=num_proc,
         remove_columns=removed,
         features=_features(grouped=True, kept=kept, id_type=_id_type(tokenizer), capitalization=capitalization,
-                           spans=bool(span_column or lexicon is not None or capitalized_entities), offsets=offsets),
+                           spans=bool(span_column or lexicon is not None or capitalized_entities), offsets=offsets,
+                           words=word_ids),
         fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
                        span_column=span_column, lexicon=lexicon, entities=capitalized_entities,
-                       capitalization=capitalization, offsets_kept=offsets, code_version=_code_version()),
+                       capitalization=capitalization, offsets_kept=offsets, code_version=_code_version(),
+                       words_kept=word_ids),
         desc="Tokenizing sentences",
     )
     filter_kwargs = {} if isinstance(dataset, datasets.IterableDataset) else {
@@ -380,7 +387,8 @@ def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: in
     for doc, sentences in enumerate(batch["input_ids"]):
         for s, ids in enumerate(sentences):
             spans = tuple(batch[field][doc][s] for field in _SPAN_FIELDS) if with_spans else None
-            packer.add(ids, batch["word_ids"][doc][s], capitals[doc][s] if capitals is not None else None, spans)
+            words = batch["word_ids"][doc][s] if packer.words else ()
+            packer.add(ids, words, capitals[doc][s] if capitals is not None else None, spans)
         if boundary is not None:
             packer.document_ended = True
         else:
@@ -478,16 +486,17 @@ def prepare_pretraining_dataset(
                          f"({tasks.max_position_embeddings})")
     grouped = bool(DOCUMENT_TASKS & set(task_list))
     capitalization = "capitalization" in task_list
+    keep_words = grouped or (not marks_word_starts(tokenizer) if word_ids is None else word_ids)
     documents = tokenize_documents(
         dataset, tokenizer,
         # room for the special tokens of a pair ([CLS] A [SEP] B [SEP]; RoBERTa <s> A </s></s> B </s>) or a row
         max_sentence_tokens=max_length - (tokenizer.num_special_tokens_to_add(pair=True) if grouped else 2),
         text_column=text_column, span_column=span_column, lexicon=lexicon,
         capitalized_entities=capitalized_entities, capitalization=capitalization, num_proc=num_proc,
+        word_ids=keep_words,
     )
     if grouped:
         return documents
-    keep_words = not marks_word_starts(tokenizer) if word_ids is None else word_ids
     packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc, word_ids=keep_words)
     # Each row's masks are drawn from (seed, epoch, example_index): see bert18.collators.
     if isinstance(packed, datasets.IterableDataset):
