@@ -478,3 +478,89 @@ def test_pad_aware_positions_from_the_attention_mask_with_inputs_embeds():
         embeds = model.get_input_embeddings()(padded)
         from_embeds = model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state[:, 2:]
     assert max_diff(from_ids, expected) <= TOL and max_diff(from_embeds, expected) <= TOL
+
+
+# --- Fine-tuned RoBERTa classifiers keep their head; conversion copies ---------------------------
+
+
+@pytest.mark.parametrize("config_class", [RobertaConfig, XLMRobertaConfig], ids=["roberta", "xlm-roberta"])
+@pytest.mark.parametrize("problem_type,labels", [("single_label_classification", 3), ("regression", 1)])
+def test_roberta_sequence_classifier_converts_with_its_head(tmp_path, caplog, config_class, problem_type, labels):
+    """RoBERTa's classification head (dense + tanh over <s>, out_proj) becomes bert18's pooler and
+    classifier: logits equal transformers' on a padded batch, from the object, the folder and a
+    converted checkpoint, and no weight is left behind."""
+    torch.manual_seed(0)
+    config = config_class(**TINY, pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=64 + 2,
+                          type_vocab_size=1, num_labels=labels, problem_type=problem_type)
+    source = perturbed(transformers.AutoModelForSequenceClassification.from_config(config), seed=9)
+    source.save_pretrained(tmp_path / "source")
+    convert_checkpoint(tmp_path / "source", tmp_path / "converted")
+    with caplog.at_level("WARNING"):
+        models = {
+            "object": from_transformers(source),
+            "folder": bert18.Bert18ForSequenceClassification.from_pretrained(tmp_path / "source"),
+            "converted": bert18.Bert18ForSequenceClassification.from_pretrained(tmp_path / "converted"),
+        }
+    assert "no bert18 counterpart" not in caplog.text and "newly initialized" not in caplog.text
+    batch = random_batch(100, [40, 7, 19], pad_token_id=1)
+    with torch.no_grad():
+        expected = source(**batch).logits
+        for how, model in models.items():
+            assert type(model) is bert18.Bert18ForSequenceClassification, how
+            logits = model.eval()(**batch).logits
+            print(f"\n{config_class.model_type} {problem_type} classifier ({how}): max |diff| logits "
+                  f"{max_diff(logits, expected):.3g}")
+            assert max_diff(logits, expected) <= TOL
+    # the head landed where it computes the same thing, not merely somewhere harmless
+    head = source.classifier
+    assert torch.equal(models["object"].bert18.pooler.dense.weight, head.dense.weight)
+    assert torch.equal(models["object"].classifier.weight, head.out_proj.weight)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: BertForMaskedLM(BertConfig(**TINY)),
+    lambda: transformers.RobertaForSequenceClassification(RobertaConfig(**TINY, pad_token_id=1, num_labels=2,
+                                                                        max_position_embeddings=34)),
+    lambda: AlbertForPreTraining(AlbertConfig(**TINY, embedding_size=16)),
+], ids=["bert-mlm", "roberta-classifier", "albert-pretraining"])
+def test_from_transformers_copies_the_weights(build):
+    """The converted model shares no memory with its source: training it leaves the source as it was
+    (and the reverse); weights tied in the source stay tied in the copy."""
+    torch.manual_seed(0)
+    source = perturbed(build())
+    before = {name: value.clone() for name, value in source.state_dict().items()}
+    model = from_transformers(source)
+    source_memory = {t.untyped_storage().data_ptr() for t in source.state_dict().values()}
+    shared = [name for name, t in model.state_dict().items() if t.untyped_storage().data_ptr() in source_memory]
+    assert shared == []
+    if hasattr(model, "lm_head"):
+        assert model.lm_head.decoder.weight.data_ptr() == model.bert18.embeddings.word_embeddings.weight.data_ptr()
+
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    batch = random_batch(100, [12, 5], pad_token_id=1)
+    output = model(**batch)
+    scores = [v for value in output.values() for v in (value.values() if isinstance(value, dict) else [value])]
+    loss = sum(score.float().pow(2).mean() for score in scores if isinstance(score, torch.Tensor))
+    loss.backward()
+    optimizer.step()
+    changed = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert len(changed) > 10
+    for name, value in source.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    after_training = {name: value.clone() for name, value in model.state_dict().items()}
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(1.0)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, after_training[name]), name
+
+
+def test_an_unsaved_fine_tuned_object_keeps_its_head():
+    """A task model built in memory has no ``architectures`` in its config: its class says which head."""
+    torch.manual_seed(0)
+    source = perturbed(transformers.BertForQuestionAnswering(BertConfig(**TINY)))
+    assert not source.config.architectures
+    model = from_transformers(source)
+    assert type(model) is bert18.Bert18ForQuestionAnswering
+    assert torch.equal(model.qa_outputs.weight, source.qa_outputs.weight)

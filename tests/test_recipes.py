@@ -314,3 +314,26 @@ def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path):
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
         assert torch.allclose(value, reference[name], atol=1e-6), name
+
+
+def test_resume_with_persistent_workers_is_exact(tmp_path, minilm_path):
+    """The tiny ERNIE recipe (sentence pairs, knowledge masking, dropout, an evaluation every 4 steps)
+    with two persistent DataLoader workers, interrupted after step 5 and resumed to step 25, across
+    two epoch boundaries: the losses and weights of an uninterrupted run drawing everything in one
+    process. The workers must draw the epoch that is set (SharedEpoch), and starting a DataLoader
+    iterator (once per run with persistent workers, once per epoch and evaluation without, again on
+    resume) must not advance the global RNG that dropout uses (own_generator)."""
+    common = dict(SMALL, tokenizer_name_or_path=minilm_path, max_steps=25, max_documents=4, eval_strategy="steps",
+                  eval_steps=4, validation_fraction=0.25, save_strategy="steps", save_steps=100)
+    workers = dict(dataloader_num_workers=2, dataloader_persistent_workers=True)
+    straight, straight_losses = _train(parse_recipe(TINY, output_dir=str(tmp_path / "straight"), **common))
+    assert straight.trainer.state.epoch > 2  # the resumed part crosses two epoch boundaries
+    interrupted = str(tmp_path / "interrupted")
+    first, first_losses = _train(parse_recipe(TINY, output_dir=interrupted, **{**common, **workers}), [SendSignal(5)])
+    assert first.trainer.state.global_step == 5
+    resumed, resumed_losses = _train(parse_recipe(TINY, output_dir=interrupted, resume_from_checkpoint="true",
+                                                  **{**common, **workers}))
+    assert {**first_losses, **resumed_losses} == straight_losses
+    expected = straight.trainer.model.state_dict()
+    for name, value in resumed.trainer.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name

@@ -144,6 +144,11 @@ _HEADS = [
     (r"predictions\.decoder\.weight", "lm_head.decoder.weight"),
     (r"predictions\.(?:decoder\.)?bias", "lm_head.decoder.bias"),
     (r"sop_classifier\.classifier\.(weight|bias)", r"heads.sop.\1"),  # ALBERT SOP
+    # RoBERTa sequence classification: dense + tanh over <s>, then out_proj. That is bert18's pooler
+    # (dense + tanh over the first token) and classifier: the same function (in eval mode; in training
+    # RoBERTa also drops out the <s> state before its dense layer).
+    (r"classifier\.dense\.(weight|bias)", r"bert18.pooler.dense.\1"),
+    (r"classifier\.out_proj\.(weight|bias)", r"classifier.\1"),
     (r"(classifier|qa_outputs)\.(weight|bias)", r"\1.\2"),  # BERT/ALBERT downstream heads
 ]
 _BASE_PREFIXES = ("bert.", "roberta.", "albert.")
@@ -162,8 +167,8 @@ def convert_state_dict(
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename and fuse a transformers state dict into bert18's names (base weights under ``bert18.``).
 
-    Returns the converted dict and the source names that have no bert18 counterpart (e.g. RoBERTa's
-    classification head, whose dense + tanh layer bert18 expresses as the pooler of a fresh head).
+    Returns the converted dict and the source names that have no bert18 counterpart. Converted
+    tensors may share memory with ``state_dict`` (``from_transformers`` copies them).
     """
     # Checkpoints converted from TensorFlow may still call the LayerNorm parameters gamma and beta.
     state_dict = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
@@ -286,7 +291,11 @@ def from_transformers(
     """
     if isinstance(model_or_path, PreTrainedModel):
         config = config_from_transformers(model_or_path.config)
-        state_dict, skipped = convert_state_dict(model_or_path.state_dict(), config, model_or_path.config.model_type)
+        # the object's own class first: a model never saved has no architectures in its config
+        config.architectures = [type(model_or_path).__name__, *(config.architectures or [])]
+        source = model_or_path.state_dict()
+        state_dict, skipped = convert_state_dict(source, config, model_or_path.config.model_type)
+        state_dict = _unshared(state_dict, source)
         if skipped:
             logger.warning("weights with no bert18 counterpart, not converted: %s", ", ".join(skipped))
     else:
@@ -299,6 +308,22 @@ def from_transformers(
             logger.warning("converting into Bert18Model leaves out the heads: %s", ", ".join(dropped))
         state_dict = {k.removeprefix("bert18."): v for k, v in state_dict.items() if k.startswith("bert18.")}
     return model_class.from_pretrained(None, config=config, state_dict=state_dict)
+
+
+def _unshared(converted: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``converted`` with a copy of every tensor that shares memory with ``source``, so that training
+    the converted model never changes the source model (nor the reverse). Tensors that were one
+    (tied weights) stay one; tensors conversion already made anew (fused q/k/v) are not copied twice."""
+    source_memory = {t.untyped_storage().data_ptr() for t in source.values() if t.device.type != "meta"}
+    copies: dict[int, torch.Tensor] = {}
+    out = {}
+    for name, tensor in converted.items():
+        if tensor.device.type != "meta" and tensor.untyped_storage().data_ptr() in source_memory:
+            if id(tensor) not in copies:
+                copies[id(tensor)] = tensor.detach().clone()
+            tensor = copies[id(tensor)]
+        out[name] = tensor
+    return out
 
 
 def convert_checkpoint(

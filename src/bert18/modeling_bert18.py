@@ -300,7 +300,11 @@ class Bert18PreTrainedModel(PreTrainedModel):
     config: Bert18Config
     base_model_prefix = "bert18"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["Bert18Embeddings", "Bert18Attention", "Bert18FeedForward"]
+    # The FSDP wrap units (accelerate's TRANSFORMER_BASED_WRAP reads this list) and the blocks device_map never
+    # splits. Not Bert18Embeddings: its word embeddings are tied to the MLM decoder, and a tied parameter must sit
+    # in one FSDP group, which accelerate builds from the input and output embeddings themselves. A shared ALBERT
+    # block is one module, so one unit, however many layers apply it.
+    _no_split_modules = ["Bert18Attention", "Bert18FeedForward"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -1034,7 +1038,9 @@ class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
         **kwargs: Any,
     ) -> QuestionAnsweringModelOutput:
         """``start_positions``/``end_positions``: token index of the answer span [batch]; indices
-        outside the sequence (answers cut off by truncation) are ignored in the loss."""
+        outside the sequence (answers cut off by truncation) are ignored in the loss. Logits at
+        padding (``attention_mask`` 0) are the dtype's minimum, so the softmax of the loss and any
+        argmax run over real tokens only."""
         outputs = self.bert18(
             input_ids,
             attention_mask=attention_mask,
@@ -1046,6 +1052,12 @@ class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
             **kwargs,
         )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            # Padding never wins an argmax nor takes probability: the dtype's minimum, as transformers
+            # masks attention scores (finite, unlike -inf: a softmax or a difference never gives NaN).
+            padding = attention_mask.eq(0)
+            start_logits = start_logits.masked_fill(padding, torch.finfo(start_logits.dtype).min)
+            end_logits = end_logits.masked_fill(padding, torch.finfo(end_logits.dtype).min)
         loss = None
         if start_positions is not None and end_positions is not None:
             ignored = start_logits.size(1)

@@ -3,10 +3,10 @@
 ``MLMCollator`` (token / whole-word / n-gram / span masking), ``KnowledgeMaskingCollator`` (ERNIE's
 phrase and entity units), ``PermutationLMCollator`` (XLNet's factorization orders as attention
 masks), ``PretrainingCollator`` (composes the tasks of a ``Bert18Config``), and ``SetEpochCallback``
-to give them the Trainer's epoch.
+to give them the Trainer's epoch (``SharedEpoch`` carries it into every DataLoader worker).
 """
 
-from .base import DynamicCollator, SetEpochCallback
+from .base import DynamicCollator, SetEpochCallback, SharedEpoch
 from .knowledge import LEVELS, KnowledgeMaskingCollator
 from .mlm import GRANULARITIES, MLMCollator, word_start_table
 from .permutation import PLM_INPUTS, PermutationLMCollator, permutation_masks, ranks_of_order
@@ -15,6 +15,7 @@ from .pretraining import PretrainingCollator
 __all__ = [
     "DynamicCollator",
     "SetEpochCallback",
+    "SharedEpoch",
     "GRANULARITIES",
     "MLMCollator",
     "word_start_table",

@@ -9,9 +9,15 @@ create per example, and a whole batch's numbers in a few array operations.
 ``prepare_pretraining_dataset`` and ``SentencePairDataset`` put ``example_index`` on every example;
 the epoch comes from ``set_epoch``, which ``SetEpochCallback`` calls at the start of every Trainer
 epoch (also on resume).
+
+The epoch is shared with every ``DataLoader`` worker (``SharedEpoch``): ``set_epoch`` runs in the
+main process, the draws happen in the workers, and persistent workers live across epochs, so a
+plain attribute would freeze at the epoch the workers were started with and dynamic masking would
+silently turn static.
 """
 
 import math
+import operator
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -55,24 +61,74 @@ def uniform(keys: np.ndarray, count: int, stream: int) -> np.ndarray:
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-class DynamicCollator:
-    """Base class: ``seed``, ``epoch``, per-example random keys and padding to tensors."""
+class SharedEpoch:
+    """Mixin: an ``epoch`` that every ``DataLoader`` worker reads live, persistent workers included.
+
+    The epoch is one int64 in shared memory (as ``datasets.IterableDataset`` keeps its own epoch):
+    worker processes hold a copy of the collator or dataset made when they start (forked or
+    pickled), but that copy reads the same memory, so ``set_epoch`` in the main process reaches
+    every draw made after it, in any process, however many workers and whether they persist or
+    not. Nothing is sent per example, and a draw stays a pure function of (seed, epoch, example).
+
+    Order: call ``set_epoch`` *before* iterating the ``DataLoader`` for that epoch (``for batch in
+    loader`` after it, as the Trainer does through ``SetEpochCallback``): workers start collating
+    the first batches of an epoch as soon as its iterator is created.
+
+    Anything that draws per epoch can use it, a streaming pipeline too: subclass ``SharedEpoch``
+    (an ``IterableDataset`` that builds examples, or a transform) and read ``self.epoch`` where the
+    random numbers are drawn, in ``__iter__`` or ``__call__``, never cache it in ``__init__``.
+    A plain ``pickle`` (or ``copy.deepcopy``) makes an independent copy with its own shared epoch.
+    """
+
+    def _epoch_tensor(self) -> torch.Tensor:
+        shared = self.__dict__.get("_shared_epoch")
+        if shared is None:  # created by the first set_epoch/epoch access, normally in __init__
+            shared = self.__dict__["_shared_epoch"] = torch.zeros(1, dtype=torch.int64, device="cpu").share_memory_()
+        return shared
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose draws are made now (0 until ``set_epoch``)."""
+        return int(self._epoch_tensor().item())  # .item(): a tenth of the cost of indexing (read per draw)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        try:
+            epoch = operator.index(value)  # int, numpy or 0-d tensor integers; not 1.5, not "1"
+        except TypeError:
+            epoch = -1
+        if isinstance(value, bool) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {value!r}")
+        self._epoch_tensor()[0] = epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the masks (pairs, orders) of epoch ``epoch`` from now on, in this process and every worker."""
+        self.epoch = epoch
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A plain pickle restores the epoch as private memory: share it again, so that workers
+        # forked from the restored object still follow its set_epoch.
+        self.__dict__.update(state)
+        shared = self.__dict__.get("_shared_epoch")
+        if shared is not None and not shared.is_shared():
+            shared.share_memory_()
+
+
+class DynamicCollator(SharedEpoch):
+    """Base class: ``seed``, ``epoch`` (shared with DataLoader workers), per-example random keys and
+    padding to tensors."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, seed: int = 0, pad_to_multiple_of: int | None = None):
         if tokenizer.pad_token_id is None:
             raise ValueError(f"{type(self).__name__} needs a tokenizer with a pad token to pad batches")
         self.tokenizer = tokenizer
         self.seed = seed
-        self.epoch = 0
+        self.epoch = 0  # shared memory, created here in the main process (see SharedEpoch)
         self.pad_to_multiple_of = pad_to_multiple_of
         self.special_ids = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
         self.special_table = np.zeros(max(len(tokenizer), int(self.special_ids.max()) + 1), dtype=bool)
         self.special_table[self.special_ids] = True
         self._fallback_index = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the masks of epoch ``epoch`` from now on."""
-        self.epoch = int(epoch)
 
     def keys(self, examples: Sequence[dict[str, Any]]) -> np.ndarray:
         """One 64-bit key per example, mixing (seed, epoch, example_index)."""
@@ -167,16 +223,47 @@ def _require(example: dict[str, Any], name: str) -> Any:
     return example[name]
 
 
+def own_generator(loader: Any, seed: int) -> None:
+    """Give a ``DataLoader`` without one its own ``generator``, so that starting an iterator over it
+    never draws from the global torch RNG that dropout uses.
+
+    Each new iterator draws a worker base seed from ``loader.generator``, the global RNG when it is
+    None; persistent workers keep one iterator for the whole run, a resumed run starts a new one.
+    The global RNG then advances differently with 0 workers, with persistent workers, and after a
+    resume, and the dropout masks of a resumed run part from those of an uninterrupted one.
+    """
+    loader = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps the DataLoader
+    if loader is not None and getattr(loader, "generator", False) is None:
+        # on the default device, as the DataLoader draws its seed with torch.empty(()) (accelerate does the same)
+        loader.generator = torch.Generator(device=torch.get_default_device()).manual_seed(seed)
+
+
 class SetEpochCallback(TrainerCallback):
-    """Tell collators and datasets the epoch at the start of each Trainer epoch (resume included)."""
+    """Tell collators and datasets the epoch at the start of each Trainer epoch (resume included).
+
+    The targets share the epoch with the DataLoader workers (``SharedEpoch``), and the Trainer calls
+    ``on_epoch_begin`` before it starts the epoch's iterator, so the workers draw every batch of an
+    epoch, the first ones included, for that epoch. At the start of training the callback also gives
+    the training DataLoader its own generator (``own_generator``): the run's dropout then does not
+    depend on the number of workers, on whether they persist, or on a resume.
+    """
 
     def __init__(self, *targets: Any):
         self.targets = [t for t in targets if hasattr(t, "set_epoch")]
+        self.epoch: int | None = None
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        own_generator(train_dataloader, args.seed)
+        self.epoch = None
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        epoch = math.floor((state.epoch or 0) + 1e-6)
+        # The Trainer's own epoch counter: the whole epochs done at the first epoch of a run (a resumed
+        # run starts inside one), then one more per epoch. state.epoch alone would not do for a stream:
+        # its unit is max_steps, so a pass that ends early leaves it fractional (0.33 at the second pass).
+        self.epoch = math.floor((state.epoch or 0) + 1e-6) if self.epoch is None else self.epoch + 1
         for target in self.targets:
-            target.set_epoch(epoch)
+            target.set_epoch(self.epoch)
 
 
-__all__ = ["DynamicCollator", "SetEpochCallback", "SEQUENCE_LABELS", "TOKEN_LABELS", "example_keys", "uniform"]
+__all__ = ["DynamicCollator", "SetEpochCallback", "SharedEpoch", "SEQUENCE_LABELS", "TOKEN_LABELS", "example_keys",
+           "own_generator", "uniform"]

@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..collators.base import SharedEpoch
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 
 logger = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def _pointers(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
 
 
-class SentencePairDataset(torch.utils.data.Dataset):
+class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
     """Pairs of segments for the sentence-level pretraining tasks, one item per chunk (see the module docstring).
 
     Args:
@@ -180,8 +181,9 @@ class SentencePairDataset(torch.utils.data.Dataset):
     per process and per draw, ``truncated_pairs``. ``chunks_index`` holds each item's
     ``(document row, first sentence, end sentence)``, sentences counted within the document.
 
-    With a ``DataLoader``, call ``set_epoch`` before each epoch and leave ``persistent_workers`` off, so
-    the workers see the new epoch.
+    With a ``DataLoader``, call ``set_epoch`` before iterating each epoch: the epoch is shared with the
+    workers (``bert18.collators.SharedEpoch``), so any number of workers, persistent or not, draw the
+    pairs of the epoch set.
     """
 
     def __init__(
@@ -394,12 +396,6 @@ class SentencePairDataset(torch.utils.data.Dataset):
             logger.warning("only one document: no other document for %s, so %s", self.pair_task, fallback)
 
     # ------------------------------------------------------------------ access
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the pairs of ``epoch`` from now on (dynamic pairing: new pairs every epoch)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be non-negative, got {epoch}")
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self._chunks)

@@ -15,7 +15,9 @@ multi-task pretraining are filled in here:
   evaluation), summed over all processes, so they reach the console, the progress bar, TensorBoard
   and ``state.log_history`` like the Trainer's own loss.
 - **Epochs.** ``SetEpochCallback`` gives the collator and the dataset the epoch, so masks and
-  sentence pairs are drawn afresh each epoch and reproduced on resume.
+  sentence pairs are drawn afresh each epoch and reproduced on resume, in DataLoader workers too
+  (persistent or not). The training and evaluation DataLoaders get their own generator, so dropout
+  does not depend on the number of workers, on whether they persist, or on a resume.
 
 ``create_model_card`` writes bert18's card (``bert18.training.model_card``), so ``push_to_hub``
 uploads it through transformers' own Hub code.
@@ -27,8 +29,10 @@ import torch
 from transformers import Trainer
 
 from ..collators import SetEpochCallback
+from ..collators.base import own_generator
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
+from .sharding import save_full_model, saves_sharded_state
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -59,10 +63,9 @@ class TaskMetrics:
                 continue
             keep = labels.ne(-100)
             count = keep.sum()
-            # task_losses are sums divided by the step's count of targets when the Trainer passed one
-            # (Bert18Trainer: a mapping per task), else this batch's means: undo either to get the sum.
-            normaliser = num_items_in_batch.get(task, count) if isinstance(num_items_in_batch, dict) else count
-            loss_sum = loss.detach().float() * normaliser
+            # task_losses are always this batch's plain means (only the training loss is normalised by
+            # num_items_in_batch), so this batch's count undoes them, on every rank and micro-batch.
+            loss_sum = loss.detach().float() * count
             rows.append(torch.stack([loss_sum, _correct(logits, labels, keep).float(), count.float()]))
         device = next((row.device for row in rows if row.device.type != "cpu"), rows[0].device)
         step = torch.stack([row.to(device) for row in rows])
@@ -117,6 +120,13 @@ class Bert18Trainer(Trainer):
         self.eval_metrics = TaskMetrics(self.pretraining_tasks)
         self.add_callback(SetEpochCallback(self.train_dataset, self.data_collator))
 
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        """The Trainer's, with its own generator: starting it never advances the global RNG (which a
+        cached persistent-worker loader would do once, a fresh loader every evaluation)."""
+        loader = super().get_eval_dataloader(eval_dataset)
+        own_generator(loader, self.args.seed)
+        return loader
+
     def _pretraining(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), Bert18ForPreTraining)
 
@@ -164,6 +174,17 @@ class Bert18Trainer(Trainer):
                                          metric_key_prefix)
         output.metrics.update(self.eval_metrics.report(self.accelerator, prefix=f"{metric_key_prefix}_"))
         return output
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's ``save_model``; under FSDP with sharded checkpoints (which it would leave without
+        weights) the full model is gathered and saved (``bert18.training.sharding``), here and for
+        ``push_to_hub``; checkpoints (an explicit ``output_dir`` from the Trainer) stay sharded."""
+        if saves_sharded_state(self) and (not _internal_call or output_dir is None):
+            save_full_model(self, output_dir)
+            if self.args.push_to_hub and not _internal_call:
+                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+            return
+        super().save_model(output_dir, _internal_call)
 
     def create_model_card(self, **kwargs: Any) -> None:
         """bert18's model card for a pretraining run (transformers' otherwise); ``push_to_hub`` calls it."""
