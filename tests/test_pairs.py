@@ -73,6 +73,9 @@ class Rows:
             self.tokens.append(np.array([t for ids in doc["input_ids"] for t in ids], dtype=np.int32))
             self.capitals.append([c for labels in doc["capitalization_labels"] for c in labels])
             self.words.append([(s, w) for s, words in enumerate(doc["word_ids"]) for w in words])
+            if "span_starts" not in doc:  # prepared without a span source: no span columns
+                self.spans.append([])
+                continue
             self.spans.append([(int(starts[s]) + a, int(starts[s]) + b, kind) for s in range(len(starts) - 1)
                                for a, b, kind in zip(doc["span_starts"][s], doc["span_ends"][s], doc["span_kinds"][s])])
         self.doc_starts = np.cumsum([0] + [len(t) for t in self.tokens])

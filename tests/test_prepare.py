@@ -31,11 +31,16 @@ def test_grouped_documents_keep_every_token_in_order(corpus, tokenizer, ernie_do
     """Per-sentence tokens, concatenated, are exactly the tokenizer's tokens of the whole document."""
     assert len(ernie_documents) == len(corpus)  # no document of the built-in corpus is empty
     assert ernie_documents["module"] == corpus["module"]
-    for text, sentences, offsets in zip(corpus["text"], ernie_documents["input_ids"], ernie_documents["offsets"]):
-        reference = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    for text, sentences in zip(corpus["text"], ernie_documents["input_ids"]):
+        reference = tokenizer(text, add_special_tokens=False)
         assert _flat(sentences) == reference["input_ids"]
-        assert _flat(offsets) == [list(pair) for pair in reference["offset_mapping"]]
         assert all(0 < len(ids) <= 128 - 3 for ids in sentences)  # room for [CLS] A [SEP] B [SEP]
+    # offsets are kept on request only (the collators do not read them)
+    assert "offsets" not in ernie_documents.column_names
+    with_offsets = tokenize_documents(corpus.select(range(20)), tokenizer, 125, offsets=True)
+    for text, offsets in zip(corpus["text"][:20], with_offsets["offsets"]):
+        reference = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        assert _flat(offsets) == [list(pair) for pair in reference["offset_mapping"]]
 
 
 def test_capitalization_labels_follow_the_original_text(corpus, tokenizer, ernie_documents):
@@ -102,10 +107,10 @@ def test_packed_rows_are_full_and_lose_nothing(corpus, tokenizer):
     packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     real = []
-    for ids, special in zip(packed["input_ids"], packed["special_tokens_mask"]):
+    assert "special_tokens_mask" not in packed.column_names  # the special ids mark them (text never has them)
+    for ids in packed["input_ids"]:
         assert len(ids) <= 128 and ids[0] == cls and ids[-1] == sep
-        assert special == [int(t in (cls, sep)) for t in ids]
-        real.extend(t for t, s in zip(ids, special) if not s)
+        real.extend(t for t in ids if t not in (cls, sep))
     expected = [t for text in corpus["text"] for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
     assert real == expected
     fill = len(real) / (128 * len(packed))
@@ -165,7 +170,7 @@ def test_spans_survive_a_first_batch_without_any(corpus, tokenizer):
                                              num_proc=num_proc)
         kinds = [k for row in packed["span_kinds"] for k in row]
         assert kinds and set(kinds) == {"phrase"} and expected >= 1
-        assert packed.features["span_starts"].feature.dtype == "int32"
+        assert packed.features["span_starts"].feature.dtype == "uint16"  # token positions in a row: compact
 
 
 def test_sentencepiece_and_byte_level_tokenizers(corpus):
@@ -181,7 +186,7 @@ def test_sentencepiece_and_byte_level_tokenizers(corpus):
     for algorithm, style in (("unigram", "bert"), ("bpe", "roberta")):
         trained = train_tokenizer(list(corpus["text"][:60]), algorithm=algorithm, special_tokens_style=style,
                                   vocab_size=2000, lowercase=False, show_progress=False)
-        row = tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), trained)[0]
+        row = tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), trained, offsets=True)[0]
         assert _flat(row["input_ids"]) == trained(text, add_special_tokens=False)["input_ids"]
         checked = 0
         for (start, end), label in zip(_flat(row["offsets"]), _flat(row["capitalization_labels"])):
@@ -229,8 +234,13 @@ def test_streaming_corpus_is_prepared_lazily(tokenizer, tmp_path):
     streamed = prepare_pretraining_dataset(load_corpus(tmp_path / "c.txt", streaming=True), tokenizer, ["mlm"],
                                            max_length=16)
     rows = list(streamed)
-    assert [r["example_index"] for r in rows] == list(range(len(rows)))
-    assert tokenizer.decode(rows[0]["input_ids"], skip_special_tokens=True).startswith("first document.")
+    # Streamed rows come window by window in a shuffled order, each with a unique example_index
+    # (bert18.data.streaming); the rows themselves are the map-style preparation's.
+    assert len({r["example_index"] for r in rows}) == len(rows)
+    mapped = prepare_pretraining_dataset(load_corpus(tmp_path / "c.txt"), tokenizer, ["mlm"], max_length=16)
+    assert sorted(r["input_ids"] for r in rows) == sorted(mapped["input_ids"])
+    assert any(tokenizer.decode(r["input_ids"], skip_special_tokens=True).startswith("first document.") for r in rows)
+
 
 
 def test_long_sentences_are_cut_at_word_boundaries(tokenizer):

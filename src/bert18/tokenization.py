@@ -280,6 +280,113 @@ def _build_pipeline(
     return tokenizer, trainer
 
 
+def _word_counts(tokenizer: Tokenizer, corpus: _Corpus) -> Counter[str]:
+    """How often each pre-token (word) occurs: the corpus normalized and pre-tokenized by the pipeline
+    itself, text by text, so memory grows with the number of distinct words, not with the corpus."""
+    counts: Counter[str] = Counter()
+    normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
+    for batch in corpus:
+        for text in batch:
+            normalized = normalizer.normalize_str(text) if normalizer is not None else text
+            counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalized))
+    return counts
+
+
+def _deterministic_wordpiece_vocab(counts: Counter[str], vocab_size: int, min_frequency: int,
+                                   specials: Sequence[str], limit_alphabet: int | None,
+                                   prefix: str = "##") -> dict[str, int]:
+    """WordPiece vocabulary by the merge loop of ``tokenizers``' ``WordPieceTrainer`` (BPE with a
+    continuation prefix), made deterministic.
+
+    ``tokenizers`` numbers the continuation symbols (``##e``) in hash-map order and breaks ties
+    between equally frequent pairs by those numbers, so two runs on the same corpus can learn
+    different vocabularies (even different sizes). Here every order is fixed: special tokens, then
+    the alphabet by code point (the ``limit_alphabet`` most frequent characters, ties by code
+    point), then continuation symbols by code point, then merged tokens in merge order, the most
+    frequent pair first and ties broken by the smaller ids, as ``tokenizers`` does with its own
+    ids. The same word counts and settings always give the same vocabulary, byte for byte.
+    """
+    import heapq
+
+    vocab: dict[str, int] = {}
+    tokens: list[str] = []
+
+    def add(token: str) -> int:
+        if token not in vocab:
+            vocab[token] = len(tokens)
+            tokens.append(token)
+        return vocab[token]
+
+    for token in specials:
+        add(token)
+    characters: Counter[str] = Counter()
+    for word, count in counts.items():
+        for character in word:
+            characters[character] += count
+    alphabet = sorted(characters)
+    if limit_alphabet is not None and len(alphabet) > limit_alphabet:
+        alphabet = sorted(sorted(characters, key=lambda c: (-characters[c], c))[:limit_alphabet])
+    allowed = set(alphabet)
+    for character in alphabet:
+        add(character)
+    for symbol in sorted({prefix + c for word in counts for c in word[1:] if c in allowed}):
+        add(symbol)
+
+    # Words as lists of symbol ids (characters outside the alphabet dropped, as tokenizers does).
+    ordered = sorted(counts.items())
+    words = [[vocab[c if i == 0 else prefix + c] for i, c in enumerate(word) if c in allowed] for word, _ in ordered]
+    frequencies = [count for _, count in ordered]
+    pair_counts: Counter[tuple[int, int]] = Counter()
+    where: dict[tuple[int, int], set[int]] = {}
+    for index, (symbols, count) in enumerate(zip(words, frequencies)):
+        for pair in itertools.pairwise(symbols):
+            pair_counts[pair] += count
+            where.setdefault(pair, set()).add(index)
+
+    def entry(pair: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+        return -pair_counts[pair], pair  # ties: the smaller ids first, as tokenizers (ids fixed here)
+
+    heap = [entry(pair) for pair in pair_counts]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size and heap:
+        negative, pair = heapq.heappop(heap)
+        count = pair_counts[pair]
+        if -negative != count:  # stale: its count changed since it was pushed
+            if count > 0:
+                heapq.heappush(heap, entry(pair))
+            continue
+        if count < min_frequency:
+            break
+        first, second = tokens[pair[0]], tokens[pair[1]]
+        merged_id = add(first + (second[len(prefix):] if second.startswith(prefix) else second))
+        touched = set()
+        for index in sorted(where.pop(pair, ())):
+            symbols = words[index]
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and symbols[i] == pair[0] and symbols[i + 1] == pair[1]:
+                    merged.append(merged_id)
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            if len(merged) == len(symbols):
+                continue
+            count_of_word = frequencies[index]
+            for old in itertools.pairwise(symbols):
+                pair_counts[old] -= count_of_word
+                touched.add(old)
+            for new in itertools.pairwise(merged):
+                pair_counts[new] += count_of_word
+                where.setdefault(new, set()).add(index)
+                touched.add(new)
+            words[index] = merged
+        for changed in sorted(touched):
+            if changed != pair and pair_counts[changed] > 0:
+                heapq.heappush(heap, entry(changed))
+    return vocab
+
+
 def train_tokenizer(
     texts_or_files: Any,
     algorithm: str = "wordpiece",
@@ -333,11 +440,14 @@ def train_tokenizer(
     Returns:
         A ``PreTrainedTokenizerFast`` with the special tokens set; ``len(tokenizer) <= vocab_size``.
 
-    Reproducibility: byte-level BPE training is deterministic. WordPiece and ``</w>`` BPE are not
-    quite, in ``tokenizers`` <= 0.23 (huggingface/tokenizers#1794): the continuation tokens
-    (``##e``, ``e</w>``) get ids in hash-map order, so ids differ from run to run and ties between
-    equally frequent pairs may go either way; Unigram scores differ in the last float digits.
-    Keep the saved tokenizer with the model rather than retraining it.
+    Reproducibility: WordPiece is trained by bert18's own copy of the ``tokenizers`` merge loop
+    with every order fixed (``_deterministic_wordpiece_vocab``): the same corpus and settings give
+    a byte-identical vocabulary in any process. Byte-level BPE training is deterministic in
+    ``tokenizers`` itself. ``</w>`` BPE is not quite, in ``tokenizers`` <= 0.23
+    (huggingface/tokenizers#1794): its ``e</w>`` tokens get ids in hash-map order and ties may go
+    either way; Unigram scores differ in the last float digits. Keep the saved tokenizer with the
+    model rather than retraining it. Training reads the corpus once, as a stream (a streaming
+    ``IterableDataset`` works): memory grows with the distinct words, not the corpus.
 
     Raises:
         ValueError: unknown algorithm/style, an unsupported combination, empty input, a binary or
@@ -395,7 +505,13 @@ def train_tokenizer(
             options["end_of_word_suffix"] = "</w>"
         trainer = trainer_class(**options)
 
-    tokenizer.train_from_iterator(corpus, trainer=trainer, length=corpus.length)
+    if algorithm == "wordpiece":  # deterministic (see Reproducibility); the same algorithm as the trainer's
+        counts = _word_counts(tokenizer, corpus)
+        vocab = _deterministic_wordpiece_vocab(counts, vocab_size, min_frequency, specials, limit_alphabet)
+        tokenizer.model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##")
+        tokenizer.add_special_tokens(special_tokens)
+    else:
+        tokenizer.train_from_iterator(corpus, trainer=trainer, length=corpus.length)
     if corpus.characters_seen == 0:
         raise ValueError(f"no text to train on: {corpus.description} held no non-blank text")
     trained_size = tokenizer.get_vocab_size(with_added_tokens=True)

@@ -18,9 +18,11 @@ class RecordingCollator:
     def __init__(self, collator):
         self.collator = collator
         self.seen: list[int] = []
+        self.token_ids: set[int] = set()
 
     def __call__(self, examples):
         self.seen.extend(int(example["example_index"]) for example in examples)
+        self.token_ids.update(int(token) for example in examples for token in example["input_ids"])
         return self.collator(examples)
 
 
@@ -35,6 +37,7 @@ def main() -> None:
     torch.save(run.trainer.accelerator.unwrap_model(run.trainer.model).state_dict(), output / f"rank{rank}.pt")
     losses = [entry["loss"] for entry in run.trainer.state.log_history if "loss" in entry]
     record = {"rank": rank, "world_size": recipe.training.world_size, "seen": recorder.seen, "losses": losses,
+              "token_ids": sorted(recorder.token_ids),
               "distributed_type": str(run.trainer.accelerator.distributed_type)}
     (output / f"rank{rank}.json").write_text(json.dumps(record))
 

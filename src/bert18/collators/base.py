@@ -214,7 +214,8 @@ class DynamicCollator(SharedEpoch):
         batch = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
-            "token_type_ids": torch.from_numpy(self.pad([e.get("token_type_ids") or () for e in examples], 0, width)),
+            "token_type_ids": torch.from_numpy(
+                self.pad([_or_empty(e.get("token_type_ids")) for e in examples], 0, width)),
         }
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels)
@@ -238,6 +239,11 @@ def check_token_columns(example: dict[str, Any]) -> None:
                 f"example {example.get('example_index', '?')}: column {name!r} has {len(values)} entries for "
                 f"{length} tokens; it needs one per token of input_ids (prepare the rows again, or drop the column)"
             )
+
+
+def _or_empty(values: Any) -> Any:
+    """``values``, or ``()`` when absent (numpy rows, e.g. ``with_format("numpy")``, have no truth value)."""
+    return () if values is None else values
 
 
 def _require(example: dict[str, Any], name: str) -> Any:

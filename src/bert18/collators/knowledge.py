@@ -223,7 +223,8 @@ class KnowledgeMaskingCollator(MLMCollator):
     @staticmethod
     def _spans(example: dict[str, Any], length: int) -> list[tuple[int, int, str]]:
         """The example's knowledge spans, checked: inside the sequence, disjoint, of a known kind."""
-        starts, ends, kinds = (example.get(f) or [] for f in ("span_starts", "span_ends", "span_kinds"))
+        starts, ends, kinds = (() if example.get(f) is None else example[f] for f in ("span_starts", "span_ends",
+                                                                                      "span_kinds"))
         name = f"example {example.get('example_index', '?')}"
         if not len(starts) == len(ends) == len(kinds):
             raise ValueError(f"{name}: span_starts, span_ends and span_kinds differ in length "

@@ -11,6 +11,7 @@ from .pairs import PAIR_TASKS, SentencePairDataset
 from .prepare import DOCUMENT_TASKS, pack_sentences, prepare_pretraining_dataset, tokenize_documents
 from .sentences import sentence_spans, split_documents, split_sentences
 from .spans import LexiconMatcher, PhraseMiner, Span, capitalized_entity_spans, char_spans_to_token_spans
+from .streaming import stream_sentence_pairs, windowed
 
 __all__ = [
     "builtin_corpus",
@@ -29,4 +30,6 @@ __all__ = [
     "prepare_pretraining_dataset",
     "PAIR_TASKS",
     "SentencePairDataset",
+    "stream_sentence_pairs",
+    "windowed",
 ]

@@ -255,9 +255,15 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
 
     def _read_documents(self, documents: datasets.Dataset) -> None:
         """Flatten the columns into numpy arrays once: tokens, word ids, labels and spans, with pointers."""
+        if isinstance(documents, datasets.IterableDataset):
+            raise TypeError("documents is a streaming IterableDataset: draw its pairs with "
+                            "bert18.data.stream_sentence_pairs (pairs from a bounded window of documents)")
         if not isinstance(documents, datasets.Dataset):
             raise TypeError(f"documents must be a datasets.Dataset, got {type(documents).__name__}")
         for name in ("input_ids", "word_ids"):
+            if name == "word_ids" and isinstance(documents.features.get("input_ids"), datasets.List) and not \
+                    isinstance(documents.features["input_ids"].feature, datasets.List):
+                _nested_column(documents.with_format("arrow")[:1], "input_ids")  # packed rows: say so
             if name not in documents.column_names:
                 raise ValueError(f"documents have no column {name!r} (columns: {documents.column_names}); "
                                  "expected grouped documents from prepare_pretraining_dataset")
@@ -279,10 +285,13 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
                 raise ValueError(f"column {name!r} does not have one value per token of 'input_ids'")
             return values
 
-        # Word ids made unique across the corpus: each sentence's ids shifted past the previous sentence's.
+        # Word ids made unique across the corpus, from where they change: prepared word ids are stored
+        # modulo 256 (bert18.data.prepare), so neighbours, not values, say where a word starts.
         words = same_shape("word_ids").to_numpy(zero_copy_only=False).astype(np.int64)
-        words_per_sentence = np.maximum.reduceat(words + 1, self._sentence_ptr[:-1])  # sentences are non-empty
-        self._words = words + np.repeat(_pointers(words_per_sentence)[:-1], tokens_per_sentence)
+        starts = np.ones(len(words), dtype=bool)
+        starts[1:] = words[1:] != words[:-1]
+        starts[self._sentence_ptr[:-1]] = True  # every sentence starts a word (sentences are non-empty)
+        self._words = np.cumsum(starts) - 1
 
         self._capitals = None
         if self.capitalization:

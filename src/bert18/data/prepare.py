@@ -1,18 +1,25 @@
 """Pretraining dataset preparation: documents -> tokenized sentences -> grouped documents or packed rows.
 
 ``prepare_pretraining_dataset`` runs once per corpus (``datasets.map``: batched, cached, ``num_proc``)
-and keeps everything the collators need to draw masks and pairs afresh each epoch:
+and keeps what the collators need to draw masks and pairs afresh each epoch, and nothing else, in
+the smallest types that hold it (about 3 bytes per token packed for MLM, under 4 for ERNIE):
 
-- ``input_ids``: token ids, no special tokens in the grouped layout;
-- ``word_ids``: the word each token belongs to (whole-word and n-gram masking);
-- ``offsets``: each token's ``[start, end)`` characters in its document (grouped layout only: a
-  packed row mixes documents);
-- ``capitalization_labels``: 1 where the token's word starts with an upper-case letter in the
-  original text (ERNIE 2.0; the uncased tokenizer has lost it), else 0;
-- ``span_starts`` / ``span_ends`` / ``span_kinds``: knowledge units (entities, phrases) as token
-  ranges ``[start, end)``, masked all-or-none by the knowledge-masking collator;
-- ``sequence_ids`` (``packed_documents`` rows only): the number, 1, 2, ..., of the sequence each
-  token belongs to in its row, which the collators pass on as the attention mask.
+- ``input_ids``: token ids (``uint16`` when the vocabulary has at most 65,536 ids, else ``int32``),
+  no special tokens in the grouped layout;
+- ``word_ids``: the word each token belongs to, counted from 0 in each sentence (grouped) or row
+  (packed), stored modulo 256 as ``uint8`` (255 on special tokens): neighbouring tokens share a
+  value exactly when they share a word, which is all whole-word and n-gram masking read; exact
+  below 256 words per sentence or row;
+- ``capitalization_labels`` (only with the ``capitalization`` task, ``int8``): 1 where the token's
+  word starts with an upper-case letter in the original text (ERNIE 2.0; the uncased tokenizer has
+  lost it), else 0 (-100 on special tokens);
+- ``span_starts`` / ``span_ends`` / ``span_kinds`` (only with a span source): knowledge units
+  (entities, phrases) as token ranges ``[start, end)``, masked all-or-none by the knowledge-masking
+  collator;
+- ``sequence_ids`` (``packed_documents`` rows only, ``uint8``): the number, 1, 2, ..., of the
+  sequence each token belongs to in its row, which the collators pass on as the attention mask;
+- ``offsets`` (``tokenize_documents(offsets=True)`` only): each token's ``[start, end)`` characters in
+  its document, for inspection.
 
 The layout follows the tasks. With a sentence-level task (``nsp``, ``sop``, ``sentence_distance``)
 or ``token_document_relation`` a row is a whole **document**, every field a list per sentence, so
@@ -20,15 +27,18 @@ pairs are drawn fresh at collation. Otherwise sentences are **packed** into rows
 tokens (RoBERTa's FULL-SENTENCES, or DOC-SENTENCES within one document, or ``packed_documents``:
 several documents per row, each its own ``[CLS] ... [SEP]`` sequence that attends only to itself,
 with positions from 0: no compute on padding and no attention across documents), ``[CLS] ... [SEP]``
-included, fields flat per row with -1 / -100 on the special tokens, plus ``special_tokens_mask``
-and ``example_index`` (the row number, from which the collators seed each row's masks).
+included, fields flat per row, plus ``example_index`` (the row number, from which the collators seed
+each row's masks). The special tokens are the tokenizer's special ids (text that spells ``[SEP]`` is
+tokenized as text), so the collators find them without a mask column.
 """
 
 import functools
 import hashlib
+import itertools
+import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +57,30 @@ logger = logging.getLogger(__name__)
 DOCUMENT_TASKS = frozenset({"nsp", "sop", "sentence_distance", "token_document_relation"})
 PACKING_MODES = ("full_sentences", "doc_sentences", "packed_documents")
 _SENTENCE_FIELDS = ("input_ids", "word_ids", "capitalization_labels", "span_starts", "span_ends", "span_kinds")
+_SPAN_FIELDS = _SENTENCE_FIELDS[3:]
+_SPECIAL_WORD = 255  # word_ids on special tokens (uint8)
+
+
+def _id_type(tokenizer: PreTrainedTokenizerFast) -> str:
+    """The smallest integer type of the tokenizer's ids."""
+    return "uint16" if len(tokenizer) <= 1 << 16 else "int32"
+
+
+def _fields(capitalization: bool, spans: bool, words: bool = True) -> tuple[str, ...]:
+    """The per-token fields stored: what the collators read for these tasks and span sources."""
+    return ("input_ids", *(("word_ids",) if words else ()), *(("capitalization_labels",) if capitalization else ()),
+            *(_SPAN_FIELDS if spans else ()))
+
+
+def marks_word_starts(tokenizer: PreTrainedTokenizerFast) -> bool:
+    """Whether the vocabulary alone tells where words start: WordPiece, whose continuation pieces
+    (``##``) are exactly the tokens that share a word with the one before (its word ids are the
+    pre-tokens). The collators then find word starts from the ids, and packed rows need no word ids."""
+    try:
+        model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    except (AttributeError, KeyError, ValueError):
+        return False
+    return model.get("type") == "WordPiece" and model.get("continuing_subword_prefix") == "##"
 
 
 def _document_spans(text: str, row: int, user_spans: list[dict] | None, span_column: str | None,
@@ -87,9 +121,11 @@ def _clip_spans(spans: Any, lo: int, hi: int) -> list[tuple[int, int, str]]:
 
 
 def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int,
-            words: Sequence[int | None] | None = None) -> list[tuple[int, int]]:
+            words: Sequence[int | None] | Callable[[], Sequence[int | None]] | None = None,
+            ) -> list[tuple[int, int]]:
     """Token ranges of the document's sentences, each cut into pieces of at most ``max_tokens``,
-    at word boundaries when ``words`` (the tokens' word ids) are given (``cut_at_words``).
+    at word boundaries when ``words`` (the tokens' word ids, or a function returning them, called
+    only when a sentence is too long) are given (``cut_at_words``).
 
     A token belongs to the sentence holding its last character (a byte-level or SentencePiece
     token may start on the space before its sentence).
@@ -97,19 +133,21 @@ def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int,
     starts = np.array([s for s, _ in sentence_spans(text)], dtype=np.int64)
     if not len(offsets) or not len(starts):
         return []
-    last_chars = np.array([max(end - 1, start) for start, end in offsets], dtype=np.int64)
+    spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # one conversion in C, not a loop per token
+    last_chars = np.maximum(spans[:, 1] - 1, spans[:, 0])
     sentence = np.maximum(np.searchsorted(starts, last_chars, side="right") - 1, 0)
     edges = np.flatnonzero(np.diff(sentence)) + 1
-    bounds = zip(np.r_[0, edges].tolist(), np.r_[edges, len(offsets)].tolist())
-    if words is not None:
+    bounds = list(zip(np.r_[0, edges].tolist(), np.r_[edges, len(offsets)].tolist()))
+    if words is not None and any(hi - lo > max_tokens for lo, hi in bounds):
+        words = words() if callable(words) else words
         return [piece for lo, hi in bounds for piece in cut_at_words(words, max_tokens, lo, hi)]
     return [(i, min(i + max_tokens, hi)) for lo, hi in bounds for i in range(lo, hi, max_tokens)]
 
 
 def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTrainedTokenizerFast,
                     max_sentence_tokens: int, text_column: str, span_column: str | None,
-                    lexicon: LexiconMatcher | None, entities: bool, capitalization: bool,
-                    code_version: str) -> dict[str, list]:
+                    lexicon: LexiconMatcher | None, entities: bool, capitalization: bool, offsets_kept: bool,
+                    code_version: str, words_kept: bool = True) -> dict[str, list]:
     del code_version  # only part of the datasets cache key: new bert18 code, new cache
     texts = batch[text_column]
     for text, row in zip(texts, indices):
@@ -119,23 +157,35 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
     # byte-level BPE tokenizes a sentence's first word differently alone); literal "[SEP]" or
     # "<mask>" in the text stays text.
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
-    out: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets", "num_tokens", "dropped_spans")}
+    with_spans = bool(span_column or lexicon is not None or entities)
+    fields = (*_fields(capitalization, with_spans, words_kept), *(("offsets",) if offsets_kept else ()))
+    out: dict[str, list] = {field: [] for field in (*fields, "num_tokens", "dropped_spans")}
     for doc, (text, row) in enumerate(zip(texts, indices)):
-        ids, offsets, words = encoded["input_ids"][doc], encoded["offset_mapping"][doc], encoded.word_ids(doc)
-        user = batch[span_column][doc] if span_column else None
-        spans = _document_spans(text, row, user, span_column, lexicon, entities)
-        token_spans, dropped = char_spans_to_token_spans(spans, offsets, return_dropped=True)
+        ids, offsets = encoded["input_ids"][doc], encoded["offset_mapping"][doc]
+        words = encoded.word_ids(doc) if words_kept or capitalization else None
+        dropped = 0
+        if with_spans:
+            user = batch[span_column][doc] if span_column else None
+            spans = _document_spans(text, row, user, span_column, lexicon, entities)
+            token_spans, dropped = char_spans_to_token_spans(spans, offsets, return_dropped=True)
         capitals = _word_capitalization(text, offsets, words) if capitalization else None
-        doc_fields: dict[str, list] = {field: [] for field in (*_SENTENCE_FIELDS, "offsets")}
-        for lo, hi in _pieces(text, offsets, max_sentence_tokens, words):
+        doc_fields: dict[str, list] = {field: [] for field in fields}
+        # word ids to cut over-long sentences at word boundaries, read only for a document that needs it
+        cut_words = words if words is not None else (lambda doc=doc: encoded.word_ids(doc))
+        for lo, hi in _pieces(text, offsets, max_sentence_tokens, cut_words):
             doc_fields["input_ids"].append(ids[lo:hi])
-            doc_fields["offsets"].append([list(pair) for pair in offsets[lo:hi]])
-            doc_fields["word_ids"].append([w - words[lo] for w in words[lo:hi]])
-            doc_fields["capitalization_labels"].append(capitals[lo:hi] if capitals else [])
-            inside = _clip_spans(token_spans, lo, hi)
-            doc_fields["span_starts"].append([s for s, _, _ in inside])
-            doc_fields["span_ends"].append([e for _, e, _ in inside])
-            doc_fields["span_kinds"].append([kind for _, _, kind in inside])
+            if words_kept:
+                first = words[lo]
+                doc_fields["word_ids"].append([(w - first) & 255 for w in words[lo:hi]])  # uint8, modulo 256
+            if offsets_kept:
+                doc_fields["offsets"].append([list(pair) for pair in offsets[lo:hi]])
+            if capitalization:
+                doc_fields["capitalization_labels"].append(capitals[lo:hi])
+            if with_spans:
+                inside = _clip_spans(token_spans, lo, hi)
+                doc_fields["span_starts"].append([s for s, _, _ in inside])
+                doc_fields["span_ends"].append([e for _, e, _ in inside])
+                doc_fields["span_kinds"].append([kind for _, _, kind in inside])
         for field, values in doc_fields.items():
             out[field].append(values)
         out["num_tokens"].append(len(ids))
@@ -152,21 +202,24 @@ def _code_version() -> str:
     return hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 
-def _features(grouped: bool, kept: dict[str, Any], sequence_ids: bool = False) -> datasets.Features:
-    """Declared output types: a first batch without any span must not type the span columns as null."""
-    def nested(value: datasets.Value) -> Any:
+def _features(grouped: bool, kept: dict[str, Any], id_type: str, capitalization: bool, spans: bool,
+              offsets: bool = False, sequence_ids: bool = False, max_length: int = 512,
+              words: bool = True) -> datasets.Features:
+    """Declared output types, the smallest that hold the values (a first batch without any span
+    must not type the span columns as null either)."""
+    def nested(value: str) -> Any:
+        value = datasets.Value(value)
         return datasets.List(datasets.List(value)) if grouped else datasets.List(value)
 
-    integer = datasets.Value("int32")
-    fields = {name: nested(datasets.Value("string") if name == "span_kinds" else integer)
-              for name in _SENTENCE_FIELDS}
+    types = {"input_ids": id_type, "word_ids": "uint8", "capitalization_labels": "int8", "span_starts": "uint16",
+             "span_ends": "uint16", "span_kinds": "string"}
+    fields = {name: nested(types[name]) for name in _fields(capitalization, spans, words)}
     if grouped:
-        fields.update(offsets=datasets.List(datasets.List(datasets.List(integer))),
-                      num_tokens=datasets.Value("int64"), dropped_spans=datasets.Value("int64"))
-    else:
-        fields["special_tokens_mask"] = datasets.List(datasets.Value("int8"))
-        if sequence_ids:
-            fields["sequence_ids"] = datasets.List(datasets.Value("int16"))
+        if offsets:
+            fields["offsets"] = datasets.List(datasets.List(datasets.List(datasets.Value("int32"))))
+        fields.update(num_tokens=datasets.Value("int64"), dropped_spans=datasets.Value("int64"))
+    elif sequence_ids:  # a sequence takes at least 3 tokens ([CLS] x [SEP])
+        fields["sequence_ids"] = nested("uint8" if max_length < 3 * 256 else "uint16")
     return datasets.Features({**kept, **fields})
 
 
@@ -189,6 +242,8 @@ def tokenize_documents(
     capitalization: bool = True,
     num_proc: int | None = None,
     batch_size: int = 64,
+    offsets: bool = False,
+    word_ids: bool = True,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """One row per document with every field a list per sentence (see the module docstring).
 
@@ -198,6 +253,9 @@ def tokenize_documents(
     come from ``span_column`` (a list of ``{"start", "end", "kind"}`` character spans per
     document), a ``lexicon`` and/or ``capitalized_entities``; a span crossing a sentence edge is
     clipped to each side. A streaming ``IterableDataset`` is prepared lazily, as it is iterated.
+    Span columns are stored only with a span source, ``capitalization_labels`` only with
+    ``capitalization``, ``offsets`` (characters of each token) only with ``offsets=True``;
+    ``word_ids=False`` leaves word ids out (rows to be packed for a vocabulary that marks word starts).
     """
     if not tokenizer.is_fast:
         raise ValueError("preparation needs a fast tokenizer (offsets and word ids); load it with use_fast=True")
@@ -220,10 +278,13 @@ def tokenize_documents(
         with_indices=True,
         num_proc=num_proc,
         remove_columns=removed,
-        features=_features(grouped=True, kept=kept),
+        features=_features(grouped=True, kept=kept, id_type=_id_type(tokenizer), capitalization=capitalization,
+                           spans=bool(span_column or lexicon is not None or capitalized_entities), offsets=offsets,
+                           words=word_ids),
         fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
                        span_column=span_column, lexicon=lexicon, entities=capitalized_entities,
-                       capitalization=capitalization, code_version=_code_version()),
+                       capitalization=capitalization, offsets_kept=offsets, code_version=_code_version(),
+                       words_kept=word_ids),
         desc="Tokenizing sentences",
     )
     filter_kwargs = {} if isinstance(dataset, datasets.IterableDataset) else {
@@ -245,11 +306,15 @@ class _RowPacker:
     Where a document ends and the next one shares the row, ``boundary`` says what goes between
     them: ``"sep"`` an extra separator (RoBERTa), ``"sequence"`` a new ``[SEP] [CLS]`` sequence with
     its own number in ``sequence_ids``, ``None`` nothing (each document starts a row of its own).
+    ``fields`` are the per-token fields kept (``_fields``).
     """
 
-    def __init__(self, max_length: int, cls_id: int, sep_id: int, boundary: str | None):
+    def __init__(self, max_length: int, cls_id: int, sep_id: int, boundary: str | None, fields: tuple[str, ...]):
         self.max_length, self.cls_id, self.sep_id, self.boundary = max_length, cls_id, sep_id, boundary
-        fields = (*_SENTENCE_FIELDS, "special_tokens_mask", *(("sequence_ids",) if boundary == "sequence" else ()))
+        self.capitalization = "capitalization_labels" in fields
+        self.spans = "span_starts" in fields
+        self.words = "word_ids" in fields
+        fields = (*fields, *(("sequence_ids",) if boundary == "sequence" else ()))
         self.rows: dict[str, list] = {field: [] for field in fields}
         self.document_ended = False
         self._start_row()
@@ -261,9 +326,11 @@ class _RowPacker:
         self._special(self.cls_id)
 
     def _special(self, token_id: int) -> None:
-        for field, value in (("input_ids", token_id), ("word_ids", -1), ("capitalization_labels", -100),
-                             ("special_tokens_mask", 1)):
-            self.row[field].append(value)
+        self.row["input_ids"].append(token_id)
+        if self.words:
+            self.row["word_ids"].append(_SPECIAL_WORD)
+        if self.capitalization:
+            self.row["capitalization_labels"].append(-100)
         if "sequence_ids" in self.row:
             self.row["sequence_ids"].append(self.sequence)
 
@@ -275,13 +342,20 @@ class _RowPacker:
         self._start_row()
         self.document_ended = False
 
-    def add(self, ids: list[int], words: list[int], capitals: list[int], spans: tuple[list, list, list]) -> None:
+    def add(self, ids: list[int], words: list[int], capitals: list[int] | None,
+            spans: tuple[list, list, list] | None) -> None:
+        """One sentence: its ids, word ids (from 0, modulo 256), capitalization labels and spans, if kept."""
         room = self.max_length - 2
         if len(ids) > room:  # longer than a row: cut, as tokenize_documents would have for this length
-            for lo, hi in cut_at_words(words, room):  # at word boundaries: no row starts with "##ing"
-                inside = _clip_spans(zip(*spans), lo, hi)
-                self.add(ids[lo:hi], [w - words[lo] for w in words[lo:hi]], capitals[lo:hi] if capitals else [],
-                         ([s for s, _, _ in inside], [e for _, e, _ in inside], [k for _, _, k in inside]))
+            # at word boundaries when the word ids are kept (no row starts with "##ing"), else every room tokens
+            pieces = (cut_at_words(words, room) if len(words) == len(ids)
+                      else [(lo, min(lo + room, len(ids))) for lo in range(0, len(ids), room)])
+            for lo, hi in pieces:
+                inside = _clip_spans(zip(*spans), lo, hi) if spans is not None else None
+                self.add(ids[lo:hi], [(w - words[lo]) & 255 for w in words[lo:hi]],
+                         capitals[lo:hi] if capitals is not None else None,
+                         None if inside is None else ([s for s, _, _ in inside], [e for _, e, _ in inside],
+                                                      [k for _, _, k in inside]))
             return
         new_document = self.document_ended and len(self.row["input_ids"]) > 1
         between = {"sep": 1, "sequence": 2}.get(self.boundary, 0) if new_document else 0
@@ -296,15 +370,19 @@ class _RowPacker:
         self.document_ended = False
         offset = len(self.row["input_ids"])
         self.row["input_ids"].extend(ids)
-        self.row["word_ids"].extend(self.next_word + w for w in words)
-        self.row["capitalization_labels"].extend(capitals or [0] * len(ids))
-        self.row["special_tokens_mask"].extend([0] * len(ids))
+        if self.words:
+            first = self.next_word
+            self.row["word_ids"].extend([(first + w) & 255 for w in words])
+            # words count up by one per new word (modulo 256): the sentence holds 1 + its changes
+            self.next_word += 1 + sum(a != b for a, b in itertools.pairwise(words)) if words else 0
+        if self.capitalization:
+            self.row["capitalization_labels"].extend(capitals if capitals is not None else [0] * len(ids))
         if "sequence_ids" in self.row:
             self.row["sequence_ids"].extend([self.sequence] * len(ids))
-        self.next_word += max(words) + 1 if words else 0
-        for field, values in zip(("span_starts", "span_ends"), spans[:2]):
-            self.row[field].extend(offset + x for x in values)
-        self.row["span_kinds"].extend(spans[2])
+        if self.spans:
+            for field, values in zip(("span_starts", "span_ends"), spans[:2]):
+                self.row[field].extend([offset + x for x in values])
+            self.row["span_kinds"].extend(spans[2])
 
 
 # What separates two documents in a row, by packing mode (None: a new row for every document).
@@ -312,20 +390,21 @@ _BOUNDARIES = {"full_sentences": "sep", "doc_sentences": None, "packed_documents
 
 
 def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: int, boundary: str | None,
-                capitalization: bool, code_version: str) -> dict[str, list]:
+                fields: tuple[str, ...], code_version: str) -> dict[str, list]:
     del code_version  # only part of the datasets cache key
-    packer = _RowPacker(max_length, cls_id, sep_id, boundary)
+    packer = _RowPacker(max_length, cls_id, sep_id, boundary, fields)
+    capitals = batch.get("capitalization_labels") if packer.capitalization else None
+    with_spans = packer.spans
     for doc, sentences in enumerate(batch["input_ids"]):
         for s, ids in enumerate(sentences):
-            spans = tuple(batch[field][doc][s] for field in ("span_starts", "span_ends", "span_kinds"))
-            packer.add(ids, batch["word_ids"][doc][s], batch["capitalization_labels"][doc][s], spans)
+            spans = tuple(batch[field][doc][s] for field in _SPAN_FIELDS) if with_spans else None
+            words = batch["word_ids"][doc][s] if packer.words else ()
+            packer.add(ids, words, capitals[doc][s] if capitals is not None else None, spans)
         if boundary is not None:
             packer.document_ended = True
         else:
             packer.close_row()
     packer.close_row()
-    if not capitalization:
-        packer.rows["capitalization_labels"] = [[] for _ in packer.rows["input_ids"]]
     return packer.rows
 
 
@@ -337,6 +416,7 @@ def pack_sentences(
     capitalization: bool = True,
     num_proc: int | None = None,
     batch_size: int = 1000,
+    word_ids: bool = True,
 ) -> datasets.Dataset:
     """Pack whole sentences of ``tokenize_documents`` output into rows of at most ``max_length``.
 
@@ -344,7 +424,9 @@ def pack_sentences(
     where a document ends; ``doc_sentences`` starts a new row with every document;
     ``packed_documents`` fills rows with several documents, each a ``[CLS] ... [SEP]`` sequence of
     its own numbered in ``sequence_ids``, so the model keeps them apart (attention and positions). A sentence is
-    split only when it is longer than a row. Rows are filled within each ``datasets.map`` batch
+    split only when it is longer than a row. ``word_ids=False`` leaves the word ids out (for a
+    vocabulary that marks word starts itself, ``marks_word_starts``). Rows are filled within each
+    ``datasets.map`` batch
     (``batch_size`` documents, per process with ``num_proc``): the last row of a batch may be short,
     so the rows, though never their tokens or order, depend on those two settings.
     """
@@ -354,6 +436,11 @@ def pack_sentences(
         raise ValueError(f"packing mode must be one of {PACKING_MODES}, got {mode!r}")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("packing needs a tokenizer with cls and sep tokens (BERT [CLS]/[SEP], RoBERTa <s>/</s>)")
+    columns = documents.features
+    capitalization = capitalization and "capitalization_labels" in columns
+    spans = "span_starts" in columns
+    id_type = columns["input_ids"].feature.feature.dtype if "input_ids" in columns else _id_type(tokenizer)
+    words = word_ids and "word_ids" in columns
     return _map(
         documents,
         _pack_batch,
@@ -361,9 +448,10 @@ def pack_sentences(
         batch_size=batch_size,
         num_proc=num_proc,
         remove_columns=list(documents.features),
-        features=_features(grouped=False, kept={}, sequence_ids=mode == "packed_documents"),
+        features=_features(grouped=False, kept={}, id_type=id_type, capitalization=capitalization, spans=spans,
+                           sequence_ids=mode == "packed_documents", max_length=max_length, words=words),
         fn_kwargs=dict(max_length=max_length, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
-                       boundary=_BOUNDARIES[mode], capitalization=capitalization,
+                       boundary=_BOUNDARIES[mode], fields=_fields(capitalization, spans, words),
                        code_version=_code_version()),
         desc="Packing sentences",
     )
@@ -380,12 +468,26 @@ def prepare_pretraining_dataset(
     capitalized_entities: bool = False,
     packing: str = "full_sentences",
     num_proc: int | None = None,
-) -> datasets.Dataset:
+    seed: int = 0,
+    window: int = 256,
+    repeat: bool = False,
+    word_ids: bool | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
     """Prepare a corpus for the tasks of ``tasks`` (a list of task names or a ``Bert18Config``).
 
     Documents are grouped (one row per document) when a task needs sentences of the same document
     (``DOCUMENT_TASKS``), otherwise packed into rows of ``max_length`` with ``packing``. Results
     are cached by ``datasets``: preparing the same corpus the same way again reads the cache.
+    Packed rows keep ``word_ids`` unless the vocabulary marks word starts itself (WordPiece's ``##``:
+    the collators then read them off the ids, to the same words); ``word_ids=True`` or ``False``
+    decides it explicitly.
+
+    A streaming ``IterableDataset`` gives an ``IterableDataset``, prepared lazily as it is read, in
+    memory independent of the corpus size: grouped documents (draw pairs from them with
+    ``bert18.data.stream_sentence_pairs``), or packed rows served ``window`` rows at a time in an
+    order shuffled from ``seed`` and the epoch, each with a unique ``example_index``
+    (``bert18.data.streaming``); ``repeat`` makes the packed stream endless (a new pass, reshuffled,
+    when the corpus ends), as a Trainer run with ``max_steps`` wants it.
     """
     task_list = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
     if max_length < 4:
@@ -395,21 +497,27 @@ def prepare_pretraining_dataset(
                          f"({tasks.max_position_embeddings})")
     grouped = bool(DOCUMENT_TASKS & set(task_list))
     capitalization = "capitalization" in task_list
+    keep_words = grouped or (not marks_word_starts(tokenizer) if word_ids is None else word_ids)
     documents = tokenize_documents(
         dataset, tokenizer,
         # room for the special tokens of a pair ([CLS] A [SEP] B [SEP]; RoBERTa <s> A </s></s> B </s>) or a row
         max_sentence_tokens=max_length - (tokenizer.num_special_tokens_to_add(pair=True) if grouped else 2),
         text_column=text_column, span_column=span_column, lexicon=lexicon,
         capitalized_entities=capitalized_entities, capitalization=capitalization, num_proc=num_proc,
+        word_ids=keep_words,
     )
     if grouped:
         return documents
-    packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc)
+    packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc, word_ids=keep_words)
     # Each row's masks are drawn from (seed, epoch, example_index): see bert18.collators.
     if isinstance(packed, datasets.IterableDataset):
-        return packed.map(lambda _, index: {"example_index": index}, with_indices=True)
+        from .streaming import ShuffledRows, windowed
+
+        features = datasets.Features({**packed.features, "example_index": datasets.Value("int64")})
+        return windowed(packed, ShuffledRows(), window, seed, features, repeat=repeat)
     return packed.add_column("example_index", np.arange(len(packed)))
 
 
-__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "tokenize_documents", "pack_sentences", "prepare_pretraining_dataset"]
+__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "marks_word_starts", "tokenize_documents", "pack_sentences",
+           "prepare_pretraining_dataset"]
 

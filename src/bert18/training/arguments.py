@@ -146,8 +146,20 @@ class DataArguments:
         default=None, metadata={"help": "a text file of entities, one per line, masked as units"}
     )
     num_proc: int | None = field(default=None, metadata={"help": "processes for data preparation"})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "stream the corpus (files read incrementally, or a Hub dataset with streaming=True) and "
+                          "prepare it as it is read: memory independent of the corpus size; needs max_steps"},
+    )
+    stream_window: int = field(
+        default=256,
+        metadata={"help": "streaming: documents (sentence tasks) or packed rows read at a time, shuffled together; "
+                          "sentence-pair negatives come from the same window"},
+    )
 
     def __post_init__(self):
+        if self.stream_window < 1:
+            raise ValueError(f"stream_window must be at least 1, got {self.stream_window}")
         _check_choice("packing", self.packing, PACKING_MODES)
         if self.max_length < 4:
             raise ValueError(f"max_length must leave room for special tokens and text: at least 4, "

@@ -20,6 +20,8 @@ launch`` runs) both end here. One run:
    and ``task_curves.png`` into the output folder, and pushes to the Hub when ``push_to_hub``.
 """
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -45,11 +47,13 @@ from ..data import (
     SentencePairDataset,
     load_corpus,
     prepare_pretraining_dataset,
+    stream_sentence_pairs,
 )
 from ..modeling_bert18 import Bert18ForPreTraining
 from ..tokenization import train_tokenizer
 from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
 from .callbacks import InterruptCallback, TaskProgressCallback, format_metrics, plot_task_curves
+from .streaming import configure_streaming
 from .trainer import Bert18Trainer
 
 logger = logging.getLogger(__name__)
@@ -214,16 +218,51 @@ def write_recipe(recipe: RunRecipe) -> Path:
     return path
 
 
-def load_documents(recipe: Recipe) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """The corpus, split into training and held-out documents."""
+def _held_out(text: str, fraction: float) -> bool:
+    """Whether a streamed document is held out: a stable hash of its text below ``fraction``."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < fraction * 2**64
+
+
+def _keep(text: str, fraction: float, held: bool) -> bool:
+    return _held_out(text, fraction) == held
+
+
+def stream_documents(recipe: Recipe) -> tuple[datasets.IterableDataset, datasets.IterableDataset | None]:
+    """The streamed corpus (``streaming: true``), split into training and held-out documents.
+
+    A stream cannot be counted or split by position, so a document is held out when a hash of its
+    text falls below ``validation_fraction``: the same documents on every rank, pass and resume.
+    Evaluating reads the corpus through to find them."""
     data = recipe.data
     kwargs = {"name": data.corpus_config_name} if data.corpus_config_name else {}
+    corpus = _open_corpus(data, streaming=True, shard_seed=recipe.training.seed, **kwargs)
+    if data.max_documents is not None:
+        corpus = corpus.take(data.max_documents)
+    if data.validation_fraction == 0:
+        return corpus, None
+    split = [corpus.filter(functools.partial(_keep, fraction=data.validation_fraction, held=held),
+                           input_columns="text") for held in (False, True)]
+    return split[0], split[1]
+
+
+def _open_corpus(data: Any, **kwargs: Any) -> Any:
+    """``load_corpus`` for the recipe's corpus; a Hub name without a network is one line, not a traceback."""
     try:
-        corpus = load_corpus(data.corpus, text_column=data.text_column, **kwargs)
-    except ConnectionError as error:  # a Hub name without a network: one line, not datasets' traceback
+        return load_corpus(data.corpus, text_column=data.text_column, **kwargs)
+    except ConnectionError as error:
         raise ValueError(f"corpus {data.corpus!r} is no local file or folder, and the Hub cannot be reached "
                          f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
                          "path, or load the dataset once where there is a network (it is then cached)") from None
+
+
+def load_documents(recipe: Recipe) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The corpus, split into training and held-out documents (streamed: ``stream_documents``)."""
+    data = recipe.data
+    if data.streaming:
+        return stream_documents(recipe)
+    kwargs = {"name": data.corpus_config_name} if data.corpus_config_name else {}
+    corpus = _open_corpus(data, **kwargs)
     if data.max_documents is not None:
         corpus = corpus.select(range(min(data.max_documents, len(corpus))))
     if data.validation_fraction == 0:
@@ -246,8 +285,9 @@ def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreT
     folder = Path(training.output_dir) / TOKENIZER_FOLDER
     with training.main_process_first(desc="training the tokenizer"):
         if not folder.is_dir():  # the main process trains; a resumed run keeps its vocabulary
+            count = "a stream of" if isinstance(documents, datasets.IterableDataset) else len(documents)
             _say(training, f"training a {model.tokenizer_algorithm} vocabulary of {model.tokenizer_vocab_size} "
-                           f"on {len(documents)} documents -> {folder}")
+                           f"on {count} documents -> {folder}")
             tokenizer = train_tokenizer(documents, algorithm=model.tokenizer_algorithm,
                                         vocab_size=model.tokenizer_vocab_size, lowercase=model.tokenizer_lowercase,
                                         special_tokens_style=model.tokenizer_style,
@@ -307,9 +347,14 @@ def _knowledge_lexicon(recipe: Recipe, documents: datasets.Dataset) -> LexiconMa
     lexicon = None
     if data.mine_phrases:
         sample = documents
-        if data.phrase_mining_documents is not None and len(documents) > data.phrase_mining_documents:
-            sample = documents.select(range(data.phrase_mining_documents))
-        lexicon = PhraseMiner(min_count=data.phrase_min_count).fit(sample["text"]).matcher()
+        if isinstance(documents, datasets.IterableDataset):  # the first documents of the stream
+            sample = documents.take(data.phrase_mining_documents) if data.phrase_mining_documents else documents
+            texts = (row["text"] for row in sample)
+        else:
+            if data.phrase_mining_documents is not None and len(documents) > data.phrase_mining_documents:
+                sample = documents.select(range(data.phrase_mining_documents))
+            texts = sample["text"]
+        lexicon = PhraseMiner(min_count=data.phrase_min_count).fit(texts).matcher()
     if data.entity_lexicon is not None:
         entries = [line.strip() for line in Path(data.entity_lexicon).read_text(encoding="utf-8").splitlines()]
         lexicon = lexicon or LexiconMatcher([])
@@ -319,11 +364,23 @@ def _knowledge_lexicon(recipe: Recipe, documents: datasets.Dataset) -> LexiconMa
 
 
 def build_examples(recipe: Recipe, documents: datasets.Dataset | None, tokenizer: PreTrainedTokenizerBase,
-                   config: Bert18Config, lexicon: LexiconMatcher | None, seed: int) -> Any:
-    """Packed rows, or sentence pairs when a task needs documents (``DOCUMENT_TASKS``)."""
+                   config: Bert18Config, lexicon: LexiconMatcher | None, seed: int, repeat: bool = False) -> Any:
+    """Packed rows, or sentence pairs when a task needs documents (``DOCUMENT_TASKS``); from a
+    stream, a stream of them (endless with ``repeat``, for training with ``max_steps``)."""
     if documents is None:
         return None
     data = recipe.data
+    if isinstance(documents, datasets.IterableDataset):
+        grouped = bool(DOCUMENT_TASKS & set(config.pretraining_tasks))
+        prepared = prepare_pretraining_dataset(
+            documents, tokenizer, config, max_length=data.max_length, lexicon=lexicon,
+            capitalized_entities=data.capitalized_entities, packing=data.packing, seed=seed,
+            window=data.stream_window, repeat=repeat and not grouped,
+        )
+        if grouped:
+            return stream_sentence_pairs(prepared, tokenizer, config, max_length=data.max_length, seed=seed,
+                                         short_seq_prob=data.short_seq_prob, window=data.stream_window, repeat=repeat)
+        return prepared
     prepared = prepare_pretraining_dataset(
         documents, tokenizer, config, max_length=data.max_length, lexicon=lexicon,
         capitalized_entities=data.capitalized_entities, packing=data.packing, num_proc=data.num_proc,
@@ -372,6 +429,8 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     """Steps 1-5 of the module docstring: a ``PretrainingRun`` whose trainer is ready to train."""
     training = recipe.training
     check_hub(training)
+    if recipe.data.streaming and training.max_steps <= 0:
+        raise ValueError("streaming: a stream has no length to count epochs in; set max_steps (e.g. --max_steps=1000)")
     resume = check_output_dir(recipe)
     train_documents, eval_documents = load_documents(recipe)
     tokenizer = load_or_train_tokenizer(recipe, train_documents)
@@ -389,7 +448,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
                        "has no spans: it masks whole words only")
     with training.main_process_first(desc="data preparation"):
         lexicon = _knowledge_lexicon(recipe, train_documents)
-        train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed)
+        train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed, repeat=True)
         eval_dataset = build_examples(recipe, eval_documents, tokenizer, config, lexicon, seed)
     model = build_model(recipe, config)
     training.remove_unused_columns = False  # the collator reads word ids, spans and example indices
@@ -403,6 +462,8 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
     )
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
+    if recipe.data.streaming:
+        configure_streaming(trainer, resume)
     return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume)
 
 
@@ -415,8 +476,9 @@ def run_pretraining(recipe: Recipe) -> dict[str, Any]:
                        "resume; raise max_steps or num_train_epochs to train further")
         return {"finished_at": done, "checkpoint": run.resume_from_checkpoint}
     tasks = list(run.config.pretraining_tasks)
+    examples = "a stream of" if isinstance(run.train_dataset, datasets.IterableDataset) else len(run.train_dataset)
     _say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
-                   f"{len(run.train_dataset)} examples -> {training.output_dir}"
+                   f"{examples} examples -> {training.output_dir}"
                    + (f", resuming from {run.resume_from_checkpoint}" if run.resume_from_checkpoint else ""))
     result = trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
     interrupt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, InterruptCallback))
