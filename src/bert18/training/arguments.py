@@ -23,6 +23,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..collators.mlm import GRANULARITIES
 from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS
 from ..data.prepare import PACKING_MODES
+from .optim import OPTIMIZERS
 
 MASKING_MODES = (*GRANULARITIES, "knowledge")
 
@@ -155,7 +156,7 @@ class MaskingArguments:
 
 @dataclass
 class RunArguments:
-    """What happens around training: an existing output folder, the plot, the model card."""
+    """What happens around training: an existing output folder, the plot, the model card, the optimizer."""
 
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "replace what output_dir holds (a different or finished run)"}
@@ -163,6 +164,14 @@ class RunArguments:
     plot: bool = field(default=True, metadata={"help": "write task_curves.png (per-task loss and accuracy)"})
     language: str | None = field(default=None, metadata={"help": "language of the corpus, for the model card"})
     license: str | None = field(default=None, metadata={"help": "license of the model, for the model card"})
+    optimizer: str = field(
+        default="trainer",
+        metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
+                          "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
+    )
+
+    def __post_init__(self):
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments, RunArguments, TrainingArguments)

@@ -48,6 +48,7 @@ from ..modeling_bert18 import Bert18ForPreTraining
 from ..tokenization import train_tokenizer
 from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
 from .callbacks import InterruptCallback, TaskProgressCallback, format_metrics, plot_task_curves
+from .optim import trainer_optimizer
 from .trainer import Bert18Trainer
 
 logger = logging.getLogger(__name__)
@@ -307,6 +308,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         model=model, args=training, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=collator, processing_class=tokenizer, callbacks=[progress, InterruptCallback()],
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
+        optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
     )
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
     return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume)
