@@ -41,6 +41,19 @@ def _json_mapping(value: dict | str | None, name: str) -> dict | None:
     return parsed
 
 
+def _json_list(value: list | str | None, name: str) -> list | None:
+    """A list given in YAML, or as a JSON array string on the command line."""
+    if value is None or isinstance(value, list):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} must be a list (in YAML) or a JSON array string, got {value!r}") from error
+    if not isinstance(parsed, list):
+        raise ValueError(f"{name} must be a list, got {parsed!r}")
+    return parsed
+
+
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
@@ -61,6 +74,12 @@ class ModelArguments:
     )
     task_loss_weights: dict | str | None = field(
         default=None, metadata={"help": "weight of each task's loss, e.g. {mlm: 1.0, sop: 0.5} (default 1 each)"}
+    )
+    task_schedule: list | str | None = field(
+        default=None,
+        metadata={"help": "ERNIE 2.0 continual multi-task learning: stages [{step: 0, tasks: [mlm]}, {step: 2000, "
+                          "tasks: [mlm, sop], weights: {sop: 0.5}}, ...]; tasks outside the stage weigh 0 "
+                          "(bert18.training.schedules; a JSON list on the command line)"},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -83,6 +102,7 @@ class ModelArguments:
         _check_choice("preset", self.preset, list(PRESETS))
         self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
         self.task_loss_weights = _json_mapping(self.task_loss_weights, "task_loss_weights")
+        self.task_schedule = _json_list(self.task_schedule, "task_schedule")
         for task in self.pretraining_tasks or []:
             _check_choice("each of pretraining_tasks", task, list(PRETRAINING_TASKS))
         _check_choice("tokenizer_algorithm", self.tokenizer_algorithm, ("wordpiece", "bpe", "unigram"))

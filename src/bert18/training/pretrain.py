@@ -49,6 +49,7 @@ from ..tokenization import train_tokenizer
 from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
 from .callbacks import InterruptCallback, TaskProgressCallback, format_metrics, plot_task_curves
 from .optim import trainer_optimizer
+from .schedules import TaskSchedule, TaskScheduleCallback
 from .trainer import Bert18Trainer
 
 logger = logging.getLogger(__name__)
@@ -289,6 +290,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     train_documents, eval_documents = load_documents(recipe)
     tokenizer = load_or_train_tokenizer(recipe, train_documents)
     config = build_config(recipe, tokenizer)
+    schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
     if training.process_index == 0:
         write_recipe(recipe)
     seed = training.data_seed if training.data_seed is not None else training.seed
@@ -306,7 +308,8 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     progress = TaskProgressCallback(list(config.pretraining_tasks), plot=False)  # the recipe plots after evaluation
     trainer = Bert18Trainer(
         model=model, args=training, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=collator, processing_class=tokenizer, callbacks=[progress, InterruptCallback()],
+        data_collator=collator, processing_class=tokenizer,
+        callbacks=[progress, InterruptCallback(), *([TaskScheduleCallback(schedule)] if schedule else [])],
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
         optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
     )
