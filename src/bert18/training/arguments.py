@@ -28,30 +28,22 @@ from .optim import OPTIMIZERS
 MASKING_MODES = (*GRANULARITIES, "knowledge")
 
 
+def _json_value(value: Any, name: str, expected: type[dict] | type[list]) -> Any:
+    """A mapping or list given in YAML, or as a JSON string on the command line."""
+    kind = "a mapping" if expected is dict else "a list"
+    if value is None or isinstance(value, expected):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} must be {kind} (in YAML) or a JSON string of one, got {value!r}") from error
+    if not isinstance(parsed, expected):
+        raise ValueError(f"{name} must be {kind}, got {parsed!r}")
+    return parsed
+
+
 def _json_mapping(value: dict | str | None, name: str) -> dict | None:
-    """A mapping given in YAML, or as a JSON string on the command line."""
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{name} must be a mapping (in YAML) or a JSON object string, got {value!r}") from error
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a mapping, got {parsed!r}")
-    return parsed
-
-
-def _json_list(value: list | str | None, name: str) -> list | None:
-    """A list given in YAML, or as a JSON array string on the command line."""
-    if value is None or isinstance(value, list):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{name} must be a list (in YAML) or a JSON array string, got {value!r}") from error
-    if not isinstance(parsed, list):
-        raise ValueError(f"{name} must be a list, got {parsed!r}")
-    return parsed
+    return _json_value(value, name, dict)
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
@@ -102,7 +94,7 @@ class ModelArguments:
         _check_choice("preset", self.preset, list(PRESETS))
         self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
         self.task_loss_weights = _json_mapping(self.task_loss_weights, "task_loss_weights")
-        self.task_schedule = _json_list(self.task_schedule, "task_schedule")
+        self.task_schedule = _json_value(self.task_schedule, "task_schedule", list)
         for task in self.pretraining_tasks or []:
             _check_choice("each of pretraining_tasks", task, list(PRETRAINING_TASKS))
         _check_choice("tokenizer_algorithm", self.tokenizer_algorithm, ("wordpiece", "bpe", "unigram"))
