@@ -176,6 +176,12 @@ class RunArguments:
     plot: bool = field(default=True, metadata={"help": "write task_curves.png (per-task loss and accuracy)"})
     language: str | None = field(default=None, metadata={"help": "language of the corpus, for the model card"})
     license: str | None = field(default=None, metadata={"help": "license of the model, for the model card"})
+    phases: list | str | None = field(
+        default=None,
+        metadata={"help": "train in phases, each a mapping of the keys that change, e.g. [{max_length: 128, "
+                          "max_steps: 900000}, {max_length: 512, max_steps: 100000}] (BERT's two sequence "
+                          "lengths); later phases carry the optimizer state (bert18.training.phases)"},
+    )
     optimizer: str = field(
         default="trainer",
         metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
@@ -184,6 +190,7 @@ class RunArguments:
 
     def __post_init__(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        self.phases = _json_value(self.phases, "phases", list)
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments, RunArguments, TrainingArguments)

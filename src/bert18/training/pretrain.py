@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import datasets
+import torch
 import transformers
 import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
@@ -49,6 +50,7 @@ from ..tokenization import train_tokenizer
 from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
 from .callbacks import InterruptCallback, TaskProgressCallback, format_metrics, plot_task_curves
 from .optim import trainer_optimizer
+from .phases import FINAL_OPTIMIZER, run_phases
 from .schedules import TaskSchedule, TaskScheduleCallback
 from .trainer import Bert18Trainer
 
@@ -317,10 +319,18 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume)
 
 
-def run_pretraining(recipe: Recipe) -> dict[str, Any]:
-    """Build, train, evaluate and save (steps 1-7); returns the final metrics and where things went."""
+def run_pretraining(recipe: Recipe, initial_optimizer_state: str | Path | None = None,
+                    save_optimizer_state: bool = False) -> dict[str, Any]:
+    """Build, train, evaluate and save (steps 1-7); returns the final metrics and where things went.
+
+    A recipe with ``phases`` runs each phase in turn (``bert18.training.phases``), which passes the
+    previous phase's optimizer state as ``initial_optimizer_state`` and asks each phase to save its
+    own at the end (``save_optimizer_state``)."""
+    if recipe.run.phases:
+        return run_phases(recipe)
     run = build_pretraining(recipe)
     trainer, training = run.trainer, recipe.training
+    trainer.initial_optimizer_state = initial_optimizer_state
     tasks = list(run.config.pretraining_tasks)
     _say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
                    f"{len(run.train_dataset)} examples -> {training.output_dir}"
@@ -335,6 +345,8 @@ def run_pretraining(recipe: Recipe) -> dict[str, Any]:
     if run.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model()
+    if save_optimizer_state and trainer.is_world_process_zero():
+        torch.save(trainer.optimizer.state_dict(), Path(training.output_dir) / FINAL_OPTIMIZER)
     trainer.save_metrics("all", metrics)
     trainer.save_state()
     trainer.create_model_card()

@@ -29,6 +29,7 @@ from transformers import Trainer
 from ..collators import SetEpochCallback
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
+from .phases import carry_optimizer_state
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -116,6 +117,16 @@ class Bert18Trainer(Trainer):
         self.train_metrics = TaskMetrics(self.pretraining_tasks)
         self.eval_metrics = TaskMetrics(self.pretraining_tasks)
         self.add_callback(SetEpochCallback(self.train_dataset, self.data_collator))
+
+    initial_optimizer_state: str | None = None  # a previous phase's moments (bert18.training.phases)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer; in a later phase of a phased run, with the previous phase's moments
+        (a resumed checkpoint's own state replaces them afterwards, as the Trainer loads it later)."""
+        optimizer = super().create_optimizer(model)
+        if self.initial_optimizer_state is not None:
+            carry_optimizer_state(optimizer, self.initial_optimizer_state)
+        return optimizer
 
     def _pretraining(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), Bert18ForPreTraining)
