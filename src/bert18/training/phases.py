@@ -114,12 +114,12 @@ def carry_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) ->
 
 def _check_output_dir(recipe: Any) -> bool:
     """The top folder's guard: refuse another run's folder; returns whether to resume."""
+    from .pretrain import clear_output_dir
+
     training = recipe.training
     output = Path(training.output_dir)
     if recipe.run.overwrite_output_dir:
-        with training.main_process_first(desc="clearing output_dir"):
-            if training.process_index == 0 and output.is_dir():
-                shutil.rmtree(output)
+        clear_output_dir(training)
     resume = str(training.resume_from_checkpoint or "").lower() in ("true", "last", "yes")
     if training.resume_from_checkpoint is not None and not resume and str(training.resume_from_checkpoint).lower() \
             not in ("false", "no", "none", ""):

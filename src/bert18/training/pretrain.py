@@ -103,6 +103,13 @@ class RunRecipe(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
 
+def clear_output_dir(training: TrainingArguments) -> None:
+    """Empty ``output_dir`` (``overwrite_output_dir``): the main process removes it, the others wait."""
+    with training.main_process_first(desc="clearing output_dir"):
+        if training.process_index == 0 and Path(training.output_dir).is_dir():
+            shutil.rmtree(training.output_dir)
+
+
 def check_output_dir(recipe: RunRecipe) -> str | None:
     """Refuse to write into a folder holding another run; return the checkpoint to resume from, if any.
 
@@ -113,9 +120,7 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
     training = recipe.training
     output = Path(training.output_dir)
     if recipe.run.overwrite_output_dir:
-        with training.main_process_first(desc="clearing output_dir"):
-            if training.process_index == 0 and output.is_dir():
-                shutil.rmtree(output)
+        clear_output_dir(training)
         return _resume_checkpoint(training) if output.is_dir() else None
     resume = _resume_checkpoint(training)
     held = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
