@@ -160,9 +160,17 @@ class MaskingArguments:
         default=None, metadata={"help": "probabilities of basic/phrase/entity masking, e.g. {basic: 1, entity: 1}"}
     )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "pad batch lengths to a multiple"})
+    dupe_factor: int | None = field(
+        default=None,
+        metadata={"help": "static masking as the original BERT: masks drawn once at preparation, this many copies "
+                          "of each row (BERT: 10); default none: dynamic masking, fresh masks every epoch"},
+    )
 
     def __post_init__(self):
         _check_choice("masking", self.masking, MASKING_MODES)
+        if self.dupe_factor is not None and self.dupe_factor < 1:
+            raise ValueError(f"dupe_factor must be a positive integer (or unset for dynamic masking), "
+                             f"got {self.dupe_factor}")
         self.knowledge_levels = _json_mapping(self.knowledge_levels, "knowledge_levels")
 
 

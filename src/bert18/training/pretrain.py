@@ -35,7 +35,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..collators import KnowledgeMaskingCollator, PretrainingCollator
+from ..collators import KnowledgeMaskingCollator, PretrainingCollator, StaticMasks, static_masking
 from ..configuration_bert18 import Bert18Config
 from ..data import (
     DOCUMENT_TASKS,
@@ -276,6 +276,18 @@ def build_collator(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, config: B
                                span_p=masking.span_p, max_span=masking.max_span, **shared)
 
 
+def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
+    """Static masking (``dupe_factor``) stores masked copies of packed MLM rows: refuse what it cannot."""
+    if recipe.masking.dupe_factor is None:
+        return
+    if "mlm" not in config.pretraining_tasks:
+        raise ValueError("dupe_factor (static masking) draws MLM masks, and 'mlm' is not among the pretraining tasks")
+    if DOCUMENT_TASKS & set(config.pretraining_tasks):
+        raise ValueError(f"dupe_factor (static masking) stores packed MLM rows; the tasks "
+                         f"{sorted(DOCUMENT_TASKS & set(config.pretraining_tasks))} draw sentence pairs per epoch: "
+                         "use dynamic masking (unset dupe_factor) or MLM-only tasks")
+
+
 def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
     """Random weights from ``config``, or ``model_name_or_path``'s with the recipe's overrides (new
     task heads start random)."""
@@ -298,6 +310,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     tokenizer = load_or_train_tokenizer(recipe, train_documents)
     config = build_config(recipe, tokenizer)
     schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
+    _check_static_masking(recipe, config)
     if training.process_index == 0:
         write_recipe(recipe)
     seed = training.data_seed if training.data_seed is not None else training.seed
@@ -310,6 +323,14 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed)
         eval_dataset = build_examples(recipe, eval_documents, tokenizer, config, lexicon, seed)
     collator = build_collator(recipe, tokenizer, config, seed)
+    if recipe.masking.dupe_factor is not None:  # BERT's static masks: drawn once, dupe_factor copies
+        with training.main_process_first(desc="static masks"):
+            train_dataset = static_masking(train_dataset, collator.masking, recipe.masking.dupe_factor,
+                                           num_proc=recipe.data.num_proc)
+            if eval_dataset is not None:
+                eval_dataset = static_masking(eval_dataset, collator.masking, 1)
+        collator = PretrainingCollator(tokenizer, config, masking=StaticMasks(tokenizer), seed=seed,
+                                       pad_to_multiple_of=recipe.masking.pad_to_multiple_of)
     model = build_model(recipe, config)
     training.remove_unused_columns = False  # the collator reads word ids, spans and example indices
     progress = TaskProgressCallback(list(config.pretraining_tasks), plot=False)  # the recipe plots after evaluation
