@@ -286,14 +286,17 @@ def test_resuming_a_different_run_is_refused(tmp_path, minilm_path):
         build_pretraining(changed)
 
 
-def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path):
+@pytest.mark.parametrize("optimizer", ["trainer", pytest.param("lamb", marks=pytest.mark.slow)])
+def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, optimizer):
     """`accelerate launch` with two gloo ranks: disjoint examples, identical replicas, and the
-    weights of one process taking the same global batch."""
+    weights of one process taking the same global batch (with AdamW, and with LAMB, whose trust
+    ratio reads whole tensors: correct under DDP because every rank steps on the averaged gradient)."""
     script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
     overrides += ["--config_overrides=" + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0,
                                                       "attention_probs_dropout_prob": 0.0}),
-                  f"--tokenizer_name_or_path={minilm_path}", "--max_steps=3", "--validation_fraction=0"]
+                  f"--tokenizer_name_or_path={minilm_path}", "--max_steps=3", "--validation_fraction=0",
+                  f"--optimizer={optimizer}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = tmp_path / "two"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",

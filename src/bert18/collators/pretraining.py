@@ -99,6 +99,9 @@ class PretrainingCollator(DynamicCollator):
 
     def _word_start_capitalization(self, example: dict[str, Any]) -> np.ndarray:
         ids = np.asarray(example["input_ids"], dtype=np.int64)
+        if "mask_positions" in example:  # statically masked: word starts are read off the original ids
+            ids = ids.copy()
+            ids[np.asarray(example["mask_positions"], dtype=np.int64)] = example["mask_targets"]
         labels = np.asarray(example["capitalization_labels"], dtype=np.int64)
         name = f"example {example.get('example_index', '?')}"
         if len(labels) == 0 and len(ids):

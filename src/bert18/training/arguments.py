@@ -23,20 +23,22 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..collators.mlm import GRANULARITIES
 from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config
 from ..data.prepare import PACKING_MODES
+from .optim import OPTIMIZERS
 
 MASKING_MODES = (*GRANULARITIES, "knowledge")
 
 
-def _json_mapping(value: dict | str | None, name: str) -> dict | None:
-    """A mapping given in YAML, or as a JSON string on the command line."""
-    if value is None or isinstance(value, dict):
+def _json_value(value: Any, name: str, expected: type[dict] | type[list]) -> Any:
+    """A mapping or list given in YAML, or as a JSON string on the command line."""
+    kind = "a mapping" if expected is dict else "a list"
+    if value is None or isinstance(value, expected):
         return value
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{name} must be a mapping (in YAML) or a JSON object string, got {value!r}") from error
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a mapping, got {parsed!r}")
+        raise ValueError(f"{name} must be {kind} (in YAML) or a JSON string of one, got {value!r}") from error
+    if not isinstance(parsed, expected):
+        raise ValueError(f"{name} must be {kind}, got {parsed!r}")
     return parsed
 
 
@@ -64,6 +66,10 @@ def check_training_arguments(training: TrainingArguments) -> None:
         _check_positive(name, getattr(training, name), "at least 1")
 
 
+def _json_mapping(value: dict | str | None, name: str) -> dict | None:
+    return _json_value(value, name, dict)
+
+
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
@@ -84,6 +90,12 @@ class ModelArguments:
     )
     task_loss_weights: dict | str | None = field(
         default=None, metadata={"help": "weight of each task's loss, e.g. {mlm: 1.0, sop: 0.5} (default 1 each)"}
+    )
+    task_schedule: list | str | None = field(
+        default=None,
+        metadata={"help": "ERNIE 2.0 continual multi-task learning: stages [{step: 0, tasks: [mlm]}, {step: 2000, "
+                          "tasks: [mlm, sop], weights: {sop: 0.5}}, ...]; tasks outside the stage weigh 0 "
+                          "(bert18.training.schedules; a JSON list on the command line)"},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -107,6 +119,7 @@ class ModelArguments:
         self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
         Bert18Config.check_keys(self.config_overrides, "config_overrides")  # before anything is written
         self.task_loss_weights = _json_mapping(self.task_loss_weights, "task_loss_weights")
+        self.task_schedule = _json_value(self.task_schedule, "task_schedule", list)
         for task in self.pretraining_tasks or []:
             _check_choice("each of pretraining_tasks", task, list(PRETRAINING_TASKS))
         _check_choice("tokenizer_algorithm", self.tokenizer_algorithm, ("wordpiece", "bpe", "unigram"))
@@ -194,9 +207,17 @@ class MaskingArguments:
                                         "{0: {basic: 1}, 2000: {phrase: 1}, 4000: {entity: 1}}"}
     )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "pad batch lengths to a multiple"})
+    dupe_factor: int | None = field(
+        default=None,
+        metadata={"help": "static masking as the original BERT: masks drawn once at preparation, this many copies "
+                          "of each row (BERT: 10); default none: dynamic masking, fresh masks every epoch"},
+    )
 
     def __post_init__(self):
         _check_choice("masking", self.masking, MASKING_MODES)
+        if self.dupe_factor is not None and self.dupe_factor < 1:
+            raise ValueError(f"dupe_factor must be a positive integer (or unset for dynamic masking), "
+                             f"got {self.dupe_factor}")
         self.knowledge_levels = _json_mapping(self.knowledge_levels, "knowledge_levels")
         # Checked here, when the recipe is read, not at the first batch after the output folder is written.
         _check_range("mlm_probability", self.mlm_probability, 0, 1, "the share of tokens to predict")
@@ -233,7 +254,7 @@ class MaskingArguments:
 
 @dataclass
 class RunArguments:
-    """What happens around training: an existing output folder, the plot, the model card."""
+    """What happens around training: an existing output folder, the plot, the model card, the optimizer."""
 
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "replace what output_dir holds (a different or finished run)"}
@@ -241,6 +262,21 @@ class RunArguments:
     plot: bool = field(default=True, metadata={"help": "write task_curves.png (per-task loss and accuracy)"})
     language: str | None = field(default=None, metadata={"help": "language of the corpus, for the model card"})
     license: str | None = field(default=None, metadata={"help": "license of the model, for the model card"})
+    phases: list | str | None = field(
+        default=None,
+        metadata={"help": "train in phases, each a mapping of the keys that change, e.g. [{max_length: 128, "
+                          "max_steps: 900000}, {max_length: 512, max_steps: 100000}] (BERT's two sequence "
+                          "lengths); later phases carry the optimizer state (bert18.training.phases)"},
+    )
+    optimizer: str = field(
+        default="trainer",
+        metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
+                          "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
+    )
+
+    def __post_init__(self):
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        self.phases = _json_value(self.phases, "phases", list)
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments, RunArguments, TrainingArguments)

@@ -42,6 +42,7 @@ from .finetune_tasks import (
     prepare_sequence_classification,
     prepare_token_classification,
 )
+from .optim import create_lamb, trainer_optimizer
 from .pretrain import _say, check_hub, check_output_dir, finished_checkpoint, write_recipe
 
 # With LoRA on a converted (non-bert18) checkpoint: the bert18 base the adapter applies to.
@@ -133,13 +134,18 @@ def _rebuilds(path: str, config: Bert18Config) -> bool:
 
 
 def build_optimizer(recipe: FinetuneRecipe, model: torch.nn.Module) -> torch.optim.Optimizer | None:
-    """AdamW over layer-wise decayed rates when ``layerwise_lr_decay`` is set; else the Trainer's own."""
+    """The optimizer over layer-wise decayed rates when ``layerwise_lr_decay`` is set (AdamW, or LAMB
+    with ``optimizer: lamb``); else ``None``, and the Trainer builds its own (``trainer_optimizer``)."""
     decay, training = recipe.model.layerwise_lr_decay, recipe.training
     if decay is None:
         return None
     groups = layerwise_lr_decay_groups(model, training.learning_rate, decay, training.weight_decay)
-    return torch.optim.AdamW(groups, lr=training.learning_rate, betas=(training.adam_beta1, training.adam_beta2),
-                             eps=training.adam_epsilon)
+    betas = (training.adam_beta1, training.adam_beta2)
+    if recipe.run.optimizer == "lamb":
+        for group in groups:  # biases and norm gains: no trust ratio, as in ALBERT's code
+            group["adam"] = group["name"].endswith("/no_decay")
+        return create_lamb(groups, training.learning_rate, betas, training.adam_epsilon, training.weight_decay)
+    return torch.optim.AdamW(groups, lr=training.learning_rate, betas=betas, eps=training.adam_epsilon)
 
 
 def build_finetuning(recipe: FinetuneRecipe) -> tuple[Trainer, TaskData, str | None]:
@@ -161,6 +167,7 @@ def build_finetuning(recipe: FinetuneRecipe) -> tuple[Trainer, TaskData, str | N
         eval_dataset=task.eval if recipe.model.task != "question-answering" else None,
         data_collator=task.collator, processing_class=tokenizer, compute_metrics=task.compute_metrics,
         optimizers=(optimizer, None),
+        optimizer_cls_and_kwargs=None if optimizer is not None else trainer_optimizer(recipe.run.optimizer, training),
     )
     return trainer, task, resume
 

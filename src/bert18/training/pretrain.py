@@ -32,13 +32,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import datasets
+import torch
 import transformers
 import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..collators import KnowledgeMaskingCollator, LevelScheduleCallback, PretrainingCollator
+from ..collators import (
+    KnowledgeMaskingCollator,
+    LevelScheduleCallback,
+    PretrainingCollator,
+    StaticMasks,
+    static_masking,
+)
 from ..configuration_bert18 import Bert18Config
 from ..data import (
     DOCUMENT_TASKS,
@@ -53,6 +60,9 @@ from ..modeling_bert18 import Bert18ForPreTraining
 from ..tokenization import train_tokenizer
 from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
 from .callbacks import InterruptCallback, TaskProgressCallback, format_metrics, plot_task_curves
+from .optim import trainer_optimizer
+from .phases import FINAL_OPTIMIZER, run_phases
+from .schedules import TaskSchedule, TaskScheduleCallback
 from .streaming import configure_streaming
 from .trainer import Bert18Trainer
 
@@ -112,6 +122,13 @@ class RunRecipe(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
 
+def clear_output_dir(training: TrainingArguments) -> None:
+    """Empty ``output_dir`` (``overwrite_output_dir``): the main process removes it, the others wait."""
+    with training.main_process_first(desc="clearing output_dir"):
+        if training.process_index == 0 and Path(training.output_dir).is_dir():
+            shutil.rmtree(training.output_dir)
+
+
 def check_output_dir(recipe: RunRecipe) -> str | None:
     """Refuse to write into a folder holding another run; return the checkpoint to resume from, if any.
 
@@ -129,9 +146,7 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
         raise PermissionError(f"output_dir {output} cannot be created in {_existing_parent(output)} (not writable): "
                               "choose another output_dir")
     if recipe.run.overwrite_output_dir:
-        with training.main_process_first(desc="clearing output_dir"):
-            if training.process_index == 0 and output.is_dir():
-                shutil.rmtree(output)
+        clear_output_dir(training)
         return _resume_checkpoint(training) if output.is_dir() else None
     resume = _resume_checkpoint(training)
     held = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
@@ -411,6 +426,21 @@ def build_collator(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, config: B
                                span_p=masking.span_p, max_span=masking.max_span, **shared)
 
 
+def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
+    """Static masking (``dupe_factor``) stores masked copies of packed MLM rows: refuse what it cannot."""
+    if recipe.masking.dupe_factor is None:
+        return
+    if recipe.data.streaming:
+        raise ValueError("dupe_factor (static masking) stores every masked copy: it needs a prepared map-style "
+                         "dataset, not streaming: true (a stream is masked dynamically)")
+    if "mlm" not in config.pretraining_tasks:
+        raise ValueError("dupe_factor (static masking) draws MLM masks, and 'mlm' is not among the pretraining tasks")
+    if DOCUMENT_TASKS & set(config.pretraining_tasks):
+        raise ValueError(f"dupe_factor (static masking) stores packed MLM rows; the tasks "
+                         f"{sorted(DOCUMENT_TASKS & set(config.pretraining_tasks))} draw sentence pairs per epoch: "
+                         "use dynamic masking (unset dupe_factor) or MLM-only tasks")
+
+
 def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
     """Random weights from ``config``, or ``model_name_or_path``'s with the recipe's overrides (new
     task heads start random)."""
@@ -440,6 +470,8 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     if recipe.masking.knowledge_schedule is not None and training.dataloader_persistent_workers:
         raise ValueError("knowledge_schedule counts batches per epoch in the data loader's workers, which "
                          "persistent workers never restart: set dataloader_persistent_workers=false")
+    schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
+    _check_static_masking(recipe, config)
     if training.process_index == 0:
         write_recipe(recipe)
     if recipe.masking.masking == "knowledge" and not (recipe.data.mine_phrases or recipe.data.entity_lexicon
@@ -450,16 +482,25 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         lexicon = _knowledge_lexicon(recipe, train_documents)
         train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed, repeat=True)
         eval_dataset = build_examples(recipe, eval_documents, tokenizer, config, lexicon, seed)
+    if recipe.masking.dupe_factor is not None:  # BERT's static masks: drawn once, dupe_factor copies
+        with training.main_process_first(desc="static masks"):
+            train_dataset = static_masking(train_dataset, collator.masking, recipe.masking.dupe_factor,
+                                           num_proc=recipe.data.num_proc)
+            if eval_dataset is not None:
+                eval_dataset = static_masking(eval_dataset, collator.masking, 1)
+        collator = PretrainingCollator(tokenizer, config, masking=StaticMasks(tokenizer), seed=seed,
+                                       pad_to_multiple_of=recipe.masking.pad_to_multiple_of)
     model = build_model(recipe, config)
     training.remove_unused_columns = False  # the collator reads word ids, spans and example indices
     progress = TaskProgressCallback(list(config.pretraining_tasks), plot=False)  # the recipe plots after evaluation
-    callbacks = [progress, InterruptCallback()]
+    callbacks = [progress, InterruptCallback(), *([TaskScheduleCallback(schedule)] if schedule else [])]
     if isinstance(collator.masking, KnowledgeMaskingCollator) and collator.masking.schedule_unit == "step":
         callbacks.append(LevelScheduleCallback(collator.masking))
     trainer = Bert18Trainer(
         model=model, args=training, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=collator, processing_class=tokenizer, callbacks=callbacks,
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
+        optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
     )
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
     if recipe.data.streaming:
@@ -467,14 +508,22 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume)
 
 
-def run_pretraining(recipe: Recipe) -> dict[str, Any]:
-    """Build, train, evaluate and save (steps 1-7); returns the final metrics and where things went."""
+def run_pretraining(recipe: Recipe, initial_optimizer_state: str | Path | None = None,
+                    save_optimizer_state: bool = False) -> dict[str, Any]:
+    """Build, train, evaluate and save (steps 1-7); returns the final metrics and where things went.
+
+    A recipe with ``phases`` runs each phase in turn (``bert18.training.phases``), which passes the
+    previous phase's optimizer state as ``initial_optimizer_state`` and asks each phase to save its
+    own at the end (``save_optimizer_state``)."""
+    if recipe.run.phases:
+        return run_phases(recipe)
     run = build_pretraining(recipe)
     trainer, training = run.trainer, recipe.training
     if (done := finished_checkpoint(run.resume_from_checkpoint, training)) is not None:
         _say(training, f"{run.resume_from_checkpoint} already reached the end of training (step {done}): nothing to "
                        "resume; raise max_steps or num_train_epochs to train further")
         return {"finished_at": done, "checkpoint": run.resume_from_checkpoint}
+    trainer.initial_optimizer_state = initial_optimizer_state
     tasks = list(run.config.pretraining_tasks)
     examples = "a stream of" if isinstance(run.train_dataset, datasets.IterableDataset) else len(run.train_dataset)
     _say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
@@ -490,6 +539,8 @@ def run_pretraining(recipe: Recipe) -> dict[str, Any]:
     if run.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model()
+    if save_optimizer_state and trainer.is_world_process_zero():
+        torch.save(trainer.optimizer.state_dict(), Path(training.output_dir) / FINAL_OPTIMIZER)
     trainer.save_metrics("all", metrics)
     trainer.save_state()
     trainer.create_model_card()

@@ -33,6 +33,7 @@ from ..collators.base import own_generator
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
 from .sharding import save_full_model, saves_sharded_state
+from .phases import carry_optimizer_state
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -126,6 +127,16 @@ class Bert18Trainer(Trainer):
         loader = super().get_eval_dataloader(eval_dataset)
         own_generator(loader, self.args.seed)
         return loader
+
+    initial_optimizer_state: str | None = None  # a previous phase's moments (bert18.training.phases)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer; in a later phase of a phased run, with the previous phase's moments
+        (a resumed checkpoint's own state replaces them afterwards, as the Trainer loads it later)."""
+        optimizer = super().create_optimizer(model)
+        if self.initial_optimizer_state is not None:
+            carry_optimizer_state(optimizer, self.initial_optimizer_state)
+        return optimizer
 
     def _pretraining(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), Bert18ForPreTraining)
