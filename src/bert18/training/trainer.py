@@ -32,8 +32,8 @@ from ..collators import SetEpochCallback
 from ..collators.base import own_generator
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
-from .sharding import save_full_model, saves_sharded_state
 from .phases import carry_optimizer_state
+from .sharding import save_full_model, saves_sharded_state
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
