@@ -28,6 +28,8 @@ from transformers import (
     AutoModelForTokenClassification,
     BertConfig,
     BertModel,
+    ErnieConfig,
+    ErnieModel,
     RobertaConfig,
     RobertaModel,
     pipeline,
@@ -513,7 +515,8 @@ REFERENCE_CONFIGS = {
     "albert-large": (AlbertModel, _albert(1024, 16)),
     "albert-xlarge": (AlbertModel, _albert(2048, 16)),
     "albert-xxlarge": (AlbertModel, AlbertConfig()),
-    "ernie-base": (BertModel, BertConfig(type_vocab_size=4)),  # ERNIE 2.0 en: BERT-base with 4 segment types
+    # ERNIE 2.0 en: BERT-base with 4 segment types and 3 task types
+    "ernie-base": (ErnieModel, ErnieConfig(type_vocab_size=4, use_task_id=True, task_type_vocab_size=3)),
 }
 COMPARED_FIELDS = (
     "vocab_size",

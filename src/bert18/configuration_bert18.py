@@ -105,11 +105,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         _ALBERT, hidden_size=4096, num_hidden_layers=12, num_attention_heads=64, intermediate_size=16384
     ),
     # Sun et al. 2020, ERNIE 2.0 base (English): BERT-base shape with 4 segment types (its tasks
-    # mark more than two kinds of segment), trained on knowledge masking, sentence distance,
-    # capitalization and token-document relation.
+    # mark more than two kinds of segment) and task-type embeddings, trained on knowledge masking,
+    # sentence distance, capitalization and token-document relation.
     "ernie-base": dict(
         _BERT_BASE,
         type_vocab_size=4,
+        use_task_id=True,  # the released ERNIE 2.0 base: task-type embeddings over 3 task ids
+        task_type_vocab_size=3,
         pretraining_tasks=["mlm", "sentence_distance", "capitalization", "token_document_relation"],
     ),
 }
@@ -145,6 +147,9 @@ class Bert18Config(PreTrainedConfig):
         classifier_dropout: dropout before downstream classifiers (``None``: ``hidden_dropout_prob``).
         max_position_embeddings: longest sequence the position embeddings cover.
         type_vocab_size: number of segment ids (2 in BERT, 1 in RoBERTa).
+        use_task_id: add a task-type embedding to the input embeddings (ERNIE 2.0's task ids;
+            transformers' ``ErnieConfig`` field of the same name); the models then take ``task_type_ids``.
+        task_type_vocab_size: number of task ids (ERNIE's 3) when ``use_task_id``.
         pad_token_id: id of the padding token.
         layer_norm_eps: epsilon of every LayerNorm.
         initializer_range: standard deviation of the normal initialisation.
@@ -188,6 +193,8 @@ class Bert18Config(PreTrainedConfig):
     classifier_dropout: float | int | None = None
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
+    use_task_id: bool = False
+    task_type_vocab_size: int = 3
     pad_token_id: int | None = 0
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
@@ -255,7 +262,7 @@ class Bert18Config(PreTrainedConfig):
         after construction is caught too.
         """
         positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size", "task_type_vocab_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")

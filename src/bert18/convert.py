@@ -1,4 +1,4 @@
-"""Original BERT, RoBERTa and ALBERT checkpoints -> bert18, with exact numerical parity.
+"""Original BERT, RoBERTa, ALBERT and ERNIE checkpoints -> bert18, with exact numerical parity.
 
 Conversion is renaming, plus two rewrites that keep the function identical:
 
@@ -88,8 +88,10 @@ def config_from_transformers(source: PretrainedConfig | dict[str, Any]) -> Bert1
             )
         fields.update(embedding_size=src["embedding_size"], layer_sharing="all", pretraining_tasks=["mlm", "sop"])
         fields["classifier_dropout"] = src.get("classifier_dropout_prob")
-    else:
+    else:  # BERT, and ERNIE (BERT with task-type embeddings when use_task_id)
         fields["pretraining_tasks"] = ["mlm", "nsp"]
+        if model_type == "ernie" and src.get("use_task_id"):
+            fields.update(use_task_id=True, task_type_vocab_size=src["task_type_vocab_size"])
     fields = {k: v for k, v in fields.items() if v is not None}
     return Bert18Config(**fields)
 
@@ -100,6 +102,7 @@ _EMBEDDINGS = [
     (r"embeddings\.word_embeddings\.weight", "embeddings.word_embeddings.weight"),
     (r"embeddings\.position_embeddings\.weight", "embeddings.position_embeddings.weight"),
     (r"embeddings\.token_type_embeddings\.weight", "embeddings.token_type_embeddings.weight"),
+    (r"embeddings\.task_type_embeddings\.weight", "embeddings.task_type_embeddings.weight"),  # ERNIE
     (r"embeddings\.LayerNorm\.(weight|bias)", r"embeddings.layer_norm.\1"),
     (r"encoder\.embedding_hidden_mapping_in\.(weight|bias)", r"embeddings.projection.\1"),
     (r"pooler\.dense\.(weight|bias)", r"pooler.dense.\1"),
@@ -150,7 +153,7 @@ _HEADS = [
     (r"classifier\.out_proj\.(weight|bias)", r"classifier.\1"),
     (r"(classifier|qa_outputs)\.(weight|bias)", r"\1.\2"),  # BERT/ALBERT downstream heads
 ]
-_BASE_PREFIXES = ("bert.", "roberta.", "albert.")
+_BASE_PREFIXES = ("bert.", "roberta.", "albert.", "ernie.")
 
 
 def _rename(name: str, rules: list[tuple[str, str]]) -> str | None:

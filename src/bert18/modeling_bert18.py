@@ -81,7 +81,7 @@ FUSED_QKV_CONVERSION = [
 register_checkpoint_conversion_mapping(Bert18Config.model_type, FUSED_QKV_CONVERSION, overwrite=True)
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
-CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert")
+CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert", "ernie")
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
@@ -102,6 +102,8 @@ class Bert18Embeddings(nn.Module):
         dim = config.effective_embedding_size
         self.word_embeddings = nn.Embedding(config.vocab_size, dim, padding_idx=config.pad_token_id)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, dim)
+        # ERNIE 2.0's task ids (transformers' ErnieModel use_task_id): one more embedding in the sum
+        self.task_type_embeddings = nn.Embedding(config.task_type_vocab_size, dim) if config.use_task_id else None
         if config.position_embedding_type == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, dim)
         else:  # fixed, so not a parameter and not saved: rebuilt identically from the config
@@ -138,6 +140,7 @@ class Bert18Embeddings(nn.Module):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        task_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
@@ -152,6 +155,10 @@ class Bert18Embeddings(nn.Module):
         else:
             positions = F.embedding(position_ids, self.sinusoidal_table.to(inputs_embeds.dtype))
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + positions
+        if self.task_type_embeddings is not None:
+            if task_type_ids is None:
+                task_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+            embeddings = embeddings + self.task_type_embeddings(task_type_ids)
         embeddings = self.dropout(self.layer_norm(embeddings))
         return embeddings if self.projection is None else self.projection(embeddings)
 
@@ -486,6 +493,7 @@ class Bert18Model(Bert18PreTrainedModel):
         content_mask: torch.Tensor | None = None,
         query_embeds: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
         """Encode a batch. ``attention_mask`` is 1 for tokens and 0 for padding ([batch, length]).
@@ -499,6 +507,9 @@ class Bert18Model(Bert18PreTrainedModel):
           by nothing. Their final states are ``query_last_hidden_state``.
 
         ``hidden_states`` hold the token rows only; eager ``attentions`` have the query rows after them.
+
+        ``task_type_ids`` ([batch, length], with ``config.use_task_id``): ERNIE 2.0's task ids, 0 when
+        not given.
 
         Packed rows: ``attention_mask`` may number the sequences of a row (0 padding, then 1, 2, ...
         for consecutive sequences); each attends only to itself and counts its positions from 0.
@@ -526,8 +537,9 @@ class Bert18Model(Bert18PreTrainedModel):
                 position_ids = sequence_positions(attention_mask)
             if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
                 return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                              output_hidden_states, output_attentions, **kwargs)
-        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
+                                              output_hidden_states, output_attentions, task_type_ids, **kwargs)
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask,
+                                     task_type_ids=task_type_ids)
         num_keys = None
         if not two_stream:
             hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask, packed)
@@ -610,6 +622,7 @@ class Bert18Model(Bert18PreTrainedModel):
         inputs_embeds: torch.Tensor | None,
         output_hidden_states: bool,
         output_attentions: bool = False,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
         """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back.
@@ -628,6 +641,7 @@ class Bert18Model(Bert18PreTrainedModel):
             token_type_ids=batch.gather(token_type_ids.expand(shape))[:, None],
             position_ids=batch.gather(position_ids.expand(shape))[:, None],
             inputs_embeds=batch.gather(inputs_embeds)[:, None] if inputs_embeds is not None else None,
+            task_type_ids=batch.gather(task_type_ids.expand(shape))[:, None] if task_type_ids is not None else None,
         ).squeeze(1)
         sequence, hidden_states, _ = self.encoder(
             embeddings, None, output_hidden_states=output_hidden_states, unpadded=batch, **kwargs
@@ -821,6 +835,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         num_items_in_batch: torch.Tensor | int | Mapping[str, torch.Tensor | int] | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ForPreTrainingOutput:
         """``labels`` are the MLM targets ([batch, length], -100 where not masked); the other label
@@ -847,7 +862,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
                 raise ValueError(f"{argument} given, but task {task!r} is not in config.pretraining_tasks {tasks}")
         two_stream = self._plm_streams(
             input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
-            plm_labels, plm_content_mask, plm_query_mask, plm_target_positions,
+            plm_labels, plm_content_mask, plm_query_mask, plm_target_positions, task_type_ids,
         )
         outputs = self.bert18(
             input_ids,
@@ -857,6 +872,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            task_type_ids=task_type_ids,
             **two_stream,
             **kwargs,
         )
@@ -902,6 +918,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         content_mask: torch.Tensor | None,
         query_mask: torch.Tensor | None,
         targets: torch.Tensor | None,
+        task_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``Bert18Model``'s two-stream arguments for the PLM inputs (empty without them): the content
         mask, one query row per target (learned vector + the target's position and segment
@@ -932,6 +949,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             token_type_ids=token_type_ids.expand(shape).gather(1, index),
             position_ids=position_ids.expand(shape).gather(1, index),
             inputs_embeds=self.plm_query.expand(*targets.shape, -1),
+            task_type_ids=task_type_ids.expand(shape).gather(1, index) if task_type_ids is not None else None,
         )
         rows = query_mask.bool().gather(1, index[..., None].expand(-1, -1, shape[1]))
         # A padding slot (-1) sees every token: never an empty row (SDPA would give NaN), never used.
@@ -969,6 +987,7 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
         """``labels``: target ids at masked positions, -100 elsewhere. ``num_items_in_batch`` (from the
@@ -981,6 +1000,7 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            task_type_ids=task_type_ids,
             **kwargs,
         )
         logits, targets = mlm_logits(self.lm_head, self.config, outputs.last_hidden_state, labels)
@@ -1036,6 +1056,7 @@ class Bert18ForSequenceClassification(Bert18PreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> SequenceClassifierOutput:
         """``labels``: class ids [batch], floats [batch] for regression, or multi-hot [batch, labels]."""
@@ -1047,6 +1068,7 @@ class Bert18ForSequenceClassification(Bert18PreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            task_type_ids=task_type_ids,
             **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))
@@ -1078,6 +1100,7 @@ class Bert18ForTokenClassification(Bert18PreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> TokenClassifierOutput:
         """``labels``: a tag id per token [batch, length], -100 on tokens to ignore."""
@@ -1089,6 +1112,7 @@ class Bert18ForTokenClassification(Bert18PreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            task_type_ids=task_type_ids,
             **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
@@ -1121,6 +1145,7 @@ class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
         end_positions: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> QuestionAnsweringModelOutput:
         """``start_positions``/``end_positions``: token index of the answer span [batch]; indices
@@ -1135,6 +1160,7 @@ class Bert18ForQuestionAnswering(Bert18PreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            task_type_ids=task_type_ids,
             **kwargs,
         )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)
@@ -1183,6 +1209,7 @@ class Bert18ForMultipleChoice(Bert18PreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        task_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> MultipleChoiceModelOutput:
         """``labels``: index of the right choice [batch]."""
@@ -1200,6 +1227,7 @@ class Bert18ForMultipleChoice(Bert18PreTrainedModel):
             inputs_embeds=flat(inputs_embeds),
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            task_type_ids=flat(task_type_ids),
             **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)

@@ -26,6 +26,7 @@ from .modeling_bert18 import Bert18Model
 _COMPONENTS = [
     (r"embeddings\.word_embeddings\.weight", "token embeddings"),
     (r"embeddings\.token_type_embeddings\.weight", "segment embeddings"),
+    (r"embeddings\.task_type_embeddings\.weight", "task-type embeddings"),
     (r"embeddings\.position_embeddings\.weight", "position embeddings"),
     (r"embeddings\.projection\.weight", "factorized projection E->H"),
     (r"encoder\.attention\.\d+\.query\.weight", "attention Q"),
@@ -38,7 +39,7 @@ _COMPONENTS = [
     (r"(embeddings|encoder)\..*\.bias", "biases"),
     (r"pooler\..*", "pooler"),
 ]
-_EMBEDDING_TABLES = ("token embeddings", "segment embeddings", "position embeddings")
+_EMBEDDING_TABLES = ("token embeddings", "segment embeddings", "task-type embeddings", "position embeddings")
 _ATTENTION = ("attention Q", "attention K", "attention V", "attention output O")
 _FEED_FORWARD = ("feed-forward H->I", "feed-forward I->H")
 _WEIGHT_MATRICES = (*_EMBEDDING_TABLES, "factorized projection E->H", *_ATTENTION, *_FEED_FORWARD)
