@@ -181,3 +181,38 @@ def test_chinese_bert_checkpoints_load_with_parity(tmp_path, architecture):
         got = model(input_ids=ids, attention_mask=mask).logits
     real = mask.bool()
     assert (got[real] - expected[real]).abs().max() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_chinese_model(tmp_path_factory, paragraphs):
+    """A randomly initialised tiny bert18 with a character vocabulary trained on the training documents."""
+    from bert18 import Bert18Config, Bert18ForPreTraining
+    from bert18.data.chinese import people_daily_splits
+    from bert18.tokenization import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("zh-model")
+    train = people_daily_splits(paragraphs)["train"]
+    tokenizer = train_tokenizer(train["text"][:5000], vocab_size=6000, lowercase=False, show_progress=False)
+    torch.manual_seed(0)
+    config = Bert18Config(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=128, max_position_embeddings=256, pretraining_tasks=["mlm"])
+    Bert18ForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe, metric, chance", [
+    ("finetune-people-daily-ner", "eval_overall_f1", 0.0),
+    ("finetune-chinese-reviews", "eval_accuracy", 0.53),  # the larger class's share of the test split
+])
+def test_chinese_finetuning_recipes_learn(tmp_path, tiny_chinese_model, recipe, metric, chance):
+    from bert18.training.finetune import run_finetuning
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+
+    parsed = parse_finetune_recipe(recipe, model_name_or_path=str(tiny_chinese_model),
+                                   output_dir=str(tmp_path / "run"), max_train_samples=3000, max_eval_samples=500,
+                                   num_train_epochs=2, learning_rate=1e-3, per_device_train_batch_size=32,
+                                   max_length=128, use_cpu=True, eval_strategy="no", disable_tqdm=True)
+    metrics = run_finetuning(parsed)["metrics"]
+    assert metrics[metric] > chance + 0.1, metrics

@@ -206,6 +206,33 @@ def sentiment_reviews() -> datasets.Dataset:
     return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
 
 
+def people_daily_splits(paragraphs: datasets.Dataset | None = None, test_every: int = 10) -> datasets.DatasetDict:
+    """``train`` and ``test`` paragraphs, split by document (every ``test_every``-th document is held
+    out whole): pretrain on ``train`` only, and the downstream test set is text pretraining never saw."""
+    if test_every < 2:
+        raise ValueError(f"test_every must be at least 2, got {test_every}")
+    paragraphs = people_daily() if paragraphs is None else paragraphs
+    held_out = [document % test_every == test_every - 1 for document in paragraphs["document"]]
+    return datasets.DatasetDict({
+        "train": paragraphs.select([i for i, out in enumerate(held_out) if not out]),
+        "test": paragraphs.select([i for i, out in enumerate(held_out) if out]),
+    })
+
+
+def people_daily_ner(splits: datasets.DatasetDict | None = None) -> datasets.DatasetDict:
+    """Chinese named-entity recognition (BIO over characters; persons, places, organizations) from the
+    gold tags, with ``people_daily_splits``' held-out documents as ``test``. Built-in fine-tuning
+    dataset ``people-daily-ner``."""
+    splits = people_daily_splits() if splits is None else splits
+    return datasets.DatasetDict({name: ner_examples(split) for name, split in splits.items()})
+
+
+def review_sentiment(test_size: float = 0.1, seed: int = 0) -> datasets.DatasetDict:
+    """The product reviews as ``train`` / ``test`` (stratified by label, fixed seed). Built-in
+    fine-tuning dataset ``chinese-reviews``."""
+    return sentiment_reviews().train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
+
+
 class Segmenter(Protocol):
     """Chinese word segmentation: text -> word character spans ``[start, end)`` (no whitespace
     words), in order, covering every non-space character."""
@@ -312,6 +339,9 @@ __all__ = [
     "ner_examples",
     "parse_tagged_line",
     "people_daily",
+    "people_daily_ner",
+    "people_daily_splits",
+    "review_sentiment",
     "people_daily_documents",
     "people_daily_path",
     "read_tagged_file",
