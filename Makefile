@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo demo-zh test test-all lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/bert18 demo
 
+demo-zh: $(STAMP)
+	$(VENV)/bin/bert18 demo --language zh
+
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
@@ -31,4 +34,4 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output demo-output-zh

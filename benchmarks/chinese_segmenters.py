@@ -47,7 +47,7 @@ def main() -> None:
         rate = characters / (time.perf_counter() - start)
         totals = [0, 0, 0]
         for row, words in zip(rows, found):
-            gold = set(zip(row["word_starts"], row["word_ends"]))
+            gold = {tuple(word) for word in row["words"]}
             totals = [totals[0] + len(gold), totals[1] + len(words), totals[2] + len(gold & set(words))]
         precision, recall, f1 = scores(*totals)
         entity = "-"

@@ -57,7 +57,7 @@ def test_gold_entities_match_the_raw_tags_and_never_cut_a_word(paragraphs):
                 "PER": sum(len(re.findall(r"(?:\S+/nr(?:\s+|$))+", line)) for line in raw.splitlines())}
     counts = {"LOC": 0, "ORG": 0, "PER": 0}
     for row in paragraphs:
-        starts, ends = set(row["word_starts"]), set(row["word_ends"])
+        starts, ends = {s for s, _ in row["words"]}, {e for _, e in row["words"]}
         for span in row["spans"]:
             counts[span["label"]] += 1
             assert span["start"] in starts and span["end"] in ends  # unions of whole gold words
@@ -92,7 +92,7 @@ def test_jieba_segments_close_to_the_gold_words(paragraphs):
     segmenter = JiebaSegmenter()
     gold_total = found_total = correct = 0
     for row in paragraphs.select(range(400)):
-        gold = set(zip(row["word_starts"], row["word_ends"]))
+        gold = {tuple(word) for word in row["words"]}
         found = set(segmenter.words(row["text"]))
         gold_total, found_total, correct = gold_total + len(gold), found_total + len(found), correct + len(gold & found)
     f1 = 2 * correct / (gold_total + found_total)
@@ -117,7 +117,7 @@ def test_jieba_entities_and_segment_dataset():
     labels = {text[s:e]: label for s, e, label in JiebaSegmenter().entities(text)}
     assert labels.get("江泽民") == "PER" and labels.get("北京") == "LOC" and labels.get("中共中央") == "ORG"
     segmented = segment_dataset(datasets.Dataset.from_dict({"text": [text]}), "jieba", entities=True)
-    assert segmented[0]["word_starts"][0] == 0 and segmented[0]["spans"]
+    assert segmented[0]["words"][0][0] == 0 and segmented[0]["spans"]
     with pytest.raises(ValueError, match="unknown segmenter 'ltp'"):
         load_segmenter("ltp")
 
@@ -158,22 +158,27 @@ def test_a_chinese_bpe_vocabulary_round_trips_mixed_text(paragraphs):
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
 
-@pytest.mark.parametrize("architecture", ["bert-base-chinese", "chinese-roberta-wwm-ext"])
-def test_chinese_bert_checkpoints_load_with_parity(tmp_path, architecture):
-    """bert-base-chinese and HFL's Chinese RoBERTa-wwm are BERT checkpoints (model_type bert) with a
-    21,128-token vocabulary: random weights of those shapes (small), logits equal."""
-    from transformers import BertConfig, BertForMaskedLM
+@pytest.mark.parametrize("architecture", ["bert-base-chinese", "chinese-roberta-wwm-ext", "ernie-1.0-base-zh"])
+def test_chinese_checkpoints_load_with_parity(tmp_path, architecture):
+    """bert-base-chinese and HFL's Chinese RoBERTa-wwm are BERT checkpoints (model_type bert, 21,128
+    tokens); ERNIE 1.0 is transformers' ernie type (18,000 tokens, no task ids): random weights of those
+    shapes (small), logits equal."""
+    from transformers import BertConfig, BertForMaskedLM, ErnieConfig, ErnieForMaskedLM
 
     from bert18 import Bert18ForMaskedLM
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=21128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=512, type_vocab_size=2,
-                        architectures=["BertForMaskedLM"])
-    reference = BertForMaskedLM(config).eval()
+    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=512, type_vocab_size=2)
+    if architecture.startswith("ernie"):
+        config = ErnieConfig(vocab_size=18000, use_task_id=False, architectures=["ErnieForMaskedLM"], **shape)
+        reference = ErnieForMaskedLM(config).eval()
+    else:
+        config = BertConfig(vocab_size=21128, architectures=["BertForMaskedLM"], **shape)
+        reference = BertForMaskedLM(config).eval()
     reference.save_pretrained(tmp_path / architecture)
     model = Bert18ForMaskedLM.from_pretrained(tmp_path / architecture).eval()
-    ids = torch.randint(100, 21128, (2, 16))
+    ids = torch.randint(100, config.vocab_size, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
     with torch.no_grad():
@@ -216,3 +221,90 @@ def test_chinese_finetuning_recipes_learn(tmp_path, tiny_chinese_model, recipe, 
                                    max_length=128, use_cpu=True, eval_strategy="no", disable_tqdm=True)
     metrics = run_finetuning(parsed)["metrics"]
     assert metrics[metric] > chance + 0.1, metrics
+
+
+@pytest.fixture(scope="module")
+def chinese_tokenizer(paragraphs):
+    from bert18.tokenization import train_tokenizer
+
+    return train_tokenizer(paragraphs["text"][:4000], vocab_size=6000, lowercase=False, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def chinese_rows(paragraphs, chinese_tokenizer):
+    """Packed rows of 128 tokens over ~2,000 paragraphs (> 150,000 characters), with the gold words as
+    word ids and the gold persons / places / organizations as knowledge spans."""
+    from bert18.data import prepare_pretraining_dataset
+
+    sample = paragraphs.select(range(2000)).select_columns(["text", "words", "spans"])
+    packed = prepare_pretraining_dataset(sample, chinese_tokenizer, ["mlm"], max_length=128, word_column="words",
+                                         span_column="spans")
+    return [dict(row) for row in packed]
+
+
+def _selection(collator, rows, epochs):
+    for epoch in range(epochs):
+        collator.set_epoch(epoch)
+        for i in range(0, len(rows), 64):
+            batch = collator(rows[i:i + 64])
+            for j, row in enumerate(rows[i:i + 64]):
+                n = len(row["input_ids"])
+                yield row, batch["labels"][j, :n].numpy(), batch["input_ids"][j, :n].numpy()
+
+
+def test_segmented_words_are_masked_whole(chinese_rows, chinese_tokenizer):
+    """Whole-word masking on Chinese: the characters of a gold word share its word id and are masked
+    together; 15% of the characters are selected."""
+    import numpy as np
+
+    from bert18.collators import MLMCollator
+
+    collator = MLMCollator(chinese_tokenizer, granularity="whole_word", seed=3)
+    special = list(chinese_tokenizer.all_special_ids)
+    tokens = selected = partial = multi = 0
+    for row, labels, _ in _selection(collator, chinese_rows, epochs=3):
+        ids, words = np.asarray(row["input_ids"]), np.asarray(row["word_ids"])
+        real = ~np.isin(ids, special)
+        chosen = labels != -100
+        starts = np.r_[True, words[1:] != words[:-1]]
+        owner = np.maximum.accumulate(np.where(starts, np.arange(len(words)), 0))
+        partial += int((real & (chosen != chosen[owner])).sum())
+        multi += int((real & ~starts).sum())
+        tokens, selected = tokens + int(real.sum()), selected + int((chosen & real).sum())
+    assert tokens > 150_000 * 3 / 3 and multi > 50_000  # many characters continue a multi-character word
+    assert partial == 0
+    assert abs(selected / tokens - 0.15) < 0.015
+
+
+def test_gold_entities_are_knowledge_units_at_the_target_rate(chinese_rows, chinese_tokenizer):
+    """ERNIE 1.0's entity level in Chinese: a gold entity is never masked in part, and words and
+    entities are each selected at 15% (±1.5 points), with 80/10/10 inside the selection."""
+    import numpy as np
+
+    from bert18.collators import KnowledgeMaskingCollator
+
+    collator = KnowledgeMaskingCollator(chinese_tokenizer, levels={"entity": 1.0}, seed=5)
+    special = list(chinese_tokenizer.all_special_ids)
+    counts = {"entity": [0, 0], "word": [0, 0]}
+    outcomes = np.zeros(3)
+    partial = 0
+    for row, labels, inputs in _selection(collator, chinese_rows, epochs=6):
+        ids = np.asarray(row["input_ids"])
+        chosen = labels != -100
+        in_entity = np.zeros(len(ids), bool)
+        for s, e in zip(row["span_starts"], row["span_ends"]):
+            in_entity[s:e] = True
+            partial += int(chosen[s:e].any() and not chosen[s:e].all())
+        real = ~np.isin(ids, special)
+        for name, where in (("entity", real & in_entity), ("word", real & ~in_entity)):
+            counts[name][0] += int(where.sum())
+            counts[name][1] += int((chosen & where).sum())
+        picked = chosen & real
+        outcomes += [(inputs[picked] == chinese_tokenizer.mask_token_id).sum(),
+                     (inputs[picked] == labels[picked]).sum(), 0]
+        outcomes[2] += picked.sum()
+    assert partial == 0
+    assert counts["entity"][0] > 30_000
+    for name, (total, chosen_count) in counts.items():
+        assert abs(chosen_count / total - 0.15) < 0.015, (name, chosen_count / total)
+    assert abs(outcomes[0] / outcomes[2] - 0.8) < 0.01 and abs(outcomes[1] / outcomes[2] - 0.1) < 0.01

