@@ -16,6 +16,7 @@
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def pretraining_corpus(output_dir: Path, task: datasets.DatasetDict) -> Path:
     return path
 
 
-def fill_mask(model_dir: Path) -> dict[str, list[str]]:
+def fill_mask(model_dir: Path, prompts: Sequence[str] = FILL_MASK_PROMPTS) -> dict[str, list[str]]:
     """Top-5 predictions for each prompt, with the model loaded through ``AutoModelForMaskedLM``."""
     model = AutoModelForMaskedLM.from_pretrained(model_dir)
     if not isinstance(model, Bert18ForMaskedLM):
@@ -57,7 +58,7 @@ def fill_mask(model_dir: Path) -> dict[str, list[str]]:
     fill = transformers.pipeline("fill-mask", model=model, tokenizer=tokenizer, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {prompt: [guess["token_str"] for guess in fill(prompt, top_k=5)] for prompt in FILL_MASK_PROMPTS}
+        return {prompt: [guess["token_str"] for guess in fill(prompt, top_k=5)] for prompt in prompts}
 
 
 def _classification_metrics(prediction: transformers.EvalPrediction) -> dict[str, float]:

@@ -13,15 +13,15 @@
 """
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from .data.chinese import people_daily_documents, people_daily_splits
-from .modeling_bert18 import Bert18ForMaskedLM, Bert18ForPreTraining
+from .demo import fill_mask
+from .modeling_bert18 import Bert18ForPreTraining
 from .training import parse_recipe, run_pretraining
 from .training.finetune import run_finetuning
 from .training.finetune_arguments import parse_finetune_recipe
@@ -44,17 +44,6 @@ def pretraining_corpus(output_dir: Path) -> Path:
     documents = people_daily_documents(people_daily_splits()["train"])
     documents.to_json(path, lines=True, force_ascii=False)
     return path
-
-
-def fill_mask(model_dir: Path) -> dict[str, list[str]]:
-    model = AutoModelForMaskedLM.from_pretrained(model_dir)
-    if not isinstance(model, Bert18ForMaskedLM):
-        raise RuntimeError(f"AutoModelForMaskedLM gave {type(model).__name__}, not Bert18ForMaskedLM")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    fill = transformers.pipeline("fill-mask", model=model, tokenizer=tokenizer, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {prompt: [guess["token_str"] for guess in fill(prompt, top_k=5)] for prompt in FILL_MASK_PROMPTS}
 
 
 def random_start(pretrained_dir: Path, folder: Path, seed: int) -> Path:
@@ -84,7 +73,7 @@ def run_chinese_demo(output_dir: str | os.PathLike = "demo-output-zh", steps: in
     pretraining = run_pretraining(recipe)
 
     _step(3, "fill-mask with the pretrained model (AutoModelForMaskedLM)")
-    guesses = fill_mask(pretrained)
+    guesses = fill_mask(pretrained, FILL_MASK_PROMPTS)
     for prompt, top in guesses.items():
         print(f"  {prompt} -> {top}")
 
