@@ -147,24 +147,32 @@ def _torch_varlen():
 
 
 def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
-                     scaling: float, dropout: float = 0.0) -> torch.Tensor:
+                     scaling: float, dropout: float = 0.0, window: int | None = None) -> torch.Tensor:
     """Bidirectional attention within each sequence of ``batch``: ``query``, ``key``, ``value`` [tokens,
-    heads, dim], the result [tokens, heads, dim]."""
+    heads, dim], the result [tokens, heads, dim]. ``window``: local attention, token i attends to the
+    tokens j of its sequence with |i - j| <= window.
+
+    Memory: FlashAttention's kernels hold no [length, length] scores (linear in the length, and with a
+    window they also skip the work outside it); the SDPA fallback materialises a [longest, longest] mask
+    per sequence (the band on local layers), quadratic in the longest sequence."""
     if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
         flash = _flash_varlen()
         if flash is not None:
             return flash(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
-                         dropout_p=dropout, softmax_scale=scaling, causal=False)
+                         dropout_p=dropout, softmax_scale=scaling, causal=False,
+                         window_size=(window, window) if window is not None else (-1, -1))
         torch_varlen = _torch_varlen()
         if torch_varlen is not None and dropout == 0.0:
             return torch_varlen(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen,
-                                batch.max_seqlen, scale=scaling)
-    return _rebatched_sdpa(query, key, value, batch, scaling, dropout)
+                                batch.max_seqlen, scale=scaling,
+                                window_size=(window, window) if window is not None else (-1, -1))
+    return _rebatched_sdpa(query, key, value, batch, scaling, dropout, window)
 
 
 def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
-                    scaling: float, dropout: float) -> torch.Tensor:
-    """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked."""
+                    scaling: float, dropout: float, window: int | None = None) -> torch.Tensor:
+    """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked (and,
+    on a local layer, keys outside the window: a banded [longest, longest] mask)."""
     tokens, heads, dim = query.shape
     slots = batch.num_sequences * batch.max_seqlen
 
@@ -172,7 +180,11 @@ def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         flat = t.new_zeros(slots, heads * dim).index_copy(0, batch.slots, t.reshape(tokens, -1))
         return flat.view(batch.num_sequences, batch.max_seqlen, heads, dim).transpose(1, 2)
 
-    context = F.scaled_dot_product_attention(layout(query), layout(key), layout(value), attn_mask=batch.key_mask,
+    mask = batch.key_mask
+    if window is not None and window + 1 < batch.max_seqlen:
+        index = torch.arange(batch.max_seqlen, device=query.device)
+        mask = mask & ((index[:, None] - index[None, :]).abs() <= window)
+    context = F.scaled_dot_product_attention(layout(query), layout(key), layout(value), attn_mask=mask,
                                              dropout_p=dropout, scale=scaling)
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 

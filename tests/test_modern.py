@@ -1,0 +1,234 @@
+"""The modern encoder options (rotary positions, pre-norm, RMSNorm, gated feed-forward, bias-free layers,
+local/global attention) and ModernBERT checkpoints.
+
+References: transformers' ``ModernBertModel``, ``ModernBertForMaskedLM`` and
+``ModernBertForSequenceClassification`` with random weights on padded batches (local attention narrower
+than the sequences), and bert18's own eager padded computation for the SDPA and unpadded paths.
+"""
+
+import copy
+
+import pytest
+import torch
+from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertForSequenceClassification, ModernBertModel
+
+import bert18
+from bert18 import Bert18Config
+from bert18.convert import ConversionError, convert_checkpoint, from_transformers
+from bert18.params import count_parameters
+
+VOCAB = 97
+SMALL = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=24,
+             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3,
+             pad_token_id=0)
+
+
+def modernbert_config(**overrides) -> ModernBertConfig:
+    fields = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=24, num_hidden_layers=4, num_attention_heads=4,
+                  max_position_embeddings=64, local_attention=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                  cls_token_id=1, sep_token_id=2, num_labels=3, global_rope_theta=1000.0, local_rope_theta=50.0)
+    return ModernBertConfig(**{**fields, **overrides})
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every parameter random (norm weights around 1, biases around 0), so a misplaced weight shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator) * 0.1
+            param.copy_((1.0 + noise) if "norm" in name and name.endswith("weight") else noise * 2)
+    return model.eval()
+
+
+def padded_batch(length: int = 30, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded rows (one full, others shorter than and longer than the local window)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (4, length), generator=generator)
+    mask = torch.ones(4, length, dtype=torch.long)
+    for row, real in enumerate((length, length - 7, 12, 5)):
+        mask[row, real:] = 0
+        ids[row, real:] = 0
+    return ids, mask
+
+
+def max_diff_at_real(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    return (a - b).abs()[mask.bool()].max().item()
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("source_class",
+                         ["ModernBertModel", "ModernBertForMaskedLM", "ModernBertForSequenceClassification"])
+@pytest.mark.parametrize("options", [{}, {"classifier_pooling": "mean", "norm_bias": True, "attention_bias": True,
+                                          "mlp_bias": True, "classifier_bias": True, "hidden_activation": "silu"}])
+def test_modernbert_parity(source_class, attention, options):
+    """bert18 converted from a random ModernBERT computes what it computes: last hidden states, MLM
+    logits and classifier logits within 1e-5 at real tokens, on eager, SDPA and bert18's unpadded path."""
+    torch.manual_seed(0)
+    reference = randomize({"ModernBertModel": ModernBertModel, "ModernBertForMaskedLM": ModernBertForMaskedLM,
+                           "ModernBertForSequenceClassification": ModernBertForSequenceClassification}[source_class](
+        modernbert_config(**options)))
+    reference.set_attn_implementation(attention)
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        expected = reference(ids, attention_mask=mask)
+    converted = from_transformers(reference)
+    assert converted.config.layer_types == reference.config.layer_types
+    for implementation, unpad in ((attention, False), ("sdpa", True)):
+        model = copy.deepcopy(converted)
+        model.config.unpad_inputs = unpad
+        model.set_attn_implementation(implementation)
+        with torch.no_grad():
+            got = model(ids, attention_mask=mask)
+        if source_class == "ModernBertModel":
+            assert max_diff_at_real(got.last_hidden_state, expected.last_hidden_state, mask) <= 1e-5
+        elif source_class == "ModernBertForMaskedLM":
+            assert max_diff_at_real(got.logits, expected.logits, mask) <= 1e-5
+        else:
+            assert (got.logits - expected.logits).abs().max().item() <= 1e-5
+
+
+def test_local_attention_matters_in_the_parity_batch():
+    """The parity batch is longer than the window: without local attention the outputs differ."""
+    reference = randomize(ModernBertModel(modernbert_config()))
+    ids, mask = padded_batch()
+    converted = from_transformers(reference)
+    converted.config.layer_types = ["full_attention"] * 4
+    converted.encoder.layer_types = converted.config.layer_types
+    with torch.no_grad():
+        expected = reference(ids, attention_mask=mask).last_hidden_state
+        got = converted(ids, attention_mask=mask).last_hidden_state
+    assert max_diff_at_real(got, expected, mask) > 1e-3
+
+
+def test_modernbert_folder_loads_with_from_pretrained_and_converts(tmp_path):
+    reference = randomize(ModernBertForMaskedLM(modernbert_config()))
+    reference.save_pretrained(tmp_path / "modernbert")
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        expected = reference(ids, attention_mask=mask).logits
+    loaded = bert18.Bert18ForMaskedLM.from_pretrained(tmp_path / "modernbert").eval()
+    converted = convert_checkpoint(tmp_path / "modernbert", tmp_path / "bert18")
+    reloaded = bert18.Bert18ForMaskedLM.from_pretrained(converted).eval()
+    with torch.no_grad():
+        for model in (loaded, reloaded):
+            assert max_diff_at_real(model(ids, attention_mask=mask).logits, expected, mask) <= 1e-5
+
+
+def test_modernbert_token_classification_is_refused():
+    from transformers import ModernBertForTokenClassification
+
+    with pytest.raises(ConversionError, match="prediction head"):
+        from_transformers(ModernBertForTokenClassification(modernbert_config()))
+
+
+@pytest.mark.parametrize("preset", ["modernbert-base", "modernbert-large"])
+def test_presets_count_what_transformers_counts(preset):
+    """Built on the meta device: bert18's preset and transformers' ModernBertModel of the published config."""
+    published = {"modernbert-base": {}, "modernbert-large": dict(hidden_size=1024, num_hidden_layers=28,
+                                                                  num_attention_heads=16, intermediate_size=2624)}
+    with torch.device("meta"):
+        reference = ModernBertModel(ModernBertConfig(**published[preset]))
+    expected = sum(p.numel() for p in reference.parameters())
+    if preset == "modernbert-base":
+        assert expected == 149_014_272
+    report = count_parameters(preset)
+    assert report.total == expected
+    config = Bert18Config.from_preset(preset)
+    converted = bert18.convert.config_from_transformers(reference.config)
+    for field in ("layer_types", "local_attention_window", "rope_theta", "local_rope_theta", "intermediate_size",
+                  "norm_bias", "attention_bias", "mlp_bias", "feed_forward_type", "max_position_embeddings"):
+        assert getattr(config, field) == getattr(converted, field), field
+
+
+# Modern options in combination, with factorized embeddings and cross-layer sharing: the eager padded
+# computation is the reference for SDPA (padded) and the unpadded variable-length path, packed rows included.
+COMBINATIONS = {
+    "modernbert": ("modernbert-base", dict(local_attention_window=6)),
+    "rotary_post_norm": ("tiny", dict(position_embedding_type="rotary", rope_theta=500.0)),
+    "albert_modern": ("albert-base", dict(embedding_size=16, position_embedding_type="rotary", norm_position="pre",
+                                          norm_type="rms_norm", feed_forward_type="swiglu", hidden_act="silu",
+                                          attention_bias=False, mlp_bias=False, local_attention_window=6,
+                                          global_attention_every_n_layers=2, local_rope_theta=100.0)),
+    "shared_ffn_rms_bias": ("tiny", dict(layer_sharing="ffn", norm_type="rms_norm", norm_position="pre",
+                                         feed_forward_type="geglu", position_embedding_type="rotary",
+                                         layer_types=["sliding_attention", "full_attention", "sliding_attention",
+                                                      "full_attention"], local_attention_window=4)),
+    "shared_attention_learned": ("tiny", dict(layer_sharing="attention", norm_position="pre", norm_bias=False,
+                                              embedding_size=16, global_attention_every_n_layers=3,
+                                              local_attention_window=8)),
+}
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+@pytest.mark.parametrize("packed", [False, True])
+def test_eager_sdpa_unpadded_agree(combination, packed):
+    preset, fields = COMBINATIONS[combination]
+    config = Bert18Config.from_preset(preset, **{**SMALL, **fields})
+    ids, mask = padded_batch(length=20)
+    if packed:  # rows holding several sequences: positions restart and windows stay inside each
+        mask = torch.tensor([[1] * 7 + [2] * 9 + [3] * 4, [1] * 12 + [2] * 5 + [0] * 3,
+                             [1] * 20, [1] * 3 + [2] * 3 + [0] * 14])
+    outputs = {}
+    for implementation, unpad in (("eager", True), ("sdpa", False), ("sdpa", True)):
+        torch.manual_seed(0)
+        model = randomize(bert18.Bert18ForSequenceClassification(copy.deepcopy(config)))
+        model.config.unpad_inputs = unpad
+        model.set_attn_implementation(implementation)
+        with torch.no_grad():
+            out = model.bert18(ids, attention_mask=mask)
+        outputs[implementation, unpad] = out.last_hidden_state
+    reference = outputs["eager", True]
+    for key, value in outputs.items():
+        assert max_diff_at_real(value, reference, mask) <= 1e-5, key
+
+
+def test_packed_rows_equal_the_sequences_alone():
+    """A packed row computes what its sequences compute one per row (positions restart, windows and
+    attention stay inside each sequence)."""
+    preset, fields = COMBINATIONS["albert_modern"]
+    config = Bert18Config.from_preset(preset, **{**SMALL, **fields})
+    model = randomize(bert18.Bert18Model(config, add_pooling_layer=False))
+    model.set_attn_implementation("sdpa")
+    ids = torch.randint(3, VOCAB, (1, 18))
+    packed_mask = torch.tensor([[1] * 11 + [2] * 7])
+    with torch.no_grad():
+        packed = model(ids, attention_mask=packed_mask).last_hidden_state[0]
+        first = model(ids[:, :11]).last_hidden_state[0]
+        second = model(ids[:, 11:]).last_hidden_state[0]
+    assert torch.allclose(packed, torch.cat([first, second]), atol=1e-5)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("norm_position", "middle", "norm_position"),
+    ("norm_type", "batch_norm", "norm_type"),
+    ("feed_forward_type", "moe", "feed_forward_type"),
+    ("layer_types", ["full_attention"], "layer_types lists 1"),
+    ("layer_types", ["global", "local"], "each entry must be"),
+    ("global_attention_every_n_layers", 0, "global_attention_every_n_layers"),
+    ("rope_theta", -1.0, "rope_theta"),
+    ("classifier_pooling", "max", "classifier_pooling"),
+    ("pooler_activation", "nope", "pooler_activation"),
+    ("type_vocab_size", -1, "type_vocab_size"),
+])
+def test_bad_modern_options_raise(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Bert18Config(num_hidden_layers=2, **{field: value})
+
+
+def test_option_interactions_raise():
+    with pytest.raises(ValueError, match="hidden_act"):
+        Bert18Config(feed_forward_type="swiglu", hidden_act="gelu")
+    with pytest.raises(ValueError, match="local_attention_window"):
+        Bert18Config(num_hidden_layers=2, layer_types=["full_attention", "sliding_attention"])
+    with pytest.raises(ValueError, match="even"):
+        Bert18Config(hidden_size=30, num_attention_heads=2, position_embedding_type="rotary")
+
+
+def test_defaults_are_bert():
+    """Every new field's default keeps BERT: biases, LayerNorms after the residual, no final norm."""
+    model = bert18.Bert18Model(Bert18Config.from_preset("tiny"))
+    names = {name for name, _ in model.named_parameters()}
+    assert "encoder.attention.0.query.bias" in names and "encoder.feed_forward.0.layer_norm.bias" in names
+    assert "embeddings.position_embeddings.weight" in names and "embeddings.token_type_embeddings.weight" in names
+    assert not any("final_layer_norm" in n for n in names)
+    assert count_parameters("bert-base").total == 109_482_240
