@@ -743,13 +743,16 @@ class Bert18Model(Bert18PreTrainedModel):
         iff j is real and, when the mask is packed, both carry the same sequence number, which is the
         padding mask for a binary mask and the packed one for a numbered mask, from the same ops.
         ``window``: a local layer's mask, also |i - j| <= window (the tokens of a sequence are contiguous,
-        so index distance is position distance, packed or left-padded)."""
+        so index distance is position distance, packed or left-padded). A padding row keeps every real
+        key, as without a window: never an empty row (NaN under SDPA)."""
+        if window is not None and attention_mask is None:  # no padding, but the band still masks
+            attention_mask = torch.ones(embeddings.shape[:2], dtype=torch.bool, device=embeddings.device)
+        padding = attention_mask.eq(0) if window is not None else None
+
         def in_window(b, h, q, kv):
-            return (q - kv).abs() <= window
+            return ((q - kv).abs() <= window) | padding[b, q]
 
         if packed is False:
-            if attention_mask is None and window is not None:  # no padding, but the band still masks
-                attention_mask = torch.ones(embeddings.shape[:2], dtype=torch.bool, device=embeddings.device)
             return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
                                              attention_mask=attention_mask,
                                              and_mask_function=in_window if window is not None else None)
