@@ -232,3 +232,32 @@ def test_defaults_are_bert():
     assert "embeddings.position_embeddings.weight" in names and "embeddings.token_type_embeddings.weight" in names
     assert not any("final_layer_norm" in n for n in names)
     assert count_parameters("bert-base").total == 109_482_240
+
+
+def test_plm_query_rows_are_rotated_by_their_target_positions(tokenizer):
+    """With rotary positions the query stream knows its target's position only through the rotation:
+    eager equals SDPA, and moving the query positions changes the predictions."""
+    from bert18.collators import PermutationLMCollator
+
+    config = Bert18Config.from_preset("tiny", **{**SMALL, "vocab_size": len(tokenizer), "pad_token_id": 0,
+                                                "position_embedding_type": "rotary", "norm_position": "pre",
+                                                "pretraining_tasks": ["plm"]})
+    torch.manual_seed(0)
+    model = randomize(bert18.Bert18ForPreTraining(config))
+    texts = ["The quick brown fox jumps over the lazy dog.", "Rotary positions rotate queries and keys."]
+    batch = PermutationLMCollator(tokenizer)([{"input_ids": tokenizer(t)["input_ids"], "example_index": i}
+                                              for i, t in enumerate(texts)])
+    logits = {}
+    for attention in ("eager", "sdpa"):
+        model.config._attn_implementation = attention
+        with torch.no_grad():
+            logits[attention] = model(**batch).task_logits["plm"]
+    torch.testing.assert_close(logits["sdpa"], logits["eager"], atol=1e-5, rtol=1e-5)
+    streams = model._plm_streams(batch["input_ids"], None, batch["attention_mask"], None, None, None,
+                                 batch["plm_content_mask"], batch["plm_query_mask"], batch["plm_target_positions"])
+    with torch.no_grad():
+        same = model.bert18(batch["input_ids"], attention_mask=batch["attention_mask"], **streams)
+        moved = model.bert18(batch["input_ids"], attention_mask=batch["attention_mask"],
+                             **{**streams, "query_position_ids": streams["query_position_ids"] + 3})
+    torch.testing.assert_close(model.lm_head(same.query_last_hidden_state), logits["sdpa"], atol=1e-5, rtol=1e-5)
+    assert (moved.query_last_hidden_state - same.query_last_hidden_state).abs().max() > 1e-2
