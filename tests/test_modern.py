@@ -298,3 +298,62 @@ def test_modernbert_recipe_trains_a_tiny_version(tmp_path, minilm_path):
     assert any(batch["attention_mask"].max() > 1 for batch in run.trainer.get_train_dataloader())
     run.trainer.train()
     assert run.trainer.evaluate()["eval_loss"] > 0
+
+
+def test_long_sequences_attend_in_blocks_like_the_dense_computation(monkeypatch):
+    """Past QUERY_BLOCK the SDPA fallback attends in blocks of queries (local layers see only their
+    window's keys): the same results as the eager padded computation, padded rows included."""
+    import bert18.attention_bert18 as attention_module
+    import bert18.modeling_bert18 as modeling_module
+
+    monkeypatch.setattr(attention_module, "QUERY_BLOCK", 16)
+    monkeypatch.setattr(modeling_module, "QUERY_BLOCK", 16)
+    preset, fields = COMBINATIONS["albert_modern"]
+    config = Bert18Config.from_preset(preset, **{**SMALL, **fields})
+    ids, mask = padded_batch(length=60)
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        model = randomize(bert18.Bert18Model(copy.deepcopy(config), add_pooling_layer=False))
+        model.set_attn_implementation(implementation)
+        with torch.no_grad():
+            outputs[implementation] = [model(ids, attention_mask=mask).last_hidden_state,
+                                       model(ids[:1]).last_hidden_state]  # no padding: unpadded all the same
+    assert max_diff_at_real(outputs["sdpa"][0], outputs["eager"][0], mask) <= 1e-5
+    torch.testing.assert_close(outputs["sdpa"][1], outputs["eager"][1], atol=1e-5, rtol=1e-5)
+
+
+def test_8192_positions_with_rotary_local_layers():
+    """The ModernBERT presets read 8,192 tokens; a tiny model of that shape runs one such row, and its
+    local layers attend in blocks (no [8192, 8192] scores): each token's state depends on nearby tokens only
+    in a model whose layers are all local."""
+    config = Bert18Config.from_preset("modernbert-base", **{**SMALL, "num_hidden_layers": 1,
+                                                            "max_position_embeddings": 8192,
+                                                            "layer_types": ["sliding_attention"],
+                                                            "local_attention_window": 128})
+    assert Bert18Config.from_preset("modernbert-base").max_position_embeddings == 8192
+    model = randomize(bert18.Bert18Model(config, add_pooling_layer=False))
+    model.set_attn_implementation("sdpa")
+    ids = torch.randint(3, VOCAB, (1, 8192))
+    changed = ids.clone()
+    changed[0, 4000] = (ids[0, 4000] + 1) % VOCAB
+    with torch.no_grad():
+        a, b = model(ids).last_hidden_state[0], model(changed).last_hidden_state[0]
+    moved = (a - b).abs().amax(-1) > 0
+    assert moved[4000 - 64 : 4000 + 65].all() and not moved[: 4000 - 64].any() and not moved[4000 + 65 :].any()
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
+        model(torch.randint(3, VOCAB, (1, 8193)))
+
+
+def test_long_text_tools_use_the_models_limit(tokenizer):
+    """The long-text collator sized for a ModernBERT-shaped model chunks at 8,192 tokens, not 512."""
+    from bert18.long_text import LongDocumentCollator, model_max_length
+
+    config = Bert18Config.from_preset("modernbert-base")
+    assert model_max_length(config) == 8192 and model_max_length(Bert18Config.from_preset("bert-base")) == 512
+    text = " ".join(["the quick brown fox jumps over the lazy dog"] * 300)  # ~2,700 tokens
+    long = LongDocumentCollator.for_model(tokenizer, config)([{"text": text, "label": 1}])
+    short = LongDocumentCollator(tokenizer)([{"text": text, "label": 1}])
+    assert long["input_ids"].shape[0] == 1 and short["input_ids"].shape[0] > 5
+    assert long["input_ids"].shape[1] > 2000
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model_max_length(object())

@@ -153,8 +153,9 @@ def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     tokens j of its sequence with |i - j| <= window.
 
     Memory: FlashAttention's kernels hold no [length, length] scores (linear in the length, and with a
-    window they also skip the work outside it); the SDPA fallback materialises a [longest, longest] mask
-    per sequence (the band on local layers), quadratic in the longest sequence."""
+    window they also skip the work outside it). The SDPA fallback (CPU, fp32) attends in blocks of
+    ``QUERY_BLOCK`` queries past that length: linear in the length on local layers (each block sees its
+    window's keys only), [block, length] scores at a time on global layers."""
     if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
         flash = _flash_varlen()
         if flash is not None:
@@ -169,10 +170,16 @@ def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     return _rebatched_sdpa(query, key, value, batch, scaling, dropout, window)
 
 
+# Longer sequences than this attend in blocks of queries: the scores held at once are [block, keys] per
+# head (keys: the window's span on local layers, linear in the length; the whole sequence on global ones).
+QUERY_BLOCK = 512
+
+
 def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
                     scaling: float, dropout: float, window: int | None = None) -> torch.Tensor:
     """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked (and,
-    on a local layer, keys outside the window: a banded [longest, longest] mask)."""
+    on a local layer, keys outside the window). Without padding in that layout and without a window no
+    mask is passed, so PyTorch's fused (memory-efficient) kernels run."""
     tokens, heads, dim = query.shape
     slots = batch.num_sequences * batch.max_seqlen
 
@@ -180,13 +187,35 @@ def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         flat = t.new_zeros(slots, heads * dim).index_copy(0, batch.slots, t.reshape(tokens, -1))
         return flat.view(batch.num_sequences, batch.max_seqlen, heads, dim).transpose(1, 2)
 
-    mask = batch.key_mask
-    if window is not None and window + 1 < batch.max_seqlen:
-        index = torch.arange(batch.max_seqlen, device=query.device)
-        mask = mask & ((index[:, None] - index[None, :]).abs() <= window)
-    context = F.scaled_dot_product_attention(layout(query), layout(key), layout(value), attn_mask=mask,
-                                             dropout_p=dropout, scale=scaling)
+    query, key, value = layout(query), layout(key), layout(value)
+    length = batch.max_seqlen
+    key_mask = None if tokens == slots else batch.key_mask  # every slot real: nothing to mask
+    if window is not None and window + 1 >= length:
+        window = None  # the window spans every sequence: a global layer
+    if length <= QUERY_BLOCK or (window is None and key_mask is None):
+        mask = key_mask
+        if window is not None:
+            index = torch.arange(length, device=query.device)
+            band = (index[:, None] - index[None, :]).abs() <= window
+            mask = band if mask is None else mask & band
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    else:
+        blocks = []
+        for start in range(0, length, QUERY_BLOCK):
+            end = min(start + QUERY_BLOCK, length)
+            low, high = (0, length) if window is None else (max(0, start - window), min(length, end + window))
+            mask = key_mask[..., low:high] if key_mask is not None else None
+            if window is not None:
+                rows = torch.arange(start, end, device=query.device)
+                cols = torch.arange(low, high, device=query.device)
+                band = (rows[:, None] - cols[None, :]).abs() <= window
+                mask = band if mask is None else mask & band
+            blocks.append(F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, low:high],
+                                                         value[:, :, low:high], attn_mask=mask, dropout_p=dropout,
+                                                         scale=scaling))
+        context = torch.cat(blocks, dim=2)
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 
 
-__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "sequence_positions_dense", "unpad", "varlen_attention"]
+__all__ = ["QUERY_BLOCK", "UnpaddedBatch", "is_packed", "sequence_positions", "sequence_positions_dense", "unpad",
+           "varlen_attention"]

@@ -58,6 +58,7 @@ from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 
 from .attention_bert18 import (
+    QUERY_BLOCK,
     UnpaddedBatch,
     is_packed,
     sequence_positions,
@@ -665,7 +666,10 @@ class Bert18Model(Bert18PreTrainedModel):
                                  "several (values above 1)")
             if packed and position_ids is None:  # several sequences per row: each counts from 0
                 position_ids = sequence_positions(attention_mask)
-            if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
+            reference = input_ids if input_ids is not None else inputs_embeds
+            if not two_stream and self._unpads(attention_mask, packed, reference.shape[1]):  # never with eager
+                if attention_mask is None:
+                    attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
                 return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                               output_hidden_states, output_attentions, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
@@ -713,11 +717,17 @@ class Bert18Model(Bert18PreTrainedModel):
         )
 
     @torch.compiler.disable
-    def _unpads(self, attention_mask: torch.Tensor | None, packed: bool) -> bool:
+    def _unpads(self, attention_mask: torch.Tensor | None, packed: bool, length: int = 0) -> bool:
         """Whether this batch runs unpadded: it has padding or packed sequences, and the attention
-        takes variable lengths (eager stays the padded reference; flash attention needs it for packing)."""
+        takes variable lengths (eager stays the padded reference; flash attention needs it for packing).
+        Long sequences of a model with local layers run there too, padding or not: its kernels keep the
+        local layers' memory linear in the length (a padded SDPA mask would be [length, length])."""
         implementation = self.config._attn_implementation
-        if attention_mask is None or implementation not in ("sdpa", "flash_attention_2"):
+        if implementation not in ("sdpa", "flash_attention_2"):
+            return False
+        if self.config.has_local_attention and self.config.unpad_inputs and length > QUERY_BLOCK:
+            return True
+        if attention_mask is None:
             return False
         if packed and implementation == "flash_attention_2":
             return True  # its padded path knows padding only, not sequences within a row
