@@ -59,7 +59,8 @@ def mlm_batches(batch_size: int, max_length: int, count: int, seed: int = 0) -> 
     batches = []
     for b in range(count):
         rows = [pairs[int(i)] for i in order[b * batch_size:(b + 1) * batch_size]]
-        batch = collate([{k: v for k, v in row.items() if k in ("input_ids", "special_tokens_mask", "example_index")} for row in rows])
+        kept = ("input_ids", "special_tokens_mask", "example_index")
+        batch = collate([{k: v for k, v in row.items() if k in kept} for row in rows])
         batches.append({k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
     return batches
 

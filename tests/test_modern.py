@@ -155,6 +155,10 @@ COMBINATIONS = {
                                          feed_forward_type="geglu", position_embedding_type="rotary",
                                          layer_types=["sliding_attention", "full_attention", "sliding_attention",
                                                       "full_attention"], local_attention_window=4)),
+    "alibi_albert": ("albert-base", dict(embedding_size=16, position_embedding_type="alibi", norm_position="pre",
+                                         feed_forward_type="geglu", local_attention_window=6,
+                                         global_attention_every_n_layers=2)),
+    "alibi_plain": ("tiny", dict(position_embedding_type="alibi", num_attention_heads=8)),  # 8 heads: other slopes
     "shared_attention_learned": ("tiny", dict(layer_sharing="attention", norm_position="pre", norm_bias=False,
                                               embedding_size=16, global_attention_every_n_layers=3,
                                               local_attention_window=8)),
@@ -300,7 +304,8 @@ def test_modernbert_recipe_trains_a_tiny_version(tmp_path, minilm_path):
     assert run.trainer.evaluate()["eval_loss"] > 0
 
 
-def test_long_sequences_attend_in_blocks_like_the_dense_computation(monkeypatch):
+@pytest.mark.parametrize("combination", ["albert_modern", "alibi_albert"])
+def test_long_sequences_attend_in_blocks_like_the_dense_computation(monkeypatch, combination):
     """Past QUERY_BLOCK the SDPA fallback attends in blocks of queries (local layers see only their
     window's keys): the same results as the eager padded computation, padded rows included."""
     import bert18.attention_bert18 as attention_module
@@ -308,7 +313,7 @@ def test_long_sequences_attend_in_blocks_like_the_dense_computation(monkeypatch)
 
     monkeypatch.setattr(attention_module, "QUERY_BLOCK", 16)
     monkeypatch.setattr(modeling_module, "QUERY_BLOCK", 16)
-    preset, fields = COMBINATIONS["albert_modern"]
+    preset, fields = COMBINATIONS[combination]
     config = Bert18Config.from_preset(preset, **{**SMALL, **fields})
     ids, mask = padded_batch(length=60)
     outputs = {}
@@ -357,3 +362,31 @@ def test_long_text_tools_use_the_models_limit(tokenizer):
     assert long["input_ids"].shape[1] > 2000
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model_max_length(object())
+
+
+def test_alibi_against_its_definition():
+    """ALiBi's slopes are the paper's (2^-1 .. 2^-8 for 8 heads; the interleaved set for 6), and a one-layer
+    model's attention equals softmax(QK^T / sqrt(d) - slope_h |i - j|) V computed by hand."""
+    from bert18.attention_bert18 import alibi_slopes
+
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    expected6 = [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3]  # 4 of the power of two, every other of 8
+    torch.testing.assert_close(alibi_slopes(6), torch.tensor(expected6))
+    config = Bert18Config.from_preset("tiny", **{**SMALL, "num_hidden_layers": 1, "position_embedding_type": "alibi",
+                                                 "type_vocab_size": 0})
+    model = randomize(bert18.Bert18Model(config, add_pooling_layer=False))
+    model.set_attn_implementation("eager")
+    ids = torch.randint(3, VOCAB, (1, 9))
+    captured = {}
+    attention = model.encoder.attention[0]
+    attention.output.register_forward_hook(lambda module, args, out: captured.setdefault("context", args[0]))
+    with torch.no_grad():
+        model(ids)
+        x = model.embeddings(ids)
+        heads, dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+        q, k, v = (proj(x).view(1, 9, heads, dim).transpose(1, 2) for proj in (attention.query, attention.key,
+                                                                              attention.value))
+        index = torch.arange(9)
+        bias = -alibi_slopes(heads)[:, None, None] * (index[:, None] - index[None, :]).abs()
+        expected = torch.softmax(q @ k.transpose(-1, -2) / dim**0.5 + bias, -1) @ v
+    torch.testing.assert_close(captured["context"], expected.transpose(1, 2).reshape(1, 9, -1), atol=1e-5, rtol=1e-5)

@@ -8,9 +8,10 @@ Every architecture choice is a field, so a preset is nothing but a set of values
 - ``layer_sharing``: ``none`` (BERT), ``all`` (ALBERT: one attention block and one feed-forward
   block reused by every layer), ``attention`` or ``ffn`` (share only that block).
 - ``position_embedding_type``: ``learned`` table (BERT), fixed ``sinusoidal`` (Transformer,
-  seed question 5), or ``rotary`` (RoPE, rotating queries and keys in every attention layer: RoFormer,
-  ModernBERT). ``pad_aware_positions`` counts positions over real tokens only (RoBERTa), so a
-  left-padded sequence gets the positions it would have unpadded.
+  seed question 5), ``rotary`` (RoPE, rotating queries and keys in every attention layer: RoFormer,
+  ModernBERT) or ``alibi`` (a distance penalty on the attention scores: MosaicBERT).
+  ``pad_aware_positions`` counts positions over real tokens only (RoBERTa), so a left-padded sequence
+  gets the positions it would have unpadded.
 - The modern encoder (ModernBERT, MosaicBERT, cramming): ``norm_position`` (``post`` BERT / ``pre`` with
   a final norm), ``norm_type`` (``layer_norm`` / ``rms_norm``), ``norm_bias``, ``feed_forward_type``
   (``plain`` / ``geglu`` / ``swiglu``), ``attention_bias`` / ``mlp_bias``, local attention on the
@@ -32,7 +33,7 @@ from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
 LAYER_SHARING_MODES = ("none", "all", "attention", "ffn")
-POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal", "rotary")
+POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal", "rotary", "alibi")
 NORM_POSITIONS = ("post", "pre")
 NORM_TYPES = ("layer_norm", "rms_norm")
 FEED_FORWARD_TYPES = ("plain", "geglu", "swiglu")
@@ -193,8 +194,9 @@ class Bert18Config(PreTrainedConfig):
         layer_sharing: ``none``, ``all``, ``attention`` or ``ffn`` (cross-layer sharing).
         position_embedding_type: ``learned`` or ``sinusoidal``.
         pad_aware_positions: count positions over non-padding tokens only (RoBERTa).
-        position_embedding_type: ``learned``, ``sinusoidal`` or ``rotary`` (no table: queries and keys are
-            rotated by their positions in every attention layer, RoPE as in ModernBERT).
+        position_embedding_type: ``learned``, ``sinusoidal``, ``rotary`` (no table: queries and keys are
+            rotated by their positions in every attention layer, RoPE as in ModernBERT) or ``alibi`` (no table:
+            each head's scores get -slope * |i - j|, symmetric as in MosaicBERT; Press et al. 2022's slopes).
         rope_theta: rotary base of the global (``full_attention``) layers (10,000 in RoFormer, 160,000 in
             ModernBERT).
         local_rope_theta: rotary base of the local (``sliding_attention``) layers (``None``: ``rope_theta``).

@@ -60,6 +60,8 @@ from transformers.utils.generic import can_return_tuple
 from .attention_bert18 import (
     QUERY_BLOCK,
     UnpaddedBatch,
+    alibi_bias,
+    alibi_slopes,
     is_packed,
     sequence_positions,
     sequence_positions_dense,
@@ -266,6 +268,7 @@ class Bert18Attention(GradientCheckpointingLayer):
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         window: int | None = None,
         skip_norm: bool = False,
+        alibi: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``num_keys``: only the first ``num_keys`` rows give keys and values; the rows after them
@@ -274,7 +277,8 @@ class Bert18Attention(GradientCheckpointingLayer):
         ``rotary``: the (cos, sin) of every row's position (rotary positions). ``window``: a local layer,
         tokens attend within ``window`` positions either side (the padded paths' masks already say so;
         the variable-length kernels and FlashAttention take it as an argument). ``skip_norm``: pre-norm's
-        first layer, whose input is already normalized."""
+        first layer, whose input is already normalized. ``alibi``: unpadded ALiBi, (slopes, positions); the padded
+        paths carry it in their additive masks."""
         inputs = hidden_states
         if self.pre_norm and not skip_norm and self.layer_norm is not None:
             inputs = self.layer_norm(hidden_states)
@@ -286,7 +290,7 @@ class Bert18Attention(GradientCheckpointingLayer):
                 query, key = apply_rotary(query, key, *rotary)
             dropout = self.attention_dropout if self.training else 0.0
             context = varlen_attention(query, key, value, unpadded, self.scaling, dropout,
-                                       window=window).reshape(tokens, -1)
+                                       window=window, alibi=alibi).reshape(tokens, -1)
             return self._residual(hidden_states, context), None
         batch, length, _ = inputs.shape
         query, key, value = (proj(inputs).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
@@ -367,6 +371,8 @@ class Bert18Encoder(nn.Module):
         self.final_layer_norm = make_norm(config) if self.pre_norm else None
         self.layer_types = [config.layer_type(i) for i in range(layers)]
         self.rotary = config.position_embedding_type == "rotary"
+        self.alibi = config.position_embedding_type == "alibi"
+        self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.rope_theta = {"full_attention": float(config.rope_theta),
                            "sliding_attention": float(config.local_rope_theta or config.rope_theta)}
@@ -398,6 +404,15 @@ class Bert18Encoder(nn.Module):
         ([batch, rows], or [tokens] unpadded), read by rotary positions."""
         position_ids = kwargs.pop("position_ids", None)
         rotary = self.rotary_tables(position_ids, hidden_states.dtype)
+        alibi = None
+        if self.alibi:
+            if position_ids is None:
+                raise ValueError("ALiBi needs position_ids in the encoder")
+            slopes = alibi_slopes(self.num_heads)
+            if unpadded is not None:
+                alibi = (slopes, position_ids)
+            else:
+                attention_mask = self._with_alibi(attention_mask, slopes, position_ids, num_keys, hidden_states)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for i in range(self.num_layers):
@@ -407,7 +422,7 @@ class Bert18Encoder(nn.Module):
             hidden_states, weights = attention(
                 hidden_states, mask, num_keys=num_keys, unpadded=unpadded, rotary=rotary.get(kind),
                 window=self.half_window if kind == "sliding_attention" else None,
-                skip_norm=self.pre_norm and i == 0, **kwargs
+                skip_norm=self.pre_norm and i == 0, alibi=alibi, **kwargs
             )
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
             if output_hidden_states:
@@ -419,6 +434,30 @@ class Bert18Encoder(nn.Module):
             if output_hidden_states:  # the last entry is the model's output, as in post-norm
                 all_hidden_states = (*all_hidden_states[:-1], hidden_states)
         return hidden_states, all_hidden_states, all_attentions
+
+
+    def _with_alibi(self, attention_mask: Any, slopes: torch.Tensor, position_ids: torch.Tensor,
+                    num_keys: int | None, hidden_states: torch.Tensor) -> Any:
+        """The padded path's masks with the ALiBi bias added: additive float masks [batch, heads, rows, keys]
+        (the bias of every row against the key rows, -inf-like where the mask forbids)."""
+        implementation = getattr(self.attention[0].config, "_attn_implementation", "eager")
+        if implementation not in ("eager", "sdpa"):
+            raise ValueError(f"ALiBi positions take an additive mask: use attn_implementation 'eager' or 'sdpa' (the "
+                             f"unpadded path runs FlashAttention with ALiBi on its own), not {implementation!r}")
+        keys = position_ids if num_keys is None else position_ids[:, :num_keys]
+        dtype = hidden_states.dtype
+        bias = alibi_bias(slopes, position_ids, keys).to(dtype)
+
+        def combine(mask: Any) -> torch.Tensor:
+            if mask is None:
+                return bias
+            if mask.dtype == torch.bool:
+                return bias.masked_fill(~mask, torch.finfo(dtype).min)
+            return bias + mask  # eager's additive mask: 0 or the dtype's minimum
+
+        if isinstance(attention_mask, dict):
+            return {kind: combine(mask) for kind, mask in attention_mask.items()}
+        return combine(attention_mask)
 
 
 class Bert18Pooler(nn.Module):
@@ -674,7 +713,7 @@ class Bert18Model(Bert18PreTrainedModel):
                                               output_hidden_states, output_attentions, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask)
         num_keys, rotary_positions = None, None
-        if self.config.position_embedding_type == "rotary":
+        if self.config.position_embedding_type in ("rotary", "alibi"):
             if position_ids is None:
                 position_ids = self.embeddings.position_ids_for(input_ids, attention_mask, embeddings.shape[:2],
                                                                 embeddings.device)
@@ -692,7 +731,8 @@ class Bert18Model(Bert18PreTrainedModel):
             num_keys = embeddings.shape[1]
             if rotary_positions is not None and query_embeds is not None:
                 if query_position_ids is None:
-                    raise ValueError("rotary positions with query_embeds need query_position_ids [batch, queries]")
+                    raise ValueError("rotary and ALiBi positions with query_embeds need query_position_ids "
+                                     "[batch, queries]")
                 rotary_positions = torch.cat([rotary_positions, query_position_ids.to(rotary_positions)], dim=1)
         sequence, hidden_states, attentions = self.encoder(
             hidden, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
@@ -811,8 +851,8 @@ class Bert18Model(Bert18PreTrainedModel):
             position_ids=batch.gather(position_ids.expand(shape))[:, None],
             inputs_embeds=batch.gather(inputs_embeds)[:, None] if inputs_embeds is not None else None,
         ).squeeze(1)
-        rotary = self.config.position_embedding_type == "rotary"
-        positions = batch.gather(position_ids.expand(shape)) if rotary else None
+        in_attention = self.config.position_embedding_type in ("rotary", "alibi")  # positions read by attention
+        positions = batch.gather(position_ids.expand(shape)) if in_attention else None
         sequence, hidden_states, _ = self.encoder(
             embeddings, None, output_hidden_states=output_hidden_states, unpadded=batch, position_ids=positions,
             **kwargs
