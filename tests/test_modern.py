@@ -390,3 +390,19 @@ def test_alibi_against_its_definition():
         bias = -alibi_slopes(heads)[:, None, None] * (index[:, None] - index[None, :]).abs()
         expected = torch.softmax(q @ k.transpose(-1, -2) / dim**0.5 + bias, -1) @ v
     torch.testing.assert_close(captured["context"], expected.transpose(1, 2).reshape(1, 9, -1), atol=1e-5, rtol=1e-5)
+
+
+def test_a_hub_style_modernbert_config_converts():
+    """answerdotai/ModernBERT-base's config.json spells the pattern and the bases the old way
+    (global_attn_every_n_layers, global_rope_theta, local_rope_theta): read through ModernBertConfig."""
+    hub = dict(architectures=["ModernBertForMaskedLM"], model_type="modernbert", vocab_size=50368, hidden_size=768,
+               intermediate_size=1152, num_hidden_layers=22, num_attention_heads=12, hidden_activation="gelu",
+               global_attn_every_n_layers=3, global_rope_theta=160000.0, local_rope_theta=10000.0,
+               local_attention=128, max_position_embeddings=8192, norm_bias=False, norm_eps=1e-5,
+               attention_bias=False, mlp_bias=False, classifier_pooling="mean", pad_token_id=50283,
+               transformers_version="4.47.0.dev0")
+    config = bert18.convert.config_from_transformers(hub)
+    preset = Bert18Config.from_preset("modernbert-base")
+    assert config.layer_types == preset.layer_types and config.classifier_pooling == "mean"
+    assert (config.rope_theta, config.local_rope_theta, config.local_attention_window) == (160000.0, 10000.0, 128)
+    assert count_parameters(config).total == 149_014_272
