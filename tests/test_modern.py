@@ -406,3 +406,31 @@ def test_a_hub_style_modernbert_config_converts():
     assert config.layer_types == preset.layer_types and config.classifier_pooling == "mean"
     assert (config.rope_theta, config.local_rope_theta, config.local_attention_window) == (160000.0, 10000.0, 128)
     assert count_parameters(config).total == 149_014_272
+
+
+@pytest.mark.parametrize("tasks", [["mlm", "nsp"], ["mlm", "sentence_distance", "capitalization",
+                                                    "token_document_relation"]])
+def test_pretraining_objectives_on_a_modern_encoder(tasks):
+    """BERT's and ERNIE's objectives on a factorized, shared, rotary, local/global, RMSNorm/SwiGLU encoder:
+    eager and the unpadded SDPA path give the same task logits and losses, and every parameter trains."""
+    preset, fields = COMBINATIONS["albert_modern"]
+    config = Bert18Config.from_preset(preset, **{**SMALL, **fields, "pretraining_tasks": tasks})
+    ids, mask = padded_batch(length=20)
+    generator = torch.Generator().manual_seed(0)
+    labels = {"labels": ids.masked_fill((torch.rand(ids.shape, generator=generator) > 0.3) | (mask == 0), -100)}
+    for task in tasks[1:]:
+        argument, classes, level = bert18.configuration_bert18.PRETRAINING_TASKS[task]
+        shape = (ids.shape[0],) if level == "sequence" else ids.shape
+        target = torch.randint(0, classes, shape, generator=generator)
+        labels[argument] = target if level == "sequence" else target.masked_fill(mask == 0, -100)
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        model = randomize(bert18.Bert18ForPreTraining(copy.deepcopy(config)))
+        model.set_attn_implementation(implementation)
+        outputs[implementation] = model(ids, attention_mask=mask, **labels)
+    for task in tasks:
+        torch.testing.assert_close(outputs["sdpa"].task_losses[task], outputs["eager"].task_losses[task],
+                                   atol=1e-5, rtol=1e-5)
+    outputs["sdpa"].loss.backward()
+    untrained = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not untrained, untrained
