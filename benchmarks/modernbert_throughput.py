@@ -18,14 +18,17 @@ printed side by side.
   ``Bert18Model``) on the corpus's paragraphs of ``benchmarks/inference_throughput.py``, padded to the longest
   of each batch.
 
-Reported: real (non-padding) tokens/s, the median of ``--rounds``, and the ratio to transformers as shipped.
+Reported: real (non-padding) tokens/s, the median of ``--rounds`` (the models take turns within each round),
+and the ratio to transformers as shipped.
 On a shared machine the absolute figures move from run to run; the ratios, measured in one process on the
 same batches, move less.
 """
 
 import argparse
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -34,7 +37,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPES, autocast, median_rate, pick_device, real_tokenizer, synchronize
+from common import DTYPES, autocast, pick_device, real_tokenizer, synchronize
 from inference_throughput import paragraphs
 from pretrain_throughput import optimizer_for, timed_steps, train_step
 
@@ -92,9 +95,8 @@ def pretraining(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     for name, model in models.items():  # warm-up
         model.train()
         train_step(model, optimizers[name], batches[0], dtype, device)
-    rates = {name: median_rate(lambda name=name: timed_steps(models[name], optimizers[name], batches, dtype, device,
-                                                             args.steps, start=1), args.rounds)
-             for name in models}
+    rates = interleaved({name: (lambda name=name: timed_steps(models[name], optimizers[name], batches, dtype, device,
+                                                              args.steps, start=1)) for name in models}, args.rounds)
     print(f"\n== pretraining step, {args.size}: batch {args.batch_size}, max length {args.max_length}, 30% MLM, "
           f"{device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads ==")
     print(f"real tokens {real / slots:.1%} of the padded batches; loss on batch 0: "
@@ -132,11 +134,21 @@ def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
 
     for name in encoders:  # warm-up
         rate(name)
-    rates = {name: median_rate(lambda name=name: rate(name), args.rounds) for name in encoders}
+    rates = interleaved({name: (lambda name=name: rate(name)) for name in encoders}, args.rounds)
     print(f"\n== inference (encoder), {args.size}: {len(batches)} batches of 32 paragraphs, max length "
           f"{args.max_length}, {device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads ==")
     print(f"real tokens {real / slots:.1%} of the padded batches; max |difference| at real tokens {difference:.2e}")
     report(rates)
+
+
+def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """The median rate of each run over ``rounds``, the models taking turns within each round: on a shared
+    machine a change of load then hits every model alike instead of the one timed at that moment."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            rates[name].append(run())
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def report(rates: dict[str, float]) -> None:
