@@ -398,7 +398,10 @@ def from_transformers(
         if dropped:
             logger.warning("converting into Bert18Model leaves out the heads: %s", ", ".join(dropped))
         state_dict = {k.removeprefix("bert18."): v for k, v in state_dict.items() if k.startswith("bert18.")}
-    model = model_class.from_pretrained(None, config=config, state_dict=state_dict)
+    extra = {}
+    if model_class is Bert18Model and not any(k.startswith("pooler.") for k in state_dict):
+        extra["add_pooling_layer"] = False  # a source without a pooler (ModernBertModel): none made up
+    model = model_class.from_pretrained(None, config=config, state_dict=state_dict, **extra)
     source = model_or_path.name_or_path if isinstance(model_or_path, PreTrainedModel) else str(model_or_path)
     model.name_or_path = model.config._name_or_path = source  # the origin, not the string "None"
     return model
