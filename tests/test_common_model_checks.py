@@ -31,6 +31,14 @@ FAMILIES = {
     "ernie": ("ernie-base", {}),  # four segment types, four pretraining tasks
     "sinusoidal": ("tiny", {"position_embedding_type": "sinusoidal"}),
     "fast_paths_off": ("tiny", {"unpad_inputs": False, "sparse_prediction": False}),
+    # ModernBERT: rotary, pre-norm without biases, GeGLU, no segments, local layers narrower than the batch.
+    "modernbert": ("modernbert-base", {"pad_token_id": 0, "local_attention_window": 4,
+                                       "global_attention_every_n_layers": 2}),
+    # ALBERT's objectives on a modern encoder: factorized + shared, RMSNorm, SwiGLU, rotary, local/global.
+    "modern_albert": ("albert-base", {"embedding_size": 16, "position_embedding_type": "rotary",
+                                      "norm_position": "pre", "norm_type": "rms_norm", "feed_forward_type": "swiglu",
+                                      "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
+                                      "local_attention_window": 4, "global_attention_every_n_layers": 2}),
 }
 CLASSES = ["Bert18Model", "Bert18ForPreTraining", "Bert18ForMaskedLM", "Bert18ForSequenceClassification",
            "Bert18ForTokenClassification", "Bert18ForQuestionAnswering", "Bert18ForMultipleChoice"]
@@ -441,7 +449,8 @@ def test_families_cover_the_presets():
     """Every preset's architecture is among the configurations above (a new one must be added here)."""
     covered = {preset for preset, _ in FAMILIES.values()}
     for name, fields in PRESETS.items():
-        kind = ("albert-base" if fields.get("layer_sharing", "none") != "none" else
+        kind = ("modernbert-base" if fields.get("norm_position") == "pre" else
+                "albert-base" if fields.get("layer_sharing", "none") != "none" else
                 "roberta-base" if fields.get("pad_aware_positions") else
                 "ernie-base" if fields.get("type_vocab_size") == 4 else "tiny")
         assert kind in covered, name

@@ -543,7 +543,7 @@ def test_every_preset_is_valid_and_matches_the_released_model(name):
     with torch.device("meta"):
         model = Bert18Model(config)
     assert n_params(model) > 0
-    if name == "tiny":
+    if name == "tiny" or name.startswith("modernbert"):  # ModernBERT: against ModernBertModel in test_modern.py
         return
     reference_class, reference = REFERENCE_CONFIGS[name]
     assert {f: getattr(config, f) for f in COMPARED_FIELDS} == {f: getattr(reference, f) for f in COMPARED_FIELDS}

@@ -264,6 +264,8 @@ def test_a_batch_without_targets(tokenizer):
     ("eager", "all", "sinusoidal", 16),
     ("sdpa", "attention", "pad_aware", None),
     ("sdpa", "ffn", "sinusoidal", None),
+    ("sdpa", "all", "rotary", 16),  # query rows rotated by their targets' positions
+    ("eager", "none", "alibi", None),  # query rows biased by their targets' distances
 ])
 def test_no_leak_through_two_streams(tokenizer, attention, sharing, positions, embedding_size):
     """d(prediction at a target) / d(input embedding of token j) is exactly zero for the target

@@ -179,6 +179,8 @@ def preset_sizes(name: str, vocab_size: int) -> dict:
                  intermediate_size=64, max_position_embeddings=64)
     if PRESETS[name].get("embedding_size") is not None:
         small["embedding_size"] = 16
+    if PRESETS[name].get("pad_token_id", 0) >= vocab_size:  # ModernBERT's pad id is past BERT's vocabulary
+        small["pad_token_id"] = 0
     return small
 
 

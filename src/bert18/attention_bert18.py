@@ -146,25 +146,64 @@ def _torch_varlen():
     return varlen_attn
 
 
+def alibi_slopes(num_heads: int) -> torch.Tensor:
+    """ALiBi's head slopes (Press et al. 2022): 2^(-8i/n) for i = 1..n when n is a power of two, else those of
+    the power of two below n and every other slope of the one above (their reference implementation)."""
+    def powers(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    lower = 2 ** (num_heads.bit_length() - 1)
+    slopes = powers(lower) if lower == num_heads else powers(lower) + powers(2 * lower)[0::2][: num_heads - lower]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(slopes: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor) -> torch.Tensor:
+    """The symmetric (bidirectional, MosaicBERT) ALiBi bias -slope_h * |p_i - p_j|: positions [..., Lq] and
+    [..., Lk] give [..., heads, Lq, Lk] in float32."""
+    distance = (query_positions[..., :, None] - key_positions[..., None, :]).abs().float()
+    return -slopes.to(distance.device)[:, None, None] * distance.unsqueeze(-3)
+
+
 def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
-                     scaling: float, dropout: float = 0.0) -> torch.Tensor:
+                     scaling: float, dropout: float = 0.0, window: int | None = None,
+                     alibi: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Bidirectional attention within each sequence of ``batch``: ``query``, ``key``, ``value`` [tokens,
-    heads, dim], the result [tokens, heads, dim]."""
+    heads, dim], the result [tokens, heads, dim]. ``window``: local attention, token i attends to the
+    tokens j of its sequence with |i - j| <= window. ``alibi``: (slopes [heads], positions [tokens]), the
+    ALiBi bias of each pair (PyTorch's varlen kernel has none: the SDPA fallback runs then).
+
+    Memory: FlashAttention's kernels hold no [length, length] scores (linear in the length, and with a
+    window they also skip the work outside it). The SDPA fallback (CPU, fp32) attends in blocks of
+    ``QUERY_BLOCK`` queries past that length: linear in the length on local layers (each block sees its
+    window's keys only), [block, length] scores at a time on global layers."""
     if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):  # FlashAttention's precisions
         flash = _flash_varlen()
         if flash is not None:
+            # FlashAttention's ALiBi is -slope * |i - j| within each sequence: bert18's with contiguous positions.
             return flash(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
-                         dropout_p=dropout, softmax_scale=scaling, causal=False)
+                         dropout_p=dropout, softmax_scale=scaling, causal=False,
+                         window_size=(window, window) if window is not None else (-1, -1),
+                         alibi_slopes=alibi[0].to(query.device) if alibi is not None else None)
         torch_varlen = _torch_varlen()
-        if torch_varlen is not None and dropout == 0.0:
+        if torch_varlen is not None and dropout == 0.0 and alibi is None:
             return torch_varlen(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen,
-                                batch.max_seqlen, scale=scaling)
-    return _rebatched_sdpa(query, key, value, batch, scaling, dropout)
+                                batch.max_seqlen, scale=scaling,
+                                window_size=(window, window) if window is not None else (-1, -1))
+    return _rebatched_sdpa(query, key, value, batch, scaling, dropout, window, alibi)
+
+
+# Longer sequences than this attend in blocks of queries: the scores held at once are [block, keys] per
+# head (keys: the window's span on local layers, linear in the length; the whole sequence on global ones).
+QUERY_BLOCK = 512
 
 
 def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
-                    scaling: float, dropout: float) -> torch.Tensor:
-    """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked."""
+                    scaling: float, dropout: float, window: int | None = None,
+                    alibi: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked (and,
+    on a local layer, keys outside the window). Without padding in that layout and without a window no
+    mask is passed, so PyTorch's fused (memory-efficient) kernels run."""
     tokens, heads, dim = query.shape
     slots = batch.num_sequences * batch.max_seqlen
 
@@ -172,9 +211,42 @@ def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         flat = t.new_zeros(slots, heads * dim).index_copy(0, batch.slots, t.reshape(tokens, -1))
         return flat.view(batch.num_sequences, batch.max_seqlen, heads, dim).transpose(1, 2)
 
-    context = F.scaled_dot_product_attention(layout(query), layout(key), layout(value), attn_mask=batch.key_mask,
-                                             dropout_p=dropout, scale=scaling)
+    query, key, value = layout(query), layout(key), layout(value)
+    length = batch.max_seqlen
+    key_mask = None if tokens == slots else batch.key_mask  # every slot real: nothing to mask
+    if window is not None and window + 1 >= length:
+        window = None  # the window spans every sequence: a global layer
+    positions = None
+    if alibi is not None:  # each slot's position, [sequences, longest]
+        positions = alibi[1].new_zeros(slots).index_copy(0, batch.slots, alibi[1]).view(batch.num_sequences, length)
+
+    def block_mask(start: int, end: int, low: int, high: int) -> torch.Tensor | None:
+        mask = key_mask[..., low:high] if key_mask is not None else None
+        if window is not None:
+            rows = torch.arange(start, end, device=query.device)
+            cols = torch.arange(low, high, device=query.device)
+            band = (rows[:, None] - cols[None, :]).abs() <= window
+            mask = band if mask is None else mask & band
+        if positions is None:
+            return mask
+        bias = alibi_bias(alibi[0], positions[:, start:end], positions[:, low:high]).to(query.dtype)
+        return bias if mask is None else bias.masked_fill(~mask, torch.finfo(query.dtype).min)
+
+    if length <= QUERY_BLOCK or (window is None and key_mask is None and positions is None):
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=block_mask(0, length, 0, length),
+                                                 dropout_p=dropout, scale=scaling)
+    else:
+        blocks = []
+        for start in range(0, length, QUERY_BLOCK):
+            end = min(start + QUERY_BLOCK, length)
+            low, high = (0, length) if window is None else (max(0, start - window), min(length, end + window))
+            mask = block_mask(start, end, low, high)
+            blocks.append(F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, low:high],
+                                                         value[:, :, low:high], attn_mask=mask, dropout_p=dropout,
+                                                         scale=scaling))
+        context = torch.cat(blocks, dim=2)
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 
 
-__all__ = ["UnpaddedBatch", "is_packed", "sequence_positions", "sequence_positions_dense", "unpad", "varlen_attention"]
+__all__ = ["QUERY_BLOCK", "UnpaddedBatch", "alibi_bias", "alibi_slopes", "is_packed", "sequence_positions",
+           "sequence_positions_dense", "unpad", "varlen_attention"]

@@ -7,9 +7,18 @@ Every architecture choice is a field, so a preset is nothing but a set of values
   factorized embeddings: V x E + E x H parameters instead of V x H, seed question 18).
 - ``layer_sharing``: ``none`` (BERT), ``all`` (ALBERT: one attention block and one feed-forward
   block reused by every layer), ``attention`` or ``ffn`` (share only that block).
-- ``position_embedding_type``: ``learned`` table (BERT) or fixed ``sinusoidal`` (Transformer,
-  seed question 5). ``pad_aware_positions`` counts positions over real tokens only (RoBERTa), so a
-  left-padded sequence gets the positions it would have unpadded.
+- ``position_embedding_type``: ``learned`` table (BERT), fixed ``sinusoidal`` (Transformer,
+  seed question 5), ``rotary`` (RoPE, rotating queries and keys in every attention layer: RoFormer,
+  ModernBERT) or ``alibi`` (a distance penalty on the attention scores: MosaicBERT).
+  ``pad_aware_positions`` counts positions over real tokens only (RoBERTa), so a left-padded sequence
+  gets the positions it would have unpadded.
+- The modern encoder (ModernBERT, MosaicBERT, cramming): ``norm_position`` (``post`` BERT / ``pre`` with
+  a final norm), ``norm_type`` (``layer_norm`` / ``rms_norm``), ``norm_bias``, ``feed_forward_type``
+  (``plain`` / ``geglu`` / ``swiglu``), ``attention_bias`` / ``mlp_bias``, local attention on the
+  layers ``layer_types`` names ``sliding_attention`` (``local_attention_window`` tokens wide), a
+  rotary base per layer type (``rope_theta``, ``local_rope_theta``) and ModernBERT's heads
+  (``pooler_activation``, ``pooler_norm``, ``classifier_pooling``, ``head_activation``, ``head_bias``,
+  ``decoder_bias``). Every default reproduces BERT.
 - ``pretraining_tasks``: the objectives ``Bert18ForPreTraining`` trains, one head and one loss each,
   summed with ``task_loss_weights``.
 
@@ -27,7 +36,15 @@ from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
 LAYER_SHARING_MODES = ("none", "all", "attention", "ffn")
-POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
+POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal", "rotary", "alibi")
+NORM_POSITIONS = ("post", "pre")
+NORM_TYPES = ("layer_norm", "rms_norm")
+FEED_FORWARD_TYPES = ("plain", "geglu", "swiglu")
+LAYER_TYPES = ("full_attention", "sliding_attention")  # ModernBERT's names: global and local attention
+CLASSIFIER_POOLING_MODES = ("cls", "mean")
+# The activations a gated feed-forward type names (the gate is act(x W) * (x V), Shazeer 2020).
+GATED_ACTIVATIONS = {"geglu": ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate"),
+                     "swiglu": ("silu", "swish")}
 # How Bert18ForLongSequenceClassification combines the chunk vectors of one long document.
 LONG_POOLING_MODES = ("concat", "mean", "max", "attention", "lstm")
 
@@ -69,6 +86,41 @@ _ALBERT: dict[str, Any] = dict(
     attention_probs_dropout_prob=0.0,
     layer_sharing="all",
     pretraining_tasks=["mlm", "sop"],
+)
+
+# ModernBERT (Warner et al. 2024, answerdotai/ModernBERT-base config): pre-norm without norm biases, no
+# linear biases, GeGLU (intermediate_size is the width of each branch), rotary positions with a base of
+# 160,000 on global and 10,000 on local layers, a 128-token window on local layers and global attention
+# every third layer, 8,192 positions, no segment embeddings, its head (dense + GELU + norm) under the
+# MLM decoder and the classifiers. 30% masking, no NSP.
+_MODERNBERT_BASE: dict[str, Any] = dict(
+    vocab_size=50368,
+    hidden_size=768,
+    num_hidden_layers=22,
+    num_attention_heads=12,
+    intermediate_size=1152,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    classifier_dropout=0.0,
+    max_position_embeddings=8192,
+    type_vocab_size=0,
+    pad_token_id=50283,
+    layer_norm_eps=1e-5,
+    position_embedding_type="rotary",
+    rope_theta=160_000.0,
+    local_rope_theta=10_000.0,
+    norm_position="pre",
+    norm_bias=False,
+    feed_forward_type="geglu",
+    attention_bias=False,
+    mlp_bias=False,
+    local_attention_window=128,
+    global_attention_every_n_layers=3,
+    pooler_activation="gelu",
+    pooler_norm=True,
+    head_bias=False,
+    pretraining_tasks=["mlm"],
 )
 
 # The published hyper-parameters of each model (the papers and their released configs).
@@ -114,6 +166,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         task_type_vocab_size=3,
         pretraining_tasks=["mlm", "sentence_distance", "capitalization", "token_document_relation"],
     ),
+    "modernbert-base": _MODERNBERT_BASE,  # 22 layers, H=768, 149M (ModernBertModel: 149,014,272)
+    # answerdotai/ModernBERT-large: 28 layers, H=1024, 16 heads, GeGLU 2,624 per branch, 395M.
+    "modernbert-large": dict(
+        _MODERNBERT_BASE, hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624
+    ),
 }
 
 
@@ -158,6 +215,31 @@ class Bert18Config(PreTrainedConfig):
         layer_sharing: ``none``, ``all``, ``attention`` or ``ffn`` (cross-layer sharing).
         position_embedding_type: ``learned`` or ``sinusoidal``.
         pad_aware_positions: count positions over non-padding tokens only (RoBERTa).
+        position_embedding_type: ``learned``, ``sinusoidal``, ``rotary`` (no table: queries and keys are
+            rotated by their positions in every attention layer, RoPE as in ModernBERT) or ``alibi`` (no table:
+            each head's scores get -slope * |i - j|, symmetric as in MosaicBERT; Press et al. 2022's slopes).
+        rope_theta: rotary base of the global (``full_attention``) layers (10,000 in RoFormer, 160,000 in
+            ModernBERT).
+        local_rope_theta: rotary base of the local (``sliding_attention``) layers (``None``: ``rope_theta``).
+        norm_position: ``post`` (BERT: ``x = norm(x + f(x))``) or ``pre`` (``x = x + f(norm(x))``, a final norm
+            after the last layer; the first layer's attention reads the normalized embeddings directly).
+        norm_type: ``layer_norm`` or ``rms_norm`` (every norm of the model).
+        norm_bias: whether the norms have a bias (ModernBERT: none).
+        feed_forward_type: ``plain`` (``act(x W1) W2``), ``geglu`` or ``swiglu`` (``(act(x W) * x V) W2``, with
+            ``hidden_act`` a GELU or SiLU; ``intermediate_size`` is the width of each branch).
+        attention_bias / mlp_bias: biases of the Q, K, V, O projections / of the feed-forward layers.
+        layer_types: per layer ``full_attention`` (global) or ``sliding_attention`` (local: a token attends to the
+            tokens within ``local_attention_window // 2`` positions of it). ``None``: every layer global, unless
+            ``global_attention_every_n_layers`` is set.
+        local_attention_window: width of the local window (ModernBERT's ``local_attention``, 128: 64 each side).
+        global_attention_every_n_layers: when ``layer_types`` is ``None``, layer i is global when
+            ``i % n == 0`` and local otherwise (ModernBERT: 3).
+        pooler_activation: activation of the pooler (``tanh`` in BERT; ModernBERT's classifier head: ``gelu``).
+        pooler_norm: a norm after the pooler's activation (ModernBERT's head).
+        classifier_pooling: the pooler reads the first token (``cls``) or the mean of the real tokens (``mean``).
+        head_activation: activation of the MLM head's transform (``None``: ``hidden_act``).
+        head_bias: bias of the dense layer of the MLM head and the pooler.
+        decoder_bias: bias of the MLM decoder (the vocabulary projection).
         pretraining_tasks: objectives of ``Bert18ForPreTraining``, from ``PRETRAINING_TASKS`` (at most one
             of ``mlm`` and ``plm``).
         task_loss_weights: weight of each task's loss in the sum (missing tasks weigh 1.0).
@@ -210,13 +292,45 @@ class Bert18Config(PreTrainedConfig):
     chunk_batch_size: int | None = None
     unpad_inputs: bool = True
     sparse_prediction: bool = False
+    rope_theta: float | int = 10_000.0
+    local_rope_theta: float | int | None = None
+    norm_position: str = "post"
+    norm_type: str = "layer_norm"
+    norm_bias: bool = True
+    feed_forward_type: str = "plain"
+    attention_bias: bool = True
+    mlp_bias: bool = True
+    layer_types: list[str] | tuple[str, ...] | None = None
+    local_attention_window: int | None = None
+    global_attention_every_n_layers: int | None = None
+    pooler_activation: str = "tanh"
+    pooler_norm: bool = False
+    classifier_pooling: str = "cls"
+    head_activation: str | None = None
+    head_bias: bool = True
+    decoder_bias: bool = True
 
     def __post_init__(self, **kwargs):
         if not _LOADING.get():  # a user's typo (hiden_size=64) would otherwise be saved silently
             self.check_keys(kwargs, "Bert18Config")
         super().__post_init__(**kwargs)
         self.pretraining_tasks = list(self.pretraining_tasks)
+        n = self.global_attention_every_n_layers
+        if self.layer_types is None and n is not None and n >= 1:
+            self.layer_types = ["full_attention" if i % n == 0 else "sliding_attention"
+                                for i in range(self.num_hidden_layers)]
+        if self.layer_types is not None:
+            self.layer_types = list(self.layer_types)
         self.check()
+
+    def layer_type(self, layer: int) -> str:
+        """``full_attention`` or ``sliding_attention``: the attention of layer ``layer``."""
+        return "full_attention" if self.layer_types is None else self.layer_types[layer]
+
+    @property
+    def has_local_attention(self) -> bool:
+        """Whether some layer attends within a local window."""
+        return self.layer_types is not None and "sliding_attention" in self.layer_types
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> "Bert18Config":
@@ -262,10 +376,13 @@ class Bert18Config(PreTrainedConfig):
         after construction is caught too.
         """
         positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size", "max_position_embeddings", "type_vocab_size", "task_type_vocab_size")
+                    "intermediate_size", "max_position_embeddings", "task_type_vocab_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.type_vocab_size < 0:
+            raise ValueError(f"type_vocab_size must be >= 0 (0: no segment embeddings), got {self.type_vocab_size}")
+        self._check_modern_options()
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -318,6 +435,45 @@ class Bert18Config(PreTrainedConfig):
         if self.chunk_batch_size is not None and self.chunk_batch_size < 1:
             raise ValueError(f"chunk_batch_size must be a positive integer or None, got {self.chunk_batch_size}")
 
+    def _check_modern_options(self) -> None:
+        """The fields of the modern encoder (positions, norms, feed-forward, local attention, heads)."""
+        for name, allowed in (("norm_position", NORM_POSITIONS), ("norm_type", NORM_TYPES),
+                              ("feed_forward_type", FEED_FORWARD_TYPES),
+                              ("classifier_pooling", CLASSIFIER_POOLING_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.feed_forward_type != "plain" and self.hidden_act not in GATED_ACTIVATIONS[self.feed_forward_type]:
+            raise ValueError(
+                f"feed_forward_type={self.feed_forward_type!r} gates with hidden_act, which must be one of "
+                f"{GATED_ACTIVATIONS[self.feed_forward_type]}, got {self.hidden_act!r}"
+            )
+        if self.position_embedding_type == "rotary":
+            head_dim = self.hidden_size // self.num_attention_heads
+            if head_dim % 2:
+                raise ValueError(f"rotary positions rotate pairs of dimensions: the head size hidden_size / "
+                                 f"num_attention_heads = {head_dim} must be even")
+        for name in ("rope_theta", "local_rope_theta"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive rotary base, got {value}")
+        if self.global_attention_every_n_layers is not None and self.global_attention_every_n_layers < 1:
+            raise ValueError(f"global_attention_every_n_layers must be >= 1 or None, got "
+                             f"{self.global_attention_every_n_layers}")
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_hidden_layers:
+                raise ValueError(f"layer_types lists {len(self.layer_types)} layers, num_hidden_layers is "
+                                 f"{self.num_hidden_layers}: give one entry per layer")
+            unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+            if unknown:
+                raise ValueError(f"layer_types holds {unknown}; each entry must be one of {LAYER_TYPES}")
+        if self.has_local_attention and (self.local_attention_window is None or self.local_attention_window < 2):
+            raise ValueError(f"layer_types has sliding_attention layers: set local_attention_window to the window "
+                             f"width (>= 2, ModernBERT: 128), got {self.local_attention_window}")
+        for name in ("pooler_activation", "head_activation"):
+            value = getattr(self, name)
+            if value is not None and value not in ACT2FN:
+                raise ValueError(f"{name} {value!r} is not an activation of transformers.activations.ACT2FN")
+
     def task_loss_weight(self, task: str) -> float:
         """Weight of ``task``'s loss in the pretraining sum (1.0 unless set)."""
         return float((self.task_loss_weights or {}).get(task, 1.0))
@@ -330,4 +486,9 @@ __all__ = [
     "LAYER_SHARING_MODES",
     "POSITION_EMBEDDING_TYPES",
     "LONG_POOLING_MODES",
+    "NORM_POSITIONS",
+    "NORM_TYPES",
+    "FEED_FORWARD_TYPES",
+    "LAYER_TYPES",
+    "CLASSIFIER_POOLING_MODES",
 ]

@@ -6,6 +6,10 @@ Conversion is renaming, plus two rewrites that keep the function identical:
   bert18 drops those leading rows and counts positions over real tokens (``pad_aware_positions``).
 - ALBERT's single shared layer group becomes bert18's ``layer_sharing="all"`` blocks, its
   ``embedding_hidden_mapping_in`` the factorized embedding projection.
+- ModernBERT's fused ``Wqkv`` splits into query / key / value; its prediction head (dense + act + norm)
+  becomes the MLM head's transform, or the pooler (``pooler_norm``, ``classifier_pooling``) under a
+  sequence classifier; its layer types, window, rotary bases, norms and biases map onto the fields of the
+  modern encoder (``config_from_modernbert``).
 
 Entry points: ``from_transformers`` (a model object or checkpoint -> a bert18 model),
 ``convert_checkpoint`` (folder or Hub id -> a bert18 folder, written atomically, tokenizer included;
@@ -28,7 +32,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.utils import cached_file
 
-from .configuration_bert18 import Bert18Config
+from .configuration_bert18 import GATED_ACTIVATIONS, Bert18Config
 from .modeling_bert18 import (
     CONVERTIBLE_MODEL_TYPES,
     Bert18ForMaskedLM,
@@ -55,8 +59,50 @@ class ConversionError(ValueError):
     """A checkpoint bert18 cannot convert faithfully; the message names the problem."""
 
 
+def config_from_modernbert(src: dict[str, Any]) -> Bert18Config:
+    """The ``Bert18Config`` computing exactly what a ModernBERT config describes (legacy keys such as
+    ``global_rope_theta`` / ``global_attn_every_n_layers`` are read through transformers' own config)."""
+    from transformers import ModernBertConfig
+
+    cfg = ModernBertConfig.from_dict({k: v for k, v in src.items() if k != "transformers_version"})
+    activation = cfg.hidden_activation
+    gated = next((kind for kind, acts in GATED_ACTIVATIONS.items() if activation in acts), None)
+    if gated is None:
+        raise ConversionError(f"ModernBERT with hidden_activation={activation!r}: bert18's gated feed-forward "
+                              f"takes {GATED_ACTIVATIONS} activations")
+    thetas = {}
+    for kind in ("full_attention", "sliding_attention"):
+        params = (cfg.rope_parameters or {}).get(kind) or {}
+        if params.get("rope_type", "default") != "default":
+            raise ConversionError(f"ModernBERT with rope_type={params['rope_type']!r} on {kind} layers: bert18 "
+                                  "implements the default rotary embedding only")
+        thetas[kind] = params.get("rope_theta")
+    fields: dict[str, Any] = dict(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
+        hidden_act=activation, feed_forward_type=gated,
+        # ModernBERT drops out embeddings, attention (probabilities and output) and the gated inner width;
+        # bert18 drops out embeddings and block outputs: equal in evaluation, close in training.
+        hidden_dropout_prob=cfg.embedding_dropout, attention_probs_dropout_prob=cfg.attention_dropout,
+        classifier_dropout=cfg.classifier_dropout, max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=0, pad_token_id=cfg.pad_token_id, layer_norm_eps=cfg.norm_eps,
+        initializer_range=cfg.initializer_range, tie_word_embeddings=cfg.tie_word_embeddings,
+        position_embedding_type="rotary", rope_theta=thetas["full_attention"],
+        local_rope_theta=thetas["sliding_attention"], norm_position="pre", norm_type="layer_norm",
+        norm_bias=cfg.norm_bias, attention_bias=cfg.attention_bias, mlp_bias=cfg.mlp_bias,
+        layer_types=list(cfg.layer_types), local_attention_window=cfg.local_attention,
+        pooler_activation=cfg.classifier_activation, pooler_norm=True, classifier_pooling=cfg.classifier_pooling,
+        head_activation=cfg.classifier_activation, head_bias=cfg.classifier_bias, decoder_bias=cfg.decoder_bias,
+        sparse_prediction=cfg.sparse_prediction, pretraining_tasks=["mlm"], architectures=src.get("architectures"),
+        id2label=cfg.id2label, label2id=cfg.label2id, problem_type=cfg.problem_type,
+    )
+    if "sliding_attention" not in fields["layer_types"]:
+        fields["local_attention_window"] = None
+    return Bert18Config(**{k: v for k, v in fields.items() if v is not None})
+
+
 def config_from_transformers(source: PretrainedConfig | dict[str, Any]) -> Bert18Config:
-    """The ``Bert18Config`` computing exactly what a BERT/RoBERTa/ALBERT config describes."""
+    """The ``Bert18Config`` computing exactly what a BERT/RoBERTa/ALBERT/ModernBERT config describes."""
     src = source.to_dict() if isinstance(source, PretrainedConfig) else dict(source)
     model_type = src.get("model_type")
     if model_type not in CONVERTIBLE_MODEL_TYPES:
@@ -64,6 +110,8 @@ def config_from_transformers(source: PretrainedConfig | dict[str, Any]) -> Bert1
             f"cannot convert a checkpoint of model_type {model_type!r}; bert18 converts: "
             f"{', '.join(CONVERTIBLE_MODEL_TYPES)}"
         )
+    if model_type == "modernbert":
+        return config_from_modernbert(src)
     if src.get("position_embedding_type", "absolute") != "absolute":
         raise ConversionError(
             f"position_embedding_type={src['position_embedding_type']!r} (relative positions) has no bert18 "
@@ -155,6 +203,54 @@ _HEADS = [
 ]
 _BASE_PREFIXES = ("bert.", "roberta.", "albert.", "ernie.")
 
+# ModernBERT (base model under "model."): pre-norm layers, fused Wqkv (split below), GeGLU Wi.
+_MODERNBERT_BASE = [
+    (r"embeddings\.tok_embeddings\.weight", "embeddings.word_embeddings.weight"),
+    (r"embeddings\.norm\.(weight|bias)", r"embeddings.layer_norm.\1"),
+    (r"layers\.(\d+)\.attn_norm\.(weight|bias)", r"encoder.attention.\1.layer_norm.\2"),
+    (r"layers\.(\d+)\.attn\.Wo\.(weight|bias)", r"encoder.attention.\1.output.\2"),
+    (r"layers\.(\d+)\.mlp_norm\.(weight|bias)", r"encoder.feed_forward.\1.layer_norm.\2"),
+    (r"layers\.(\d+)\.mlp\.Wi\.(weight|bias)", r"encoder.feed_forward.\1.intermediate.\2"),
+    (r"layers\.(\d+)\.mlp\.Wo\.(weight|bias)", r"encoder.feed_forward.\1.output.\2"),
+    (r"final_norm\.(weight|bias)", r"encoder.final_layer_norm.\1"),
+]
+
+
+def _convert_modernbert(state_dict: dict[str, torch.Tensor], config: Bert18Config) -> tuple[dict, list[str]]:
+    """ModernBERT's names -> bert18's. Its prediction head is the MLM transform when a decoder is present,
+    else (sequence classification, multiple choice) the pooler."""
+    has_decoder = any(k.startswith("decoder.") for k in state_dict)
+    for architecture in config.architectures or []:
+        if architecture.endswith(("ForTokenClassification", "ForQuestionAnswering")):
+            raise ConversionError(
+                f"{architecture}: ModernBERT applies its prediction head (dense + act + norm) to every token before "
+                "the classifier, which bert18's token classification and QA heads do not; convert the base model "
+                "(its *Model or *ForMaskedLM checkpoint) and fine-tune a bert18 head instead"
+            )
+    head_target = "lm_head" if has_decoder else "bert18.pooler"
+    converted: dict[str, torch.Tensor] = {}
+    skipped = []
+    for name, tensor in state_dict.items():
+        base = name[len("model."):] if name.startswith("model.") else name
+        if (target := _rename(base, _MODERNBERT_BASE)) is not None:
+            converted[f"bert18.{target}"] = tensor
+        elif match := re.fullmatch(r"layers\.(\d+)\.attn\.Wqkv\.(weight|bias)", base):
+            layer, kind = match.groups()
+            for part, chunk in zip(("query", "key", "value"), tensor.chunk(3, dim=0)):
+                converted[f"bert18.encoder.attention.{layer}.{part}.{kind}"] = chunk.clone()
+        elif match := re.fullmatch(r"head\.(dense|norm)\.(weight|bias)", name):
+            module = "dense" if match.group(1) == "dense" else "layer_norm"
+            converted[f"{head_target}.{module}.{match.group(2)}"] = tensor
+        elif match := re.fullmatch(r"decoder\.(weight|bias)", name):
+            converted[f"lm_head.decoder.{match.group(1)}"] = tensor
+        elif re.fullmatch(r"classifier\.(weight|bias)", name):
+            converted[name] = tensor
+        else:
+            skipped.append(name)
+    if has_decoder and "lm_head.decoder.weight" not in converted:
+        converted["lm_head.decoder.weight"] = converted["bert18.embeddings.word_embeddings.weight"]
+    return converted, skipped
+
 
 def _rename(name: str, rules: list[tuple[str, str]]) -> str | None:
     for pattern, target in rules:
@@ -172,6 +268,8 @@ def convert_state_dict(
     Returns the converted dict and the source names that have no bert18 counterpart. Converted
     tensors may share memory with ``state_dict`` (``from_transformers`` copies them).
     """
+    if model_type == "modernbert":
+        return _convert_modernbert(state_dict, config)
     # Checkpoints converted from TensorFlow may still call the LayerNorm parameters gamma and beta.
     state_dict = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
                   for k, v in state_dict.items()}
@@ -310,7 +408,10 @@ def from_transformers(
         if dropped:
             logger.warning("converting into Bert18Model leaves out the heads: %s", ", ".join(dropped))
         state_dict = {k.removeprefix("bert18."): v for k, v in state_dict.items() if k.startswith("bert18.")}
-    model = model_class.from_pretrained(None, config=config, state_dict=state_dict)
+    extra = {}
+    if model_class is Bert18Model and not any(k.startswith("pooler.") for k in state_dict):
+        extra["add_pooling_layer"] = False  # a source without a pooler (ModernBertModel): none made up
+    model = model_class.from_pretrained(None, config=config, state_dict=state_dict, **extra)
     source = model_or_path.name_or_path if isinstance(model_or_path, PreTrainedModel) else str(model_or_path)
     model.name_or_path = model.config._name_or_path = source  # the origin, not the string "None"
     return model

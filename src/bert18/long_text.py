@@ -14,6 +14,10 @@ BERT reads at most 512 positions. Three ways past that, all here:
     vectors of a document (concatenation, mean, max, attention or an LSTM), trained end to end.
 
 ``LongDocumentCollator`` applies any of them to a batch of raw texts for the Trainer.
+
+The 512 defaults are BERT's limit. A model that reads more (the rotary ``modernbert-*`` presets: 8,192)
+is served by ``model_max_length(model)`` and ``LongDocumentCollator.for_model(tokenizer, model)``, which
+chunk and truncate at the model's real limit (many documents then fit in one chunk).
 """
 
 import math
@@ -27,6 +31,7 @@ import torch
 from .data.sentences import sentence_spans
 
 __all__ = [
+    "model_max_length",
     "STRATEGIES",
     "LongDocumentCollator",
     "chunk_document",
@@ -222,6 +227,16 @@ def _limit_chunks(spans: list[tuple[int, int]], max_chunks: int | None, on_overf
     return spans[: max_chunks - 1] + spans[-1:] if max_chunks > 1 else spans[:1]
 
 
+def model_max_length(model_or_config: Any) -> int:
+    """The longest input ``model_or_config`` reads: its ``max_position_embeddings`` (512 for BERT, 8,192
+    for the rotary ModernBERT presets)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"{type(model_or_config).__name__} has no max_position_embeddings to take the limit from")
+    return limit
+
+
 def chunk_document(tokenizer: Any, text: str | Sequence[int], max_length: int = 512, stride: int | None = None,
                    max_chunks: int | None = None, on_overflow: str = "error") -> list[list[int]]:
     """Overlapping chunks of a document, each ``[CLS] tokens [SEP]`` of at most ``max_length`` ids.
@@ -283,6 +298,12 @@ class LongDocumentCollator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if strategy in TRUNCATIONS:
             truncate_ids([], self.budget, strategy, head_tokens)  # a bad head_tokens fails now, not mid-epoch
+
+    @classmethod
+    def for_model(cls, tokenizer: Any, model_or_config: Any, **kwargs: Any) -> "LongDocumentCollator":
+        """A collator whose chunks and truncations are as long as ``model_or_config`` reads
+        (``model_max_length``), not BERT's 512."""
+        return cls(tokenizer, max_length=model_max_length(model_or_config), **kwargs)
 
     def _without_specials(self, ids: Sequence[int]) -> list[int]:
         ids = list(ids)

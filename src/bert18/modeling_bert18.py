@@ -60,7 +60,10 @@ from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 
 from .attention_bert18 import (
+    QUERY_BLOCK,
     UnpaddedBatch,
+    alibi_bias,
+    alibi_slopes,
     is_packed,
     sequence_positions,
     sequence_positions_dense,
@@ -81,7 +84,57 @@ FUSED_QKV_CONVERSION = [
 register_checkpoint_conversion_mapping(Bert18Config.model_type, FUSED_QKV_CONVERSION, overwrite=True)
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
-CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert", "ernie")
+CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert", "ernie", "modernbert")
+
+
+class Bert18RMSNorm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x^2) + eps) * weight (+ bias), computed in float32."""
+
+    def __init__(self, dim: int, eps: float, bias: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        x = hidden_states.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        x = x.to(hidden_states.dtype) * self.weight
+        return x if self.bias is None else x + self.bias
+
+
+def make_norm(config: Bert18Config, dim: int | None = None) -> nn.Module:
+    """The norm ``config`` asks for (``norm_type``, ``norm_bias``, ``layer_norm_eps``), over ``dim`` (default H)."""
+    dim = config.hidden_size if dim is None else dim
+    if config.norm_type == "rms_norm":
+        return Bert18RMSNorm(dim, eps=config.layer_norm_eps, bias=config.norm_bias)
+    return nn.LayerNorm(dim, eps=config.layer_norm_eps, bias=config.norm_bias)
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin for ``positions`` (any shape), [..., head_dim], in ``dtype``.
+
+    Frequencies theta^(-2i/d) for the d/2 pairs, laid out as two halves (GPT-NeoX / transformers'
+    ``rotate_half`` convention, which ModernBERT checkpoints use)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+    freqs = positions[..., None].float() * inv_freq.to(positions.device)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
+                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate ``query`` and ``key`` ([batch, heads, length, dim] with cos/sin [batch, length, dim], or
+    [tokens, heads, dim] with cos/sin [tokens, dim]) by their positions, in float32."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    q, k = query.float(), key.float()
+    return ((q * cos + _rotate_half(q) * sin).to(query.dtype), (k * cos + _rotate_half(k) * sin).to(key.dtype))
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
@@ -101,16 +154,18 @@ class Bert18Embeddings(nn.Module):
         super().__init__()
         dim = config.effective_embedding_size
         self.word_embeddings = nn.Embedding(config.vocab_size, dim, padding_idx=config.pad_token_id)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, dim)
+        # type_vocab_size=0: no segment embeddings (ModernBERT); token_type_ids are then ignored.
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, dim) if config.type_vocab_size else None
         # ERNIE 2.0's task ids (transformers' ErnieModel use_task_id): one more embedding in the sum
         self.task_type_embeddings = nn.Embedding(config.task_type_vocab_size, dim) if config.use_task_id else None
         if config.position_embedding_type == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, dim)
-        else:  # fixed, so not a parameter and not saved: rebuilt identically from the config
+        elif config.position_embedding_type == "sinusoidal":  # fixed: not a parameter, rebuilt from the config
             self.register_buffer(
                 "sinusoidal_table", sinusoidal_positions(config.max_position_embeddings, dim), persistent=False
             )
-        self.layer_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        # rotary: no position vector here; the attention layers rotate queries and keys by position_ids.
+        self.layer_norm = make_norm(config, dim)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.projection = nn.Linear(dim, config.hidden_size) if config.embedding_size is not None else None
         self.pad_token_id = config.pad_token_id
@@ -150,11 +205,13 @@ class Bert18Embeddings(nn.Module):
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
         if position_ids is None:
             position_ids = self.position_ids_for(input_ids, attention_mask, shape, device)
+        embeddings = inputs_embeds
+        if self.token_type_embeddings is not None:
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         if hasattr(self, "position_embeddings"):
-            positions = self.position_embeddings(position_ids)
-        else:
-            positions = F.embedding(position_ids, self.sinusoidal_table.to(inputs_embeds.dtype))
-        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + positions
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        elif hasattr(self, "sinusoidal_table"):
+            embeddings = embeddings + F.embedding(position_ids, self.sinusoidal_table.to(inputs_embeds.dtype))
         if self.task_type_embeddings is not None:
             if task_type_ids is None:
                 task_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
@@ -182,9 +239,11 @@ def eager_attention_forward(
 
 
 class Bert18Attention(GradientCheckpointingLayer):
-    """Multi-head self-attention with its output projection, residual and LayerNorm."""
+    """Multi-head self-attention with its output projection, residual and norm (after the residual in
+    post-norm, on the input in pre-norm). ``with_norm=False``: a pre-norm block used by the first layer
+    only, whose input (the normalized embeddings) is not normalized again (ModernBERT)."""
 
-    def __init__(self, config: Bert18Config):
+    def __init__(self, config: Bert18Config, with_norm: bool = True):
         super().__init__()
         self.config = config
         self.num_heads = config.num_attention_heads
@@ -196,12 +255,18 @@ class Bert18Attention(GradientCheckpointingLayer):
         self.is_causal = False
         # BERT's names, so tools that address them (peft's target_modules=["query", "value"]) find Q, K and V
         # apart; older checkpoints with one fused `qkv` projection are split on load (FUSED_QKV_CONVERSION).
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        bias = config.attention_bias
+        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pre_norm = config.norm_position == "pre"
+        self.layer_norm = make_norm(config) if with_norm else None
+
+    def _residual(self, hidden_states: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+        update = self.dropout(self.output(update))
+        return hidden_states + update if self.pre_norm else self.layer_norm(hidden_states + update)
 
     def forward(
         self,
@@ -209,21 +274,40 @@ class Bert18Attention(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         num_keys: int | None = None,
         unpadded: UnpaddedBatch | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        window: int | None = None,
+        skip_norm: bool = False,
+        alibi: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``num_keys``: only the first ``num_keys`` rows give keys and values; the rows after them
         are queries only (the query stream of two-stream attention), so nothing ever attends to them.
-        ``unpadded``: ``hidden_states`` are the [tokens, hidden] real tokens of that batch."""
+        ``unpadded``: ``hidden_states`` are the [tokens, hidden] real tokens of that batch.
+        ``rotary``: the (cos, sin) of every row's position (rotary positions). ``window``: a local layer,
+        tokens attend within ``window`` positions either side (the padded paths' masks already say so;
+        the variable-length kernels and FlashAttention take it as an argument). ``skip_norm``: pre-norm's
+        first layer, whose input is already normalized. ``alibi``: unpadded ALiBi, (slopes, positions); the padded
+        paths carry it in their additive masks."""
+        inputs = hidden_states
+        if self.pre_norm and not skip_norm and self.layer_norm is not None:
+            inputs = self.layer_norm(hidden_states)
         if unpadded is not None:
-            tokens = hidden_states.shape[0]
-            query, key, value = (proj(hidden_states).view(tokens, self.num_heads, self.head_dim)
+            tokens = inputs.shape[0]
+            query, key, value = (proj(inputs).view(tokens, self.num_heads, self.head_dim)
                                  for proj in (self.query, self.key, self.value))
+            if rotary is not None:
+                query, key = apply_rotary(query, key, *rotary)
             dropout = self.attention_dropout if self.training else 0.0
-            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout).reshape(tokens, -1)
-            return self.layer_norm(hidden_states + self.dropout(self.output(context))), None
-        batch, length, _ = hidden_states.shape
-        query, key, value = (proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout,
+                                       window=window, alibi=alibi).reshape(tokens, -1)
+            return self._residual(hidden_states, context), None
+        batch, length, _ = inputs.shape
+        query, key, value = (proj(inputs).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
                              for proj in (self.query, self.key, self.value))
+        if rotary is not None:
+            query, key = apply_rotary(query, key, *rotary)
+        if window is not None:  # FlashAttention's padded path: inclusive bounds of window either side
+            kwargs["sliding_window"] = window + 1
         if num_keys is not None:
             key, value = key[:, :, :num_keys], value[:, :, :num_keys]
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
@@ -240,23 +324,35 @@ class Bert18Attention(GradientCheckpointingLayer):
         context = context.reshape(batch, length, -1)
         if self.config._attn_implementation != "eager":
             weights = None  # fused kernels build no weights (flex returns its log-sum-exp in that slot)
-        return self.layer_norm(hidden_states + self.dropout(self.output(context))), weights
+        return self._residual(hidden_states, context), weights
 
 
 class Bert18FeedForward(GradientCheckpointingLayer):
-    """Position-wise feed-forward H -> I -> H with residual and LayerNorm."""
+    """Position-wise feed-forward H -> I -> H with residual and norm (post- or pre-norm).
+
+    ``plain``: ``act(x W1) W2``. ``geglu`` / ``swiglu``: one projection to 2I whose halves are the value and
+    the gate, ``(act(x V) * x G) W2`` (ModernBERT's ``Wi`` layout: value first, gate second)."""
 
     def __init__(self, config: Bert18Config):
         super().__init__()
-        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.gated = config.feed_forward_type != "plain"
+        width = config.intermediate_size * (2 if self.gated else 1)
+        self.intermediate = nn.Linear(config.hidden_size, width, bias=config.mlp_bias)
         self.activation = ACT2FN[config.hidden_act]
-        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pre_norm = config.norm_position == "pre"
+        self.layer_norm = make_norm(config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        update = self.output(self.activation(self.intermediate(hidden_states)))
-        return self.layer_norm(hidden_states + self.dropout(update))
+        inner = self.intermediate(self.layer_norm(hidden_states) if self.pre_norm else hidden_states)
+        if self.gated:
+            value, gate = inner.chunk(2, dim=-1)
+            inner = self.activation(value) * gate
+        else:
+            inner = self.activation(inner)
+        update = self.dropout(self.output(inner))
+        return hidden_states + update if self.pre_norm else self.layer_norm(hidden_states + update)
 
 
 class Bert18Encoder(nn.Module):
@@ -273,8 +369,33 @@ class Bert18Encoder(nn.Module):
         attention_blocks = 1 if config.layer_sharing in ("all", "attention") else layers
         ffn_blocks = 1 if config.layer_sharing in ("all", "ffn") else layers
         self.num_layers = layers
-        self.attention = nn.ModuleList(Bert18Attention(config) for _ in range(attention_blocks))
+        self.pre_norm = config.norm_position == "pre"
+        # Pre-norm: the first layer's attention reads the normalized embeddings as they are, so a block
+        # used by that layer alone holds no norm (ModernBERT); a shared block keeps its norm for the others.
+        self.attention = nn.ModuleList(
+            Bert18Attention(config, with_norm=not (self.pre_norm and i == 0 and attention_blocks > 1))
+            for i in range(attention_blocks)
+        )
         self.feed_forward = nn.ModuleList(Bert18FeedForward(config) for _ in range(ffn_blocks))
+        self.final_layer_norm = make_norm(config) if self.pre_norm else None
+        self.layer_types = [config.layer_type(i) for i in range(layers)]
+        self.rotary = config.position_embedding_type == "rotary"
+        self.alibi = config.position_embedding_type == "alibi"
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.rope_theta = {"full_attention": float(config.rope_theta),
+                           "sliding_attention": float(config.local_rope_theta or config.rope_theta)}
+        self.half_window = config.local_attention_window // 2 if config.has_local_attention else None
+
+    def rotary_tables(self, position_ids: torch.Tensor | None,
+                      dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) of ``position_ids`` per layer type, each computed once per forward."""
+        if not self.rotary:
+            return {}
+        if position_ids is None:
+            raise ValueError("rotary positions need position_ids in the encoder")
+        return {kind: rotary_cos_sin(position_ids, self.head_dim, self.rope_theta[kind], dtype)
+                for kind in sorted(set(self.layer_types))}
 
     def forward(
         self,
@@ -287,43 +408,102 @@ class Bert18Encoder(nn.Module):
         **kwargs: Any,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         """``num_keys``: with two streams, the content rows; ``unpadded``: the hidden states are the
-        real tokens of that batch (see ``Bert18Attention``)."""
+        real tokens of that batch (see ``Bert18Attention``). ``attention_mask`` may map each layer type
+        (``full_attention``, ``sliding_attention``) to its mask. ``position_ids``: every row's position
+        ([batch, rows], or [tokens] unpadded), read by rotary positions."""
+        position_ids = kwargs.pop("position_ids", None)
+        rotary = self.rotary_tables(position_ids, hidden_states.dtype)
+        alibi = None
+        if self.alibi:
+            if position_ids is None:
+                raise ValueError("ALiBi needs position_ids in the encoder")
+            slopes = alibi_slopes(self.num_heads)
+            if unpadded is not None:
+                alibi = (slopes, position_ids)
+            else:
+                attention_mask = self._with_alibi(attention_mask, slopes, position_ids, num_keys, hidden_states)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for i in range(self.num_layers):
+            kind = self.layer_types[i]
             attention = self.attention[i % len(self.attention)]
+            mask = attention_mask[kind] if isinstance(attention_mask, dict) else attention_mask
             hidden_states, weights = attention(
-                hidden_states, attention_mask, num_keys=num_keys, unpadded=unpadded, **kwargs
+                hidden_states, mask, num_keys=num_keys, unpadded=unpadded, rotary=rotary.get(kind),
+                window=self.half_window if kind == "sliding_attention" else None,
+                skip_norm=self.pre_norm and i == 0, alibi=alibi, **kwargs
             )
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions and weights is not None:  # fused kernels (sdpa, flash) return none
                 all_attentions += (weights,)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+            if output_hidden_states:  # the last entry is the model's output, as in post-norm
+                all_hidden_states = (*all_hidden_states[:-1], hidden_states)
         return hidden_states, all_hidden_states, all_attentions
 
 
+    def _with_alibi(self, attention_mask: Any, slopes: torch.Tensor, position_ids: torch.Tensor,
+                    num_keys: int | None, hidden_states: torch.Tensor) -> Any:
+        """The padded path's masks with the ALiBi bias added: additive float masks [batch, heads, rows, keys]
+        (the bias of every row against the key rows, -inf-like where the mask forbids)."""
+        implementation = getattr(self.attention[0].config, "_attn_implementation", "eager")
+        if implementation not in ("eager", "sdpa"):
+            raise ValueError(f"ALiBi positions take an additive mask: use attn_implementation 'eager' or 'sdpa' (the "
+                             f"unpadded path runs FlashAttention with ALiBi on its own), not {implementation!r}")
+        keys = position_ids if num_keys is None else position_ids[:, :num_keys]
+        dtype = hidden_states.dtype
+        bias = alibi_bias(slopes, position_ids, keys).to(dtype)
+
+        def combine(mask: Any) -> torch.Tensor:
+            if mask is None:
+                return bias
+            if mask.dtype == torch.bool:
+                return bias.masked_fill(~mask, torch.finfo(dtype).min)
+            return bias + mask  # eager's additive mask: 0 or the dtype's minimum
+
+        if isinstance(attention_mask, dict):
+            return {kind: combine(mask) for kind, mask in attention_mask.items()}
+        return combine(attention_mask)
+
+
 class Bert18Pooler(nn.Module):
-    """dense + tanh over the final hidden state of [CLS]."""
+    """dense + tanh over the final hidden state of [CLS] (BERT); with ``pooler_activation``, ``pooler_norm``
+    and ``classifier_pooling="mean"``, ModernBERT's classifier head: dense + GELU + norm over [CLS] or
+    over the mean of the real tokens."""
 
     def __init__(self, config: Bert18Config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.head_bias)
+        self.activation = ACT2FN[config.pooler_activation]
+        self.layer_norm = make_norm(config) if config.pooler_norm else None
+        self.mean = config.classifier_pooling == "mean"
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(hidden_states[:, 0]))
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.mean:
+            if attention_mask is None:
+                pooled = hidden_states.mean(1)
+            else:  # real tokens only (a numbered mask counts every sequence of the row)
+                real = attention_mask.ne(0).unsqueeze(-1).to(hidden_states.dtype)
+                pooled = (hidden_states * real).sum(1) / real.sum(1)
+        else:
+            pooled = hidden_states[:, 0]
+        pooled = self.activation(self.dense(pooled))
+        return pooled if self.layer_norm is None else self.layer_norm(pooled)
 
 
 class Bert18LMHead(nn.Module):
-    """MLM head: dense H -> E, activation, LayerNorm, then the decoder E -> V (tied to the embeddings)."""
+    """MLM head: dense H -> E, activation, norm, then the decoder E -> V (tied to the embeddings)."""
 
     def __init__(self, config: Bert18Config):
         super().__init__()
         dim = config.effective_embedding_size
-        self.dense = nn.Linear(config.hidden_size, dim)
-        self.activation = ACT2FN[config.hidden_act]
-        self.layer_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(dim, config.vocab_size)
+        self.dense = nn.Linear(config.hidden_size, dim, bias=config.head_bias)
+        self.activation = ACT2FN[config.head_activation or config.hidden_act]
+        self.layer_norm = make_norm(config, dim)
+        self.decoder = nn.Linear(dim, config.vocab_size, bias=config.decoder_bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
@@ -350,7 +530,7 @@ class Bert18PreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     # A model is built with only what its tasks read (no pooler without a sentence-level head, so
     # DDP never waits for a gradient that cannot come); checkpoints that have one still load, quietly.
-    _keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.dense\.(weight|bias)$"]
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.(dense|layer_norm)\.(weight|bias)$"]
 
     def __init__(self, config: Bert18Config, *args: Any, **kwargs: Any):
         config.check()
@@ -359,6 +539,10 @@ class Bert18PreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        if isinstance(module, Bert18RMSNorm):
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
         if isinstance(module, Bert18Embeddings) and hasattr(module, "sinusoidal_table"):
             table = sinusoidal_positions(*module.sinusoidal_table.shape)
             init.copy_(module.sinusoidal_table, table)
@@ -494,6 +678,7 @@ class Bert18Model(Bert18PreTrainedModel):
         query_embeds: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
         task_type_ids: torch.Tensor | None = None,
+        query_position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
         """Encode a batch. ``attention_mask`` is 1 for tokens and 0 for padding ([batch, length]).
@@ -504,7 +689,9 @@ class Bert18Model(Bert18PreTrainedModel):
           attend to token j, applied on top of ``attention_mask``;
         - ``query_embeds``: [batch, queries, hidden] extra rows that run through the same layers,
           attend to the tokens under ``query_mask`` ([batch, queries, length]) and are attended to
-          by nothing. Their final states are ``query_last_hidden_state``.
+          by nothing. Their final states are ``query_last_hidden_state``;
+        - ``query_position_ids``: [batch, queries] the position of each query row (rotary positions
+          rotate the query rows by it; learned and sinusoidal ones are in ``query_embeds`` already).
 
         ``hidden_states`` hold the token rows only; eager ``attentions`` have the query rows after them.
 
@@ -535,20 +722,39 @@ class Bert18Model(Bert18PreTrainedModel):
                                  "several (values above 1)")
             if packed and position_ids is None:  # several sequences per row: each counts from 0
                 position_ids = sequence_positions(attention_mask)
-            if not two_stream and self._unpads(attention_mask, packed):  # never with eager attention
+            reference = input_ids if input_ids is not None else inputs_embeds
+            if not two_stream and self._unpads(attention_mask, packed, reference.shape[1]):  # never with eager
+                if attention_mask is None:
+                    attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
                 return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                               output_hidden_states, output_attentions, task_type_ids, **kwargs)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask,
                                      task_type_ids=task_type_ids)
-        num_keys = None
+        num_keys, rotary_positions = None, None
+        if self.config.position_embedding_type in ("rotary", "alibi"):
+            if position_ids is None:
+                position_ids = self.embeddings.position_ids_for(input_ids, attention_mask, embeddings.shape[:2],
+                                                                embeddings.device)
+            rotary_positions = position_ids.expand(embeddings.shape[:2])
         if not two_stream:
             hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask, packed)
+            if self.config.has_local_attention:
+                local = self._padded_mask(embeddings, attention_mask, packed, window=self.encoder.half_window)
+                mask = {"full_attention": mask, "sliding_attention": local}
         else:
+            if self.config.has_local_attention:
+                raise ValueError("two-stream attention (PLM) with local attention layers is not supported: the "
+                                 "query rows have no place in a window; use layer_types=None for PLM")
             hidden, mask = self._two_stream_inputs(embeddings, attention_mask, content_mask, query_embeds, query_mask)
             num_keys = embeddings.shape[1]
+            if rotary_positions is not None and query_embeds is not None:
+                if query_position_ids is None:
+                    raise ValueError("rotary and ALiBi positions with query_embeds need query_position_ids "
+                                     "[batch, queries]")
+                rotary_positions = torch.cat([rotary_positions, query_position_ids.to(rotary_positions)], dim=1)
         sequence, hidden_states, attentions = self.encoder(
             hidden, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-            num_keys=num_keys, **kwargs
+            num_keys=num_keys, position_ids=rotary_positions, **kwargs
         )
         query = None
         if num_keys is not None:  # split the query rows off the token rows
@@ -562,18 +768,24 @@ class Bert18Model(Bert18PreTrainedModel):
             hidden_states = tuple(h * real for h in hidden_states) if hidden_states is not None else None
         return Bert18ModelOutput(
             last_hidden_state=sequence,
-            pooler_output=self.pooler(sequence) if self.pooler is not None else None,
+            pooler_output=self.pooler(sequence, attention_mask) if self.pooler is not None else None,
             hidden_states=hidden_states,
             attentions=attentions,
             query_last_hidden_state=query,
         )
 
     @torch.compiler.disable
-    def _unpads(self, attention_mask: torch.Tensor | None, packed: bool) -> bool:
+    def _unpads(self, attention_mask: torch.Tensor | None, packed: bool, length: int = 0) -> bool:
         """Whether this batch runs unpadded: it has padding or packed sequences, and the attention
-        takes variable lengths (eager stays the padded reference; flash attention needs it for packing)."""
+        takes variable lengths (eager stays the padded reference; flash attention needs it for packing).
+        Long sequences of a model with local layers run there too, padding or not: its kernels keep the
+        local layers' memory linear in the length (a padded SDPA mask would be [length, length])."""
         implementation = self.config._attn_implementation
-        if attention_mask is None or implementation not in ("sdpa", "flash_attention_2"):
+        if implementation not in ("sdpa", "flash_attention_2"):
+            return False
+        if self.config.has_local_attention and self.config.unpad_inputs and length > QUERY_BLOCK:
+            return True
+        if attention_mask is None:
             return False
         if packed and implementation == "flash_attention_2":
             return True  # its padded path knows padding only, not sequences within a row
@@ -592,15 +804,26 @@ class Bert18Model(Bert18PreTrainedModel):
         return attention_mask.max() > 1
 
     def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None,
-                     packed: bool | torch.Tensor) -> Any:
+                     packed: bool | torch.Tensor, window: int | None = None) -> Any:
         """The attention implementation's mask for a padded batch; packed rows keep sequences apart.
 
         ``packed`` is a bool, or (in an exported graph) a 0-d tensor: token i may then attend to token j
         iff j is real and, when the mask is packed, both carry the same sequence number, which is the
-        padding mask for a binary mask and the packed one for a numbered mask, from the same ops."""
+        padding mask for a binary mask and the packed one for a numbered mask, from the same ops.
+        ``window``: a local layer's mask, also |i - j| <= window (the tokens of a sequence are contiguous,
+        so index distance is position distance, packed or left-padded). A padding row keeps every real
+        key, as without a window: never an empty row (NaN under SDPA)."""
+        if window is not None and attention_mask is None:  # no padding, but the band still masks
+            attention_mask = torch.ones(embeddings.shape[:2], dtype=torch.bool, device=embeddings.device)
+        padding = attention_mask.eq(0) if window is not None else None
+
+        def in_window(b, h, q, kv):
+            return ((q - kv).abs() <= window) | padding[b, q]
+
         if packed is False:
             return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
-                                             attention_mask=attention_mask)
+                                             attention_mask=attention_mask,
+                                             and_mask_function=in_window if window is not None else None)
         sequence = attention_mask
         if packed is True:
             def same_sequence(b, h, q, kv):
@@ -608,9 +831,14 @@ class Bert18Model(Bert18PreTrainedModel):
         else:
             def same_sequence(b, h, q, kv):
                 return (sequence[b, q] == sequence[b, kv]) | ~packed
+        if window is not None:
+            def allowed(b, h, q, kv):
+                return same_sequence(b, h, q, kv) & in_window(b, h, q, kv)
+        else:
+            allowed = same_sequence
         return create_bidirectional_mask(
             config=self.config, inputs_embeds=embeddings, attention_mask=sequence.ne(0),
-            and_mask_function=same_sequence,
+            and_mask_function=allowed,
         )
 
     def _unpadded_forward(
@@ -643,13 +871,16 @@ class Bert18Model(Bert18PreTrainedModel):
             inputs_embeds=batch.gather(inputs_embeds)[:, None] if inputs_embeds is not None else None,
             task_type_ids=batch.gather(task_type_ids.expand(shape))[:, None] if task_type_ids is not None else None,
         ).squeeze(1)
+        in_attention = self.config.position_embedding_type in ("rotary", "alibi")  # positions read by attention
+        positions = batch.gather(position_ids.expand(shape)) if in_attention else None
         sequence, hidden_states, _ = self.encoder(
-            embeddings, None, output_hidden_states=output_hidden_states, unpadded=batch, **kwargs
+            embeddings, None, output_hidden_states=output_hidden_states, unpadded=batch, position_ids=positions,
+            **kwargs
         )
         sequence = batch.scatter(sequence)
         return Bert18ModelOutput(
             last_hidden_state=sequence,
-            pooler_output=self.pooler(sequence) if self.pooler is not None else None,
+            pooler_output=self.pooler(sequence, attention_mask) if self.pooler is not None else None,
             hidden_states=tuple(batch.scatter(h) for h in hidden_states) if hidden_states is not None else None,
             attentions=() if output_attentions else None,
         )
@@ -954,7 +1185,8 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         rows = query_mask.bool().gather(1, index[..., None].expand(-1, -1, shape[1]))
         # A padding slot (-1) sees every token: never an empty row (SDPA would give NaN), never used.
         rows = rows | targets.lt(0)[..., None]
-        return {"content_mask": content_mask, "query_embeds": queries, "query_mask": rows}
+        return {"content_mask": content_mask, "query_embeds": queries, "query_mask": rows,
+                "query_position_ids": position_ids.expand(shape).gather(1, index)}
 
 
 class Bert18ForMaskedLM(Bert18PreTrainedModel):

@@ -8,7 +8,9 @@
 - weight matrices: 23,835,648 + 12 x (2,359,296 + 4,718,592) = 108,770,304
 
 and the full count of transformers' ``BertModel`` (109,482,240) once biases, LayerNorms and the
-pooler are added. Counting walks the real modules of a bert18 model (built on the ``meta`` device
+pooler are added; ``count_parameters("modernbert-base")`` equals transformers' ``ModernBertModel``
+(149,014,272: no segment or position tables, bias-free GeGLU layers, pre-norm). Counting walks the
+real modules of a bert18 model (built on the ``meta`` device
 when given a config: no memory is allocated), so it cannot drift from what the model holds.
 """
 
@@ -103,16 +105,23 @@ class ParameterReport:
         return "\n".join(lines)
 
 
-def count_parameters(config_or_model: Bert18Config | nn.Module | str) -> ParameterReport:
-    """Count the parameters of a bert18 model, a config (its ``Bert18Model``, pooler included) or a
-    preset name, by component. Heads of a task model appear as ``head: <module name>``."""
+def count_parameters(config_or_model: Bert18Config | nn.Module | str,
+                     add_pooling_layer: bool | None = None) -> ParameterReport:
+    """Count the parameters of a bert18 model, a config (its ``Bert18Model``) or a preset name, by
+    component. Heads of a task model appear as ``head: <module name>``.
+
+    ``add_pooling_layer`` (configs and presets): whether the counted ``Bert18Model`` has its pooler. ``None``
+    counts what transformers' bare model of that family holds: BERT's dense + tanh pooler is part of
+    ``BertModel``; ModernBERT's head (``pooler_norm``) belongs to its task models, not ``ModernBertModel``."""
     name = ""
     if isinstance(config_or_model, str):
         name = config_or_model
         config_or_model = Bert18Config.from_preset(config_or_model)
     if isinstance(config_or_model, Bert18Config):
+        if add_pooling_layer is None:
+            add_pooling_layer = not config_or_model.pooler_norm
         with torch.device("meta"):
-            model = Bert18Model(config_or_model)
+            model = Bert18Model(config_or_model, add_pooling_layer=add_pooling_layer)
     elif isinstance(config_or_model, nn.Module) and isinstance(getattr(config_or_model, "config", None), Bert18Config):
         model = config_or_model
     else:
