@@ -463,6 +463,9 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
     check_hub(training)
     if recipe.data.streaming and training.max_steps <= 0:
         raise ValueError("streaming: a stream has no length to count epochs in; set max_steps (e.g. --max_steps=1000)")
+    if recipe.data.streaming and (recipe.data.span_column or recipe.data.word_column):
+        raise ValueError("span_column and word_column are read from a map-style corpus; the streamed corpus carries "
+                         "its text only: set streaming=false, or leave those keys unset")
     resume = check_output_dir(recipe)
     train_documents, eval_documents = load_documents(recipe)
     tokenizer = load_or_train_tokenizer(recipe, train_documents)
