@@ -206,12 +206,7 @@ class KnowledgeMaskingCollator(MLMCollator):
         self._count_batch()
         priority = np.full(eligible.shape, np.inf)
         units = np.zeros(eligible.shape, dtype=np.int64)
-        for row, example in enumerate(examples):
-            length = len(example["input_ids"])
-            if not eligible[row, :length].any():  # only special tokens or [UNK]: nothing to predict
-                continue
-            row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length], keys[row])
-            row_units = np.maximum(row_units, 0)
+        for row, length, row_units, row_priority in self._row_plans(examples, keys, ids, eligible):
             priority[row, :length] = np.where(eligible[row, :length], row_priority[row_units], np.inf)
             units[row, :length] = row_units
         selected = eligible & (priority < self.mlm_probability)

@@ -218,18 +218,24 @@ class MLMCollator(DynamicCollator):
         units = np.broadcast_to(np.arange(width), eligible.shape)
         return eligible & (rank + 0.5 < budget), priority, units
 
+    def _row_plans(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
+                   eligible: np.ndarray) -> Any:
+        """``(row, length, units, priority per unit)`` from ``unit_plan`` for every row with something to
+        predict (a row of special tokens or [UNK] only has nothing)."""
+        for row, example in enumerate(examples):
+            length = len(example["input_ids"])
+            if eligible[row, :length].any():
+                row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length],
+                                                         keys[row])
+                yield row, length, np.maximum(row_units, 0), row_priority
+
     def _select_units(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
                       eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Word, n-gram, span or knowledge units, example by example (each vectorized)."""
         selected = np.zeros_like(eligible)
         priority = np.full(eligible.shape, np.inf)
         units = np.zeros(eligible.shape, dtype=np.int64)
-        for row, example in enumerate(examples):
-            length = len(example["input_ids"])
-            if not eligible[row, :length].any():  # only special tokens or [UNK]: nothing to predict
-                continue
-            row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length], keys[row])
-            row_units = np.maximum(row_units, 0)
+        for row, length, row_units, row_priority in self._row_plans(examples, keys, ids, eligible):
             budget = row_budget(self.mlm_probability, eligible[row].sum())
             selected[row, :length] = select_units(row_units, eligible[row, :length], row_priority, budget)
             priority[row, :length] = np.where(eligible[row, :length], row_priority[row_units], np.inf)
