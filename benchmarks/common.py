@@ -54,6 +54,17 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, seconds: float =
     return best
 
 
+def tokens_per_second(run: Callable[[dict], object], batches: list[dict], tokens: int,
+                      device: torch.device) -> float:
+    """``tokens`` over the seconds ``run`` takes on every batch, the device synchronized around it."""
+    synchronize(device)
+    start = time.perf_counter()
+    for batch in batches:
+        run(batch)
+    synchronize(device)
+    return tokens / (time.perf_counter() - start)
+
+
 def median_rate(run: Callable[[], float], rounds: int) -> float:
     """Median over ``rounds`` of ``run()`` (which returns a rate)."""
     return statistics.median(run() for _ in range(rounds))

@@ -17,7 +17,6 @@ import argparse
 import os
 import random
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -25,7 +24,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPES, autocast, median_rate, pick_device, real_tokenizer, synchronize
+from common import DTYPES, autocast, median_rate, pick_device, real_tokenizer, tokens_per_second
 
 import bert18
 from bert18.convert import from_transformers
@@ -90,12 +89,7 @@ def main() -> None:
     difference = (encode("bert18", first)[mask].float() - encode("transformers", first)[mask].float()).abs().max()
 
     def rate(name: str) -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        for batch in batches:
-            encode(name, batch)
-        synchronize(device)
-        return real / (time.perf_counter() - start)
+        return tokens_per_second(lambda batch: encode(name, batch), batches, real, device)
 
     for name in models:  # warm-up
         rate(name)

@@ -27,7 +27,6 @@ same batches, move less.
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPES, autocast, pick_device, real_tokenizer, synchronize
+from common import DTYPES, autocast, pick_device, real_tokenizer, tokens_per_second
 from inference_throughput import paragraphs
 from pretrain_throughput import optimizer_for, timed_steps, train_step
 
@@ -125,12 +124,7 @@ def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
                   - encode("transformers", batches[0])[mask].float()).abs().max()
 
     def rate(name: str) -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        for batch in batches:
-            encode(name, batch)
-        synchronize(device)
-        return real / (time.perf_counter() - start)
+        return tokens_per_second(lambda batch: encode(name, batch), batches, real, device)
 
     for name in encoders:  # warm-up
         rate(name)
