@@ -60,11 +60,9 @@ def _config_of(path: str):
 
 
 def _train_tokenizer(args: argparse.Namespace) -> None:
-    import os
-    import shutil
-    import tempfile
     from pathlib import Path
 
+    from .files import folder_written_whole
     from .tokenization import train_tokenizer
 
     output = Path(args.output)
@@ -91,20 +89,8 @@ def _train_tokenizer(args: argparse.Namespace) -> None:
         model_max_length=args.model_max_length,
         show_progress=not args.quiet,
     )
-    # Written beside the destination and moved into place whole: a failure leaves the old folder (or none).
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
-    try:
+    with folder_written_whole(output) as staging:  # a failure leaves the old folder (or none)
         tokenizer.save_pretrained(staging)
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     print(f"trained a {args.algorithm} vocabulary of {len(tokenizer)} tokens "
           f"({'lowercased' if lowercase else 'cased'}) -> {output}")
 

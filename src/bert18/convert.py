@@ -21,8 +21,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.utils import cached_file
 
 from .configuration_bert18 import GATED_ACTIVATIONS, Bert18Config
+from .files import folder_written_whole
 from .modeling_bert18 import (
     CONVERTIBLE_MODEL_TYPES,
     Bert18ForMaskedLM,
@@ -449,20 +448,9 @@ def convert_checkpoint(
     if destination.exists() and any(destination.iterdir()) and not overwrite:
         raise FileExistsError(f"{destination} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     model = from_transformers(source, **hub_kwargs)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    umask = os.umask(0)  # mkdtemp makes 0700; the result gets what mkdir would have given (0777 - umask)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
-    try:
+    with folder_written_whole(destination) as staging:
         model.save_pretrained(staging)
         _copy_tokenizer(str(source), staging, hub_kwargs)
-        if destination.exists():
-            shutil.rmtree(destination)
-        staging.rename(destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return destination
 
 

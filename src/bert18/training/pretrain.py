@@ -56,6 +56,7 @@ from ..data import (
     prepare_pretraining_dataset,
     stream_sentence_pairs,
 )
+from ..files import folder_written_whole
 from ..modeling_bert18 import Bert18ForPreTraining
 from ..tokenization import train_tokenizer
 from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
@@ -308,11 +309,8 @@ def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreT
                                         special_tokens_style=model.tokenizer_style,
                                         model_max_length=recipe.data.max_length, show_progress=False)
             build_config(recipe, tokenizer)  # what the vocabulary decides, checked before anything is written
-            # Saved under a temporary name and renamed: an interrupted save never leaves half a tokenizer.
-            partial = folder.with_name(f".{TOKENIZER_FOLDER}-{os.getpid()}")
-            shutil.rmtree(partial, ignore_errors=True)
-            tokenizer.save_pretrained(partial)
-            os.replace(partial, folder)
+            with folder_written_whole(folder) as staging:  # an interrupted save never leaves half a tokenizer
+                tokenizer.save_pretrained(staging)
         return AutoTokenizer.from_pretrained(folder)
 
 
