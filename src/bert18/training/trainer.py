@@ -53,7 +53,7 @@ class TaskMetrics:
         self.sums: torch.Tensor | None = None  # [tasks, 3]: loss sum, correct, targets
 
     @torch.no_grad()
-    def record(self, outputs: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> None:
+    def record(self, outputs: Any, inputs: dict[str, Any]) -> None:
         rows = []
         for task in self.tasks:
             labels = inputs.get(PRETRAINING_TASKS[task][0])
@@ -162,7 +162,7 @@ class Bert18Trainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self._pretraining():
             metrics = self.train_metrics if model.training else self.eval_metrics
-            metrics.record(outputs, inputs, num_items_in_batch)
+            metrics.record(outputs, inputs)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
