@@ -92,7 +92,8 @@ def make_labels(name: str, config: Bert18Config, inputs: dict, seed: int = 1) ->
         labels = {"labels": inputs["input_ids"].masked_fill(~keep, -100)}
         if name == "Bert18ForPreTraining":
             for task in config.pretraining_tasks:
-                argument, classes, level = PRETRAINING_TASKS[task]
+                record = PRETRAINING_TASKS[task]
+                argument, classes, level = record.label, record.classes(config), record.level
                 if task == "mlm":
                     continue
                 shape = (batch,) if level == "sequence" else real.shape

@@ -419,7 +419,8 @@ def test_pretraining_objectives_on_a_modern_encoder(tasks):
     generator = torch.Generator().manual_seed(0)
     labels = {"labels": ids.masked_fill((torch.rand(ids.shape, generator=generator) > 0.3) | (mask == 0), -100)}
     for task in tasks[1:]:
-        argument, classes, level = bert18.configuration_bert18.PRETRAINING_TASKS[task]
+        record = bert18.configuration_bert18.PRETRAINING_TASKS[task]
+        argument, classes, level = record.label, record.classes(config), record.level
         shape = (ids.shape[0],) if level == "sequence" else ids.shape
         target = torch.randint(0, classes, shape, generator=generator)
         labels[argument] = target if level == "sequence" else target.masked_fill(mask == 0, -100)

@@ -189,7 +189,8 @@ def all_task_labels(config: Bert18Config, batch: dict, generator: torch.Generato
     real = batch["attention_mask"].bool()
     labels = {}
     for task in config.pretraining_tasks:
-        argument, classes, level = PRETRAINING_TASKS[task]
+        record = PRETRAINING_TASKS[task]
+        argument, classes, level = record.label, record.classes(config), record.level
         if task == "mlm":
             keep = real & (torch.rand(real.shape, generator=generator) < 0.3)
             keep[:, 1] = True
@@ -218,7 +219,7 @@ def test_every_parameter_of_every_pretraining_model_gets_a_gradient(tokenizer, p
         labels = all_task_labels(config, batch, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     model = Bert18ForPreTraining(config)
-    has_sentence_task = any(PRETRAINING_TASKS[t][2] == "sequence" for t in config.pretraining_tasks)
+    has_sentence_task = any(PRETRAINING_TASKS[t].level == "sequence" for t in config.pretraining_tasks)
     assert (model.bert18.pooler is not None) == has_sentence_task
     model(**batch, **labels).loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]

@@ -29,7 +29,8 @@ checkpoint loads with ``trust_remote_code=True`` where bert18 is not installed.
 import contextvars
 import dataclasses
 import difflib
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -48,19 +49,109 @@ GATED_ACTIVATIONS = {"geglu": ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fa
 # How Bert18ForLongSequenceClassification combines the chunk vectors of one long document.
 LONG_POOLING_MODES = ("concat", "mean", "max", "attention", "lstm")
 
-# Every pretraining task bert18 knows: the argument its labels come in, its number of classes and
-# whether it reads the pooled [CLS] state ("sequence") or every token ("token"). 0 classes means
-# the task predicts the vocabulary through the (tied) LM head, and a collator makes its labels:
-# "mlm" from the masked content, "plm" from the query stream of two-stream attention (XLNet).
-PRETRAINING_TASKS: dict[str, tuple[str, int, str]] = {
-    "mlm": ("labels", 0, "token"),
-    "plm": ("plm_labels", 0, "token"),  # XLNet: permutation LM, targets listed by plm_target_positions
-    "nsp": ("next_sentence_label", 2, "sequence"),  # BERT: is B the real next segment?
-    "sop": ("sentence_order_label", 2, "sequence"),  # ALBERT: are A and B in order or swapped?
-    "sentence_distance": ("sentence_distance_label", 3, "sequence"),  # ERNIE 2.0: adjacent / same doc / other doc
-    "capitalization": ("capitalization_labels", 2, "token"),  # ERNIE 2.0: is the word capitalized?
-    "token_document_relation": ("token_document_labels", 2, "token"),  # ERNIE 2.0: seen elsewhere in the doc?
-}
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingTask:
+    """One pretraining objective: what the model, the collators, the data and the logs need to know of it.
+
+    Attributes:
+        name: the task's name in ``Bert18Config.pretraining_tasks``.
+        label: the ``Bert18ForPreTraining.forward`` argument its labels come in, which is also their
+            column on the examples and in the batch.
+        level: ``"sequence"``: one label per example, classified from the pooled [CLS] state;
+            ``"token"``: one label per token (-100 where none), classified from every token.
+        num_classes: the classes of its head. 0 means the task predicts the vocabulary through the
+            (tied) LM head and a collator makes its labels (``mlm``, ``plm``). A function of the config
+            when a config field sets it (sentence reordering's ``sentence_reordering_max_segments``);
+            read it with ``classes(config)``.
+        title: the task in words, for the model card and logs.
+        made_by: what builds its labels, named in the error when an example lacks them.
+        needs_documents: its examples are drawn from whole documents (grouped sentences, then
+            ``SentencePairDataset``), not from packed rows.
+        arrangement: how the task arranges the segments of its example, and so how its label is
+            drawn: ``"pair"`` (A and B: NSP, SOP, sentence distance) or ``"shuffled_segments"`` (a
+            paragraph cut into segments and permuted: sentence reordering); ``None`` for a task that
+            labels whatever example it is given. An example has one arrangement, so at most one such
+            task is trained on the same examples.
+    """
+
+    name: str
+    label: str
+    level: Literal["token", "sequence"]
+    num_classes: int | Callable[["Bert18Config"], int]
+    title: str
+    made_by: str
+    needs_documents: bool = False
+    arrangement: Literal["pair", "shuffled_segments"] | None = None
+
+    @property
+    def predicts_vocabulary(self) -> bool:
+        """Scored over the vocabulary by the LM head (no head of its own)."""
+        return self.num_classes == 0
+
+    def classes(self, config: "Bert18Config") -> int:
+        """The number of classes of its head under ``config`` (0: the vocabulary, through the LM head)."""
+        return self.num_classes(config) if callable(self.num_classes) else self.num_classes
+
+
+_PAIRS = "bert18.data.SentencePairDataset"
+
+# Every pretraining task bert18 knows, by name. Every set of tasks elsewhere (sequence tasks, pair
+# tasks, tasks that need documents, label columns, the model card's titles) is derived from here.
+PRETRAINING_TASKS: dict[str, PretrainingTask] = {task.name: task for task in (
+    # BERT: predict the masked tokens (labels from the masking collators).
+    PretrainingTask("mlm", "labels", "token", 0, "masked language modelling", "bert18.collators.MLMCollator"),
+    # XLNet: permutation LM, targets listed by plm_target_positions.
+    PretrainingTask("plm", "plm_labels", "token", 0, "permutation language modelling",
+                    "bert18.collators.PermutationLMCollator"),
+    # BERT: is B the real next segment?
+    PretrainingTask("nsp", "next_sentence_label", "sequence", 2, "next sentence prediction", _PAIRS,
+                    needs_documents=True, arrangement="pair"),
+    # ALBERT: are A and B in order or swapped?
+    PretrainingTask("sop", "sentence_order_label", "sequence", 2, "sentence order prediction", _PAIRS,
+                    needs_documents=True, arrangement="pair"),
+    # ERNIE 2.0: adjacent / same document / other document.
+    PretrainingTask("sentence_distance", "sentence_distance_label", "sequence", 3, "sentence distance (ERNIE 2.0)",
+                    _PAIRS, needs_documents=True, arrangement="pair"),
+    # ERNIE 2.0: is the word capitalized?
+    PretrainingTask("capitalization", "capitalization_labels", "token", 2, "capitalization prediction (ERNIE 2.0)",
+                    "the packed rows of bert18.data.prepare_pretraining_dataset"),
+    # ERNIE 2.0: does the token occur elsewhere in its document?
+    PretrainingTask("token_document_relation", "token_document_labels", "token", 2,
+                    "token-document relation (ERNIE 2.0)", _PAIRS, needs_documents=True),
+)}
+
+
+def check_pretraining_tasks(tasks: Iterable[str], what: str = "pretraining_tasks") -> list[str]:
+    """The task names of ``tasks`` as a list, or a ``ValueError`` naming ``what`` and the fix: every
+    name known (``PRETRAINING_TASKS``), none twice, not both ``mlm`` and ``plm``. The one check the
+    config, the collators, the data builders and the recipe arguments all run."""
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = [name for name in names if name not in PRETRAINING_TASKS]
+    if unknown:
+        hints = [difflib.get_close_matches(str(name), PRETRAINING_TASKS, n=1) for name in unknown]
+        hint = "".join(f" ({name!r}: did you mean {match[0]!r}?)" for name, match in zip(unknown, hints) if match)
+        raise ValueError(f"{what} names unknown task(s) {unknown}{hint}; the known pretraining tasks are "
+                         f"{', '.join(PRETRAINING_TASKS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} lists a task twice: {names}")
+    if {"mlm", "plm"} <= set(names):
+        # MLM corrupts inputs with [MASK] that the permutation would then order and attend to,
+        # and PLM's masks would hide MLM's context: one objective per model.
+        raise ValueError(f"{what} cannot hold both 'mlm' and 'plm': masked inputs and a permutation of the same "
+                         "tokens conflict; pretrain with one of them")
+    return names
+
+
+def tasks_where(**fields: Any) -> tuple[str, ...]:
+    """The names of the registered tasks whose record has every given field value, in registry order:
+    ``tasks_where(level="sequence")``, ``tasks_where(needs_documents=True)``."""
+    return tuple(name for name, task in PRETRAINING_TASKS.items()
+                 if all(getattr(task, key) == value for key, value in fields.items()))
+
+
+SEQUENCE_TASKS = tasks_where(level="sequence")  # read the pooled [CLS] state
+
 
 _BERT_BASE: dict[str, Any] = dict(
     vocab_size=30522,
@@ -411,16 +502,7 @@ class Bert18Config(PreTrainedConfig):
             raise ValueError(f"pad_token_id ({self.pad_token_id}) must be an id below vocab_size ({self.vocab_size})")
         if self.pad_aware_positions and self.pad_token_id is None:
             raise ValueError("pad_aware_positions needs pad_token_id to tell padding from tokens")
-        unknown = [t for t in self.pretraining_tasks if t not in PRETRAINING_TASKS]
-        if unknown:
-            raise ValueError(f"unknown pretraining task(s) {unknown}; known tasks: {', '.join(PRETRAINING_TASKS)}")
-        if len(set(self.pretraining_tasks)) != len(self.pretraining_tasks):
-            raise ValueError(f"pretraining_tasks lists a task twice: {self.pretraining_tasks}")
-        if {"mlm", "plm"} <= set(self.pretraining_tasks):
-            # MLM corrupts inputs with [MASK] that the permutation would then order and attend to,
-            # and PLM's masks would hide MLM's context: one objective per model.
-            raise ValueError("pretraining_tasks cannot hold both 'mlm' and 'plm': masked inputs and a permutation "
-                             "of the same tokens conflict; pretrain with one of them")
+        check_pretraining_tasks(self.pretraining_tasks)
         for task, weight in (self.task_loss_weights or {}).items():
             if task not in self.pretraining_tasks:
                 raise ValueError(
@@ -483,6 +565,10 @@ __all__ = [
     "Bert18Config",
     "PRESETS",
     "PRETRAINING_TASKS",
+    "PretrainingTask",
+    "SEQUENCE_TASKS",
+    "check_pretraining_tasks",
+    "tasks_where",
     "LAYER_SHARING_MODES",
     "POSITION_EMBEDDING_TYPES",
     "LONG_POOLING_MODES",

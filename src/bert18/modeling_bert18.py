@@ -30,6 +30,7 @@ This file imports only torch, transformers and its sibling modules (relatively),
 ``save_pretrained`` can ship it with the weights for ``trust_remote_code=True`` loading.
 """
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ from .attention_bert18 import (
     unpad,
     varlen_attention,
 )
-from .configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+from .configuration_bert18 import PRETRAINING_TASKS, SEQUENCE_TASKS, Bert18Config
 
 logger = logging.get_logger(__name__)
 
@@ -924,9 +925,6 @@ class Bert18Model(Bert18PreTrainedModel):
         return hidden, mask
 
 
-SEQUENCE_TASKS = tuple(task for task, (_, _, level) in PRETRAINING_TASKS.items() if level == "sequence")
-
-
 def mlm_logits(lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor,
                labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The MLM scores and their targets: at every position, or (``config.sparse_prediction`` with
@@ -1028,12 +1026,12 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         # parameter without a gradient stops DDP with find_unused_parameters=False.
         self.bert18 = Bert18Model(config, add_pooling_layer=any(t in SEQUENCE_TASKS for t in tasks))
         # Tasks of 0 classes (mlm, plm) score the vocabulary through the tied LM head.
-        self.lm_head = Bert18LMHead(config) if any(PRETRAINING_TASKS[t][1] == 0 for t in tasks) else None
+        self.lm_head = Bert18LMHead(config) if any(PRETRAINING_TASKS[t].predicts_vocabulary for t in tasks) else None
         if self.lm_head is None:  # nothing to tie without an LM head
             self._tied_weights_keys = {}
         self.heads = nn.ModuleDict(
-            {task: nn.Linear(config.hidden_size, PRETRAINING_TASKS[task][1])
-             for task in tasks if PRETRAINING_TASKS[task][1]}
+            {task: nn.Linear(config.hidden_size, PRETRAINING_TASKS[task].classes(config))
+             for task in tasks if not PRETRAINING_TASKS[task].predicts_vocabulary}
         )
         # The query stream's own input: what a target knows besides its position (XLNet's w).
         self.plm_query = nn.Parameter(torch.empty(config.effective_embedding_size)) if "plm" in tasks else None
@@ -1078,19 +1076,13 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         length] booleans, ``plm_target_positions`` [batch, targets] (-1 for none) and ``plm_labels``
         [batch, targets] (-100 for none). With eager attention, ``attentions`` hold the content rows,
         then one row per target."""
-        given = {
-            "labels": labels,
-            "next_sentence_label": next_sentence_label,
-            "sentence_order_label": sentence_order_label,
-            "sentence_distance_label": sentence_distance_label,
-            "capitalization_labels": capitalization_labels,
-            "token_document_labels": token_document_labels,
-            "plm_labels": plm_labels,
-        }
+        arguments = locals()  # the explicit label arguments, read by the names the registry gives them
+        given = {task.label: arguments[task.label] for task in PRETRAINING_TASKS.values()}
         tasks = self.config.pretraining_tasks
-        for task, (argument, _, _) in PRETRAINING_TASKS.items():
-            if given[argument] is not None and task not in tasks:
-                raise ValueError(f"{argument} given, but task {task!r} is not in config.pretraining_tasks {tasks}")
+        for task in PRETRAINING_TASKS.values():
+            if given[task.label] is not None and task.name not in tasks:
+                raise ValueError(f"{task.label} given, but task {task.name!r} is not in config.pretraining_tasks "
+                                 f"{tasks}")
         two_stream = self._plm_streams(
             input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
             plm_labels, plm_content_mask, plm_query_mask, plm_target_positions, task_type_ids,
@@ -1108,20 +1100,20 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             **kwargs,
         )
         sequence, pooled = outputs.last_hidden_state, outputs.pooler_output
-        if any(given[PRETRAINING_TASKS[t][0]] is not None for t in SEQUENCE_TASKS) and is_packed(attention_mask):
+        if any(given[PRETRAINING_TASKS[t].label] is not None for t in SEQUENCE_TASKS) and is_packed(attention_mask):
             raise ValueError("sentence-level labels with packed rows: a packed row holds several sequences but one "
                              "pooled [CLS]; prepare one pair per row for nsp, sop and sentence_distance")
         prediction_logits = None
         if "mlm" in tasks:
             prediction_logits, given["labels"] = mlm_logits(self.lm_head, self.config, sequence, labels)
         task_logits = {
-            task: head(pooled if PRETRAINING_TASKS[task][2] == "sequence" else sequence)
+            task: head(pooled if PRETRAINING_TASKS[task].level == "sequence" else sequence)
             for task, head in self.heads.items()
         }
         if outputs.query_last_hidden_state is not None:
             task_logits["plm"] = self.lm_head(outputs.query_last_hidden_state)
         all_logits = {"mlm": prediction_logits, **task_logits}
-        targets = {task: given[PRETRAINING_TASKS[task][0]] for task in tasks}
+        targets = {task: given[PRETRAINING_TASKS[task].label] for task in tasks}
         sums = {task: summed_cross_entropy(all_logits[task], target) for task, target in targets.items()
                 if target is not None}
         task_losses = {task: total / count.clamp(min=1) for task, (total, count) in sums.items()}
@@ -1188,6 +1180,14 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         return {"content_mask": content_mask, "query_embeds": queries, "query_mask": rows,
                 "query_position_ids": position_ids.expand(shape).gather(1, index)}
 
+
+# Every registered task's labels are an explicit argument of the forward: the Trainer drops the batch
+# columns its signature lacks, and ``given`` reads them by the registry's names.
+_LABELS_NOT_IN_FORWARD = sorted({task.label for task in PRETRAINING_TASKS.values()}
+                                - set(inspect.signature(Bert18ForPreTraining.forward).parameters))
+if _LABELS_NOT_IN_FORWARD:
+    raise TypeError(f"Bert18ForPreTraining.forward lacks the label argument(s) {_LABELS_NOT_IN_FORWARD} of "
+                    "registered pretraining tasks: add each as a keyword argument defaulting to None")
 
 class Bert18ForMaskedLM(Bert18PreTrainedModel):
     """The encoder (no pooler) with the tied MLM head; ``pipeline("fill-mask")`` uses it."""

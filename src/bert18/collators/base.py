@@ -31,8 +31,9 @@ from ..configuration_bert18 import PRETRAINING_TASKS
 # Per-example fields the model takes as labels, from the task registry: sequence-level (one int)
 # and token-level (padded with -100). Vocabulary tasks (0 classes) get theirs from a collator:
 # "labels" (MLM) from the masking collators, "plm_labels" from PermutationLMCollator.
-SEQUENCE_LABELS = tuple(name for name, _, level in PRETRAINING_TASKS.values() if level == "sequence")
-TOKEN_LABELS = tuple(name for name, classes, level in PRETRAINING_TASKS.values() if level == "token" and classes)
+SEQUENCE_LABELS = tuple(task.label for task in PRETRAINING_TASKS.values() if task.level == "sequence")
+TOKEN_LABELS = tuple(task.label for task in PRETRAINING_TASKS.values()
+                     if task.level == "token" and not task.predicts_vocabulary)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

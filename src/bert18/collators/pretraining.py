@@ -16,12 +16,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks
 from .base import DynamicCollator, check_token_columns
 from .mlm import MLMCollator, word_start_table, word_starts
 from .permutation import PLM_INPUTS, PermutationLMCollator
-
-_PAIR_SOURCE = "bert18.data.SentencePairDataset"
 
 
 class PretrainingCollator(DynamicCollator):
@@ -55,14 +53,9 @@ class PretrainingCollator(DynamicCollator):
     ):
         super().__init__(tokenizer, seed, pad_to_multiple_of)
         self.word_table = word_start_table(tokenizer)
-        self.tasks = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
+        self.tasks = check_pretraining_tasks(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks,
+                                             "tasks")
         self.max_length = tasks.max_position_embeddings if isinstance(tasks, Bert18Config) else None
-        unknown = [t for t in self.tasks if t not in PRETRAINING_TASKS]
-        if unknown:
-            raise ValueError(f"unknown pretraining task(s) {unknown}; known tasks: {', '.join(PRETRAINING_TASKS)}")
-        if "mlm" in self.tasks and "plm" in self.tasks:
-            raise ValueError("tasks 'mlm' and 'plm' cannot share a batch: [MASK] inputs and a permutation of the "
-                             "same tokens conflict; pretrain with one of them")
         if masking is not None and mlm_options:
             raise ValueError(f"pass either a masking collator or MLM options, not both ({sorted(mlm_options)})")
         if "mlm" in self.tasks:
@@ -87,14 +80,12 @@ class PretrainingCollator(DynamicCollator):
                 collator.set_epoch(epoch)
 
     def _check_labels(self, examples: Sequence[dict[str, Any]]) -> None:
-        for task in self.tasks:
-            label = PRETRAINING_TASKS[task][0]
-            if PRETRAINING_TASKS[task][1] == 0 or label in examples[0]:  # mlm, plm: labels made here
+        for task in map(PRETRAINING_TASKS.get, self.tasks):
+            if task.predicts_vocabulary or task.label in examples[0]:  # mlm, plm: labels made here
                 continue
-            source = "the packed rows of prepare_pretraining_dataset" if task == "capitalization" else _PAIR_SOURCE
             raise ValueError(
-                f"task {task!r} needs {label!r} on every example, and example "
-                f"{examples[0].get('example_index', 0)} has none: build the examples with {source}"
+                f"task {task.name!r} needs {task.label!r} on every example, and example "
+                f"{examples[0].get('example_index', 0)} has none: build the examples with {task.made_by}"
             )
 
     def _word_start_capitalization(self, example: dict[str, Any]) -> np.ndarray:
@@ -145,7 +136,7 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 def _task_of(label: str) -> str | None:
     if label in PLM_INPUTS:
         return "plm"
-    return next((task for task, (name, _, _) in PRETRAINING_TASKS.items() if name == label), None)
+    return next((task.name for task in PRETRAINING_TASKS.values() if task.label == label), None)
 
 
 __all__ = ["PretrainingCollator"]

@@ -49,12 +49,11 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..collators.base import SharedEpoch
-from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
+from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks, tasks_where
 
 logger = logging.getLogger(__name__)
 
-PAIR_TASKS = ("nsp", "sop", "sentence_distance")
-_KNOWN_TASKS = frozenset(PRETRAINING_TASKS) | {"plm"}
+PAIR_TASKS = tasks_where(arrangement="pair")  # nsp, sop, sentence_distance: a label for the pair A, B
 _SPAN_COLUMNS = ("span_starts", "span_ends", "span_kinds")
 
 
@@ -198,7 +197,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         self.tasks = self._check_tasks(tasks)
         pair_tasks = [task for task in PAIR_TASKS if task in self.tasks]
         self.pair_task = pair_tasks[0] if pair_tasks else None
-        self.label_name = PRETRAINING_TASKS[self.pair_task][0] if self.pair_task else None
+        self.label_name = PRETRAINING_TASKS[self.pair_task].label if self.pair_task else None
         self.capitalization = "capitalization" in self.tasks
         self.token_document_relation = "token_document_relation" in self.tasks
         if not isinstance(seed, int | np.integer) or seed < 0:
@@ -238,11 +237,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
 
     @staticmethod
     def _check_tasks(tasks: Sequence[str] | Bert18Config) -> tuple[str, ...]:
-        names = [tasks] if isinstance(tasks, str) else list(
-            tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
-        unknown = [name for name in names if name not in _KNOWN_TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; known: {sorted(_KNOWN_TASKS)}")
+        names = check_pretraining_tasks(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks, "tasks")
         pair_tasks = [name for name in PAIR_TASKS if name in names]
         if len(pair_tasks) > 1:
             raise ValueError(f"tasks {pair_tasks} each label the same pair differently (NSP: is B the next segment; "

@@ -46,7 +46,7 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerFast
 
-from ..configuration_bert18 import Bert18Config
+from ..configuration_bert18 import Bert18Config, tasks_where
 from . import sentences as _sentences
 from . import spans as _spans
 from .sentences import cut_at_words, sentence_spans
@@ -54,7 +54,7 @@ from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token
 
 logger = logging.getLogger(__name__)
 
-DOCUMENT_TASKS = frozenset({"nsp", "sop", "sentence_distance", "token_document_relation"})
+DOCUMENT_TASKS = frozenset(tasks_where(needs_documents=True))
 PACKING_MODES = ("full_sentences", "doc_sentences", "packed_documents")
 _SENTENCE_FIELDS = ("input_ids", "word_ids", "capitalization_labels", "span_starts", "span_ends", "span_kinds")
 _SPAN_FIELDS = _SENTENCE_FIELDS[3:]

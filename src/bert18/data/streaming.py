@@ -242,9 +242,9 @@ def pair_features(tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str] | Ber
     if "token_document_relation" in names:
         fields["token_document_labels"] = datasets.List(int32)
     fields["example_index"] = int64
-    for task in ("nsp", "sop", "sentence_distance"):
-        if task in names:
-            fields[PRETRAINING_TASKS[task][0]] = int64
+    for task in names:
+        if PRETRAINING_TASKS[task].arrangement is not None:  # the example's sentence label
+            fields[PRETRAINING_TASKS[task].label] = int64
     return datasets.Features(fields)
 
 

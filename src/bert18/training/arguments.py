@@ -21,7 +21,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..collators.mlm import GRANULARITIES
-from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config
+from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks
 from ..data.prepare import PACKING_MODES
 from .optim import OPTIMIZERS
 
@@ -120,8 +120,7 @@ class ModelArguments:
         Bert18Config.check_keys(self.config_overrides, "config_overrides")  # before anything is written
         self.task_loss_weights = _json_mapping(self.task_loss_weights, "task_loss_weights")
         self.task_schedule = _json_value(self.task_schedule, "task_schedule", list)
-        for task in self.pretraining_tasks or []:
-            _check_choice("each of pretraining_tasks", task, list(PRETRAINING_TASKS))
+        check_pretraining_tasks(self.pretraining_tasks or [])
         _check_choice("tokenizer_algorithm", self.tokenizer_algorithm, ("wordpiece", "bpe", "unigram"))
         _check_choice("tokenizer_style", self.tokenizer_style, ("bert", "roberta"))
 

@@ -16,16 +16,6 @@ from transformers import TrainerState
 from ..configuration_bert18 import PRETRAINING_TASKS
 from ..modeling_bert18 import Bert18PreTrainedModel
 
-_TASK_NAMES = {
-    "mlm": "masked language modelling",
-    "nsp": "next sentence prediction",
-    "sop": "sentence order prediction",
-    "sentence_distance": "sentence distance (ERNIE 2.0)",
-    "capitalization": "capitalization prediction (ERNIE 2.0)",
-    "token_document_relation": "token-document relation (ERNIE 2.0)",
-    "plm": "permutation language modelling",
-}
-
 
 def final_metrics(state: TrainerState, tasks: list[str]) -> dict[str, dict[str, float]]:
     """The last logged value of each task's metrics: ``{"eval": {...}, "train": {...}}``."""
@@ -60,8 +50,9 @@ def write_model_card(
     dataset_name = hub_dataset or ("Python standard-library documentation (bert18 built-in corpus)"
                                    if corpus == "builtin" else Path(corpus).name)
     results = [
-        EvalResult(task_type=task, task_name=_TASK_NAMES.get(task, task), dataset_type=hub_dataset or "bert18-corpus",
-                   dataset_name=dataset_name, dataset_split="held-out documents", metric_type=metric,
+        EvalResult(task_type=task, task_name=PRETRAINING_TASKS[task].title,
+                   dataset_type=hub_dataset or "bert18-corpus", dataset_name=dataset_name,
+                   dataset_split="held-out documents", metric_type=metric,
                    metric_name=f"{task} {metric}", metric_value=round(value, 4))
         for key, value in metrics["eval"].items()
         for task, metric in [key.rsplit("_", 1)]
@@ -89,7 +80,7 @@ def _metric_rows(metrics: dict[str, dict[str, float]], tasks: list[str]) -> str:
         values = [metrics[split].get(f"{task}_{metric}") for split in ("train", "eval")
                   for metric in ("loss", "accuracy")]
         cells = [("-" if v is None else f"{v:.4f}") for v in values]
-        rows.append(f"| {_TASK_NAMES.get(task, task)} | {' | '.join(cells)} |")
+        rows.append(f"| {PRETRAINING_TASKS[task].title} | {' | '.join(cells)} |")
     return "\n".join(rows)
 
 
@@ -108,14 +99,14 @@ A BERT-family encoder pretrained with [bert18](https://pypi.org/project/bert18/)
 {config.num_hidden_layers} layers, hidden size {config.hidden_size}, {config.num_attention_heads} heads,
 vocabulary {config.vocab_size}{factorized}{sharing}, {config.position_embedding_type} positions.
 
-Pretraining tasks: {", ".join(_TASK_NAMES.get(t, t) for t in tasks)}.
+Pretraining tasks: {", ".join(PRETRAINING_TASKS[t].title for t in tasks)}.
 Corpus: {corpus}. Steps: {state.global_step} (epoch {state.epoch or 0:.2f}).{f" Recipe: `{recipe}`." if recipe else ""}
 
 ## Metrics at the end of pretraining
 
 {_metric_rows(metrics, tasks)}
 
-Accuracies are over the predicted targets of each task ({", ".join(PRETRAINING_TASKS[t][0] for t in tasks)}).
+Accuracies are over the predicted targets of each task ({", ".join(PRETRAINING_TASKS[t].label for t in tasks)}).
 
 ## Use
 

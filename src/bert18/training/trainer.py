@@ -38,7 +38,7 @@ from .sharding import save_full_model, saves_sharded_state
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
     """The label arguments a batch for ``config.pretraining_tasks`` carries (``TrainingArguments.label_names``)."""
-    return [PRETRAINING_TASKS[task][0] for task in config.pretraining_tasks]
+    return [PRETRAINING_TASKS[task].label for task in config.pretraining_tasks]
 
 
 class TaskMetrics:
@@ -56,7 +56,7 @@ class TaskMetrics:
     def record(self, outputs: Any, inputs: dict[str, Any]) -> None:
         rows = []
         for task in self.tasks:
-            labels = inputs.get(PRETRAINING_TASKS[task][0])
+            labels = inputs.get(PRETRAINING_TASKS[task].label)
             loss = (outputs.task_losses or {}).get(task)
             logits = outputs.prediction_logits if task == "mlm" else (outputs.task_logits or {}).get(task)
             if labels is None or loss is None:
@@ -148,7 +148,7 @@ class Bert18Trainer(Trainer):
             return super()._get_num_items_in_batch(batch_samples, device)
         counts = {}
         for task in self.pretraining_tasks:
-            name = PRETRAINING_TASKS[task][0]
+            name = PRETRAINING_TASKS[task].label
             if name in batch_samples[0]:
                 count = sum(batch[name].ne(-100).sum() for batch in batch_samples).to(device)
                 if self.args.average_tokens_across_devices and self.args.world_size > 1:
