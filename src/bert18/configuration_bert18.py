@@ -29,6 +29,7 @@ checkpoint loads with ``trust_remote_code=True`` where bert18 is not installed.
 import contextvars
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -94,6 +95,14 @@ class PretrainingTask:
         return self.num_classes(config) if callable(self.num_classes) else self.num_classes
 
 
+def sentence_reordering_classes(max_segments: int) -> int:
+    """ERNIE 2.0's sentence reordering: a paragraph cut into k segments, 1 <= k <= m, shown in one of
+    their k! orders, has the sum over k of k! outcomes, one class each (m = 3: 1 + 2 + 6 = 9)."""
+    return sum(math.factorial(k) for k in range(1, max_segments + 1))
+
+
+DEFAULT_REORDERING_SEGMENTS = 3  # ERNIE 2.0's m
+MAX_REORDERING_SEGMENTS = 7  # 5,913 classes; 8 would be 46,233
 _PAIRS = "bert18.data.SentencePairDataset"
 
 # Every pretraining task bert18 knows, by name. Every set of tasks elsewhere (sequence tasks, pair
@@ -119,6 +128,11 @@ PRETRAINING_TASKS: dict[str, PretrainingTask] = {task.name: task for task in (
     # ERNIE 2.0: does the token occur elsewhere in its document?
     PretrainingTask("token_document_relation", "token_document_labels", "token", 2,
                     "token-document relation (ERNIE 2.0)", _PAIRS, needs_documents=True),
+    # ERNIE 2.0: which order of a paragraph's 1..m segments is shown? (sum of k! classes)
+    PretrainingTask("sentence_reordering", "sentence_reordering_label", "sequence",
+                    lambda config: sentence_reordering_classes(config.sentence_reordering_max_segments),
+                    "sentence reordering (ERNIE 2.0)", _PAIRS, needs_documents=True,
+                    arrangement="shuffled_segments"),
 )}
 
 
@@ -334,6 +348,9 @@ class Bert18Config(PreTrainedConfig):
         pretraining_tasks: objectives of ``Bert18ForPreTraining``, from ``PRETRAINING_TASKS`` (at most one
             of ``mlm`` and ``plm``).
         task_loss_weights: weight of each task's loss in the sum (missing tasks weigh 1.0).
+        sentence_reordering_max_segments: m of ERNIE 2.0's sentence reordering: a paragraph is cut into 1
+            to m segments and shuffled, and the head classifies the order among the sum over k <= m of
+            k! classes (m = 3: 9). Read only when ``sentence_reordering`` is a task.
         long_pooling: how ``Bert18ForLongSequenceClassification`` combines a document's chunk vectors:
             ``concat`` (``max_chunks`` slots, empty ones zero), ``mean``, ``max``, ``attention``
             (learned weights over the chunks) or ``lstm`` (a bidirectional LSTM over them, in order).
@@ -378,6 +395,7 @@ class Bert18Config(PreTrainedConfig):
     pad_aware_positions: bool = False
     pretraining_tasks: list[str] | tuple[str, ...] = ("mlm", "nsp")
     task_loss_weights: dict[str, float | int] | None = None
+    sentence_reordering_max_segments: int = DEFAULT_REORDERING_SEGMENTS
     long_pooling: str = "mean"
     max_chunks: int = 16
     chunk_batch_size: int | None = None
@@ -503,6 +521,9 @@ class Bert18Config(PreTrainedConfig):
         if self.pad_aware_positions and self.pad_token_id is None:
             raise ValueError("pad_aware_positions needs pad_token_id to tell padding from tokens")
         check_pretraining_tasks(self.pretraining_tasks)
+        if not 1 <= self.sentence_reordering_max_segments <= MAX_REORDERING_SEGMENTS:
+            raise ValueError(f"sentence_reordering_max_segments must lie in 1..{MAX_REORDERING_SEGMENTS} (ERNIE 2.0: "
+                             f"3), got {self.sentence_reordering_max_segments}")
         for task, weight in (self.task_loss_weights or {}).items():
             if task not in self.pretraining_tasks:
                 raise ValueError(
@@ -568,6 +589,7 @@ __all__ = [
     "PretrainingTask",
     "SEQUENCE_TASKS",
     "check_pretraining_tasks",
+    "sentence_reordering_classes",
     "tasks_where",
     "LAYER_SHARING_MODES",
     "POSITION_EMBEDDING_TYPES",

@@ -1003,10 +1003,10 @@ class Bert18ForPreTrainingOutput(ModelOutput):
 class Bert18ForPreTraining(Bert18PreTrainedModel):
     """The encoder with one head per task of ``config.pretraining_tasks``; losses summed with weights.
 
-    ``mlm`` uses the tied MLM head; ``nsp``, ``sop`` and ``sentence_distance`` classify the pooled
-    [CLS] state; ``capitalization`` and ``token_document_relation`` classify every token. A task's
-    loss is computed when its labels are passed (``PRETRAINING_TASKS`` names the argument), -100
-    marking positions or examples to ignore.
+    ``mlm`` uses the tied MLM head; ``nsp``, ``sop``, ``sentence_distance`` and ``sentence_reordering``
+    classify the pooled [CLS] state; ``capitalization`` and ``token_document_relation`` classify every
+    token. A task's loss is computed when its labels are passed (``PRETRAINING_TASKS`` names the
+    argument), -100 marking positions or examples to ignore.
 
     ``plm`` (XLNet's permutation LM) runs two streams when the ``PermutationLMCollator`` inputs are
     given: the content stream is the encoder under ``plm_content_mask`` (what every other head then
@@ -1065,6 +1065,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         output_hidden_states: bool | None = None,
         num_items_in_batch: torch.Tensor | int | Mapping[str, torch.Tensor | int] | None = None,
         task_type_ids: torch.Tensor | None = None,
+        sentence_reordering_label: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ForPreTrainingOutput:
         """``labels`` are the MLM targets ([batch, length], -100 where not masked); the other label

@@ -1,4 +1,5 @@
-"""Sentence-pair examples: BERT's NSP, ALBERT's SOP, ERNIE 2.0's sentence distance and token tasks.
+"""Sentence-pair examples: BERT's NSP, ALBERT's SOP, ERNIE 2.0's sentence distance, sentence reordering
+and token tasks.
 
 ``SentencePairDataset`` reads grouped documents (``prepare_pretraining_dataset`` with a sentence-level
 task: one row per document, every field a list per sentence) and serves model-ready pairs
@@ -32,11 +33,21 @@ How an item is made:
    continuation pieces and special tokens); ``token_document_labels`` = 1 where the token id occurs
    in the segment's document outside the tokens this pair shows (A and B), else 0.
 
+**Sentence reordering** (ERNIE 2.0) uses the same chunks as paragraphs, each holding at least m
+sentences (``max_segments``, the config's ``sentence_reordering_max_segments``; a chunk takes up to m
+sentences if they fit, and chunks with fewer are skipped): the class c is drawn uniformly among the
+sum over k <= m of k! classes (``reordering_orders``: k = 1, 2, ..., each k's orders in lexicographic
+order), the chunk is cut at k - 1 of its n - 1 sentence boundaries (uniform among the C(n - 1, k - 1)
+choices) and its segments shown in the class's order, ``prefix S_a middle S_b middle S_c suffix``,
+with ``sentence_reordering_label`` = c. Every class is equally likely, whatever the chunk.
+
 The rules for material too short for a task (counted in ``SentencePairDataset.stats``, logged) are in
 the class docstring.
 """
 
+import itertools
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -49,11 +60,41 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..collators.base import SharedEpoch
-from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks, tasks_where
+from ..configuration_bert18 import (
+    DEFAULT_REORDERING_SEGMENTS,
+    MAX_REORDERING_SEGMENTS,
+    PRETRAINING_TASKS,
+    Bert18Config,
+    check_pretraining_tasks,
+    sentence_reordering_classes,
+    tasks_where,
+)
 
 logger = logging.getLogger(__name__)
 
 PAIR_TASKS = tasks_where(arrangement="pair")  # nsp, sop, sentence_distance: a label for the pair A, B
+ARRANGED_TASKS = tasks_where(arrangement="pair") + tasks_where(arrangement="shuffled_segments")
+
+
+def reordering_orders(max_segments: int) -> list[tuple[int, ...]]:
+    """Sentence reordering's classes in label order: for k = 1, ..., ``max_segments``, the k! orders of
+    k segments in lexicographic order (``itertools.permutations``). Label c shows, at position i, the
+    original segment ``reordering_orders(m)[c][i]``; label 0 is the paragraph whole, 1 and 2 are two
+    segments in order and swapped, 3 to 8 the six orders of three segments (m = 3)."""
+    return [order for k in range(1, max_segments + 1) for order in itertools.permutations(range(k))]
+
+
+def reordering_label(order: Sequence[int]) -> int:
+    """The class of ``order`` (a permutation of 0..k-1): the classes of fewer segments, sum over j < k
+    of j!, plus the lexicographic rank of ``order`` among the k! permutations."""
+    k = len(order)
+    if sorted(order) != list(range(k)):
+        raise ValueError(f"order must be a permutation of 0..{k - 1}, got {list(order)}")
+    rank, remaining = 0, list(range(k))
+    for position, value in enumerate(order):
+        rank += remaining.index(value) * math.factorial(k - 1 - position)
+        remaining.remove(value)
+    return sentence_reordering_classes(k - 1) + rank
 _SPAN_COLUMNS = ("span_starts", "span_ends", "span_kinds")
 
 
@@ -193,11 +234,16 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         max_length: int = 512,
         seed: int = 0,
         short_seq_prob: float = 0.1,
+        max_segments: int | None = None,
     ):
         self.tasks = self._check_tasks(tasks)
         pair_tasks = [task for task in PAIR_TASKS if task in self.tasks]
         self.pair_task = pair_tasks[0] if pair_tasks else None
-        self.label_name = PRETRAINING_TASKS[self.pair_task].label if self.pair_task else None
+        self.reordering = "sentence_reordering" in self.tasks
+        arranged = self.pair_task or ("sentence_reordering" if self.reordering else None)
+        self.label_name = PRETRAINING_TASKS[arranged].label if arranged else None
+        self.max_segments = self._check_max_segments(tasks, max_segments)
+        self.orders = reordering_orders(self.max_segments) if self.reordering else []
         self.capitalization = "capitalization" in self.tasks
         self.token_document_relation = "token_document_relation" in self.tasks
         if not isinstance(seed, int | np.integer) or seed < 0:
@@ -214,17 +260,20 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
                 raise ValueError(f"the tokenizer's pair uses token type {max(type_ids)}, but the config has "
                                  f"type_vocab_size={tasks.type_vocab_size}")
         self.max_length = max_length
-        self.budget = max_length - self.template.num_special_tokens
-        if self.budget < 2:
+        # A pair has two segments; a reordered paragraph up to max_segments, each closed by the separator.
+        segments = self.max_segments if self.reordering else 2
+        self.min_sentences = segments  # a chunk needs a sentence per segment
+        specials = self.template.num_special_tokens + (segments - 2) * len(self.template.middle)
+        self.budget = max_length - specials
+        if self.budget < segments:
             raise ValueError(f"max_length {max_length} leaves {self.budget} tokens after the tokenizer's "
-                             f"{self.template.num_special_tokens} special tokens: a pair needs at least one "
-                             "token per segment")
+                             f"{specials} special tokens: each of the {segments} segments needs at least one token")
         self.seed, self.short_seq_prob, self.epoch = int(seed), float(short_seq_prob), 0
 
         self._read_documents(documents)
         self.stats: dict[str, int] = {
             "documents": self.num_documents, "chunks": 0, "items": 0, "short_target_chunks": 0,
-            "skipped_one_sentence_chunks": 0, "skipped_no_distant_segment": 0,
+            "skipped_one_sentence_chunks": 0, "skipped_no_distant_segment": 0, "skipped_short_paragraphs": 0,
             "sentences_over_budget": int((np.diff(self._sentence_ptr) > self.budget).sum()),
             "fallback_no_other_document": 0, "truncated_pairs": 0,
         }
@@ -238,15 +287,31 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
     @staticmethod
     def _check_tasks(tasks: Sequence[str] | Bert18Config) -> tuple[str, ...]:
         names = check_pretraining_tasks(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks, "tasks")
-        pair_tasks = [name for name in PAIR_TASKS if name in names]
-        if len(pair_tasks) > 1:
-            raise ValueError(f"tasks {pair_tasks} each label the same pair differently (NSP: is B the next segment; "
-                             "SOP: are A and B in order; sentence distance: adjacent / same document / other "
-                             "document); pick one of them")
-        if not pair_tasks and "token_document_relation" not in names:
-            raise ValueError(f"none of the tasks {names} needs sentence pairs (nsp, sop, sentence_distance or "
-                             "token_document_relation); pack sentences instead (prepare_pretraining_dataset)")
+        arranged = [name for name in ARRANGED_TASKS if name in names]
+        if len(arranged) > 1:
+            raise ValueError(f"tasks {arranged} cannot share examples: each would label the same pair differently "
+                             "(NSP: is B the next segment; SOP: are A and B in order; sentence distance: adjacent / "
+                             "same document / other document), and sentence reordering shows a paragraph's segments "
+                             "shuffled, not a pair; pick one of them")
+        documents = tasks_where(needs_documents=True)
+        if not any(name in documents for name in names):
+            raise ValueError(f"none of the tasks {names} needs sentence pairs or paragraphs ({', '.join(documents)}); "
+                             "pack sentences instead (prepare_pretraining_dataset)")
         return tuple(names)
+
+    @staticmethod
+    def _check_max_segments(tasks: Sequence[str] | Bert18Config, max_segments: int | None) -> int:
+        """Sentence reordering's m: the argument, else the config's ``sentence_reordering_max_segments``."""
+        configured = tasks.sentence_reordering_max_segments if isinstance(tasks, Bert18Config) else None
+        if max_segments is None:
+            return configured or DEFAULT_REORDERING_SEGMENTS
+        if configured is not None and max_segments != configured:
+            raise ValueError(f"max_segments={max_segments} disagrees with the config's "
+                             f"sentence_reordering_max_segments={configured}, which sizes the model's head; "
+                             "set one of them")
+        if not isinstance(max_segments, int | np.integer) or not 1 <= max_segments <= MAX_REORDERING_SEGMENTS:
+            raise ValueError(f"max_segments must be an integer in 1..{MAX_REORDERING_SEGMENTS}, got {max_segments!r}")
+        return int(max_segments)
 
     def _read_documents(self, documents: datasets.Dataset) -> None:
         """Flatten the columns into numpy arrays once: tokens, word ids, labels and spans, with pointers."""
@@ -347,13 +412,15 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
                 short = rng.random() < self.short_seq_prob
                 target = int(rng.integers(2, self.budget + 1)) if short else self.budget
                 stop, total = start + 1, lengths[start]
-                while stop < end and (total + lengths[stop] <= target
-                                      or (stop - start < 2 and total + lengths[stop] <= self.budget)):
+                while stop < end and (total + lengths[stop] <= target or (
+                        stop - start < self.min_sentences and total + lengths[stop] <= self.budget)):
                     total += lengths[stop]
                     stop += 1
                 self.stats["chunks"] += 1
                 self.stats["short_target_chunks"] += int(short)
-                if stop - start < 2:
+                if self.reordering and (stop - start < self.min_sentences or total > self.budget):
+                    self.stats["skipped_short_paragraphs"] += 1
+                elif stop - start < 2 and not self.reordering:
                     self.stats["skipped_one_sentence_chunks"] += 1
                 elif needs_distance and self._max_distant_k(first, end, start, stop) < 1:
                     self.stats["skipped_no_distant_segment"] += 1
@@ -365,6 +432,10 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         self.chunks_index[:, 1:] -= self._doc_ptr[self._chunks[:, :1]]
         self.stats["items"] = len(items)
         if not items:
+            if self.reordering:
+                raise ValueError(f"no chunk of these documents has {self.min_sentences} sentences within "
+                                 f"{self.budget} tokens for sentence_reordering (max_segments={self.max_segments}): "
+                                 f"{self.stats}")
             task = self.pair_task or "sentence"
             raise ValueError(f"no chunk of these documents can make a {task} pair: {self.stats}")
 
@@ -381,10 +452,13 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
                     "%d one-sentence chunks, %d chunks with no distant segment", stats["items"], stats["chunks"],
                     stats["documents"], self.max_length, stats["short_target_chunks"],
                     stats["skipped_one_sentence_chunks"], stats["skipped_no_distant_segment"])
+        if self.reordering:
+            logger.info("sentence reordering: %d chunks skipped with fewer than %d sentences (max_segments) within "
+                        "%d tokens", stats["skipped_short_paragraphs"], self.min_sentences, self.budget)
         if stats["sentences_over_budget"]:
-            logger.warning("%d sentences are longer than the pair budget of %d tokens: they only serve as "
-                           "truncated B segments (prepare with the same max_length and tokenizer)",
-                           stats["sentences_over_budget"], self.budget)
+            use = "are skipped (a paragraph fits whole)" if self.reordering else "only serve as truncated B segments"
+            logger.warning("%d sentences are longer than the budget of %d tokens: they %s (prepare with the same "
+                           "max_length and tokenizer)", stats["sentences_over_budget"], self.budget, use)
         if self.single_document and self.pair_task in ("nsp", "sentence_distance"):
             fallback = ("label 1 takes B from the same document, not adjacent to A" if self.pair_task == "nsp"
                         else "labels are drawn from {0, 1} only")
@@ -401,11 +475,15 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         rng = np.random.default_rng([self.seed, self.epoch, i])
         doc, start, stop = (int(x) for x in self._chunks[i])
-        first_a, second_b, label = self._draw_pair(rng, doc, start, stop)
-        first, second = self._truncate(rng, first_a, second_b)
-        if self.pair_task == "sop" and label == 1:
-            first, second = second, first
-        example = self._assemble(first, second)
+        if self.reordering:
+            label, segments = self._draw_reordering(rng, doc, start, stop)
+            example = self._assemble(segments)
+        else:
+            first_a, second_b, label = self._draw_pair(rng, doc, start, stop)
+            first, second = self._truncate(rng, first_a, second_b)
+            if self.pair_task == "sop" and label == 1:
+                first, second = second, first
+            example = self._assemble([first, second])
         example["example_index"] = i
         if self.label_name is not None:
             example[self.label_name] = label
@@ -438,6 +516,19 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         else:
             b = self._distant_segment(rng, doc, start, start + k, remaining)
         return a, b, label
+
+    def _draw_reordering(self, rng: np.random.Generator, doc: int, start: int, stop: int) -> tuple[int, list[_Segment]]:
+        """ERNIE 2.0's sentence reordering: the class, then the chunk's sentences cut into that class's
+        k segments (the k - 1 cuts uniform among the C(n - 1, k - 1) choices of sentence boundaries)
+        and shown in its order. The class is uniform over all ``len(self.orders)`` classes, so every
+        class is equally likely (k segments with probability k! / sum_j j!), whatever the chunk."""
+        label = int(rng.integers(len(self.orders)))
+        order = self.orders[label]
+        k, n = len(order), stop - start
+        cuts = (np.sort(rng.choice(n - 1, k - 1, replace=False)) + 1 + start).tolist() if k > 1 else []
+        bounds = [start, *cuts, stop]
+        segments = [self._segment(doc, bounds[j], bounds[j + 1]) for j in range(k)]
+        return label, [segments[j] for j in order]
 
     def _segment(self, doc: int, s0: int, s1: int) -> _Segment:
         return _Segment(doc, s0, s1, int(self._sentence_ptr[s0]), int(self._sentence_ptr[s1]))
@@ -482,44 +573,66 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ assembling
 
-    def _layout(self, a: np.ndarray, b: np.ndarray, fill: int) -> list[int]:
-        """Per-token values of A and B placed in the pair, ``fill`` on the special tokens."""
+    def _layout(self, values: list[np.ndarray], fill: int) -> list[int]:
+        """Per-token values of each segment placed in the example, ``fill`` on the special tokens."""
         t = self.template
-        out = np.full(self.template.num_special_tokens + len(a) + len(b), fill, dtype=np.int64)
-        start_b = len(t.prefix) + len(a) + len(t.middle)
-        out[len(t.prefix):len(t.prefix) + len(a)] = a
-        out[start_b:start_b + len(b)] = b
+        out = np.full(self._num_special_tokens(len(values)) + sum(map(len, values)), fill, dtype=np.int64)
+        start = len(t.prefix)
+        for part in values:
+            out[start:start + len(part)] = part
+            start += len(part) + len(t.middle)
         return out.tolist()
 
-    def _assemble(self, a: _Segment, b: _Segment) -> dict[str, list]:
-        """The output fields of the pair (first segment ``a``, second ``b``), no padding."""
+    def _num_special_tokens(self, segments: int) -> int:
+        """The tokenizer's pair template stretched to ``segments``: prefix, a middle between two segments, suffix."""
+        return len(self.template.prefix) + (segments - 1) * len(self.template.middle) + len(self.template.suffix)
+
+    def _assemble(self, parts: list[_Segment]) -> dict[str, list]:
+        """The output fields of the segments ``parts`` in this order, no padding.
+
+        Two segments are the tokenizer's pair ``prefix A middle B suffix``; more (sentence reordering)
+        repeat the middle between every two, and one is ``prefix A suffix``. Segments alternate the
+        pair's token types A, B, A, ...; a separator takes the type of the segment it closes (BERT:
+        ``[CLS] A [SEP] B [SEP] A [SEP]`` typed ``0 0 0 1 1 0 0``), as the pair template does."""
         t = self.template
-        ids_a, ids_b = self._tokens[a.lo:a.hi], self._tokens[b.lo:b.hi]
-        words_a = self._words[a.lo:a.hi] - self._words[a.lo]
-        words_b = self._words[b.lo:b.hi] - self._words[b.lo] + (int(words_a.max()) + 1)
+        ids = [self._tokens[s.lo:s.hi] for s in parts]
+        words, offset = [], 0
+        for s in parts:
+            words.append(self._words[s.lo:s.hi] - self._words[s.lo] + offset)
+            offset = int(words[-1].max()) + 1
+        kinds = [t.type_a if j % 2 == 0 else t.type_b for j in range(len(parts))]
+        input_ids, types = [*t.prefix], [*t.prefix_types]
+        for j, (segment, kind) in enumerate(zip(ids, kinds)):
+            closing = len(parts) - 1 == j
+            separator = t.suffix if closing else t.middle
+            separator_types = (t.suffix_types if kind == t.type_b else (t.type_a,) * len(t.suffix)) if closing \
+                else (t.middle_types if kind == t.type_a else (t.type_b,) * len(t.middle))
+            input_ids += [*segment.tolist(), *separator]
+            types += [*[kind] * len(segment), *separator_types]
         example: dict[str, Any] = {
-            "input_ids": [*t.prefix, *ids_a.tolist(), *t.middle, *ids_b.tolist(), *t.suffix],
-            "token_type_ids": [*t.prefix_types, *[t.type_a] * len(ids_a), *t.middle_types,
-                               *[t.type_b] * len(ids_b), *t.suffix_types],
-            "special_tokens_mask": self._layout(np.zeros(len(ids_a)), np.zeros(len(ids_b)), 1),
-            "word_ids": self._layout(words_a, words_b, -1),
+            "input_ids": input_ids,
+            "token_type_ids": types,
+            "special_tokens_mask": self._layout([np.zeros(len(part)) for part in ids], 1),
+            "word_ids": self._layout(words, -1),
         }
-        offset_a, offset_b = len(t.prefix), len(t.prefix) + len(ids_a) + len(t.middle)
-        spans = [self._spans(a, offset_a), self._spans(b, offset_b)]
-        example["span_starts"] = spans[0][0] + spans[1][0]
-        example["span_ends"] = spans[0][1] + spans[1][1]
-        example["span_kinds"] = spans[0][2] + spans[1][2]
+        spans, start = [], len(t.prefix)
+        for segment, part in zip(parts, ids):
+            spans.append(self._spans(segment, start))
+            start += len(part) + len(t.middle)
+        example["span_starts"] = [x for span in spans for x in span[0]]
+        example["span_ends"] = [x for span in spans for x in span[1]]
+        example["span_kinds"] = [x for span in spans for x in span[2]]
         if self._capitals is not None:
             example["capitalization_labels"] = self._layout(
-                self._word_start_labels(self._capitals[a.lo:a.hi], words_a),
-                self._word_start_labels(self._capitals[b.lo:b.hi], words_b), -100)
+                [self._word_start_labels(self._capitals[s.lo:s.hi], w) for s, w in zip(parts, words)], -100)
         if self.token_document_relation:
-            if a.doc == b.doc:
-                both = self._token_document_labels(a.doc, [a, b])
-                labels_a, labels_b = both[:len(ids_a)], both[len(ids_a):]
-            else:
-                labels_a, labels_b = self._token_document_labels(a.doc, [a]), self._token_document_labels(b.doc, [b])
-            example["token_document_labels"] = self._layout(labels_a, labels_b, -100)
+            labels: list[np.ndarray] = [np.zeros(0)] * len(parts)
+            for doc in dict.fromkeys(s.doc for s in parts):  # the segments of one document together
+                mine = [j for j, s in enumerate(parts) if s.doc == doc]
+                both = self._token_document_labels(doc, [parts[j] for j in mine])
+                for j, piece in zip(mine, np.split(both, np.cumsum([len(ids[j]) for j in mine])[:-1])):
+                    labels[j] = piece
+            example["token_document_labels"] = self._layout(labels, -100)
         return example
 
     @staticmethod
