@@ -24,6 +24,7 @@ from bert18.configuration_bert18 import sentence_reordering_classes
 from bert18.data import SentencePairDataset, load_corpus, prepare_pretraining_dataset, stream_sentence_pairs
 from bert18.data.corpus import write_sample_corpus
 from bert18.data.pairs import reordering_label, reordering_orders
+from bert18.training import parse_recipe, run_pretraining
 from bert18.training.model_card import write_model_card
 
 TASKS = ["mlm", "sentence_reordering"]
@@ -243,3 +244,22 @@ def test_the_model_card_names_the_task(tmp_path):
     assert "Pretraining tasks: masked language modelling, sentence reordering (ERNIE 2.0)." in card
     assert "| sentence reordering (ERNIE 2.0) | - | - | - | 0.2500 |" in card
     assert "sentence_reordering_label" in card
+
+
+def test_a_recipe_pretrains_sentence_reordering_with_its_m(tmp_path):
+    """The recipe layer end to end: m set through config_overrides, the task's data, head, per-task metrics
+    and the saved config (a 3-class head for m = 2)."""
+    recipe = parse_recipe(
+        "tiny-demo", output_dir=str(tmp_path / "run"), pretraining_tasks=["mlm", "sentence_reordering"],
+        config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
+                          "max_position_embeddings": 64, "sentence_reordering_max_segments": 2},
+        max_length=64, max_documents=24, tokenizer_vocab_size=1500, per_device_train_batch_size=8,
+        per_device_eval_batch_size=16, logging_steps=1, max_steps=3, eval_strategy="steps", eval_steps=3,
+        validation_fraction=0.2, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    metrics = run_pretraining(recipe)["metrics"]
+    assert 0 <= metrics["eval_sentence_reordering_accuracy"] <= 1 and metrics["eval_sentence_reordering_loss"] > 0
+    model = Bert18ForPreTraining.from_pretrained(tmp_path / "run")
+    assert model.config.sentence_reordering_max_segments == 2
+    assert model.heads["sentence_reordering"].out_features == 3
