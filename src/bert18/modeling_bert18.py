@@ -1103,7 +1103,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         sequence, pooled = outputs.last_hidden_state, outputs.pooler_output
         if any(given[PRETRAINING_TASKS[t].label] is not None for t in SEQUENCE_TASKS) and is_packed(attention_mask):
             raise ValueError("sentence-level labels with packed rows: a packed row holds several sequences but one "
-                             "pooled [CLS]; prepare one pair per row for nsp, sop and sentence_distance")
+                             f"pooled [CLS]; prepare one example per row for {', '.join(SEQUENCE_TASKS)}")
         prediction_logits = None
         if "mlm" in tasks:
             prediction_logits, given["labels"] = mlm_logits(self.lm_head, self.config, sequence, labels)

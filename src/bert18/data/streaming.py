@@ -237,10 +237,9 @@ def pair_features(tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str] | Ber
     fields = {name: datasets.List(int32) for name in ("input_ids", "token_type_ids", "special_tokens_mask",
                                                       "word_ids", "span_starts", "span_ends")}
     fields["span_kinds"] = datasets.List(datasets.Value("string"))
-    if "capitalization" in names:
-        fields["capitalization_labels"] = datasets.List(int32)
-    if "token_document_relation" in names:
-        fields["token_document_labels"] = datasets.List(int32)
+    for task in PRETRAINING_TASKS.values():  # per-token labels the items carry (the vocabulary tasks' come later)
+        if task.name in names and task.level == "token" and not task.predicts_vocabulary:
+            fields[task.label] = datasets.List(int32)
     fields["example_index"] = int64
     for task in names:
         if PRETRAINING_TASKS[task].arrangement is not None:  # the example's sentence label
