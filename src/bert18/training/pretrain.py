@@ -66,6 +66,7 @@ from .phases import FINAL_OPTIMIZER, run_phases
 from .schedules import TaskSchedule, TaskScheduleCallback
 from .streaming import configure_streaming
 from .trainer import Bert18Trainer
+from .warmup import TRUNCATABLE_TASKS, SequenceLengthWarmup
 
 logger = logging.getLogger(__name__)
 
@@ -441,6 +442,15 @@ def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
                          "use dynamic masking (unset dupe_factor) or MLM-only tasks")
 
 
+def _sequence_length_warmup(recipe: Recipe, config: Bert18Config) -> SequenceLengthWarmup | None:
+    """The recipe's ``sequence_length_warmup``, checked against the tasks and the row length."""
+    if recipe.data.sequence_length_warmup is None:
+        return None
+    warmup = SequenceLengthWarmup.from_recipe(recipe.data.sequence_length_warmup, recipe.data.max_length)
+    warmup.check_tasks(list(config.pretraining_tasks), TRUNCATABLE_TASKS)
+    return warmup
+
+
 def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
     """Random weights from ``config``, or ``model_name_or_path``'s with the recipe's overrides (new
     task heads start random)."""
@@ -474,6 +484,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         raise ValueError("knowledge_schedule counts batches per epoch in the data loader's workers, which "
                          "persistent workers never restart: set dataloader_persistent_workers=false")
     schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
+    length_warmup = _sequence_length_warmup(recipe, config)
     _check_static_masking(recipe, config)
     if training.process_index == 0:
         write_recipe(recipe)
@@ -505,6 +516,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
         optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
     )
+    trainer.sequence_length_warmup = length_warmup
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
     if recipe.data.streaming:
         configure_streaming(trainer, resume)

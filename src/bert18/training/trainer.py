@@ -34,6 +34,7 @@ from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
 from .phases import carry_optimizer_state
 from .sharding import save_full_model, saves_sharded_state
+from .warmup import SequenceLengthWarmup
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -138,6 +139,20 @@ class Bert18Trainer(Trainer):
             carry_optimizer_state(optimizer, self.initial_optimizer_state)
         return optimizer
 
+    sequence_length_warmup: SequenceLengthWarmup | None = None  # short rows first (bert18.training.warmup)
+    _warmup_length: int | None = None  # the longest row of the last step, logged as sequence_length
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
+        """The Trainer's batches of one optimizer step; under a sequence-length warmup, cut to the step's
+        length before their targets are counted (the loss is normalised by the targets that remain)."""
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.sequence_length_warmup is None:
+            return batches, num_items_in_batch
+        batches = [self.sequence_length_warmup.truncate(batch, self.state.global_step) for batch in batches]
+        if batches:
+            self._warmup_length = max(batch["input_ids"].shape[1] for batch in batches)
+        return batches, self._get_num_items_in_batch(batches, device)
+
     def _pretraining(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), Bert18ForPreTraining)
 
@@ -169,6 +184,8 @@ class Bert18Trainer(Trainer):
         """Add the per-task training metrics since the last report to a training log."""
         if self._pretraining() and "loss" in logs:
             logs = {**logs, **self.train_metrics.report(self.accelerator)}
+        if self.sequence_length_warmup is not None and "loss" in logs and self._warmup_length:
+            logs = {**logs, "sequence_length": self._warmup_length}
         super().log(logs, start_time)
 
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
