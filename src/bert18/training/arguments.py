@@ -141,11 +141,6 @@ class DataArguments:
         default=0.02, metadata={"help": "share of documents held out for evaluation (0: no evaluation set)"}
     )
     max_length: int = field(default=128, metadata={"help": "longest example in tokens, special tokens included"})
-    sequence_length_warmup: dict | str | None = field(
-        default=None,
-        metadata={"help": "train on rows cut to a length growing linearly over the first steps, e.g. {start: 64, "
-                          "steps: 1000} (Li et al. 2022; DeepSpeed's seqlen curriculum; bert18.training.warmup)"},
-    )
     packing: str = field(
         default="full_sentences",
         metadata={"help": "rows without sentence tasks: full_sentences (RoBERTa, across documents), doc_sentences, "
@@ -186,7 +181,6 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        self.sequence_length_warmup = _json_value(self.sequence_length_warmup, "sequence_length_warmup", dict)
         if self.stream_window < 1:
             raise ValueError(f"stream_window must be at least 1, got {self.stream_window}")
         _check_choice("packing", self.packing, PACKING_MODES)
@@ -289,10 +283,22 @@ class RunArguments:
         metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
                           "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
     )
+    sequence_length_warmup: dict | str | None = field(
+        default=None,
+        metadata={"help": "train on rows cut to a length growing linearly over the first steps, e.g. {start: 64, "
+                          "steps: 1000} (Li et al. 2022; DeepSpeed's seqlen curriculum; bert18.training.warmup)"},
+    )
+    batch_size_warmup: dict | str | None = field(
+        default=None,
+        metadata={"help": "micro-batches of rows per device growing linearly over the first steps, e.g. {start: 4, "
+                          "steps: 1000}, to per_device_train_batch_size (ModernBERT; bert18.training.warmup)"},
+    )
 
     def __post_init__(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         self.phases = _json_value(self.phases, "phases", list)
+        self.sequence_length_warmup = _json_value(self.sequence_length_warmup, "sequence_length_warmup", dict)
+        self.batch_size_warmup = _json_value(self.batch_size_warmup, "batch_size_warmup", dict)
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments, RunArguments, TrainingArguments)

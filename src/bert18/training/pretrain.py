@@ -66,7 +66,7 @@ from .phases import FINAL_OPTIMIZER, run_phases
 from .schedules import TaskSchedule, TaskScheduleCallback
 from .streaming import configure_streaming
 from .trainer import Bert18Trainer
-from .warmup import TRUNCATABLE_TASKS, SequenceLengthWarmup
+from .warmup import TRUNCATABLE_TASKS, BatchSizeWarmup, SequenceLengthWarmup
 
 logger = logging.getLogger(__name__)
 
@@ -444,11 +444,21 @@ def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
 
 def _sequence_length_warmup(recipe: Recipe, config: Bert18Config) -> SequenceLengthWarmup | None:
     """The recipe's ``sequence_length_warmup``, checked against the tasks and the row length."""
-    if recipe.data.sequence_length_warmup is None:
+    if recipe.run.sequence_length_warmup is None:
         return None
-    warmup = SequenceLengthWarmup.from_recipe(recipe.data.sequence_length_warmup, recipe.data.max_length)
+    warmup = SequenceLengthWarmup.from_recipe(recipe.run.sequence_length_warmup, recipe.data.max_length)
     warmup.check_tasks(list(config.pretraining_tasks), TRUNCATABLE_TASKS)
     return warmup
+
+
+def _batch_size_warmup(recipe: Recipe) -> BatchSizeWarmup | None:
+    """The recipe's ``batch_size_warmup``, for a prepared (map-style) training set."""
+    if recipe.run.batch_size_warmup is None:
+        return None
+    if recipe.data.streaming:
+        raise ValueError("batch_size_warmup orders a prepared dataset's examples itself; a stream keeps its own "
+                         "order: unset batch_size_warmup or set streaming=false")
+    return BatchSizeWarmup.from_recipe(recipe.run.batch_size_warmup, recipe.training.per_device_train_batch_size)
 
 
 def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
@@ -485,6 +495,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
                          "persistent workers never restart: set dataloader_persistent_workers=false")
     schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
     length_warmup = _sequence_length_warmup(recipe, config)
+    batch_warmup = _batch_size_warmup(recipe)
     _check_static_masking(recipe, config)
     if training.process_index == 0:
         write_recipe(recipe)
@@ -517,6 +528,7 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
     )
     trainer.sequence_length_warmup = length_warmup
+    trainer.batch_size_warmup = batch_warmup
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
     if recipe.data.streaming:
         configure_streaming(trainer, resume)
