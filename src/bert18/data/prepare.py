@@ -50,14 +50,12 @@ from ..configuration_bert18 import Bert18Config
 from . import sentences as _sentences
 from . import spans as _spans
 from .sentences import cut_at_words, sentence_spans
-from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
+from .spans import SPAN_COLUMNS, LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
 
 logger = logging.getLogger(__name__)
 
 DOCUMENT_TASKS = frozenset({"nsp", "sop", "sentence_distance", "token_document_relation"})
 PACKING_MODES = ("full_sentences", "doc_sentences", "packed_documents")
-_SENTENCE_FIELDS = ("input_ids", "word_ids", "capitalization_labels", "span_starts", "span_ends", "span_kinds")
-_SPAN_FIELDS = _SENTENCE_FIELDS[3:]
 _SPECIAL_WORD = 255  # word_ids on special tokens (uint8)
 
 
@@ -69,7 +67,7 @@ def _id_type(tokenizer: PreTrainedTokenizerFast) -> str:
 def _fields(capitalization: bool, spans: bool, words: bool = True) -> tuple[str, ...]:
     """The per-token fields stored: what the collators read for these tasks and span sources."""
     return ("input_ids", *(("word_ids",) if words else ()), *(("capitalization_labels",) if capitalization else ()),
-            *(_SPAN_FIELDS if spans else ()))
+            *(SPAN_COLUMNS if spans else ()))
 
 
 def marks_word_starts(tokenizer: PreTrainedTokenizerFast) -> bool:
@@ -423,7 +421,7 @@ def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: in
     with_spans = packer.spans
     for doc, sentences in enumerate(batch["input_ids"]):
         for s, ids in enumerate(sentences):
-            spans = tuple(batch[field][doc][s] for field in _SPAN_FIELDS) if with_spans else None
+            spans = tuple(batch[field][doc][s] for field in SPAN_COLUMNS) if with_spans else None
             words = batch["word_ids"][doc][s] if packer.words else ()
             packer.add(ids, words, capitals[doc][s] if capitals is not None else None, spans)
         if boundary is not None:
