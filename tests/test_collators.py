@@ -18,7 +18,7 @@ import transformers
 from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, word_start_table
 from bert18.collators.base import example_keys, uniform
-from bert18.collators.mlm import tile_words, word_starts
+from bert18.collators.mlm import labels_on_word_starts, tile_units, tile_words, word_boundaries, word_starts
 from bert18.data import PhraseMiner, prepare_pretraining_dataset
 
 
@@ -156,6 +156,32 @@ def test_ngram_and_span_lengths_follow_their_distributions():
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     expected_mean = (span_lengths * geometric).sum() / geometric.sum()
     assert abs(expected_mean - 3.79) < 0.01 and abs(sizes.mean() - expected_mean) < 0.05
+
+
+def test_word_and_unit_helpers_match_a_token_by_token_reading():
+    """``word_boundaries``, ``word_starts``, ``tile_units`` and ``labels_on_word_starts`` against plain loops
+    over the tokens, on random rows with specials anywhere and word ids wrapping modulo 256."""
+    rng = np.random.default_rng(0)
+    lengths, probabilities = np.arange(1, 6), np.full(5, 0.2)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        word_ids = (np.cumsum(rng.random(n) < 0.6) + rng.integers(0, 256)) % 256  # stored modulo 256: they wrap
+        special = rng.random(n) < 0.15
+        boundaries = word_boundaries(word_ids)
+        assert boundaries.tolist() == [i == 0 or word_ids[i] != word_ids[i - 1] for i in range(n)]
+        starts = word_starts(np.zeros(n, dtype=np.int64), special, word_ids, np.zeros(1, dtype=bool))
+        assert starts.tolist() == [not special[i] and (i == 0 or special[i - 1] or bool(boundaries[i]))
+                                   for i in range(n)]
+        draws = rng.random(int(starts.sum()))
+        tile = tile_words(draws, lengths, probabilities)
+        expected, word = [], -1
+        for i in range(n):  # a unit begins at a word the tiling starts, or at a segment's first word
+            word += bool(starts[i])
+            expected.append(bool(starts[i]) and (bool(tile[word]) or i == 0 or bool(special[i - 1])))
+        assert tile_units(starts, ~special, draws, lengths, probabilities).tolist() == expected
+        labels = rng.integers(0, 2, n)
+        assert labels_on_word_starts(labels, starts).tolist() == [
+            int(labels[i]) if starts[i] else -100 for i in range(n)]
 
 
 def test_units_never_cross_special_tokens(tokenizer):

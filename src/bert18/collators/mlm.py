@@ -55,17 +55,28 @@ def word_start_table(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
     return starts
 
 
+def word_boundaries(word_ids: Any) -> np.ndarray:
+    """Boolean per token: does a word begin here, by its word id? The first token does, and every
+    token whose word id differs from the one before. Neighbours, not values, decide: prepared word
+    ids are stored modulo 256 (``bert18.data.prepare``), so equal values far apart are other words."""
+    words = np.asarray(word_ids)
+    starts = np.ones(len(words), dtype=bool)
+    starts[1:] = words[1:] != words[:-1]
+    return starts
+
+
 def word_starts(ids: np.ndarray, special: np.ndarray, word_ids: Any, table: np.ndarray) -> np.ndarray:
     """Boolean per token: an eligible token that begins a word (the first after a special token does)."""
-    if word_ids is not None:
-        words = np.asarray(word_ids)
-        starts = np.ones(len(ids), dtype=bool)
-        starts[1:] = words[1:] != words[:-1]
-    else:
-        starts = table[ids].copy()
+    starts = word_boundaries(word_ids) if word_ids is not None else table[ids].copy()
     starts[1:] |= special[:-1]
     starts[:1] = True
     return starts & ~special
+
+
+def labels_on_word_starts(labels: Any, starts: np.ndarray) -> np.ndarray:
+    """``labels`` kept on the tokens that begin a word, -100 (ignored by the loss) on the others:
+    ERNIE 2.0 predicts capitalization once per word, on its first piece."""
+    return np.where(starts, labels, -100)
 
 
 def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -77,6 +88,18 @@ def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray
     starts = np.zeros(num_words, dtype=bool)
     starts[np.concatenate(([0], boundaries[boundaries < num_words]))] = True
     return starts
+
+
+def tile_units(starts: np.ndarray, eligible: np.ndarray, draws: np.ndarray, lengths: np.ndarray,
+               probabilities: np.ndarray) -> np.ndarray:
+    """Boolean per token: does a unit of consecutive whole words begin here? The words (``starts``,
+    from ``word_starts``) are tiled by ``tile_words`` (``draws``: one uniform number per word), and a
+    unit also begins at the first word after a special token, so that no unit crosses one. N-gram
+    and span masking (MLM) and span orders (PLM) cut their units this way."""
+    word_of_token = np.maximum(np.cumsum(starts) - 1, 0)
+    tile = tile_words(draws, lengths, probabilities)
+    segment_start = starts & np.r_[True, ~eligible[:-1]]  # never tile across a special token
+    return starts & (tile[word_of_token] | segment_start)
 
 
 def select_units(unit_of_token: np.ndarray, eligible: np.ndarray, priority: np.ndarray, budget: float,
@@ -198,11 +221,8 @@ class MLMCollator(DynamicCollator):
         else:
             starts = word_starts(ids, ~eligible, example.get("word_ids"), self.word_table)
             if self.granularity in ("ngram", "span"):
-                word_of_token = np.cumsum(starts) - 1
-                tile = tile_words(uniform(key, int(starts.sum()), TILING), self.unit_lengths,
-                                  self.unit_probabilities)
-                segment_start = starts & np.r_[True, ~eligible[:-1]]  # never tile across a special token
-                starts = starts & (tile[np.maximum(word_of_token, 0)] | segment_start)
+                starts = tile_units(starts, eligible, uniform(key, int(starts.sum()), TILING), self.unit_lengths,
+                                    self.unit_probabilities)
         units = np.cumsum(starts) - 1
         return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
 

@@ -41,7 +41,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .base import DynamicCollator, uniform
-from .mlm import tile_words, word_start_table, word_starts
+from .mlm import tile_units, word_start_table, word_starts
 
 GRANULARITIES = ("token", "span")
 # Streams of random numbers (see bert18.collators.base.uniform).
@@ -139,11 +139,8 @@ class PermutationLMCollator(DynamicCollator):
             if not row_eligible.any():
                 continue
             starts = word_starts(ids[row, :length], ~row_eligible, example.get("word_ids"), self.word_table)
-            word_of_token = np.maximum(np.cumsum(starts) - 1, 0)
-            tile = tile_words(uniform(keys[row], int(starts.sum()), TILING), self.span_lengths,
-                              self.span_probabilities)
-            segment_start = starts & np.r_[True, ~row_eligible[:-1]]  # never span a special token
-            spans = np.cumsum(starts & (tile[word_of_token] | segment_start)) - 1
+            spans = np.cumsum(tile_units(starts, row_eligible, uniform(keys[row], int(starts.sum()), TILING),
+                                         self.span_lengths, self.span_probabilities)) - 1
             span_priority = uniform(keys[row], int(spans[-1]) + 1, ORDER)
             priority[row, :length] = np.where(row_eligible, span_priority[np.maximum(spans, 0)], np.inf)
         return priority

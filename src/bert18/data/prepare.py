@@ -397,7 +397,8 @@ class _RowPacker:
         if self.words:
             first = self.next_word
             self.row["word_ids"].extend([(first + w) & 255 for w in words])
-            # words count up by one per new word (modulo 256): the sentence holds 1 + its changes
+            # words count up by one per new word (modulo 256): the sentence holds 1 + its changes (a Python
+            # count: per sentence, faster than bert18.collators.mlm.word_boundaries' arrays, measured)
             self.next_word += 1 + sum(a != b for a, b in itertools.pairwise(words)) if words else 0
         if self.capitalization:
             self.row["capitalization_labels"].extend(capitals if capitals is not None else [0] * len(ids))
