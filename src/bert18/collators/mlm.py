@@ -31,7 +31,8 @@ from transformers import PreTrainedTokenizerBase
 
 from .base import DynamicCollator, uniform
 
-GRANULARITIES = ("token", "whole_word", "ngram", "span")
+# Masking granularities (units of MLM); PermutationLMCollator has its own (bert18.collators.permutation).
+MLM_GRANULARITIES = ("token", "whole_word", "ngram", "span")
 # Streams of random numbers, one per kind of decision (see bert18.collators.base.uniform).
 PRIORITY, REPLACE, RANDOM_TOKEN, TILING, LEVEL = range(5)
 
@@ -185,8 +186,8 @@ class MLMCollator(DynamicCollator):
                 f"mask_replace_prob ({mask_replace_prob}) + random_replace_prob ({random_replace_prob}) must be "
                 "non-negative and at most 1"
             )
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if granularity not in MLM_GRANULARITIES:
+            raise ValueError(f"granularity must be one of {MLM_GRANULARITIES}, got {granularity!r}")
         for name, value in (("max_ngram", max_ngram), ("max_span", max_span)):  # lengths in words
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer (words), got {value!r}")
@@ -300,4 +301,4 @@ class MLMCollator(DynamicCollator):
         return self.model_inputs(examples, input_ids, lengths, labels)
 
 
-__all__ = ["GRANULARITIES", "MLMCollator", "word_start_table"]
+__all__ = ["MLM_GRANULARITIES", "MLMCollator", "word_start_table"]

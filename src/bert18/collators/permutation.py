@@ -43,7 +43,8 @@ from transformers import PreTrainedTokenizerBase
 from .base import DynamicCollator, uniform
 from .mlm import tile_units, word_start_table, word_starts
 
-GRANULARITIES = ("token", "span")
+# Orders over tokens or over spans of whole words; not the MLM granularities (bert18.collators.mlm).
+PLM_GRANULARITIES = ("token", "span")
 # Streams of random numbers (see bert18.collators.base.uniform).
 ORDER, TILING = range(2)
 # What the collator adds to a batch, besides input_ids, attention_mask and token_type_ids; the
@@ -111,8 +112,8 @@ class PermutationLMCollator(DynamicCollator):
         super().__init__(tokenizer, seed, pad_to_multiple_of)
         if not k >= 1:
             raise ValueError(f"k must be at least 1 (the last 1/k of the order is predicted), got {k}")
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if granularity not in PLM_GRANULARITIES:
+            raise ValueError(f"granularity must be one of {PLM_GRANULARITIES}, got {granularity!r}")
         if max_span < 1:
             raise ValueError(f"max_span must be a positive number of words, got {max_span}")
         self.k = k
@@ -188,4 +189,4 @@ class PermutationLMCollator(DynamicCollator):
         return {**batch, **{name: torch.from_numpy(value) for name, value in fields.items()}}
 
 
-__all__ = ["PLM_INPUTS", "PermutationLMCollator", "permutation_masks", "ranks_of_order"]
+__all__ = ["PLM_GRANULARITIES", "PLM_INPUTS", "PermutationLMCollator", "permutation_masks", "ranks_of_order"]
