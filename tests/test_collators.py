@@ -18,7 +18,14 @@ import transformers
 from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, word_start_table
 from bert18.collators.base import example_keys, uniform
-from bert18.collators.mlm import labels_on_word_starts, tile_units, tile_words, word_boundaries, word_starts
+from bert18.collators.mlm import (
+    labels_on_word_starts,
+    length_distribution,
+    tile_units,
+    tile_words,
+    word_boundaries,
+    word_starts,
+)
 from bert18.data import PhraseMiner, prepare_pretraining_dataset
 
 
@@ -144,15 +151,16 @@ def test_pre_segmented_cjk_words_stay_whole(tokenizer):
 def test_ngram_and_span_lengths_follow_their_distributions():
     """ALBERT n-grams: p(n) ~ 1/n for n <= 3. SpanBERT spans: geometric(0.2) clipped at 10, mean 3.8 words."""
     draws = uniform(example_keys(0, 0, np.arange(2)), 200_000, stream=3)
-    lengths = np.arange(1, 4)
-    probabilities = (1 / lengths) / (1 / lengths).sum()
+    lengths, probabilities = length_distribution(3)
+    assert lengths.tolist() == [1, 2, 3] and np.allclose(probabilities, [6 / 11, 3 / 11, 2 / 11])
     starts = tile_words(draws[0], lengths, probabilities)
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     shares = np.bincount(sizes, minlength=4)[1:] / len(sizes)
     assert np.allclose(shares, [6 / 11, 3 / 11, 2 / 11], atol=0.01)
-    span_lengths = np.arange(1, 11)
-    geometric = 0.2 * 0.8 ** (span_lengths - 1)
-    starts = tile_words(draws[1], span_lengths, geometric / geometric.sum())
+    span_lengths, span_probabilities = length_distribution(10, span_p=0.2)
+    geometric = 0.2 * 0.8 ** (np.arange(1, 11) - 1)
+    assert span_lengths.tolist() == list(range(1, 11)) and np.allclose(span_probabilities, geometric / geometric.sum())
+    starts = tile_words(draws[1], span_lengths, span_probabilities)
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     expected_mean = (span_lengths * geometric).sum() / geometric.sum()
     assert abs(expected_mean - 3.79) < 0.01 and abs(sizes.mean() - expected_mean) < 0.05

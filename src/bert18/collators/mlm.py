@@ -91,6 +91,15 @@ def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray
     return starts
 
 
+def length_distribution(longest: int, span_p: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unit lengths 1..``longest`` (in words) and their probabilities for ``tile_words``: p(n)
+    proportional to 1/n (ALBERT's n-grams, XLNet's spans), or with ``span_p`` SpanBERT's geometric
+    p(1 - p)^(n - 1), truncated at ``longest`` and renormalised."""
+    lengths = np.arange(1, longest + 1)
+    weights = 1.0 / lengths if span_p is None else span_p * (1 - span_p) ** (lengths - 1)
+    return lengths, weights / weights.sum()
+
+
 def tile_units(starts: np.ndarray, eligible: np.ndarray, draws: np.ndarray, lengths: np.ndarray,
                probabilities: np.ndarray) -> np.ndarray:
     """Boolean per token: does a unit of consecutive whole words begin here? The words (``starts``,
@@ -204,13 +213,8 @@ class MLMCollator(DynamicCollator):
         self.word_table = word_start_table(tokenizer)
         vocabulary = np.arange(len(tokenizer), dtype=np.int64)
         self.random_pool = vocabulary[~np.isin(vocabulary, self.special_ids)]
-        if granularity == "ngram":
-            self.unit_lengths = np.arange(1, max_ngram + 1)
-            weights = 1.0 / self.unit_lengths
-        else:  # geometric span lengths, truncated at max_span and renormalised (SpanBERT)
-            self.unit_lengths = np.arange(1, max_span + 1)
-            weights = span_p * (1 - span_p) ** (self.unit_lengths - 1)
-        self.unit_probabilities = weights / weights.sum()
+        self.unit_lengths, self.unit_probabilities = (
+            length_distribution(max_ngram) if granularity == "ngram" else length_distribution(max_span, span_p))
 
     # -- units -----------------------------------------------------------------------------------
     def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,

@@ -41,7 +41,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .base import DynamicCollator, uniform
-from .mlm import tile_units, word_start_table, word_starts
+from .mlm import length_distribution, tile_units, word_start_table, word_starts
 
 # Orders over tokens or over spans of whole words; not the MLM granularities (bert18.collators.mlm).
 PLM_GRANULARITIES = ("token", "span")
@@ -120,9 +120,7 @@ class PermutationLMCollator(DynamicCollator):
         self.granularity = granularity
         self.ordered_context = ordered_context
         self.word_table = word_start_table(tokenizer)
-        self.span_lengths = np.arange(1, max_span + 1)
-        weights = 1.0 / self.span_lengths
-        self.span_probabilities = weights / weights.sum()
+        self.span_lengths, self.span_probabilities = length_distribution(max_span)
 
     def num_targets(self, predictable: np.ndarray, specials: np.ndarray) -> np.ndarray:
         """Targets per row: round(n / k), at least one, leaving one context token in a row without
