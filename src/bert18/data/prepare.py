@@ -44,7 +44,7 @@ from typing import Any
 
 import datasets
 import numpy as np
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from ..configuration_bert18 import Bert18Config
 from . import sentences as _sentences
@@ -59,8 +59,8 @@ PACKING_MODES = ("full_sentences", "doc_sentences", "packed_documents")
 _SPECIAL_WORD = 255  # word_ids on special tokens (uint8)
 
 
-def _id_type(tokenizer: PreTrainedTokenizerFast) -> str:
-    """The smallest integer type of the tokenizer's ids."""
+def token_id_type(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The smallest integer type that holds every id of the tokenizer (prepared rows, static masks)."""
     return "uint16" if len(tokenizer) <= 1 << 16 else "int32"
 
 
@@ -302,7 +302,7 @@ def tokenize_documents(
         with_indices=True,
         num_proc=num_proc,
         remove_columns=removed,
-        features=_features(grouped=True, kept=kept, id_type=_id_type(tokenizer), capitalization=capitalization,
+        features=_features(grouped=True, kept=kept, id_type=token_id_type(tokenizer), capitalization=capitalization,
                            spans=bool(span_column or lexicon is not None or capitalized_entities), offsets=offsets,
                            words=word_ids),
         fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
@@ -464,7 +464,7 @@ def pack_sentences(
     columns = documents.features
     capitalization = capitalization and "capitalization_labels" in columns
     spans = "span_starts" in columns
-    id_type = columns["input_ids"].feature.feature.dtype if "input_ids" in columns else _id_type(tokenizer)
+    id_type = columns["input_ids"].feature.feature.dtype if "input_ids" in columns else token_id_type(tokenizer)
     words = word_ids and "word_ids" in columns
     return _map(
         documents,
@@ -546,6 +546,6 @@ def prepare_pretraining_dataset(
     return packed.add_column("example_index", np.arange(len(packed)))
 
 
-__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "marks_word_starts", "tokenize_documents", "pack_sentences",
-           "prepare_pretraining_dataset"]
+__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "marks_word_starts", "token_id_type", "tokenize_documents",
+           "pack_sentences", "prepare_pretraining_dataset"]
 
