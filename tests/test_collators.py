@@ -21,6 +21,7 @@ from bert18.collators.base import example_keys, uniform
 from bert18.collators.mlm import (
     labels_on_word_starts,
     length_distribution,
+    numbered_units,
     tile_units,
     tile_words,
     word_boundaries,
@@ -167,8 +168,8 @@ def test_ngram_and_span_lengths_follow_their_distributions():
 
 
 def test_word_and_unit_helpers_match_a_token_by_token_reading():
-    """``word_boundaries``, ``word_starts``, ``tile_units`` and ``labels_on_word_starts`` against plain loops
-    over the tokens, on random rows with specials anywhere and word ids wrapping modulo 256."""
+    """``word_boundaries``, ``word_starts``, ``tile_units``, ``numbered_units`` and ``labels_on_word_starts``
+    against loops over the tokens, on random rows with specials anywhere and word ids wrapping modulo 256."""
     rng = np.random.default_rng(0)
     lengths, probabilities = np.arange(1, 6), np.full(5, 0.2)
     for _ in range(300):
@@ -187,6 +188,10 @@ def test_word_and_unit_helpers_match_a_token_by_token_reading():
             word += bool(starts[i])
             expected.append(bool(starts[i]) and (bool(tile[word]) or i == 0 or bool(special[i - 1])))
         assert tile_units(starts, ~special, draws, lengths, probabilities).tolist() == expected
+        key = example_keys(0, 0, np.array([n]))[0]
+        units, priority = numbered_units(np.asarray(expected), key, stream=4)
+        assert units.tolist() == [sum(expected[:i + 1]) - 1 for i in range(n)]  # -1 before the first unit
+        assert priority.tolist() == uniform(key, sum(expected), 4).tolist()  # one draw per unit, from its stream
         labels = rng.integers(0, 2, n)
         assert labels_on_word_starts(labels, starts).tolist() == [
             int(labels[i]) if starts[i] else -100 for i in range(n)]

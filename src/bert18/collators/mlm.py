@@ -112,6 +112,13 @@ def tile_units(starts: np.ndarray, eligible: np.ndarray, draws: np.ndarray, leng
     return starts & (tile[word_of_token] | segment_start)
 
 
+def numbered_units(starts: np.ndarray, key: np.uint64, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unit index of every token (-1 before the first unit start) and one uniform draw per unit
+    from ``stream`` of ``key``: the order in which units are taken (MLM, ERNIE) or predicted (PLM)."""
+    units = np.cumsum(starts) - 1
+    return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, stream)
+
+
 def select_units(unit_of_token: np.ndarray, eligible: np.ndarray, priority: np.ndarray, budget: float,
                  ) -> np.ndarray:
     """Mask of the tokens of the units taken in ``priority`` order while at least half of each fits
@@ -228,8 +235,7 @@ class MLMCollator(DynamicCollator):
             if self.granularity in ("ngram", "span"):
                 starts = tile_units(starts, eligible, uniform(key, int(starts.sum()), TILING), self.unit_lengths,
                                     self.unit_probabilities)
-        units = np.cumsum(starts) - 1
-        return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
+        return numbered_units(starts, key, PRIORITY)
 
     # -- masking ---------------------------------------------------------------------------------
     def _select_tokens(self, keys: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

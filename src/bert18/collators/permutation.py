@@ -41,7 +41,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .base import DynamicCollator, uniform
-from .mlm import length_distribution, tile_units, word_start_table, word_starts
+from .mlm import length_distribution, numbered_units, tile_units, word_start_table, word_starts
 
 # Orders over tokens or over spans of whole words; not the MLM granularities (bert18.collators.mlm).
 PLM_GRANULARITIES = ("token", "span")
@@ -138,9 +138,9 @@ class PermutationLMCollator(DynamicCollator):
             if not row_eligible.any():
                 continue
             starts = word_starts(ids[row, :length], ~row_eligible, example.get("word_ids"), self.word_table)
-            spans = np.cumsum(tile_units(starts, row_eligible, uniform(keys[row], int(starts.sum()), TILING),
-                                         self.span_lengths, self.span_probabilities)) - 1
-            span_priority = uniform(keys[row], int(spans[-1]) + 1, ORDER)
+            spans, span_priority = numbered_units(
+                tile_units(starts, row_eligible, uniform(keys[row], int(starts.sum()), TILING), self.span_lengths,
+                           self.span_probabilities), keys[row], ORDER)
             priority[row, :length] = np.where(row_eligible, span_priority[np.maximum(spans, 0)], np.inf)
         return priority
 
