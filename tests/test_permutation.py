@@ -515,3 +515,21 @@ def test_plm_beats_the_unigram_baseline(corpus):
     held_out_loss = total / sum((b["plm_labels"] != -100).sum().item() for b in evaluation)
     print(f"held-out PLM loss {held_out_loss:.3f}, unigram entropy of the targets {unigram:.3f}")
     assert held_out_loss < unigram - 0.05
+
+
+def test_mlm_and_plm_granularities_are_named_apart(tokenizer):
+    """MLM's units and PLM's orders have their own choices; the recipes' masking modes are MLM's plus knowledge."""
+    import bert18.collators
+    from bert18.collators import MLM_GRANULARITIES, PLM_GRANULARITIES, MLMCollator
+    from bert18.training.arguments import MASKING_MODES
+
+    assert MLM_GRANULARITIES == ("token", "whole_word", "ngram", "span")
+    assert PLM_GRANULARITIES == ("token", "span")
+    assert sorted(MASKING_MODES) == sorted([*MLM_GRANULARITIES, "knowledge"])
+    assert not hasattr(bert18.collators, "GRANULARITIES")  # the name that meant either
+    for granularity in MLM_GRANULARITIES:
+        assert MLMCollator(tokenizer, granularity=granularity).granularity == granularity
+    for granularity in PLM_GRANULARITIES:
+        assert PermutationLMCollator(tokenizer, granularity=granularity).granularity == granularity
+    with pytest.raises(ValueError, match=r"granularity must be one of \('token', 'span'\), got 'ngram'"):
+        PermutationLMCollator(tokenizer, granularity="ngram")

@@ -44,32 +44,30 @@ from typing import Any
 
 import datasets
 import numpy as np
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from ..configuration_bert18 import Bert18Config
 from . import sentences as _sentences
 from . import spans as _spans
 from .sentences import cut_at_words, sentence_spans
-from .spans import LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
+from .spans import SPAN_COLUMNS, LexiconMatcher, capitalized_entity_spans, char_spans_to_token_spans
 
 logger = logging.getLogger(__name__)
 
 DOCUMENT_TASKS = frozenset({"nsp", "sop", "sentence_distance", "token_document_relation"})
 PACKING_MODES = ("full_sentences", "doc_sentences", "packed_documents")
-_SENTENCE_FIELDS = ("input_ids", "word_ids", "capitalization_labels", "span_starts", "span_ends", "span_kinds")
-_SPAN_FIELDS = _SENTENCE_FIELDS[3:]
 _SPECIAL_WORD = 255  # word_ids on special tokens (uint8)
 
 
-def _id_type(tokenizer: PreTrainedTokenizerFast) -> str:
-    """The smallest integer type of the tokenizer's ids."""
+def token_id_type(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The smallest integer type that holds every id of the tokenizer (prepared rows, static masks)."""
     return "uint16" if len(tokenizer) <= 1 << 16 else "int32"
 
 
 def _fields(capitalization: bool, spans: bool, words: bool = True) -> tuple[str, ...]:
     """The per-token fields stored: what the collators read for these tasks and span sources."""
     return ("input_ids", *(("word_ids",) if words else ()), *(("capitalization_labels",) if capitalization else ()),
-            *(_SPAN_FIELDS if spans else ()))
+            *(SPAN_COLUMNS if spans else ()))
 
 
 def marks_word_starts(tokenizer: PreTrainedTokenizerFast) -> bool:
@@ -304,7 +302,7 @@ def tokenize_documents(
         with_indices=True,
         num_proc=num_proc,
         remove_columns=removed,
-        features=_features(grouped=True, kept=kept, id_type=_id_type(tokenizer), capitalization=capitalization,
+        features=_features(grouped=True, kept=kept, id_type=token_id_type(tokenizer), capitalization=capitalization,
                            spans=bool(span_column or lexicon is not None or capitalized_entities), offsets=offsets,
                            words=word_ids),
         fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
@@ -399,7 +397,8 @@ class _RowPacker:
         if self.words:
             first = self.next_word
             self.row["word_ids"].extend([(first + w) & 255 for w in words])
-            # words count up by one per new word (modulo 256): the sentence holds 1 + its changes
+            # words count up by one per new word (modulo 256): the sentence holds 1 + its changes (a Python
+            # count: per sentence, faster than bert18.collators.mlm.word_boundaries' arrays, measured)
             self.next_word += 1 + sum(a != b for a, b in itertools.pairwise(words)) if words else 0
         if self.capitalization:
             self.row["capitalization_labels"].extend(capitals if capitals is not None else [0] * len(ids))
@@ -423,7 +422,7 @@ def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: in
     with_spans = packer.spans
     for doc, sentences in enumerate(batch["input_ids"]):
         for s, ids in enumerate(sentences):
-            spans = tuple(batch[field][doc][s] for field in _SPAN_FIELDS) if with_spans else None
+            spans = tuple(batch[field][doc][s] for field in SPAN_COLUMNS) if with_spans else None
             words = batch["word_ids"][doc][s] if packer.words else ()
             packer.add(ids, words, capitals[doc][s] if capitals is not None else None, spans)
         if boundary is not None:
@@ -465,7 +464,7 @@ def pack_sentences(
     columns = documents.features
     capitalization = capitalization and "capitalization_labels" in columns
     spans = "span_starts" in columns
-    id_type = columns["input_ids"].feature.feature.dtype if "input_ids" in columns else _id_type(tokenizer)
+    id_type = columns["input_ids"].feature.feature.dtype if "input_ids" in columns else token_id_type(tokenizer)
     words = word_ids and "word_ids" in columns
     return _map(
         documents,
@@ -547,6 +546,6 @@ def prepare_pretraining_dataset(
     return packed.add_column("example_index", np.arange(len(packed)))
 
 
-__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "marks_word_starts", "tokenize_documents", "pack_sentences",
-           "prepare_pretraining_dataset"]
+__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "marks_word_starts", "token_id_type", "tokenize_documents",
+           "pack_sentences", "prepare_pretraining_dataset"]
 

@@ -44,7 +44,6 @@ __all__ = [
     "PHRASE_KINDS",
     "remove_overlaps",
     "span_level",
-    "spans_from_columns",
 ]
 
 
@@ -94,7 +93,9 @@ def span_level(kind: str) -> str:
     )
 
 
-# Column names written by LexiconMatcher.find_batch (datasets stores lists of ints/strings, not tuples).
+# The columns of knowledge spans as token ranges ``[start, end)`` and their kinds, which
+# ``bert18.data.prepare_pretraining_dataset`` writes (from character spans mapped through
+# ``char_spans_to_token_spans``) and the knowledge-masking collator reads.
 SPAN_COLUMNS = ("span_starts", "span_ends", "span_kinds")
 
 # CJK ideographs: the code-point blocks BERT's BasicTokenizer._is_chinese_char puts in a token of
@@ -146,6 +147,13 @@ class LexiconMatcher:
     unless ``case_sensitive``; the last one given sets the kind.
 
     Cost: one trie walk per text token, bounded by the longest entry, whatever the lexicon size.
+
+    In a pipeline, pass the matcher to ``bert18.data.prepare_pretraining_dataset(..., lexicon=matcher)``,
+    which maps its character spans onto tokens. To keep the matches in a column instead, store them
+    as the character spans ``span_column`` reads::
+
+        ds = ds.map(lambda row: {"spans": [s._asdict() for s in matcher.find(row["text"])]})
+        rows = prepare_pretraining_dataset(ds, tokenizer, span_column="spans")
     """
 
     def __init__(self, entries: Iterable[str] | Mapping[str, str], case_sensitive: bool = False, kind: str = "entity"):
@@ -200,28 +208,6 @@ class LexiconMatcher:
                 spans.append(Span(tokens[i][0], tokens[best_end][1], best_kind))
                 i = best_end + 1
         return spans
-
-    def find_batch(self, texts: Sequence[str]) -> dict[str, list[list]]:
-        """:meth:`find` over a batch, as columns for ``datasets.Dataset.map(batched=True)``.
-
-        Returns ``{"span_starts": [[...]], "span_ends": [[...]], "span_kinds": [[...]]}``, one inner
-        list per text (Arrow stores lists of ints and strings, not tuples of mixed types); use
-        :func:`spans_from_columns` to get :class:`Span` lists back::
-
-            ds = ds.map(lambda batch: matcher.find_batch(batch["text"]), batched=True)
-        """
-        columns: dict[str, list[list]] = {name: [] for name in SPAN_COLUMNS}
-        for text in texts:
-            spans = self.find(text)
-            columns["span_starts"].append([span.start for span in spans])
-            columns["span_ends"].append([span.end for span in spans])
-            columns["span_kinds"].append([span.kind for span in spans])
-        return columns
-
-
-def spans_from_columns(starts: Sequence[int], ends: Sequence[int], kinds: Sequence[str]) -> list[Span]:
-    """Rebuild the :class:`Span` list of one row written by :meth:`LexiconMatcher.find_batch`."""
-    return [Span(start, end, kind) for start, end, kind in zip(starts, ends, kinds, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..collators.mlm import GRANULARITIES
+from ..collators.mlm import MLM_GRANULARITIES as GRANULARITIES
 from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config
 from ..data.prepare import PACKING_MODES
 from .optim import OPTIMIZERS
