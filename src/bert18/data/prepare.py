@@ -100,6 +100,14 @@ def _document_spans(text: str, row: int, user_spans: list[dict] | None, span_col
     return sorted(spans)
 
 
+def _on_word_boundaries(spans: list[tuple[int, int, str]],
+                        words: Sequence[Sequence[int]]) -> list[tuple[int, int, str]]:
+    """The character spans that start at a word's start and end at a word's end (``word_column``'s words):
+    a lexicon or mined phrase matched inside running Chinese text may begin or end mid-word (国政 in 中国政府)."""
+    starts, ends = {start for start, _ in words}, {end for _, end in words}
+    return [span for span in spans if span[0] in starts and span[1] in ends]
+
+
 def _word_capitalization(text: str, offsets: list[tuple[int, int]], word_ids: list[int]) -> list[int]:
     """1 for every token of a word whose first visible character is upper case, else 0.
 
@@ -185,7 +193,12 @@ def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTr
         if with_spans:
             user = batch[span_column][doc] if span_column else None
             spans = _document_spans(text, row, user, span_column, lexicon, entities)
-            token_spans, dropped = char_spans_to_token_spans(spans, offsets, return_dropped=True)
+            if word_column is not None:  # a unit never cuts a word: whole-word and knowledge masking agree
+                aligned = _on_word_boundaries(spans, batch[word_column][doc])
+                dropped += len(spans) - len(aligned)
+                spans = aligned
+            token_spans, cut = char_spans_to_token_spans(spans, offsets, return_dropped=True)
+            dropped += cut
         capitals = _word_capitalization(text, offsets, words) if capitalization else None
         doc_fields: dict[str, list] = {field: [] for field in fields}
         # word ids to cut over-long sentences at word boundaries, read only for a document that needs it
@@ -320,7 +333,8 @@ def tokenize_documents(
             logger.info("dropped %d of %d documents with no tokens", len(tokenized) - len(kept_rows), len(tokenized))
         dropped_spans = sum(kept_rows["dropped_spans"])
         if dropped_spans:
-            logger.info("dropped %d knowledge spans (overlapping another, or covering no token)", dropped_spans)
+            logger.info("dropped %d knowledge spans (overlapping another, cutting a word of word_column, or "
+                        "covering no token)", dropped_spans)
     return kept_rows.remove_columns(["num_tokens", "dropped_spans"])
 
 

@@ -349,6 +349,22 @@ def _segments(text: str) -> Iterator[list[str]]:
         yield segment
 
 
+def _word_segments(text: str, words: Sequence[Sequence[int]]) -> Iterator[list[str]]:
+    """Lowercased runs of the given words (``[start, end]`` character spans, e.g. a Chinese segmenter's or
+    gold annotation's) that cross no punctuation, number or identifier: a word made of anything but
+    letters (CJK ideographs included) ends the run, as ``_segments`` ends one at a non-word."""
+    segment: list[str] = []
+    for start, end in words:
+        word = text[start:end]
+        if _LETTERS_RE.fullmatch(word):
+            segment.append(word.lower())
+        elif segment:
+            yield segment
+            segment = []
+    if segment:
+        yield segment
+
+
 class PhraseMiner:
     """Unsupervised phrases from collocation statistics: n-grams whose words occur together far more than chance.
 
@@ -389,12 +405,18 @@ class PhraseMiner:
         self.num_words = 0
         self._phrases: list[Phrase] | None = None
 
-    def fit(self, texts: Iterable[str]) -> PhraseMiner:
-        """Count the n-grams of ``texts`` (replacing earlier counts) and score them."""
+    def fit(self, texts: Iterable[str], words: Iterable[Sequence[Sequence[int]]] | None = None) -> PhraseMiner:
+        """Count the n-grams of ``texts`` (replacing earlier counts) and score them.
+
+        ``words``, one list of ``[start, end]`` character spans per text, gives the words when the text
+        does not show them (Chinese: from gold annotation or a segmenter, as ``word_column``); the
+        phrases are then runs of those words (中国 政府), not of single characters."""
         self.counts.clear()
         self.num_words = 0
+        word_lists = iter(words) if words is not None else None
         for text in texts:
-            for segment in _segments(text):
+            segments = _segments(text) if word_lists is None else _word_segments(text, next(word_lists))
+            for segment in segments:
                 self.num_words += len(segment)
                 for n in range(1, self.max_n + 1):
                     self.counts.update(tuple(segment[i : i + n]) for i in range(len(segment) - n + 1))

@@ -368,7 +368,8 @@ def _knowledge_lexicon(recipe: Recipe, documents: datasets.Dataset) -> LexiconMa
             if data.phrase_mining_documents is not None and len(documents) > data.phrase_mining_documents:
                 sample = documents.select(range(data.phrase_mining_documents))
             texts = sample["text"]
-        lexicon = PhraseMiner(min_count=data.phrase_min_count).fit(texts).matcher()
+        words = sample[data.word_column] if data.word_column else None  # Chinese: phrases of words, not characters
+        lexicon = PhraseMiner(min_count=data.phrase_min_count).fit(texts, words).matcher()
     if data.entity_lexicon is not None:
         entries = [line.strip() for line in Path(data.entity_lexicon).read_text(encoding="utf-8").splitlines()]
         lexicon = lexicon or LexiconMatcher([])
