@@ -331,7 +331,7 @@ def test_knowledge_spans_never_cut_a_word_of_the_word_column(paragraphs, chinese
     when the words are known; mined phrases and gold entities start and end on word boundaries."""
     import numpy as np
 
-    from bert18.data import LexiconMatcher, PhraseMiner, prepare_pretraining_dataset
+    from bert18.data import PhraseMiner, prepare_pretraining_dataset
 
     sample = paragraphs.select(range(600)).select_columns(["text", "words", "spans"])
     lexicon = PhraseMiner(min_count=3).fit(sample["text"], sample["words"]).matcher()
