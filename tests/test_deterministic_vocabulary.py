@@ -16,7 +16,7 @@ import datasets
 import pytest
 from tokenizers import AddedToken, trainers
 
-from bert18.data import builtin_corpus, load_corpus
+from bert18.data import load_corpus
 from bert18.tokenization import BERT_SPECIAL_TOKENS, _build_pipeline, train_tokenizer
 
 #: (algorithm, special_tokens_style) of every pipeline train_tokenizer builds.
@@ -100,8 +100,8 @@ def test_the_vocabulary_agrees_with_tokenizers_own_trainer(corpus, algorithm):
     assert _jaccard(vocab, first_vocab) >= min(_jaccard(first_vocab, second_vocab), 0.995) - 0.005
 
 
-def test_a_stream_trains_the_vocabulary_of_the_whole_dataset(tmp_path):
-    texts = builtin_corpus()["text"][:80]
+def test_a_stream_trains_the_vocabulary_of_the_whole_dataset(corpus, tmp_path):
+    texts = corpus["text"][:80]
     (tmp_path / "a.txt").write_text("\n\n".join(texts[:40]) + "\n", encoding="utf-8")
     (tmp_path / "b.txt").write_text("\n\n".join(texts[40:]) + "\n", encoding="utf-8")
     streamed = train_tokenizer(load_corpus(tmp_path, streaming=True), vocab_size=1500, show_progress=False)
