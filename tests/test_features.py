@@ -85,7 +85,7 @@ def test_extraction_details(encoders, tokenizer):
 # --- freezing ---------------------------------------------------------------------------------
 
 
-# Tiny models as these tests have always used them: H=16, 4 layers, 16 positions, 3 labels, BERT's dropout.
+# Smaller still for freezing and LLRD: H=16, 4 layers, 16 positions, 3 labels, BERT's dropout kept.
 tiny = partial(tiny_config, vocab_size=100, hidden_size=16, num_attention_heads=2, intermediate_size=32,
                num_hidden_layers=4, max_position_embeddings=16, num_labels=3, **BERT_DROPOUT)
 
