@@ -460,8 +460,9 @@ def train_tokenizer(
     ``HashMap`` order (random keys per process, not set by ``PYTHONHASHSEED``; one thread via
     ``RAYON_NUM_THREADS=1`` / ``TOKENIZERS_PARALLELISM=false`` does not help), and its EM sums
     expected counts in that order, so piece scores differ in the last digits (about 4e-11) and
-    pieces of nearly equal score swap ids (on the built-in corpus the 3,000 pieces themselves agree;
-    a near-tie in pruning could also swap a piece). Keep the saved
+    pieces of nearly equal score swap ids. Measured on the built-in corpus (3,000 pieces, two
+    processes): the same pieces, 2,183 scores differ, and the ids of 78 of the 191 documents, the
+    segmentation of 6 (near-ties in the Viterbi path). Keep the saved
     tokenizer with the model rather than retraining it. Training reads the corpus once, as a
     stream (a streaming ``IterableDataset`` works): memory grows with the distinct words, not the
     corpus.
