@@ -10,14 +10,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import ERNIE_TASKS as ERNIE
 
 from bert18 import Bert18Config
 from bert18.collators import MLMCollator, PretrainingCollator
 from bert18.collators.mlm import word_start_table, word_starts
 from bert18.data import SentencePairDataset, prepare_pretraining_dataset
 from bert18.data.prepare import marks_word_starts, token_id_type
-
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 
 
 def _bytes_per_token(dataset, tokens):
