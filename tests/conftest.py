@@ -1,4 +1,5 @@
-"""Shared fixtures: the real pretrained checkpoint the tests compare against."""
+"""Shared fixtures: the real pretrained checkpoint and tokenizer the tests compare against, and the
+built-in corpus. Shared helpers (the tiny config, the ERNIE task list) are in ``helpers.py``."""
 
 import os
 
@@ -21,8 +22,17 @@ def tokenizer(minilm_path):
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    """The built-in corpus (standard-library documentation), cached in this session's temporary folder."""
+def corpus_cache_dir(tmp_path_factory) -> str:
+    """This session's ``datasets`` cache folder for the built-in corpus."""
+    return str(tmp_path_factory.mktemp("hf-cache"))
+
+
+@pytest.fixture(scope="session")
+def corpus(corpus_cache_dir):
+    """The built-in corpus (standard-library documentation), cached in this session's temporary folder.
+
+    Use this fixture rather than calling ``builtin_corpus()`` in a test: it is built once per session.
+    """
     from bert18.data import builtin_corpus
 
-    return builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
+    return builtin_corpus(cache_dir=corpus_cache_dir)

@@ -308,3 +308,45 @@ def test_gold_entities_are_knowledge_units_at_the_target_rate(chinese_rows, chin
     for name, (total, chosen_count) in counts.items():
         assert abs(chosen_count / total - 0.15) < 0.015, (name, chosen_count / total)
     assert abs(outcomes[0] / outcomes[2] - 0.8) < 0.01 and abs(outcomes[1] / outcomes[2] - 0.1) < 0.01
+
+
+def test_phrases_are_mined_over_gold_words_not_characters(paragraphs):
+    """ERNIE 1.0's phrase units in Chinese: given the words, the miner's phrases are runs of two or more
+    gold words (surname + given name, 种族 隔离); from characters alone it mostly rediscovers words."""
+    from bert18.data import PhraseMiner
+
+    sample = paragraphs.select(range(3000))
+    gold_words = {text[s:e].lower() for text, words in zip(sample["text"], sample["words"]) for s, e in words}
+    by_words = PhraseMiner(min_count=5).fit(sample["text"], sample["words"]).phrases
+    by_characters = PhraseMiner(min_count=5).fit(sample["text"]).phrases
+    assert len(by_words) > 300
+    assert all(len(p.text.split()) >= 2 and set(p.text.split()) <= gold_words for p in by_words)
+    assert {"江 泽民", "邓 小平", "种族 隔离"} <= {p.text for p in by_words}
+    rediscovered = sum(p.text.replace(" ", "") in gold_words for p in by_characters)
+    assert rediscovered > 0.5 * len(by_characters)  # 61%: character n-grams that are single words, not phrases
+
+
+def test_knowledge_spans_never_cut_a_word_of_the_word_column(paragraphs, chinese_tokenizer):
+    """A lexicon entry matched inside running text (国政 in 中国政府, whose words are 中国 / 政府) is dropped
+    when the words are known; mined phrases and gold entities start and end on word boundaries."""
+    import numpy as np
+
+    from bert18.data import PhraseMiner, prepare_pretraining_dataset
+
+    sample = paragraphs.select(range(600)).select_columns(["text", "words", "spans"])
+    lexicon = PhraseMiner(min_count=3).fit(sample["text"], sample["words"]).matcher()
+    lexicon.add("国政", "entity")  # always cuts 中国 / 政府 in this corpus's segmentation
+    assert any("中国政府" in text for text in sample["text"])
+    rows = prepare_pretraining_dataset(sample, chinese_tokenizer, ["mlm"], max_length=128, word_column="words",
+                                       span_column="spans", lexicon=lexicon)
+    kinds, spans = set(), 0
+    for row in rows:
+        ids, words = np.asarray(row["input_ids"]), np.asarray(row["word_ids"])
+        starts = np.r_[True, words[1:] != words[:-1]]
+        ends = np.r_[words[1:] != words[:-1], True]
+        for s, e, kind in zip(row["span_starts"], row["span_ends"], row["span_kinds"]):
+            assert starts[s] and ends[e - 1], chinese_tokenizer.decode(ids[s:e])
+            assert chinese_tokenizer.decode(ids[s:e]).replace(" ", "") != "国政"
+            kinds.add(kind)
+            spans += 1
+    assert kinds == {"entity", "phrase"} and spans > 1000

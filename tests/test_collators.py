@@ -18,7 +18,15 @@ import transformers
 from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, word_start_table
 from bert18.collators.base import example_keys, uniform
-from bert18.collators.mlm import tile_words, word_starts
+from bert18.collators.mlm import (
+    labels_on_word_starts,
+    length_distribution,
+    numbered_units,
+    tile_units,
+    tile_words,
+    word_boundaries,
+    word_starts,
+)
 from bert18.data import PhraseMiner, prepare_pretraining_dataset
 
 
@@ -144,18 +152,49 @@ def test_pre_segmented_cjk_words_stay_whole(tokenizer):
 def test_ngram_and_span_lengths_follow_their_distributions():
     """ALBERT n-grams: p(n) ~ 1/n for n <= 3. SpanBERT spans: geometric(0.2) clipped at 10, mean 3.8 words."""
     draws = uniform(example_keys(0, 0, np.arange(2)), 200_000, stream=3)
-    lengths = np.arange(1, 4)
-    probabilities = (1 / lengths) / (1 / lengths).sum()
+    lengths, probabilities = length_distribution(3)
+    assert lengths.tolist() == [1, 2, 3] and np.allclose(probabilities, [6 / 11, 3 / 11, 2 / 11])
     starts = tile_words(draws[0], lengths, probabilities)
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     shares = np.bincount(sizes, minlength=4)[1:] / len(sizes)
     assert np.allclose(shares, [6 / 11, 3 / 11, 2 / 11], atol=0.01)
-    span_lengths = np.arange(1, 11)
-    geometric = 0.2 * 0.8 ** (span_lengths - 1)
-    starts = tile_words(draws[1], span_lengths, geometric / geometric.sum())
+    span_lengths, span_probabilities = length_distribution(10, span_p=0.2)
+    geometric = 0.2 * 0.8 ** (np.arange(1, 11) - 1)
+    assert span_lengths.tolist() == list(range(1, 11)) and np.allclose(span_probabilities, geometric / geometric.sum())
+    starts = tile_words(draws[1], span_lengths, span_probabilities)
     sizes = np.diff(np.flatnonzero(np.r_[starts, True]))[:-1]
     expected_mean = (span_lengths * geometric).sum() / geometric.sum()
     assert abs(expected_mean - 3.79) < 0.01 and abs(sizes.mean() - expected_mean) < 0.05
+
+
+def test_word_and_unit_helpers_match_a_token_by_token_reading():
+    """``word_boundaries``, ``word_starts``, ``tile_units``, ``numbered_units`` and ``labels_on_word_starts``
+    against loops over the tokens, on random rows with specials anywhere and word ids wrapping modulo 256."""
+    rng = np.random.default_rng(0)
+    lengths, probabilities = np.arange(1, 6), np.full(5, 0.2)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        word_ids = (np.cumsum(rng.random(n) < 0.6) + rng.integers(0, 256)) % 256  # stored modulo 256: they wrap
+        special = rng.random(n) < 0.15
+        boundaries = word_boundaries(word_ids)
+        assert boundaries.tolist() == [i == 0 or word_ids[i] != word_ids[i - 1] for i in range(n)]
+        starts = word_starts(np.zeros(n, dtype=np.int64), special, word_ids, np.zeros(1, dtype=bool))
+        assert starts.tolist() == [not special[i] and (i == 0 or special[i - 1] or bool(boundaries[i]))
+                                   for i in range(n)]
+        draws = rng.random(int(starts.sum()))
+        tile = tile_words(draws, lengths, probabilities)
+        expected, word = [], -1
+        for i in range(n):  # a unit begins at a word the tiling starts, or at a segment's first word
+            word += bool(starts[i])
+            expected.append(bool(starts[i]) and (bool(tile[word]) or i == 0 or bool(special[i - 1])))
+        assert tile_units(starts, ~special, draws, lengths, probabilities).tolist() == expected
+        key = example_keys(0, 0, np.array([n]))[0]
+        units, priority = numbered_units(np.asarray(expected), key, stream=4)
+        assert units.tolist() == [sum(expected[:i + 1]) - 1 for i in range(n)]  # -1 before the first unit
+        assert priority.tolist() == uniform(key, sum(expected), 4).tolist()  # one draw per unit, from its stream
+        labels = rng.integers(0, 2, n)
+        assert labels_on_word_starts(labels, starts).tolist() == [
+            int(labels[i]) if starts[i] else -100 for i in range(n)]
 
 
 def test_units_never_cross_special_tokens(tokenizer):

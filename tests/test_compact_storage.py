@@ -10,14 +10,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import ERNIE_TASKS as ERNIE
 
 from bert18 import Bert18Config
 from bert18.collators import MLMCollator, PretrainingCollator
 from bert18.collators.mlm import word_start_table, word_starts
 from bert18.data import SentencePairDataset, prepare_pretraining_dataset
-from bert18.data.prepare import _id_type, marks_word_starts
-
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
+from bert18.data.prepare import marks_word_starts, token_id_type
 
 
 def _bytes_per_token(dataset, tokens):
@@ -53,8 +52,8 @@ def test_id_type_follows_the_vocabulary():
         def __len__(self):
             return self.size
 
-    assert _id_type(Vocabulary(30522)) == "uint16" and _id_type(Vocabulary(65536)) == "uint16"
-    assert _id_type(Vocabulary(65537)) == "int32"  # XLM-R's 250,002 ids
+    assert token_id_type(Vocabulary(30522)) == "uint16" and token_id_type(Vocabulary(65536)) == "uint16"
+    assert token_id_type(Vocabulary(65537)) == "int32"  # XLM-R's 250,002 ids
 
 
 @pytest.mark.parametrize("granularity", ["whole_word", "ngram", "span"])

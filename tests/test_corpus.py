@@ -13,16 +13,6 @@ import pytest
 from bert18.data.corpus import builtin_corpus, load_corpus
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("hf-cache"))
-
-
-@pytest.fixture(scope="module")
-def corpus(cache_dir):
-    return builtin_corpus(cache_dir=cache_dir)
-
-
 def test_builtin_corpus_is_the_standard_library_documentation(corpus):
     """One document per module; each text is that module's real docstrings, checked against ast/inspect."""
     assert corpus.column_names == ["text", "module"]
@@ -39,17 +29,17 @@ def test_builtin_corpus_is_the_standard_library_documentation(corpus):
     assert 300_000 < size < 2_000_000  # "about 0.5 MB" of English
 
 
-def test_builtin_corpus_is_deterministic_and_cached(corpus, cache_dir, tmp_path_factory):
+def test_builtin_corpus_is_deterministic_and_cached(corpus, corpus_cache_dir, tmp_path_factory):
     """A second call reads the datasets cache and returns the same rows."""
-    again = builtin_corpus(cache_dir=cache_dir)
+    again = builtin_corpus(cache_dir=corpus_cache_dir)
     assert again.cache_files[0]["filename"] == corpus.cache_files[0]["filename"]
     assert again["text"] == corpus["text"]
     fresh = builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("other-cache")))
     assert fresh["text"] == corpus["text"] and fresh["module"] == corpus["module"]
 
 
-def test_load_corpus_builtin_by_default(corpus, cache_dir):
-    assert load_corpus(cache_dir=cache_dir)["text"] == corpus["text"]
+def test_load_corpus_builtin_by_default(corpus, corpus_cache_dir):
+    assert load_corpus(cache_dir=corpus_cache_dir)["text"] == corpus["text"]
 
 
 def test_text_files_split_into_documents_at_blank_lines(tmp_path):

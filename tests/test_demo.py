@@ -1,6 +1,7 @@
 """`make demo`, the main job: the whole loop runs, and pretraining helps downstream."""
 
 import pytest
+from helpers import ERNIE_TASKS
 
 from bert18.demo import run_demo
 
@@ -11,7 +12,7 @@ def test_demo_pretraining_beats_a_random_start(tmp_path):
     model fine-tunes to a lower test loss, over three seeds, than the same model from random weights
     (accuracy on 80 passages moves in steps of 1.25 points and swings by several between seeds)."""
     figures = run_demo(tmp_path / "demo")
-    for task in ("mlm", "sentence_distance", "capitalization", "token_document_relation"):
+    for task in ERNIE_TASKS:
         assert 0 < figures["pretraining"][f"eval_{task}_accuracy"] <= 1
     assert (tmp_path / "demo" / "pretrained" / "task_curves.png").is_file()
     assert all(len(guesses) == 5 for guesses in figures["fill_mask"].values())

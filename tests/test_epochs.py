@@ -16,9 +16,11 @@ import datasets
 import pytest
 import torch
 import transformers
+from helpers import BERT_DROPOUT, tiny_config
+from helpers import ERNIE_TASKS as ERNIE
 from torch.utils.data import DataLoader
 
-from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining
+from bert18 import Bert18ForMaskedLM, Bert18ForPreTraining
 from bert18.collators import (
     KnowledgeMaskingCollator,
     MLMCollator,
@@ -29,7 +31,6 @@ from bert18.collators import (
 from bert18.data import SentencePairDataset, prepare_pretraining_dataset
 from bert18.training import Bert18Trainer
 
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 EPOCHS = 3
 BATCH = 8
 WORKERS = {
@@ -203,8 +204,8 @@ def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp
     however the workers run."""
     trainer_class, tasks, collators, drawn = TRAINER_SETUPS[setup]
     pairs = SentencePairDataset(documents, tokenizer, tasks, max_length=64, seed=5)
-    config = Bert18Config(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=64, max_position_embeddings=64, pretraining_tasks=tasks)
+    config = tiny_config(vocab_size=30522, num_hidden_layers=1, num_attention_heads=2, pretraining_tasks=tasks,
+                         **BERT_DROPOUT)
     transformers.set_seed(0)
     model = Bert18ForPreTraining(config)
     collator = PretrainingCollator(tokenizer, config, **collators(tokenizer))
@@ -241,8 +242,7 @@ def test_trainer_on_a_stream_follows_the_epoch(tokenizer, rows, tmp_path, worker
     stream = datasets.Dataset.from_list(rows).to_iterable_dataset(num_shards=2)
     collator = MLMCollator(tokenizer, granularity="whole_word", seed=3)
     transformers.set_seed(0)
-    model = Bert18ForMaskedLM(Bert18Config(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                           intermediate_size=64, max_position_embeddings=64))
+    model = Bert18ForMaskedLM(tiny_config(vocab_size=30522, num_hidden_layers=1, num_attention_heads=2, **BERT_DROPOUT))
     seen = []
     model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(
         [tuple(row[:length].tolist()) for row, length in zip(kwargs["labels"], kwargs["attention_mask"].sum(1))]),

@@ -4,6 +4,7 @@ each sequence encoded alone, and compiled models without a recompile per batch s
 
 import pytest
 import torch
+from helpers import TINY, tiny_config
 
 import bert18.modeling_bert18 as modeling
 from bert18 import Bert18Config, Bert18ForMaskedLM, Bert18ForPreTraining, Bert18Model
@@ -11,13 +12,7 @@ from bert18.attention_bert18 import sequence_positions, unpad
 from bert18.collators import MLMCollator
 from bert18.data.prepare import prepare_pretraining_dataset
 
-VOCAB = 1000
-
-
-def tiny_config(**overrides) -> Bert18Config:
-    fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return Bert18Config.from_preset("tiny", **{**fields, **overrides})
+VOCAB = TINY["vocab_size"]
 
 
 def padded_batch(lengths: list[int], width: int, left: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:

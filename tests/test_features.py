@@ -1,12 +1,15 @@
 """Feature extraction against transformers' BertModel on the real MiniLM checkpoint; freezing and
 layer-wise learning-rate decay on tiny models, with and without cross-layer sharing."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import transformers
+from helpers import BERT_DROPOUT, tiny_config
 
-from bert18 import Bert18Config, Bert18ForSequenceClassification, Bert18Model
+from bert18 import Bert18ForSequenceClassification, Bert18Model
 from bert18.features import extract_features, freeze, freeze_encoder, layerwise_lr_decay_groups
 
 TEXTS = [
@@ -82,10 +85,9 @@ def test_extraction_details(encoders, tokenizer):
 # --- freezing ---------------------------------------------------------------------------------
 
 
-def tiny(layer_sharing: str = "none", layers: int = 4) -> Bert18Config:
-    return Bert18Config.from_preset("tiny", vocab_size=100, hidden_size=16, num_attention_heads=2,
-                                    intermediate_size=32, num_hidden_layers=layers, max_position_embeddings=16,
-                                    layer_sharing=layer_sharing, num_labels=3)
+# Smaller still for freezing and LLRD: H=16, 4 layers, 16 positions, 3 labels, BERT's dropout kept.
+tiny = partial(tiny_config, vocab_size=100, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+               num_hidden_layers=4, max_position_embeddings=16, num_labels=3, **BERT_DROPOUT)
 
 
 def gradients_after_backward(model) -> dict[str, bool]:
@@ -112,10 +114,10 @@ def test_freeze_embeddings_and_lower_layers():
 def test_freeze_with_cross_layer_sharing():
     """A shared block serves every layer: it cannot be frozen for some and trained for others."""
     for sharing in ("all", "attention", "ffn"):
-        model = Bert18ForSequenceClassification(tiny(sharing))
+        model = Bert18ForSequenceClassification(tiny(layer_sharing=sharing))
         with pytest.raises(ValueError, match="is shared by layers"):
             freeze(model, layers=2)
-    model = Bert18ForSequenceClassification(tiny("ffn"))
+    model = Bert18ForSequenceClassification(tiny(layer_sharing="ffn"))
     freeze(model, embeddings=False, layers=4)  # everything or nothing is fine
     got_grad = gradients_after_backward(model)
     assert not got_grad["bert18.encoder.feed_forward.0.intermediate.weight"]
@@ -152,7 +154,7 @@ def group_rates(groups) -> dict[str, float]:
 
 
 def test_layerwise_lr_decay_rates_and_weight_decay():
-    model = Bert18ForSequenceClassification(tiny(layers=3))
+    model = Bert18ForSequenceClassification(tiny(num_hidden_layers=3))
     groups = layerwise_lr_decay_groups(model, lr=1.0, decay=0.5, weight_decay=0.01)
     rates = group_rates(groups)
     expected = {"head": 1.0, "layer.2": 1.0, "layer.1": 0.5, "layer.0": 0.25, "embeddings": 0.125}
@@ -180,7 +182,7 @@ def test_layerwise_lr_decay_rates_and_weight_decay():
 
 
 def test_layerwise_lr_decay_shared_blocks_and_frozen_parameters():
-    model = Bert18ForSequenceClassification(tiny("attention", layers=3))
+    model = Bert18ForSequenceClassification(tiny(layer_sharing="attention", num_hidden_layers=3))
     rates = group_rates(layerwise_lr_decay_groups(model, lr=1.0, decay=0.5))
     assert rates["layers.0-2"] == pytest.approx((1 + 0.5 + 0.25) / 3)  # the shared attention block: the mean
     assert rates["layer.0"] == pytest.approx(0.25)  # its own feed-forward block

@@ -12,13 +12,15 @@ import random
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 import transformers
+from helpers import tiny_config
 
-from bert18 import Bert18Config, Bert18ForLongSequenceClassification, Bert18ForSequenceClassification
+from bert18 import Bert18ForLongSequenceClassification, Bert18ForSequenceClassification
 from bert18.data import split_sentences
 from bert18.long_text import (
     LongDocumentCollator,
@@ -36,11 +38,8 @@ POOLINGS = ["concat", "mean", "max", "attention", "lstm"]
 CLS, SEP = 101, 102
 
 
-def tiny(**overrides) -> Bert18Config:
-    fields = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
-                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                  num_labels=2, max_chunks=10)
-    return Bert18Config.from_preset("tiny", **{**fields, **overrides})
+# Tiny classifiers with 2 heads, BERT's vocabulary (the MiniLM tokenizer's ids), 2 labels, at most 10 chunks.
+tiny = partial(tiny_config, vocab_size=30522, num_attention_heads=2, num_labels=2, max_chunks=10)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import textwrap
 import pytest
 import torch
 import transformers
+from helpers import TINY, tiny_config
 from torch.nn import functional as F
 from transformers import (
     AlbertConfig,
@@ -49,23 +50,8 @@ from bert18 import (
 )
 from bert18.modeling_bert18 import Bert18Attention, Bert18FeedForward
 
-VOCAB = 1000
-HIDDEN, HEADS, INTERMEDIATE = 32, 4, 64
-
-
-def tiny_config(**overrides) -> Bert18Config:
-    """A 2-layer, H=32 config with dropout off (deterministic in train mode too)."""
-    fields = dict(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    return Bert18Config.from_preset("tiny", **{**fields, **overrides})
+VOCAB = TINY["vocab_size"]
+HIDDEN, HEADS, INTERMEDIATE = TINY["hidden_size"], TINY["num_attention_heads"], TINY["intermediate_size"]
 
 
 def make_batch(batch: int = 3, length: int = 9, padded: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ERNIE_TASKS
 from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertForSequenceClassification, ModernBertModel
 
 import bert18
@@ -408,8 +409,7 @@ def test_a_hub_style_modernbert_config_converts():
     assert count_parameters(config).total == 149_014_272
 
 
-@pytest.mark.parametrize("tasks", [["mlm", "nsp"], ["mlm", "sentence_distance", "capitalization",
-                                                    "token_document_relation"]])
+@pytest.mark.parametrize("tasks", [["mlm", "nsp"], ERNIE_TASKS])
 def test_pretraining_objectives_on_a_modern_encoder(tasks):
     """BERT's and ERNIE's objectives on a factorized, shared, rotary, local/global, RMSNorm/SwiGLU encoder:
     eager and the unpadded SDPA path give the same task logits and losses, and every parameter trains."""

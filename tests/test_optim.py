@@ -3,9 +3,10 @@ under the stock Trainer with gradient accumulation."""
 
 import pytest
 import torch
+from helpers import tiny_config
 from transformers import Trainer, TrainingArguments
 
-from bert18 import Bert18Config, Bert18ForSequenceClassification
+from bert18 import Bert18ForSequenceClassification
 from bert18.training.arguments import parse_recipe
 from bert18.training.optim import LambFactory, lamb_param_groups, trainer_optimizer
 
@@ -16,9 +17,7 @@ LR, BETAS, EPS, DECAY = 1e-2, (0.9, 0.999), 1e-6, 0.01
 
 def tiny_model(seed: int = 0) -> Bert18ForSequenceClassification:
     torch.manual_seed(seed)
-    config = Bert18Config(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=64, max_position_embeddings=32, num_labels=3,
-                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    config = tiny_config(vocab_size=64, max_position_embeddings=32, num_labels=3, classifier_dropout=0.0)
     return Bert18ForSequenceClassification(config)
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import transformers
+from helpers import BERT_DROPOUT, tiny_config
 
 import bert18
 from bert18 import Bert18Config, count_parameters
@@ -61,8 +62,8 @@ def test_albert_base_savings_come_from_factorization_and_sharing():
 ])
 def test_shared_blocks_are_counted_once(sharing, attention_blocks, ffn_blocks):
     """Each sharing mode stores and counts exactly the distinct blocks; the total is torch's own count."""
-    config = Bert18Config(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                          intermediate_size=64, layer_sharing=sharing)
+    config = tiny_config(vocab_size=100, num_hidden_layers=4, max_position_embeddings=512, layer_sharing=sharing,
+                         **BERT_DROPOUT)
     model = bert18.Bert18Model(config)
     report = count_parameters(model)
     assert (report.attention_blocks, report.feed_forward_blocks) == (attention_blocks, ffn_blocks)
@@ -73,8 +74,8 @@ def test_shared_blocks_are_counted_once(sharing, attention_blocks, ffn_blocks):
 
 def test_heads_and_tied_decoder():
     """Task heads are listed by name; the tied MLM decoder weight is not counted twice."""
-    config = Bert18Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=64, pretraining_tasks=["mlm", "sop", "capitalization"])
+    config = tiny_config(vocab_size=100, max_position_embeddings=512, **BERT_DROPOUT,
+                         pretraining_tasks=["mlm", "sop", "capitalization"])
     model = bert18.Bert18ForPreTraining(config)
     report = count_parameters(model)
     assert report.total == sum(p.numel() for p in model.parameters())

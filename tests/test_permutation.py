@@ -5,11 +5,14 @@ the real ``Bert18ForPreTraining`` for the absence of leaks, the eager attention 
 ordinary encoder for the plm-off path, and the unigram entropy of the targets for learning.
 """
 
+from functools import partial
+
 import datasets
 import numpy as np
 import pytest
 import torch
 import transformers
+from helpers import tiny_config
 
 from bert18 import Bert18Config, Bert18ForPreTraining, Bert18Model
 from bert18.collators import (
@@ -40,11 +43,8 @@ def rows(tokenizer, corpus):
     return [dict(row) for row in prepare_pretraining_dataset(corpus, tokenizer, ["plm"], max_length=128)]
 
 
-def tiny_config(vocab_size: int, **overrides) -> Bert18Config:
-    fields = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                  intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0, pretraining_tasks=["plm"])
-    return Bert18Config.from_preset("tiny", **{**fields, **overrides})
+# Tiny permutation-LM models: 3 layers, 128 positions.
+plm_config = partial(tiny_config, num_hidden_layers=3, max_position_embeddings=128, pretraining_tasks=["plm"])
 
 
 def sentences(tokenizer, texts: list[str]) -> list[dict]:
@@ -231,13 +231,13 @@ def test_mlm_and_plm_together_are_refused(tokenizer):
 
 def test_model_refuses_incomplete_plm_input(tokenizer):
     batch = PermutationLMCollator(tokenizer)(sentences(tokenizer, TEXTS))
-    model = Bert18ForPreTraining(tiny_config(len(tokenizer)))
+    model = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer)))
     with pytest.raises(ValueError, match="plm_labels need plm_content_mask"):
         model(input_ids=batch["input_ids"], plm_labels=batch["plm_labels"])
     with pytest.raises(ValueError, match=r"missing \['plm_query_mask'\]"):
         model(**{k: v for k, v in batch.items() if k != "plm_query_mask"})
     with pytest.raises(ValueError, match="plm_labels given, but task 'plm' is not"):
-        Bert18ForPreTraining(tiny_config(len(tokenizer), pretraining_tasks=["sop"]))(**batch)
+        Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer), pretraining_tasks=["sop"]))(**batch)
     model.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ValueError, match="per-example attention masks"):
         model(**batch)
@@ -251,7 +251,7 @@ def test_a_batch_without_targets(tokenizer):
     only_special = [{"input_ids": [tokenizer.cls_token_id, tokenizer.sep_token_id], "example_index": 0}]
     batch = PermutationLMCollator(tokenizer)(only_special)
     assert batch["plm_target_positions"].shape == (1, 0)
-    output = Bert18ForPreTraining(tiny_config(len(tokenizer)))(**batch)
+    output = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer)))(**batch)
     assert output.loss.item() == 0 and output.task_logits["plm"].shape == (1, 0, len(tokenizer))
 
 
@@ -271,7 +271,7 @@ def test_no_leak_through_two_streams(tokenizer, attention, sharing, positions, e
     """d(prediction at a target) / d(input embedding of token j) is exactly zero for the target
     itself, every token later in the order and padding, and nonzero for every token before it."""
     torch.manual_seed(0)
-    config = tiny_config(len(tokenizer), layer_sharing=sharing, embedding_size=embedding_size,
+    config = plm_config(vocab_size=len(tokenizer), layer_sharing=sharing, embedding_size=embedding_size,
                          position_embedding_type="learned" if positions == "pad_aware" else positions,
                          pad_aware_positions=positions == "pad_aware", attn_implementation=attention)
     model = Bert18ForPreTraining(config).eval()
@@ -296,7 +296,7 @@ def test_no_leak_through_two_streams(tokenizer, attention, sharing, positions, e
 
 def two_stream_outputs(tokenizer, attentions: tuple[str, ...]) -> dict:
     torch.manual_seed(0)
-    model = Bert18ForPreTraining(tiny_config(len(tokenizer), pretraining_tasks=["plm", "sop"])).eval()
+    model = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer), pretraining_tasks=["plm", "sop"])).eval()
     batch = PermutationLMCollator(tokenizer)(sentences(tokenizer, TEXTS))
     outputs = {}
     for attention in attentions:
@@ -329,7 +329,7 @@ def test_an_all_visible_content_mask_is_the_ordinary_encoder(tokenizer):
     batch = PermutationLMCollator(tokenizer)(sentences(tokenizer, TEXTS))
     real = batch["attention_mask"].bool()
     for attention in ("eager", "sdpa"):
-        model = Bert18Model(tiny_config(len(tokenizer), attn_implementation=attention)).eval()
+        model = Bert18Model(plm_config(vocab_size=len(tokenizer), attn_implementation=attention)).eval()
         with torch.no_grad():
             plain = model(batch["input_ids"], attention_mask=batch["attention_mask"])
             masked = model(batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -342,7 +342,7 @@ def test_an_all_visible_content_mask_is_the_ordinary_encoder(tokenizer):
 def test_two_stream_hidden_states_and_attentions(tokenizer):
     """hidden_states hold the token rows; eager attentions have one more row per target."""
     batch = PermutationLMCollator(tokenizer)(sentences(tokenizer, TEXTS))
-    model = Bert18ForPreTraining(tiny_config(len(tokenizer), attn_implementation="eager"))
+    model = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer), attn_implementation="eager"))
     output = model(**batch, output_hidden_states=True, output_attentions=True)
     length, targets = batch["input_ids"].shape[1], batch["plm_target_positions"].shape[1]
     assert [h.shape[1] for h in output.hidden_states] == [length] * 4
@@ -357,7 +357,7 @@ def test_plm_with_sop_from_sentence_pairs(tokenizer, corpus):
     tasks = ["plm", "sop"]
     documents = prepare_pretraining_dataset(corpus.select(range(20)), tokenizer, tasks, max_length=64)
     pairs = SentencePairDataset(documents, tokenizer, tasks, max_length=64, seed=0)
-    config = tiny_config(len(tokenizer), pretraining_tasks=tasks, max_position_embeddings=64)
+    config = plm_config(vocab_size=len(tokenizer), pretraining_tasks=tasks, max_position_embeddings=64)
     collator = PretrainingCollator(tokenizer, config)
     batch = collator([pairs[i] for i in range(8)])
     assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "sentence_order_label", *PLM_INPUTS}
@@ -372,7 +372,7 @@ def test_plm_with_sop_from_sentence_pairs(tokenizer, corpus):
 def test_plm_loss_normalised_over_gradient_accumulation(tokenizer, rows):
     """A {task: count} num_items_in_batch (Bert18Trainer's) makes micro-batches add up to the full batch."""
     torch.manual_seed(0)
-    model = Bert18ForPreTraining(tiny_config(len(tokenizer))).eval()
+    model = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer))).eval()
     with torch.no_grad():  # token losses far from uniform, so the naive mean visibly differs
         model.lm_head.decoder.bias.normal_(0.0, 3.0)
     collator = PretrainingCollator(tokenizer, model.config)
@@ -392,7 +392,7 @@ def test_trainer_accumulation_equals_one_big_batch(tokenizer, rows, tmp_path):
 
     from bert18.training import Bert18Trainer, pretraining_label_names
 
-    config = tiny_config(len(tokenizer))
+    config = plm_config(vocab_size=len(tokenizer))
     assert pretraining_label_names(config) == ["plm_labels"]
     weights = []
     for batch_size, accumulation in ((8, 1), (4, 2)):
@@ -413,7 +413,7 @@ def test_trainer_accumulation_equals_one_big_batch(tokenizer, rows, tmp_path):
 
 
 def test_save_and_reload_keeps_the_query_vector(tokenizer, tmp_path):
-    model = Bert18ForPreTraining(tiny_config(len(tokenizer)))
+    model = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer)))
     model.save_pretrained(tmp_path)
     loaded = transformers.AutoModelForPreTraining.from_pretrained(tmp_path)
     assert torch.equal(loaded.plm_query, model.plm_query) and model.plm_query.std() > 0
@@ -427,7 +427,7 @@ def test_save_and_reload_keeps_the_query_vector(tokenizer, tmp_path):
 def test_gradient_checkpointing_same_loss_and_gradients(tokenizer, sharing):
     torch.manual_seed(0)
     batch = PermutationLMCollator(tokenizer)(sentences(tokenizer, TEXTS))
-    model = Bert18ForPreTraining(tiny_config(len(tokenizer), layer_sharing=sharing)).train()
+    model = Bert18ForPreTraining(plm_config(vocab_size=len(tokenizer), layer_sharing=sharing)).train()
     results = []
     for checkpointing in (False, True):
         if checkpointing:
@@ -515,3 +515,21 @@ def test_plm_beats_the_unigram_baseline(corpus):
     held_out_loss = total / sum((b["plm_labels"] != -100).sum().item() for b in evaluation)
     print(f"held-out PLM loss {held_out_loss:.3f}, unigram entropy of the targets {unigram:.3f}")
     assert held_out_loss < unigram - 0.05
+
+
+def test_mlm_and_plm_granularities_are_named_apart(tokenizer):
+    """MLM's units and PLM's orders have their own choices; the recipes' masking modes are MLM's plus knowledge."""
+    import bert18.collators
+    from bert18.collators import MLM_GRANULARITIES, PLM_GRANULARITIES, MLMCollator
+    from bert18.training.arguments import MASKING_MODES
+
+    assert MLM_GRANULARITIES == ("token", "whole_word", "ngram", "span")
+    assert PLM_GRANULARITIES == ("token", "span")
+    assert sorted(MASKING_MODES) == sorted([*MLM_GRANULARITIES, "knowledge"])
+    assert not hasattr(bert18.collators, "GRANULARITIES")  # the name that meant either
+    for granularity in MLM_GRANULARITIES:
+        assert MLMCollator(tokenizer, granularity=granularity).granularity == granularity
+    for granularity in PLM_GRANULARITIES:
+        assert PermutationLMCollator(tokenizer, granularity=granularity).granularity == granularity
+    with pytest.raises(ValueError, match=r"granularity must be one of \('token', 'span'\), got 'ngram'"):
+        PermutationLMCollator(tokenizer, granularity="ngram")

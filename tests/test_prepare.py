@@ -10,12 +10,11 @@ import re
 
 import datasets
 import pytest
+from helpers import ERNIE_TASKS
 
 from bert18 import Bert18Config
 from bert18.data.prepare import pack_sentences, prepare_pretraining_dataset, tokenize_documents
 from bert18.data.spans import LexiconMatcher
-
-ERNIE_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from helpers import ERNIE_TASKS as ERNIE
 
 from bert18 import Bert18Config, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, PretrainingCollator
-from bert18.data import PhraseMiner, SentencePairDataset, builtin_corpus, prepare_pretraining_dataset
+from bert18.data import PhraseMiner, SentencePairDataset, prepare_pretraining_dataset
 
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 TASK_LABELS = {"mlm": "labels", "sentence_distance": "sentence_distance_label", "nsp": "next_sentence_label",
                "sop": "sentence_order_label",
                "capitalization": "capitalization_labels", "token_document_relation": "token_document_labels"}
@@ -47,7 +47,7 @@ def evaluate(model, batches, tasks):
 @pytest.mark.slow
 @pytest.mark.parametrize("tasks,learning_rate", [(ERNIE, 2e-3), (["nsp"], 1e-3), (["sop"], 1e-3)],
                          ids=["ernie", "nsp", "sop"])
-def test_every_task_learns(minilm_path, tasks, learning_rate):
+def test_every_task_learns(minilm_path, corpus, tasks, learning_rate):
     """300 steps: every task's loss falls and its held-out accuracy beats chance.
 
     NSP and SOP train alone: beside MLM, a 2-layer H=64 model leaves them at chance for the first
@@ -57,7 +57,6 @@ def test_every_task_learns(minilm_path, tasks, learning_rate):
     datasets.disable_progress_bars()
     transformers.set_seed(0)
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
-    corpus = builtin_corpus()
     phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
     documents = prepare_pretraining_dataset(corpus, tokenizer, tasks, max_length=128, lexicon=phrases,
                                             capitalized_entities=True)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import BERT_DROPOUT, tiny_config
 from transformers import BertConfig, BertForQuestionAnswering
 
-from bert18 import Bert18Config, Bert18ForQuestionAnswering
+from bert18 import Bert18ForQuestionAnswering
 from bert18.convert import from_transformers
 from bert18.training.finetune_qa import best_answers
 
@@ -82,8 +83,7 @@ def test_real_token_logits_and_loss_match_transformers_over_real_tokens(models):
 
 def test_half_precision_masks_with_its_own_minimum():
     torch.manual_seed(0)
-    config = Bert18Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=37, max_position_embeddings=32)
+    config = tiny_config(vocab_size=100, intermediate_size=37, max_position_embeddings=32, **BERT_DROPOUT)
     model = Bert18ForQuestionAnswering(config).to(torch.bfloat16).eval()
     batch = padded_batch()
     with torch.no_grad():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import ERNIE_TASKS as ERNIE
 from huggingface_hub import ModelCard
 from transformers import TrainerCallback
 
@@ -22,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml") if not p.stem.startswith("finetune-"))
 ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate_configs").glob("*.yaml"))
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 # A very small model and corpus: each run takes seconds on a CPU.
 SMALL = dict(
     config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,

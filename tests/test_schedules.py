@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ERNIE_TASKS as ERNIE
 from transformers import TrainerCallback
 
 from bert18 import Bert18Config
@@ -27,7 +28,6 @@ STAGES = [
     {"step": 6, "tasks": ["mlm", "capitalization", "sentence_distance", "token_document_relation"],
      "weights": {"sentence_distance": 0.5}},
 ]
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 
 
 def test_weights_follow_the_stages():

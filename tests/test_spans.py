@@ -12,7 +12,6 @@ import re
 import time
 import warnings
 
-import datasets
 import pytest
 import transformers
 
@@ -25,7 +24,6 @@ from bert18.data.spans import (
     capitalized_entity_spans,
     char_spans_to_token_spans,
     remove_overlaps,
-    spans_from_columns,
 )
 
 STDLIB_MODULES = """
@@ -135,16 +133,24 @@ def test_lexicon_cjk_characters_are_tokens():
     assert LexiconMatcher(["京大"]).find("北京大学") == [Span(1, 3, "entity")]  # no word boundaries inside CJK
 
 
-def test_find_batch_in_datasets_map():
-    matcher = LexiconMatcher({"Guido van Rossum": "person", "Python": "language"})
-    rows = ["Guido van Rossum wrote Python.", "No entity here.", "Python, Python!"]
-    ds = datasets.Dataset.from_dict({"text": rows})
-    ds = ds.map(lambda batch: matcher.find_batch(batch["text"]), batched=True, batch_size=2)
-    assert ds.column_names == ["text", *SPAN_COLUMNS]
-    for row in ds:
-        spans = spans_from_columns(row["span_starts"], row["span_ends"], row["span_kinds"])
-        assert spans == matcher.find(row["text"])
-    assert ds[1]["span_starts"] == []
+def test_lexicon_matches_kept_in_a_column_prepare_as_the_lexicon_does(corpus, tokenizer):
+    """The docstring's way to store matches in a column (character spans for ``span_column``) gives the
+    token ranges that ``lexicon=`` gives, and each decodes to the entry it matched."""
+    from bert18.data import prepare_pretraining_dataset
+
+    matcher = LexiconMatcher({"Python Software Foundation": "entity", "context manager": "phrase",
+                              "regular expression": "phrase", "Unicode": "entity"})
+    documents = corpus.select(range(120))
+    stored = documents.map(lambda row: {"spans": [s._asdict() for s in matcher.find(row["text"])]})
+    by_lexicon = prepare_pretraining_dataset(documents, tokenizer, ["mlm"], max_length=128, lexicon=matcher)
+    by_column = prepare_pretraining_dataset(stored, tokenizer, ["mlm"], max_length=128, span_column="spans")
+    assert "spans" not in by_column.column_names
+    columns = ["input_ids", *SPAN_COLUMNS]
+    assert by_column.select_columns(columns).to_list() == by_lexicon.select_columns(columns).to_list()
+    decoded = [tokenizer.decode(row["input_ids"][s:e]) for row in by_lexicon
+               for s, e in zip(row["span_starts"], row["span_ends"])]
+    assert len(decoded) > 10
+    assert set(decoded) <= {"python software foundation", "context manager", "regular expression", "unicode"}
 
 
 def test_lexicon_throughput_and_agreement_with_regex(stdlib_docs):

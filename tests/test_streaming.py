@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from datasets.distributed import split_dataset_by_node
+from helpers import ERNIE_TASKS as ERNIE
 
 from bert18 import Bert18Config
 from bert18.collators import PretrainingCollator
@@ -30,7 +31,6 @@ from bert18.training.pretrain import build_pretraining
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
-ERNIE = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 DOCS = ["First document. It has two sentences.", "Second document, one line.\nAnd a second line. Third.",
         "Third document: Guido van Rossum wrote Python. It is named after Monty Python.", "Fourth. Short."]
 

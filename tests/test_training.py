@@ -4,22 +4,20 @@ import datasets
 import pytest
 import torch
 import transformers
+from helpers import ERNIE_TASKS as TASKS
 from transformers import TrainingArguments
 
 from bert18 import Bert18Config, Bert18ForPreTraining
 from bert18.collators import PretrainingCollator
-from bert18.data import SentencePairDataset, builtin_corpus, prepare_pretraining_dataset
+from bert18.data import SentencePairDataset, prepare_pretraining_dataset
 from bert18.training import Bert18Trainer, pretraining_label_names
-
-TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
 
 
 @pytest.fixture(scope="module")
-def setup(minilm_path, tmp_path_factory):
+def setup(minilm_path, corpus):
     datasets.disable_progress_bars()
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
-    corpus = builtin_corpus(cache_dir=str(tmp_path_factory.mktemp("hf-cache"))).select(range(40))
-    documents = prepare_pretraining_dataset(corpus, tokenizer, TASKS, max_length=64)
+    documents = prepare_pretraining_dataset(corpus.select(range(40)), tokenizer, TASKS, max_length=64)
     pairs = SentencePairDataset(documents, tokenizer, TASKS, max_length=64)
     config = Bert18Config.from_preset("tiny", pretraining_tasks=TASKS, max_position_embeddings=64,
                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -3,11 +3,13 @@
 fused-QKV checkpoints, and peft's LoRA (targets, defaults, AutoPeftModel reload, the recipe keys)."""
 
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from torch.nn import functional as F
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
@@ -73,10 +75,8 @@ def pad_rows(tokenizer):
     return collate
 
 
-def tiny(**overrides) -> Bert18Config:
-    fields = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
-                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return Bert18Config.from_preset("tiny", **{**fields, **overrides})
+# Tiny models with 2 heads; every test names its vocabulary.
+tiny = partial(tiny_config, vocab_size=30522, num_attention_heads=2)
 
 
 def test_mlm_logits_are_full_by_default():

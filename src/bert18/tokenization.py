@@ -292,19 +292,22 @@ def _word_counts(tokenizer: Tokenizer, corpus: _Corpus) -> Counter[str]:
     return counts
 
 
-def _deterministic_wordpiece_vocab(counts: Counter[str], vocab_size: int, min_frequency: int,
-                                   specials: Sequence[str], limit_alphabet: int | None,
-                                   prefix: str = "##") -> dict[str, int]:
-    """WordPiece vocabulary by the merge loop of ``tokenizers``' ``WordPieceTrainer`` (BPE with a
-    continuation prefix), made deterministic.
+def _deterministic_merges(counts: Counter[str], vocab_size: int, min_frequency: int, specials: Sequence[str],
+                          limit_alphabet: int | None, prefix: str = "", suffix: str = ""
+                          ) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The vocabulary and merges of ``tokenizers``' ``BpeTrainer`` / ``WordPieceTrainer`` merge loop
+    (WordPiece: a ``prefix`` such as ``##`` on every symbol but a word's first; character-level BPE:
+    a ``suffix`` such as ``</w>`` on a word's last symbol), made deterministic.
 
-    ``tokenizers`` numbers the continuation symbols (``##e``) in hash-map order and breaks ties
-    between equally frequent pairs by those numbers, so two runs on the same corpus can learn
-    different vocabularies (even different sizes). Here every order is fixed: special tokens, then
-    the alphabet by code point (the ``limit_alphabet`` most frequent characters, ties by code
-    point), then continuation symbols by code point, then merged tokens in merge order, the most
-    frequent pair first and ties broken by the smaller ids, as ``tokenizers`` does with its own
-    ids. The same word counts and settings always give the same vocabulary, byte for byte.
+    ``tokenizers`` numbers the prefixed / suffixed symbols (``##e``, ``e</w>``) in the order it meets
+    them while iterating a hash map of the words, which changes from process to process, and breaks
+    ties between equally frequent pairs by those numbers, so two runs on the same corpus can learn
+    different vocabularies (different ids, different merges, even different sizes). Here every order
+    is fixed: special tokens, then the alphabet by code point (the ``limit_alphabet`` most frequent
+    characters, ties by code point), then the prefixed / suffixed symbols by text, then merged tokens
+    in merge order, the most frequent pair first and ties broken by the smaller ids, as ``tokenizers``
+    does with its own ids. The same word counts and settings always give the same vocabulary and
+    merges, byte for byte.
     """
     import heapq
 
@@ -329,12 +332,17 @@ def _deterministic_wordpiece_vocab(counts: Counter[str], vocab_size: int, min_fr
     allowed = set(alphabet)
     for character in alphabet:
         add(character)
-    for symbol in sorted({prefix + c for word in counts for c in word[1:] if c in allowed}):
-        add(symbol)
+
+    def symbol(word: str, i: int) -> str:
+        """The i-th character of a word as tokenizers' trainer spells it (BpeTrainer.tokenize_words)."""
+        return (prefix if i > 0 else "") + word[i] + (suffix if i == len(word) - 1 else "")
+
+    for decorated in sorted({symbol(word, i) for word in counts for i, c in enumerate(word) if c in allowed}):
+        add(decorated)
 
     # Words as lists of symbol ids (characters outside the alphabet dropped, as tokenizers does).
     ordered = sorted(counts.items())
-    words = [[vocab[c if i == 0 else prefix + c] for i, c in enumerate(word) if c in allowed] for word, _ in ordered]
+    words = [[vocab[symbol(word, i)] for i, c in enumerate(word) if c in allowed] for word, _ in ordered]
     frequencies = [count for _, count in ordered]
     pair_counts: Counter[tuple[int, int]] = Counter()
     where: dict[tuple[int, int], set[int]] = {}
@@ -346,6 +354,7 @@ def _deterministic_wordpiece_vocab(counts: Counter[str], vocab_size: int, min_fr
     def entry(pair: tuple[int, int]) -> tuple[int, tuple[int, int]]:
         return -pair_counts[pair], pair  # ties: the smaller ids first, as tokenizers (ids fixed here)
 
+    merges: list[tuple[str, str]] = []
     heap = [entry(pair) for pair in pair_counts]
     heapq.heapify(heap)
     while len(vocab) < vocab_size and heap:
@@ -358,7 +367,8 @@ def _deterministic_wordpiece_vocab(counts: Counter[str], vocab_size: int, min_fr
         if count < min_frequency:
             break
         first, second = tokens[pair[0]], tokens[pair[1]]
-        merged_id = add(first + (second[len(prefix):] if second.startswith(prefix) else second))
+        merges.append((first, second))
+        merged_id = add(first + (second[len(prefix):] if prefix and second.startswith(prefix) else second))
         touched = set()
         for index in sorted(where.pop(pair, ())):
             symbols = words[index]
@@ -384,7 +394,7 @@ def _deterministic_wordpiece_vocab(counts: Counter[str], vocab_size: int, min_fr
         for changed in sorted(touched):
             if changed != pair and pair_counts[changed] > 0:
                 heapq.heappush(heap, entry(changed))
-    return vocab
+    return vocab, merges
 
 
 def train_tokenizer(
@@ -440,14 +450,22 @@ def train_tokenizer(
     Returns:
         A ``PreTrainedTokenizerFast`` with the special tokens set; ``len(tokenizer) <= vocab_size``.
 
-    Reproducibility: WordPiece is trained by bert18's own copy of the ``tokenizers`` merge loop
-    with every order fixed (``_deterministic_wordpiece_vocab``): the same corpus and settings give
-    a byte-identical vocabulary in any process. Byte-level BPE training is deterministic in
-    ``tokenizers`` itself. ``</w>`` BPE is not quite, in ``tokenizers`` <= 0.23
-    (huggingface/tokenizers#1794): its ``e</w>`` tokens get ids in hash-map order and ties may go
-    either way; Unigram scores differ in the last float digits. Keep the saved tokenizer with the
-    model rather than retraining it. Training reads the corpus once, as a stream (a streaming
-    ``IterableDataset`` works): memory grows with the distinct words, not the corpus.
+    Reproducibility: WordPiece and character-level (``</w>``) BPE are trained by bert18's own copy
+    of the ``tokenizers`` merge loop with every order fixed (``_deterministic_merges``): the same
+    corpus and settings give a byte-identical vocabulary in any process. (``tokenizers`` <= 0.23
+    numbers their ``##e`` / ``e</w>`` symbols in hash-map order and breaks frequency ties by those
+    numbers, huggingface/tokenizers#1794; bert18's vocabulary has the same tokens up to those
+    ties.) Byte-level BPE training is deterministic in ``tokenizers`` itself. Unigram is not, and
+    cannot be made so from Python: ``UnigramTrainer`` turns its word counts into a list in Rust
+    ``HashMap`` order (random keys per process, not set by ``PYTHONHASHSEED``; one thread via
+    ``RAYON_NUM_THREADS=1`` / ``TOKENIZERS_PARALLELISM=false`` does not help), and its EM sums
+    expected counts in that order, so piece scores differ in the last digits (about 4e-11) and
+    pieces of nearly equal score swap ids. Measured on the built-in corpus (3,000 pieces, two
+    processes): the same pieces, 2,183 scores differ, and the ids of 78 of the 191 documents, the
+    segmentation of 6 (near-ties in the Viterbi path). Keep the saved
+    tokenizer with the model rather than retraining it. Training reads the corpus once, as a
+    stream (a streaming ``IterableDataset`` works): memory grows with the distinct words, not the
+    corpus.
 
     Raises:
         ValueError: unknown algorithm/style, an unsupported combination, empty input, a binary or
@@ -505,10 +523,16 @@ def train_tokenizer(
             options["end_of_word_suffix"] = "</w>"
         trainer = trainer_class(**options)
 
-    if algorithm == "wordpiece":  # deterministic (see Reproducibility); the same algorithm as the trainer's
+    if algorithm == "wordpiece" or (algorithm == "bpe" and not byte_level):
+        # Deterministic (see Reproducibility): the trainer's own merge loop with every order fixed.
         counts = _word_counts(tokenizer, corpus)
-        vocab = _deterministic_wordpiece_vocab(counts, vocab_size, min_frequency, specials, limit_alphabet)
-        tokenizer.model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##")
+        if algorithm == "wordpiece":
+            vocab, _ = _deterministic_merges(counts, vocab_size, min_frequency, specials, limit_alphabet, prefix="##")
+            tokenizer.model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##")
+        else:
+            vocab, merges = _deterministic_merges(counts, vocab_size, min_frequency, specials, limit_alphabet,
+                                                  suffix="</w>")
+            tokenizer.model = models.BPE(vocab=vocab, merges=merges, unk_token=unk, end_of_word_suffix="</w>")
         tokenizer.add_special_tokens(special_tokens)
     else:
         tokenizer.train_from_iterator(corpus, trainer=trainer, length=corpus.length)

@@ -9,8 +9,8 @@ to give them the Trainer's epoch (``SharedEpoch`` carries it into every DataLoad
 
 from .base import DynamicCollator, SetEpochCallback, SharedEpoch
 from .knowledge import LEVELS, KnowledgeMaskingCollator, LevelScheduleCallback
-from .mlm import GRANULARITIES, MLMCollator, word_start_table
-from .permutation import PLM_INPUTS, PermutationLMCollator, permutation_masks, ranks_of_order
+from .mlm import MLM_GRANULARITIES, MLMCollator, word_start_table
+from .permutation import PLM_GRANULARITIES, PLM_INPUTS, PermutationLMCollator, permutation_masks, ranks_of_order
 from .pretraining import PretrainingCollator
 from .static import StaticMasks, static_masking
 
@@ -18,12 +18,13 @@ __all__ = [
     "DynamicCollator",
     "SetEpochCallback",
     "SharedEpoch",
-    "GRANULARITIES",
+    "MLM_GRANULARITIES",
     "MLMCollator",
     "word_start_table",
     "LEVELS",
     "KnowledgeMaskingCollator",
     "LevelScheduleCallback",
+    "PLM_GRANULARITIES",
     "PLM_INPUTS",
     "PermutationLMCollator",
     "permutation_masks",

@@ -41,7 +41,7 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from ..data.spans import span_level
 from .base import uniform
-from .mlm import LEVEL, PRIORITY, MLMCollator, word_starts
+from .mlm import LEVEL, PRIORITY, MLMCollator, numbered_units, word_starts
 
 LEVELS = ("basic", "phrase", "entity")
 # The span levels masked as whole units at each level (ERNIE's stages are cumulative).
@@ -197,8 +197,7 @@ class KnowledgeMaskingCollator(MLMCollator):
             if len(inside):
                 starts[start + inside[0]] = True
         starts[np.flatnonzero(eligible)[:1]] = True  # the first maskable token always opens a unit
-        units = np.cumsum(starts) - 1
-        return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
+        return numbered_units(starts, key, PRIORITY)
 
     def _select_units(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
                       eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

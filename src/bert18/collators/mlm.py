@@ -31,7 +31,8 @@ from transformers import PreTrainedTokenizerBase
 
 from .base import DynamicCollator, uniform
 
-GRANULARITIES = ("token", "whole_word", "ngram", "span")
+# Masking granularities (units of MLM); PermutationLMCollator has its own (bert18.collators.permutation).
+MLM_GRANULARITIES = ("token", "whole_word", "ngram", "span")
 # Streams of random numbers, one per kind of decision (see bert18.collators.base.uniform).
 PRIORITY, REPLACE, RANDOM_TOKEN, TILING, LEVEL = range(5)
 
@@ -55,17 +56,28 @@ def word_start_table(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
     return starts
 
 
+def word_boundaries(word_ids: Any) -> np.ndarray:
+    """Boolean per token: does a word begin here, by its word id? The first token does, and every
+    token whose word id differs from the one before. Neighbours, not values, decide: prepared word
+    ids are stored modulo 256 (``bert18.data.prepare``), so equal values far apart are other words."""
+    words = np.asarray(word_ids)
+    starts = np.ones(len(words), dtype=bool)
+    starts[1:] = words[1:] != words[:-1]
+    return starts
+
+
 def word_starts(ids: np.ndarray, special: np.ndarray, word_ids: Any, table: np.ndarray) -> np.ndarray:
     """Boolean per token: an eligible token that begins a word (the first after a special token does)."""
-    if word_ids is not None:
-        words = np.asarray(word_ids)
-        starts = np.ones(len(ids), dtype=bool)
-        starts[1:] = words[1:] != words[:-1]
-    else:
-        starts = table[ids].copy()
+    starts = word_boundaries(word_ids) if word_ids is not None else table[ids].copy()
     starts[1:] |= special[:-1]
     starts[:1] = True
     return starts & ~special
+
+
+def labels_on_word_starts(labels: Any, starts: np.ndarray) -> np.ndarray:
+    """``labels`` kept on the tokens that begin a word, -100 (ignored by the loss) on the others:
+    ERNIE 2.0 predicts capitalization once per word, on its first piece."""
+    return np.where(starts, labels, -100)
 
 
 def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -77,6 +89,34 @@ def tile_words(draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray
     starts = np.zeros(num_words, dtype=bool)
     starts[np.concatenate(([0], boundaries[boundaries < num_words]))] = True
     return starts
+
+
+def length_distribution(longest: int, span_p: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unit lengths 1..``longest`` (in words) and their probabilities for ``tile_words``: p(n)
+    proportional to 1/n (ALBERT's n-grams, XLNet's spans), or with ``span_p`` SpanBERT's geometric
+    p(1 - p)^(n - 1), truncated at ``longest`` and renormalised."""
+    lengths = np.arange(1, longest + 1)
+    weights = 1.0 / lengths if span_p is None else span_p * (1 - span_p) ** (lengths - 1)
+    return lengths, weights / weights.sum()
+
+
+def tile_units(starts: np.ndarray, eligible: np.ndarray, draws: np.ndarray, lengths: np.ndarray,
+               probabilities: np.ndarray) -> np.ndarray:
+    """Boolean per token: does a unit of consecutive whole words begin here? The words (``starts``,
+    from ``word_starts``) are tiled by ``tile_words`` (``draws``: one uniform number per word), and a
+    unit also begins at the first word after a special token, so that no unit crosses one. N-gram
+    and span masking (MLM) and span orders (PLM) cut their units this way."""
+    word_of_token = np.maximum(np.cumsum(starts) - 1, 0)
+    tile = tile_words(draws, lengths, probabilities)
+    segment_start = starts & np.r_[True, ~eligible[:-1]]  # never tile across a special token
+    return starts & (tile[word_of_token] | segment_start)
+
+
+def numbered_units(starts: np.ndarray, key: np.uint64, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unit index of every token (-1 before the first unit start) and one uniform draw per unit
+    from ``stream`` of ``key``: the order in which units are taken (MLM, ERNIE) or predicted (PLM)."""
+    units = np.cumsum(starts) - 1
+    return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, stream)
 
 
 def select_units(unit_of_token: np.ndarray, eligible: np.ndarray, priority: np.ndarray, budget: float,
@@ -162,8 +202,8 @@ class MLMCollator(DynamicCollator):
                 f"mask_replace_prob ({mask_replace_prob}) + random_replace_prob ({random_replace_prob}) must be "
                 "non-negative and at most 1"
             )
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if granularity not in MLM_GRANULARITIES:
+            raise ValueError(f"granularity must be one of {MLM_GRANULARITIES}, got {granularity!r}")
         for name, value in (("max_ngram", max_ngram), ("max_span", max_span)):  # lengths in words
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer (words), got {value!r}")
@@ -180,13 +220,8 @@ class MLMCollator(DynamicCollator):
         self.word_table = word_start_table(tokenizer)
         vocabulary = np.arange(len(tokenizer), dtype=np.int64)
         self.random_pool = vocabulary[~np.isin(vocabulary, self.special_ids)]
-        if granularity == "ngram":
-            self.unit_lengths = np.arange(1, max_ngram + 1)
-            weights = 1.0 / self.unit_lengths
-        else:  # geometric span lengths, truncated at max_span and renormalised (SpanBERT)
-            self.unit_lengths = np.arange(1, max_span + 1)
-            weights = span_p * (1 - span_p) ** (self.unit_lengths - 1)
-        self.unit_probabilities = weights / weights.sum()
+        self.unit_lengths, self.unit_probabilities = (
+            length_distribution(max_ngram) if granularity == "ngram" else length_distribution(max_span, span_p))
 
     # -- units -----------------------------------------------------------------------------------
     def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,
@@ -198,13 +233,9 @@ class MLMCollator(DynamicCollator):
         else:
             starts = word_starts(ids, ~eligible, example.get("word_ids"), self.word_table)
             if self.granularity in ("ngram", "span"):
-                word_of_token = np.cumsum(starts) - 1
-                tile = tile_words(uniform(key, int(starts.sum()), TILING), self.unit_lengths,
-                                  self.unit_probabilities)
-                segment_start = starts & np.r_[True, ~eligible[:-1]]  # never tile across a special token
-                starts = starts & (tile[np.maximum(word_of_token, 0)] | segment_start)
-        units = np.cumsum(starts) - 1
-        return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, PRIORITY)
+                starts = tile_units(starts, eligible, uniform(key, int(starts.sum()), TILING), self.unit_lengths,
+                                    self.unit_probabilities)
+        return numbered_units(starts, key, PRIORITY)
 
     # -- masking ---------------------------------------------------------------------------------
     def _select_tokens(self, keys: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,4 +311,4 @@ class MLMCollator(DynamicCollator):
         return self.model_inputs(examples, input_ids, lengths, labels)
 
 
-__all__ = ["GRANULARITIES", "MLMCollator", "word_start_table"]
+__all__ = ["MLM_GRANULARITIES", "MLMCollator", "word_start_table"]

@@ -41,9 +41,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .base import DynamicCollator, uniform
-from .mlm import tile_words, word_start_table, word_starts
+from .mlm import length_distribution, numbered_units, tile_units, word_start_table, word_starts
 
-GRANULARITIES = ("token", "span")
+# Orders over tokens or over spans of whole words; not the MLM granularities (bert18.collators.mlm).
+PLM_GRANULARITIES = ("token", "span")
 # Streams of random numbers (see bert18.collators.base.uniform).
 ORDER, TILING = range(2)
 # What the collator adds to a batch, besides input_ids, attention_mask and token_type_ids; the
@@ -111,17 +112,15 @@ class PermutationLMCollator(DynamicCollator):
         super().__init__(tokenizer, seed, pad_to_multiple_of)
         if not k >= 1:
             raise ValueError(f"k must be at least 1 (the last 1/k of the order is predicted), got {k}")
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if granularity not in PLM_GRANULARITIES:
+            raise ValueError(f"granularity must be one of {PLM_GRANULARITIES}, got {granularity!r}")
         if max_span < 1:
             raise ValueError(f"max_span must be a positive number of words, got {max_span}")
         self.k = k
         self.granularity = granularity
         self.ordered_context = ordered_context
         self.word_table = word_start_table(tokenizer)
-        self.span_lengths = np.arange(1, max_span + 1)
-        weights = 1.0 / self.span_lengths
-        self.span_probabilities = weights / weights.sum()
+        self.span_lengths, self.span_probabilities = length_distribution(max_span)
 
     def num_targets(self, predictable: np.ndarray, specials: np.ndarray) -> np.ndarray:
         """Targets per row: round(n / k), at least one, leaving one context token in a row without
@@ -139,12 +138,9 @@ class PermutationLMCollator(DynamicCollator):
             if not row_eligible.any():
                 continue
             starts = word_starts(ids[row, :length], ~row_eligible, example.get("word_ids"), self.word_table)
-            word_of_token = np.maximum(np.cumsum(starts) - 1, 0)
-            tile = tile_words(uniform(keys[row], int(starts.sum()), TILING), self.span_lengths,
-                              self.span_probabilities)
-            segment_start = starts & np.r_[True, ~row_eligible[:-1]]  # never span a special token
-            spans = np.cumsum(starts & (tile[word_of_token] | segment_start)) - 1
-            span_priority = uniform(keys[row], int(spans[-1]) + 1, ORDER)
+            spans, span_priority = numbered_units(
+                tile_units(starts, row_eligible, uniform(keys[row], int(starts.sum()), TILING), self.span_lengths,
+                           self.span_probabilities), keys[row], ORDER)
             priority[row, :length] = np.where(row_eligible, span_priority[np.maximum(spans, 0)], np.inf)
         return priority
 
@@ -191,4 +187,4 @@ class PermutationLMCollator(DynamicCollator):
         return {**batch, **{name: torch.from_numpy(value) for name, value in fields.items()}}
 
 
-__all__ = ["PLM_INPUTS", "PermutationLMCollator", "permutation_masks", "ranks_of_order"]
+__all__ = ["PLM_GRANULARITIES", "PLM_INPUTS", "PermutationLMCollator", "permutation_masks", "ranks_of_order"]

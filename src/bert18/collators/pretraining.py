@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks
 from .base import DynamicCollator, check_token_columns
-from .mlm import MLMCollator, word_start_table, word_starts
+from .mlm import MLMCollator, labels_on_word_starts, word_start_table, word_starts
 from .permutation import PLM_INPUTS, PermutationLMCollator
 
 
@@ -104,7 +104,7 @@ class PretrainingCollator(DynamicCollator):
                              "it needs one per token: prepare the rows again")
         check_token_columns(example)
         starts = word_starts(ids, self.special_mask(example, ids), example.get("word_ids"), self.word_table)
-        return np.where(starts, labels, -100)
+        return labels_on_word_starts(labels, starts)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         self._check_labels(examples)

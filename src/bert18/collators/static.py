@@ -19,13 +19,10 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ..data.prepare import token_id_type
 from .base import DynamicCollator
 
 STATIC_COLUMNS = ("mask_positions", "mask_targets", "static_copy")
-
-
-def _id_type(vocab_size: int) -> str:
-    return "uint16" if vocab_size <= np.iinfo(np.uint16).max + 1 else "int32"
 
 
 def _draw_copy(batch: dict[str, list], masking: Any, copy: int) -> dict[str, list]:
@@ -65,7 +62,7 @@ def static_masking(dataset: datasets.Dataset, masking: Any, dupe_factor: int = 1
     taken = [c for c in STATIC_COLUMNS if c in dataset.column_names]
     if taken:
         raise ValueError(f"the dataset already holds static masks ({taken}): mask the prepared rows, once")
-    id_type = _id_type(len(masking.tokenizer))
+    id_type = token_id_type(masking.tokenizer)
     features = dataset.features.copy()
     features["input_ids"] = datasets.Sequence(datasets.Value(id_type))
     features["mask_positions"] = datasets.Sequence(datasets.Value("uint16"))

@@ -60,6 +60,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..collators.base import SharedEpoch
+from ..collators.mlm import labels_on_word_starts, word_boundaries
 from ..configuration_bert18 import (
     DEFAULT_REORDERING_SEGMENTS,
     MAX_REORDERING_SEGMENTS,
@@ -348,8 +349,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         # Word ids made unique across the corpus, from where they change: prepared word ids are stored
         # modulo 256 (bert18.data.prepare), so neighbours, not values, say where a word starts.
         words = same_shape("word_ids").to_numpy(zero_copy_only=False).astype(np.int64)
-        starts = np.ones(len(words), dtype=bool)
-        starts[1:] = words[1:] != words[:-1]
+        starts = word_boundaries(words)
         starts[self._sentence_ptr[:-1]] = True  # every sentence starts a word (sentences are non-empty)
         self._words = np.cumsum(starts) - 1
 
@@ -638,9 +638,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
     @staticmethod
     def _word_start_labels(labels: np.ndarray, words: np.ndarray) -> np.ndarray:
         """Keep a label on the first token of each word in the pair, -100 on the other pieces."""
-        starts = np.ones(len(words), dtype=bool)
-        starts[1:] = words[1:] != words[:-1]
-        return np.where(starts, labels, -100)
+        return labels_on_word_starts(labels, word_boundaries(words))
 
     def _token_document_labels(self, doc: int, shown: list[_Segment]) -> np.ndarray:
         """For the tokens ``shown`` (segments of document ``doc``): 1 where the token id occurs elsewhere in it."""

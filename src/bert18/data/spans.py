@@ -44,7 +44,6 @@ __all__ = [
     "PHRASE_KINDS",
     "remove_overlaps",
     "span_level",
-    "spans_from_columns",
 ]
 
 
@@ -94,7 +93,9 @@ def span_level(kind: str) -> str:
     )
 
 
-# Column names written by LexiconMatcher.find_batch (datasets stores lists of ints/strings, not tuples).
+# The columns of knowledge spans as token ranges ``[start, end)`` and their kinds, which
+# ``bert18.data.prepare_pretraining_dataset`` writes (from character spans mapped through
+# ``char_spans_to_token_spans``) and the knowledge-masking collator reads.
 SPAN_COLUMNS = ("span_starts", "span_ends", "span_kinds")
 
 # CJK ideographs: the code-point blocks BERT's BasicTokenizer._is_chinese_char puts in a token of
@@ -146,6 +147,13 @@ class LexiconMatcher:
     unless ``case_sensitive``; the last one given sets the kind.
 
     Cost: one trie walk per text token, bounded by the longest entry, whatever the lexicon size.
+
+    In a pipeline, pass the matcher to ``bert18.data.prepare_pretraining_dataset(..., lexicon=matcher)``,
+    which maps its character spans onto tokens. To keep the matches in a column instead, store them
+    as the character spans ``span_column`` reads::
+
+        ds = ds.map(lambda row: {"spans": [s._asdict() for s in matcher.find(row["text"])]})
+        rows = prepare_pretraining_dataset(ds, tokenizer, span_column="spans")
     """
 
     def __init__(self, entries: Iterable[str] | Mapping[str, str], case_sensitive: bool = False, kind: str = "entity"):
@@ -200,28 +208,6 @@ class LexiconMatcher:
                 spans.append(Span(tokens[i][0], tokens[best_end][1], best_kind))
                 i = best_end + 1
         return spans
-
-    def find_batch(self, texts: Sequence[str]) -> dict[str, list[list]]:
-        """:meth:`find` over a batch, as columns for ``datasets.Dataset.map(batched=True)``.
-
-        Returns ``{"span_starts": [[...]], "span_ends": [[...]], "span_kinds": [[...]]}``, one inner
-        list per text (Arrow stores lists of ints and strings, not tuples of mixed types); use
-        :func:`spans_from_columns` to get :class:`Span` lists back::
-
-            ds = ds.map(lambda batch: matcher.find_batch(batch["text"]), batched=True)
-        """
-        columns: dict[str, list[list]] = {name: [] for name in SPAN_COLUMNS}
-        for text in texts:
-            spans = self.find(text)
-            columns["span_starts"].append([span.start for span in spans])
-            columns["span_ends"].append([span.end for span in spans])
-            columns["span_kinds"].append([span.kind for span in spans])
-        return columns
-
-
-def spans_from_columns(starts: Sequence[int], ends: Sequence[int], kinds: Sequence[str]) -> list[Span]:
-    """Rebuild the :class:`Span` list of one row written by :meth:`LexiconMatcher.find_batch`."""
-    return [Span(start, end, kind) for start, end, kind in zip(starts, ends, kinds, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -363,6 +349,22 @@ def _segments(text: str) -> Iterator[list[str]]:
         yield segment
 
 
+def _word_segments(text: str, words: Sequence[Sequence[int]]) -> Iterator[list[str]]:
+    """Lowercased runs of the given words (``[start, end]`` character spans, e.g. a Chinese segmenter's or
+    gold annotation's) that cross no punctuation, number or identifier: a word made of anything but
+    letters (CJK ideographs included) ends the run, as ``_segments`` ends one at a non-word."""
+    segment: list[str] = []
+    for start, end in words:
+        word = text[start:end]
+        if _LETTERS_RE.fullmatch(word):
+            segment.append(word.lower())
+        elif segment:
+            yield segment
+            segment = []
+    if segment:
+        yield segment
+
+
 class PhraseMiner:
     """Unsupervised phrases from collocation statistics: n-grams whose words occur together far more than chance.
 
@@ -403,12 +405,18 @@ class PhraseMiner:
         self.num_words = 0
         self._phrases: list[Phrase] | None = None
 
-    def fit(self, texts: Iterable[str]) -> PhraseMiner:
-        """Count the n-grams of ``texts`` (replacing earlier counts) and score them."""
+    def fit(self, texts: Iterable[str], words: Iterable[Sequence[Sequence[int]]] | None = None) -> PhraseMiner:
+        """Count the n-grams of ``texts`` (replacing earlier counts) and score them.
+
+        ``words``, one list of ``[start, end]`` character spans per text, gives the words when the text
+        does not show them (Chinese: from gold annotation or a segmenter, as ``word_column``); the
+        phrases are then runs of those words (中国 政府), not of single characters."""
         self.counts.clear()
         self.num_words = 0
+        word_lists = iter(words) if words is not None else None
         for text in texts:
-            for segment in _segments(text):
+            segments = _segments(text) if word_lists is None else _word_segments(text, next(word_lists))
+            for segment in segments:
                 self.num_words += len(segment)
                 for n in range(1, self.max_n + 1):
                     self.counts.update(tuple(segment[i : i + n]) for i in range(len(segment) - n + 1))

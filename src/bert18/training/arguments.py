@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..collators.mlm import GRANULARITIES
+from ..collators.mlm import MLM_GRANULARITIES as GRANULARITIES
 from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks
 from ..data.prepare import PACKING_MODES
 from .optim import OPTIMIZERS
@@ -282,10 +282,22 @@ class RunArguments:
         metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
                           "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
     )
+    sequence_length_warmup: dict | str | None = field(
+        default=None,
+        metadata={"help": "train on rows cut to a length growing linearly over the first steps, e.g. {start: 64, "
+                          "steps: 1000} (Li et al. 2022; DeepSpeed's seqlen curriculum; bert18.training.warmup)"},
+    )
+    batch_size_warmup: dict | str | None = field(
+        default=None,
+        metadata={"help": "micro-batches of rows per device growing linearly over the first steps, e.g. {start: 4, "
+                          "steps: 1000}, to per_device_train_batch_size (ModernBERT; bert18.training.warmup)"},
+    )
 
     def __post_init__(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         self.phases = _json_value(self.phases, "phases", list)
+        self.sequence_length_warmup = _json_value(self.sequence_length_warmup, "sequence_length_warmup", dict)
+        self.batch_size_warmup = _json_value(self.batch_size_warmup, "batch_size_warmup", dict)
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments, RunArguments, TrainingArguments)

@@ -66,6 +66,7 @@ from .phases import FINAL_OPTIMIZER, run_phases
 from .schedules import TaskSchedule, TaskScheduleCallback
 from .streaming import configure_streaming
 from .trainer import Bert18Trainer
+from .warmup import TRUNCATABLE_TASKS, BatchSizeWarmup, SequenceLengthWarmup
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +368,8 @@ def _knowledge_lexicon(recipe: Recipe, documents: datasets.Dataset) -> LexiconMa
             if data.phrase_mining_documents is not None and len(documents) > data.phrase_mining_documents:
                 sample = documents.select(range(data.phrase_mining_documents))
             texts = sample["text"]
-        lexicon = PhraseMiner(min_count=data.phrase_min_count).fit(texts).matcher()
+        words = sample[data.word_column] if data.word_column else None  # Chinese: phrases of words, not characters
+        lexicon = PhraseMiner(min_count=data.phrase_min_count).fit(texts, words).matcher()
     if data.entity_lexicon is not None:
         entries = [line.strip() for line in Path(data.entity_lexicon).read_text(encoding="utf-8").splitlines()]
         lexicon = lexicon or LexiconMatcher([])
@@ -441,6 +443,25 @@ def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
                          "use dynamic masking (unset dupe_factor) or MLM-only tasks")
 
 
+def _sequence_length_warmup(recipe: Recipe, config: Bert18Config) -> SequenceLengthWarmup | None:
+    """The recipe's ``sequence_length_warmup``, checked against the tasks and the row length."""
+    if recipe.run.sequence_length_warmup is None:
+        return None
+    warmup = SequenceLengthWarmup.from_recipe(recipe.run.sequence_length_warmup, recipe.data.max_length)
+    warmup.check_tasks(list(config.pretraining_tasks), TRUNCATABLE_TASKS)
+    return warmup
+
+
+def _batch_size_warmup(recipe: Recipe) -> BatchSizeWarmup | None:
+    """The recipe's ``batch_size_warmup``, for a prepared (map-style) training set."""
+    if recipe.run.batch_size_warmup is None:
+        return None
+    if recipe.data.streaming:
+        raise ValueError("batch_size_warmup orders a prepared dataset's examples itself; a stream keeps its own "
+                         "order: unset batch_size_warmup or set streaming=false")
+    return BatchSizeWarmup.from_recipe(recipe.run.batch_size_warmup, recipe.training.per_device_train_batch_size)
+
+
 def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
     """Random weights from ``config``, or ``model_name_or_path``'s with the recipe's overrides (new
     task heads start random)."""
@@ -474,6 +495,8 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         raise ValueError("knowledge_schedule counts batches per epoch in the data loader's workers, which "
                          "persistent workers never restart: set dataloader_persistent_workers=false")
     schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
+    length_warmup = _sequence_length_warmup(recipe, config)
+    batch_warmup = _batch_size_warmup(recipe)
     _check_static_masking(recipe, config)
     if training.process_index == 0:
         write_recipe(recipe)
@@ -505,6 +528,8 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
         optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
     )
+    trainer.sequence_length_warmup = length_warmup
+    trainer.batch_size_warmup = batch_warmup
     progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
     if recipe.data.streaming:
         configure_streaming(trainer, resume)

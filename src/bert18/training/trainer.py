@@ -23,10 +23,14 @@ multi-task pretraining are filled in here:
 uploads it through transformers' own Hub code.
 """
 
+from functools import partial
 from typing import Any
 
+import datasets
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer
+from transformers.trainer_utils import seed_worker
 
 from ..collators import SetEpochCallback
 from ..collators.base import own_generator
@@ -34,6 +38,7 @@ from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
 from .phases import carry_optimizer_state
 from .sharding import save_full_model, saves_sharded_state
+from .warmup import BatchSizeWarmup, SequenceLengthWarmup, WarmupBatchSampler
 
 
 def pretraining_label_names(config: Bert18Config) -> list[str]:
@@ -119,7 +124,8 @@ class Bert18Trainer(Trainer):
             self.label_names = pretraining_label_names(config)
         self.train_metrics = TaskMetrics(self.pretraining_tasks)
         self.eval_metrics = TaskMetrics(self.pretraining_tasks)
-        self.add_callback(SetEpochCallback(self.train_dataset, self.data_collator))
+        self.epoch_callback = SetEpochCallback(self.train_dataset, self.data_collator)
+        self.add_callback(self.epoch_callback)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
         """The Trainer's, with its own generator: starting it never advances the global RNG (which a
@@ -137,6 +143,51 @@ class Bert18Trainer(Trainer):
         if self.initial_optimizer_state is not None:
             carry_optimizer_state(optimizer, self.initial_optimizer_state)
         return optimizer
+
+    sequence_length_warmup: SequenceLengthWarmup | None = None  # short rows first (bert18.training.warmup)
+    batch_size_warmup: BatchSizeWarmup | None = None  # small batches first (bert18.training.warmup)
+
+    def get_train_dataloader(self) -> DataLoader:
+        """The Trainer's loader; under a batch-size warmup, one whose batches follow the warmup
+        (``WarmupBatchSampler``: this rank's slice of each global batch, so accelerate must not shard it again)."""
+        if self.batch_size_warmup is None:
+            return super().get_train_dataloader()
+        dataset, collator = self.train_dataset, self.data_collator
+        if isinstance(dataset, IterableDataset):
+            raise ValueError("batch_size_warmup orders a map-style dataset's examples itself; a stream keeps its own "
+                             "order: unset batch_size_warmup or streaming")
+        if isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="Training")
+        else:
+            collator = self._get_collator_with_removed_columns(collator, description="Training")
+        args = self.args
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        sampler = WarmupBatchSampler(len(dataset), self.batch_size_warmup, args.gradient_accumulation_steps, seed,
+                                     args.world_size, args.process_index)
+        others = [target for target in self.epoch_callback.targets if not isinstance(target, WarmupBatchSampler)]
+        self.epoch_callback.targets = [*others, sampler]  # a loader built again replaces the last one's sampler
+        loader = self.accelerator.prepare(DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collator, num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory, persistent_workers=args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            prefetch_factor=args.dataloader_prefetch_factor, in_order=args.dataloader_in_order,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index)))
+        shard = getattr(loader, "batch_sampler", None)  # accelerate's BatchSamplerShard: make it a passthrough
+        if getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        return loader
+    _warmup_length: int | None = None  # the longest row of the last step, logged as sequence_length
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
+        """The Trainer's batches of one optimizer step; under a sequence-length warmup, cut to the step's
+        length before their targets are counted (the loss is normalised by the targets that remain)."""
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.sequence_length_warmup is None:
+            return batches, num_items_in_batch
+        batches = [self.sequence_length_warmup.truncate(batch, self.state.global_step) for batch in batches]
+        if batches:
+            self._warmup_length = max(batch["input_ids"].shape[1] for batch in batches)
+        return batches, self._get_num_items_in_batch(batches, device)
 
     def _pretraining(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), Bert18ForPreTraining)
@@ -169,6 +220,8 @@ class Bert18Trainer(Trainer):
         """Add the per-task training metrics since the last report to a training log."""
         if self._pretraining() and "loss" in logs:
             logs = {**logs, **self.train_metrics.report(self.accelerator)}
+        if self.sequence_length_warmup is not None and "loss" in logs and self._warmup_length:
+            logs = {**logs, "sequence_length": self._warmup_length}
         super().log(logs, start_time)
 
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,

@@ -1,0 +1,43 @@
+"""Helpers shared by the tests, as transformers' ``BertModelTester`` is for theirs: one tiny config
+builder and one ERNIE task list, so a test states only what it changes.
+
+Imported as ``from helpers import ...`` (pytest puts ``tests/`` on ``sys.path``: the folder has no
+``__init__.py``). The shared fixtures (the MiniLM checkpoint and tokenizer, the built-in corpus) are in
+``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bert18 import Bert18Config
+
+#: ERNIE's pretraining tasks, as the ``ernie-base`` recipe trains them.
+ERNIE_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]
+
+#: The tiny model most tests start from: 2 layers, H=32, 4 heads, a vocabulary of 1,000, 64 positions,
+#: dropout off (deterministic in train mode too); every other field is the ``tiny`` preset's (BERT's).
+TINY = dict(
+    vocab_size=1000,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+
+#: BERT's own dropout, for tests whose model trains with it (``tiny_config(**BERT_DROPOUT)``).
+BERT_DROPOUT = dict(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+
+
+def tiny_config(**overrides: Any) -> Bert18Config:
+    """``Bert18Config.from_preset("tiny")`` with ``TINY`` and then ``overrides`` on top.
+
+    A test file whose models all differ the same way binds its defaults once with
+    ``functools.partial(tiny_config, ...)``; keywords given at the call still win. Overrides are copied,
+    so a list bound that way (``pretraining_tasks``) is never shared between two configs.
+    """
+    return Bert18Config.from_preset("tiny", **{**TINY, **copy.deepcopy(overrides)})

@@ -1,0 +1,241 @@
+"""Warm-ups. Sequence length: DeepSpeed's fixed_linear schedule, batches cut to it under the Trainer, losses
+normalised by the targets that remain, and a resumed run that truncates as the uninterrupted one did.
+Batch size: the rows of each step follow the same rule, every example is seen once per pass on every
+number of ranks, and a resumed run reads the uninterrupted run's batches."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from bert18.training import parse_recipe
+from bert18.training.pretrain import build_pretraining
+from bert18.training.warmup import (
+    TRUNCATABLE_TASKS,
+    BatchSizeWarmup,
+    SequenceLengthWarmup,
+    WarmupBatchSampler,
+    linear_warmup,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
+SMALL = dict(
+    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
+                      "max_position_embeddings": 64, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.0},
+    max_length=64, max_documents=8, per_device_train_batch_size=4, gradient_accumulation_steps=2, logging_steps=1,
+    eval_strategy="no", save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+    dataloader_num_workers=0, validation_fraction=0.0, max_steps=8, pretraining_tasks=["mlm", "capitalization"],
+    sequence_length_warmup={"start": 16, "steps": 6},
+)
+
+
+def deepspeed_fixed_linear(step: int, start: int, full: int, total: int, difficulty_step: int) -> int:
+    """DeepSpeed's CurriculumScheduler ``fixed_linear`` difficulty (deepspeed/runtime/data_pipeline/curriculum_
+    scheduler.py), written from its documented definition."""
+    difficulty = float(step) / total * (full - start) + start
+    difficulty = int(difficulty) - int(difficulty) % difficulty_step
+    return min(max(difficulty, start), full)
+
+
+@pytest.mark.parametrize("start, full, total, multiple", [(64, 512, 1000, 8), (16, 128, 7, 8), (10, 100, 9, 1)])
+def test_schedule_is_deepspeeds_fixed_linear(start, full, total, multiple):
+    warmup = SequenceLengthWarmup(start=start, steps=total, full=full, multiple_of=multiple)
+    for step in range(total + 5):
+        assert warmup.length(step) == deepspeed_fixed_linear(step, start, full, total, multiple), step
+    assert warmup.length(total) == full
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"start": 12, "steps": 10}, "multiple of 8"),
+    ({"start": 16, "steps": 0}, "positive number of optimizer steps"),
+    ({"start": 16}, "with 'start' and 'steps'"),
+    ({"start": 16, "steps": 5, "step": 3}, r"unknown key\(s\) \['step'\]"),
+    ({"start": 64, "steps": 5}, r"below the full value \(max_length, 64\)"),
+])
+def test_bad_warmups_are_refused(value, message):
+    with pytest.raises(ValueError, match=message):
+        SequenceLengthWarmup.from_recipe(value, full=64)
+
+
+def test_truncation_keeps_the_prefix_of_every_positional_entry():
+    warmup = SequenceLengthWarmup(start=8, steps=4, full=16)
+    batch = {"input_ids": torch.arange(48).view(3, 16), "attention_mask": torch.ones(3, 16, dtype=torch.long),
+             "labels": torch.full((3, 16), -100), "next_thing": torch.tensor([1, 2, 3])}
+    cut = warmup.truncate(batch, step=0)
+    assert cut["input_ids"].shape == (3, 8) and torch.equal(cut["input_ids"], batch["input_ids"][:, :8])
+    assert cut["attention_mask"].shape == (3, 8) and cut["labels"].shape == (3, 8)
+    assert torch.equal(cut["next_thing"], batch["next_thing"])
+    assert warmup.truncate(batch, step=4) is batch  # warm: untouched
+
+
+def test_sentence_tasks_are_refused(tmp_path, minilm_path):
+    assert "mlm" in TRUNCATABLE_TASKS and "nsp" not in TRUNCATABLE_TASKS and "plm" not in TRUNCATABLE_TASKS
+    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), tokenizer_name_or_path=minilm_path,
+                          **{**SMALL, "pretraining_tasks": ["mlm", "sop"]})
+    with pytest.raises(ValueError, match=r"cut the segments that the labels of \['sop'\]"):
+        build_pretraining(recipe)
+
+
+class RecordBatches(TrainerCallback):
+    """The widths of the batches the model sees, by the optimizer step they belong to."""
+
+    def __init__(self, model):
+        self.widths: dict[int, list[int]] = {}
+        self.rows: dict[int, list[int]] = {}
+        self.step = 0
+        model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        if module.training:
+            self.widths.setdefault(self.step, []).append(kwargs["input_ids"].shape[1])
+            self.rows.setdefault(self.step, []).append(kwargs["input_ids"].shape[0])
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def _run(tmp_path, minilm_path, name, stop_at=None, **values):
+    recipe = parse_recipe(TINY, output_dir=str(tmp_path / name), tokenizer_name_or_path=minilm_path,
+                          **{**SMALL, **values})
+    run = build_pretraining(recipe)
+    recorder = RecordBatches(run.trainer.model)
+    run.trainer.add_callback(recorder)
+    if stop_at is not None:
+        run.trainer.add_callback(StopAt(stop_at))
+    run.trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
+    return run, recorder
+
+
+def test_batches_follow_the_schedule_under_the_trainer(tmp_path, minilm_path):
+    run, recorder = _run(tmp_path, minilm_path, "run")
+    widths = recorder.widths
+    warmup = run.trainer.sequence_length_warmup
+    assert sorted(widths) == list(range(8)) and all(len(w) == 2 for w in widths.values())  # 2 micro-batches a step
+    for step, seen in widths.items():
+        assert all(width <= warmup.length(step) for width in seen), (step, seen)
+    # 16 + 48 s / 6 (a multiple of 8 already); the packed rows hold 51 to 64 tokens
+    assert [max(widths[s]) for s in range(6)] == [16, 24, 32, 40, 48, 56]
+    assert max(widths[6]) > 56 and max(widths[7]) > 56  # warm: whole rows
+    logged = {entry["step"]: entry for entry in run.trainer.state.log_history if "loss" in entry}
+    assert logged[1]["sequence_length"] == 16 and logged[8]["sequence_length"] == max(widths[7])
+    # the step's loss is normalised by the MLM targets that remain after the cut (one big batch's mean):
+    # the per-task report (sums over the cut batches / their counts) equals the optimised loss
+    for entry in logged.values():
+        assert entry["loss"] == pytest.approx(entry["mlm_loss"] + entry["capitalization_loss"], rel=1e-3)
+
+
+BATCH_WARMUP = dict(sequence_length_warmup=None, batch_size_warmup={"start": 1, "steps": 4})
+
+
+def test_batch_rows_follow_the_rule():
+    warmup = BatchSizeWarmup(start=2, steps=10, full=32, multiple_of=2)
+    assert [warmup.rows(step) for step in (0, 1, 5, 9, 10, 99)] == [
+        linear_warmup(step, 2, 32, 10, 2) for step in (0, 1, 5, 9, 10, 99)]
+    assert [warmup.rows(step) for step in (0, 1, 5, 9, 10, 99)] == [2, 4, 16, 28, 32, 32]  # 2 + 3 s, even
+    with pytest.raises(ValueError, match=r"below the full value \(per_device_train_batch_size, 4\)"):
+        BatchSizeWarmup.from_recipe({"start": 4, "steps": 3}, full=4)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_example_once_per_pass_on_any_number_of_ranks(world):
+    """The ranks' batches, put back in global order, are whole permutations of the dataset, one per pass,
+    and each rank's micro-batches of step t hold rows(t) examples."""
+    warmup = BatchSizeWarmup(start=1, steps=7, full=5)
+    samplers = [WarmupBatchSampler(23, warmup, accumulation=2, seed=3, num_processes=world, process_index=rank)
+                for rank in range(world)]
+    order, batch_index = [], 0
+    for epoch in range(6):
+        per_rank = []
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+            per_rank.append(list(sampler))
+        assert len({len(batches) for batches in per_rank}) == 1 and len(per_rank[0]) == len(samplers[0])
+        for batches in zip(*per_rank):
+            assert all(len(batch) == warmup.rows(batch_index // 2) for batch in batches), batch_index
+            order.extend(index for batch in batches for index in batch)
+            batch_index += 1
+    passes = len(order) // 23
+    assert passes >= 3
+    for number in range(passes):
+        assert sorted(order[number * 23:(number + 1) * 23]) == list(range(23)), number
+    assert order[:23] != order[23:46]  # each pass its own permutation
+
+
+def test_batch_sizes_follow_the_warmup_under_the_trainer(tmp_path, minilm_path):
+    run, recorder = _run(tmp_path, minilm_path, "run", **BATCH_WARMUP)
+    # rows(t) = 1 + 3 t / 4 rounded down: 1, 1, 2, 3, then the full 4; 2 micro-batches per step
+    assert [recorder.rows[step] for step in range(6)] == [[1, 1], [1, 1], [2, 2], [3, 3], [4, 4], [4, 4]]
+    assert run.trainer.state.global_step == 8
+
+
+def test_streaming_refuses_batch_warmup(tmp_path, minilm_path):
+    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), tokenizer_name_or_path=minilm_path,
+                          **{**SMALL, **BATCH_WARMUP, "streaming": True})
+    with pytest.raises(ValueError, match="batch_size_warmup orders a prepared dataset"):
+        build_pretraining(recipe)
+
+
+@pytest.mark.parametrize("warmup", [{}, BATCH_WARMUP], ids=["sequence_length", "batch_size"])
+def test_resume_inside_the_warmup_is_exact(tmp_path, minilm_path, warmup):
+    """Stopped after step 3 (still warming up), resumed to step 8: the uninterrupted run's batches and weights."""
+    straight, straight_recorder = _run(tmp_path, minilm_path, "straight", **warmup)
+    saving = dict(save_strategy="steps", save_steps=3, **warmup)
+    _run(tmp_path, minilm_path, "resumed", stop_at=3, **saving)
+    resumed, recorder = _run(tmp_path, minilm_path, "resumed", resume_from_checkpoint="true", **saving)
+    for seen, expected in ((recorder.widths, straight_recorder.widths), (recorder.rows, straight_recorder.rows)):
+        assert {step: seen[step] for step in range(3, 8)} == {step: expected[step] for step in range(3, 8)}
+    expected = straight.trainer.model.state_dict()
+    for name, value in resumed.trainer.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+@pytest.mark.slow
+def test_two_ranks_under_batch_warmup_match_one_process(tmp_path, minilm_path):
+    """`accelerate launch` with two gloo ranks, each warming up from 1 to 4 rows, against one process
+    warming up from 2 to 8 (both 2, 4, 8 rows a step in all): disjoint examples, the same global batches,
+    the one process's losses and weights (accelerate's own sharding must not cut the ranks' slices again)."""
+    script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
+    skip = ("sequence_length_warmup", "config_overrides", "pretraining_tasks")
+    overrides = [f"--{key}={value}" for key, value in SMALL.items() if key not in skip]
+    overrides += ["--pretraining_tasks", *SMALL["pretraining_tasks"]]
+    overrides += ["--config_overrides=" + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0}),
+                  f"--tokenizer_name_or_path={minilm_path}", "--max_steps=3", "--gradient_accumulation_steps=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    two, one = tmp_path / "two", tmp_path / "one"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+              str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"), "--num_processes", "2", "--main_process_port",
+              "0", str(script), str(TINY), f"--output_dir={two}", *overrides, "--per_device_train_batch_size=4",
+              '--batch_size_warmup={"start": 1, "steps": 2}']
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = [sys.executable, str(script), str(TINY), f"--output_dir={one}", *overrides,
+              "--per_device_train_batch_size=8", '--batch_size_warmup={"start": 2, "steps": 2, "multiple_of": 2}']
+    done = subprocess.run(single, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
+    alone = json.loads((one / "rank0.json").read_text())
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # rows per rank: 1, 2, 4 (7 trained on; accelerate collates one batch ahead); one process: 2, 4, 8
+    trained_on = [r["seen"][:7] for r in ranks]
+    assert not set(trained_on[0]) & set(trained_on[1])
+    assert sorted(trained_on[0] + trained_on[1]) == sorted(alone["seen"][:14])
+    assert ranks[0]["losses"] == pytest.approx(alone["losses"], rel=1e-5)
+    reference = torch.load(one / "rank0.pt")
+    for name, value in torch.load(two / "rank0.pt").items():
+        assert torch.allclose(value, reference[name], atol=1e-6), name
