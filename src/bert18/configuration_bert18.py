@@ -1,4 +1,4 @@
-"""Bert18Config: one configuration for the BERT family (BERT, RoBERTa, ALBERT, ERNIE).
+"""Bert18Config: one configuration for the BERT family (BERT, RoBERTa, ALBERT, ERNIE, ModernBERT).
 
 Every architecture choice is a field, so a preset is nothing but a set of values:
 
@@ -22,8 +22,9 @@ Every architecture choice is a field, so a preset is nothing but a set of values
 - ``pretraining_tasks``: the objectives ``Bert18ForPreTraining`` trains, one head and one loss each,
   summed with ``task_loss_weights``.
 
-This file imports only transformers: ``save_pretrained`` ships it next to the weights so that a
-checkpoint loads with ``trust_remote_code=True`` where bert18 is not installed.
+This file imports only the standard library, transformers and huggingface_hub (a requirement of
+transformers): ``save_pretrained`` ships it next to the weights so that a checkpoint loads with
+``trust_remote_code=True`` where bert18 is not installed.
 """
 
 import contextvars

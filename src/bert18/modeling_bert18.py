@@ -1,20 +1,25 @@
-"""Bert18: one BERT-family encoder with the options of BERT, RoBERTa and ALBERT, and its heads.
+"""Bert18: one BERT-family encoder with the options of BERT, RoBERTa, ALBERT, ERNIE and ModernBERT, and its heads.
 
-The whole model reads top to bottom in this file; every choice is a ``Bert18Config`` field:
+The whole model reads top to bottom in this file, in transformers' order: building blocks (norms,
+positions, embeddings, attention, feed-forward, encoder, pooler, LM head), the loss helpers and output
+records, the pretrained base class (weights, conversion of released checkpoints), the base model, then
+the heads and ``__all__``. Every choice is a ``Bert18Config`` field:
 
-- Embeddings (seed questions 3-5): token + segment + position embeddings of width E, summed, then
-  LayerNorm and dropout. Positions are a ``learned`` table (BERT) or the fixed ``sinusoidal`` code
-  of the Transformer; ``pad_aware_positions`` numbers real tokens only (RoBERTa). With
+- Embeddings (seed questions 3-5): token + segment (+ ERNIE's task-type) + position embeddings of width
+  E, summed, then a norm and dropout. Positions are a ``learned`` table (BERT), the fixed ``sinusoidal``
+  code of the Transformer, or none in the embeddings (``rotary`` rotates queries and keys, ``alibi``
+  biases the scores); ``pad_aware_positions`` numbers real tokens only (RoBERTa). With
   ``embedding_size`` set, one linear map lifts E to the hidden width H (ALBERT's factorization).
-- Encoder: ``num_hidden_layers`` post-LayerNorm steps, each ``x = LN(x + Attention(x))`` then
-  ``x = LN(x + FFN(x))``. Attention is multi-head scaled dot-product (question 11: heads of
-  H / A dims, concatenated, then an output projection), run by transformers' attention interface
+- Encoder: ``num_hidden_layers`` residual steps, post-norm as BERT (``x = LN(x + Attention(x))``, then
+  the feed-forward likewise) or pre-norm with a final norm (ModernBERT), LayerNorm or RMSNorm, a plain
+  or gated (GeGLU, SwiGLU) feed-forward, and full or local (sliding-window) attention per layer.
+  Attention is multi-head scaled dot-product (question 11), run by transformers' attention interface
   (eager, sdpa, flash_attention_2 where installed). Q, K and V are BERT's three projections
-  ``query``, ``key``, ``value`` (peft's LoRA can adapt any of them). ``layer_sharing`` keeps a single attention
-  block, a single feed-forward block, or one of each, and applies it at every layer (ALBERT).
-- Pooler (question 8): dense + tanh over the final state of the first token, [CLS].
-- Heads: the MLM head (dense H -> E, activation, LayerNorm, decoder E -> V tied to the token
-  embeddings), one linear head per other pretraining task, and the usual downstream heads.
+  ``query``, ``key``, ``value`` (peft's LoRA can adapt any of them). ``layer_sharing`` keeps a single
+  attention block, a single feed-forward block, or one of each, and applies it at every layer (ALBERT).
+- Pooler (question 8): dense + activation over the final state of the first token, [CLS].
+- Heads: the MLM head (dense H -> E, activation, norm, decoder E -> V tied to the token embeddings),
+  one linear head per other pretraining task (``PRETRAINING_TASKS``), and the usual downstream heads.
 - The fast path: with ``sdpa`` or ``flash_attention_2``, a batch with padding (or rows packing
   several sequences, numbered in the attention mask) runs the embeddings and every layer on its
   real tokens only, with variable-length attention (``attention_bert18``); with MLM labels and
@@ -26,8 +31,11 @@ The whole model reads top to bottom in this file; every choice is a ``Bert18Conf
   learned vector plus the target's position (no content of its own), runs through the very same
   attention and feed-forward blocks, and is never attended to. One attention call serves both.
 
-This file imports only torch, transformers and its sibling modules (relatively), so
-``save_pretrained`` can ship it with the weights for ``trust_remote_code=True`` loading.
+This file imports torch, transformers (and safetensors, which transformers requires) and its two sibling
+modules, relatively, so ``save_pretrained`` can ship the three with the weights for
+``trust_remote_code=True`` loading. The one import of the rest of bert18, ``bert18.convert`` for
+released checkpoints of other model types, is made when such a checkpoint is loaded and only where
+bert18 is installed.
 """
 
 import inspect
@@ -75,6 +83,7 @@ from .configuration_bert18 import PRETRAINING_TASKS, SEQUENCE_TASKS, Bert18Confi
 
 logger = logging.get_logger(__name__)
 
+
 # bert18 checkpoints written before Q, K and V became three modules hold one fused `qkv` projection
 # ([3H, H], rows Q then K then V): transformers splits it on load, exactly, through its weight-conversion
 # registry. Registered for model_type "bert18" (also by the copy of this file that ships with checkpoints).
@@ -82,10 +91,20 @@ FUSED_QKV_CONVERSION = [
     WeightConverter(source_patterns=".qkv.", target_patterns=[".query.", ".key.", ".value."],
                     operations=[Chunk(dim=0)]),
 ]
+
+
 register_checkpoint_conversion_mapping(Bert18Config.model_type, FUSED_QKV_CONVERSION, overwrite=True)
+
 
 # Model types whose original checkpoints Bert18 classes load directly (converted on the fly).
 CONVERTIBLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "albert", "ernie", "modernbert")
+
+
+# Attention implementations that take an arbitrary per-example mask (flash attention takes padding only).
+PER_EXAMPLE_MASK_ATTENTION = ("eager", "sdpa", "flex_attention")
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
 class Bert18RMSNorm(nn.Module):
@@ -510,6 +529,129 @@ class Bert18LMHead(nn.Module):
         return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
 
 
+def mlm_logits(lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor,
+               labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The MLM scores and their targets: at every position, or (``config.sparse_prediction`` with
+    labels) at the labelled positions only, [targets, vocab] against ``labels[labels != -100]``.
+
+    The vocabulary projection is most of a small model's step and ~85% of positions carry no
+    label: gathering first skips that work and the memory of [batch, length, vocab] logits."""
+    if labels is None or not config.sparse_prediction:
+        return lm_head(sequence), labels
+    selected = labels.ne(-100)
+    return lm_head(sequence[selected]), labels[selected]
+
+
+def summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the cross-entropy over the targets that are not -100, and their count."""
+    flat = target.reshape(-1)
+    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), flat, reduction="sum")
+    return total, flat.ne(-100).sum()
+
+
+def normalise_task_losses(
+    sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    num_items_in_batch: torch.Tensor | int | Mapping[str, torch.Tensor | int] | None,
+) -> dict[str, torch.Tensor]:
+    """Each task's loss, normalised so that gradients accumulate to the loss of the whole step.
+
+    - No ``num_items_in_batch``: this batch's mean per task (the Trainer then divides by the
+      accumulation steps).
+    - A mapping ``{task: count}``: each task's summed loss over its targets in the whole
+      accumulation step (and all processes), exact for every task.
+    - A number (the Trainer's count of MLM targets, ``labels != -100``): MLM is summed over it,
+      exact; each other task's mean is weighted by this batch's share of those targets, which is
+      exact when micro-batches hold equal MLM counts and otherwise follows their share of the step.
+    """
+    if num_items_in_batch is None:
+        return {task: total / count.clamp(min=1) for task, (total, count) in sums.items()}
+    if isinstance(num_items_in_batch, Mapping):
+        return {task: total / _at_least_one(num_items_in_batch[task]) for task, (total, _) in sums.items()}
+    if "mlm" not in sums:
+        raise ValueError("num_items_in_batch counts MLM targets, but no MLM labels were given")
+    items = _at_least_one(num_items_in_batch)
+    share = sums["mlm"][1] / items
+    return {
+        task: total / items if task == "mlm" else total / count.clamp(min=1) * share
+        for task, (total, count) in sums.items()
+    }
+
+
+def _at_least_one(count: torch.Tensor | int) -> torch.Tensor | int:
+    return count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
+
+
+def _classifier_dropout(config: Bert18Config) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)
+
+
+def sequence_classification_loss(config: Bert18Config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Regression (MSE), single-label (cross-entropy) or multi-label (BCE), as ``config.problem_type``
+    says, or inferred from ``num_labels`` and the label dtype the way transformers does."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+@dataclass
+class Bert18ModelOutput(BaseModelOutputWithPooling):
+    """``BaseModelOutputWithPooling``, plus the final query-stream states when ``query_embeds`` were given.
+
+    Attributes:
+        query_last_hidden_state: [batch, queries, hidden], the final state of each query row.
+    """
+
+    query_last_hidden_state: torch.Tensor | None = None
+
+
+@dataclass
+class Bert18ForPreTrainingOutput(ModelOutput):
+    """Output of ``Bert18ForPreTraining``.
+
+    Attributes:
+        loss: weighted sum of the task losses (when labels are given).
+        task_losses: each task's loss by task name (``mlm``, ``nsp``, ...), for logging.
+        prediction_logits: MLM scores over the vocabulary, [batch, length, vocab]; with labels and
+            ``config.sparse_prediction`` (off by default; the pretraining recipes turn it on), [targets,
+            vocab] at the labelled positions only, in the order of ``labels != -100``.
+        task_logits: scores of every other task by name: [batch, classes] for sentence tasks,
+            [batch, length, classes] for token tasks, [batch, targets, vocab] for ``plm`` (one row per
+            entry of ``plm_target_positions``, aligned with ``plm_labels``).
+    """
+
+    loss: torch.Tensor | None = None
+    task_losses: dict[str, torch.Tensor] | None = None
+    prediction_logits: torch.Tensor | None = None
+    task_logits: dict[str, torch.Tensor] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+
+
+def _checkpoint_model_type(path: Any, kwargs: dict[str, Any]) -> str | None:
+    """``model_type`` in the config of ``path``, or None when there is no config to read."""
+    if path is None or kwargs.get("config") is not None:
+        return None
+    try:
+        config_dict, _ = Bert18Config.get_config_dict(path, **_hub_kwargs(kwargs))
+    except (OSError, ValueError):
+        return None  # let from_pretrained report the missing checkpoint in its own words
+    return config_dict.get("model_type")
+
+
 class Bert18PreTrainedModel(PreTrainedModel):
     """Weight initialisation, Auto-class plumbing and direct loading of BERT/RoBERTa/ALBERT checkpoints."""
 
@@ -614,39 +756,6 @@ class Bert18PreTrainedModel(PreTrainedModel):
             )
         hidden = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return bool(output_attentions), bool(hidden)
-
-
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
-
-
-def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-
-
-def _checkpoint_model_type(path: Any, kwargs: dict[str, Any]) -> str | None:
-    """``model_type`` in the config of ``path``, or None when there is no config to read."""
-    if path is None or kwargs.get("config") is not None:
-        return None
-    try:
-        config_dict, _ = Bert18Config.get_config_dict(path, **_hub_kwargs(kwargs))
-    except (OSError, ValueError):
-        return None  # let from_pretrained report the missing checkpoint in its own words
-    return config_dict.get("model_type")
-
-
-# Attention implementations that take an arbitrary per-example mask (flash attention takes padding only).
-PER_EXAMPLE_MASK_ATTENTION = ("eager", "sdpa", "flex_attention")
-
-
-@dataclass
-class Bert18ModelOutput(BaseModelOutputWithPooling):
-    """``BaseModelOutputWithPooling``, plus the final query-stream states when ``query_embeds`` were given.
-
-    Attributes:
-        query_last_hidden_state: [batch, queries, hidden], the final state of each query row.
-    """
-
-    query_last_hidden_state: torch.Tensor | None = None
 
 
 class Bert18Model(Bert18PreTrainedModel):
@@ -925,81 +1034,6 @@ class Bert18Model(Bert18PreTrainedModel):
         return hidden, mask
 
 
-def mlm_logits(lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor,
-               labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The MLM scores and their targets: at every position, or (``config.sparse_prediction`` with
-    labels) at the labelled positions only, [targets, vocab] against ``labels[labels != -100]``.
-
-    The vocabulary projection is most of a small model's step and ~85% of positions carry no
-    label: gathering first skips that work and the memory of [batch, length, vocab] logits."""
-    if labels is None or not config.sparse_prediction:
-        return lm_head(sequence), labels
-    selected = labels.ne(-100)
-    return lm_head(sequence[selected]), labels[selected]
-
-
-def summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of the cross-entropy over the targets that are not -100, and their count."""
-    flat = target.reshape(-1)
-    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), flat, reduction="sum")
-    return total, flat.ne(-100).sum()
-
-
-def normalise_task_losses(
-    sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    num_items_in_batch: torch.Tensor | int | Mapping[str, torch.Tensor | int] | None,
-) -> dict[str, torch.Tensor]:
-    """Each task's loss, normalised so that gradients accumulate to the loss of the whole step.
-
-    - No ``num_items_in_batch``: this batch's mean per task (the Trainer then divides by the
-      accumulation steps).
-    - A mapping ``{task: count}``: each task's summed loss over its targets in the whole
-      accumulation step (and all processes), exact for every task.
-    - A number (the Trainer's count of MLM targets, ``labels != -100``): MLM is summed over it,
-      exact; each other task's mean is weighted by this batch's share of those targets, which is
-      exact when micro-batches hold equal MLM counts and otherwise follows their share of the step.
-    """
-    if num_items_in_batch is None:
-        return {task: total / count.clamp(min=1) for task, (total, count) in sums.items()}
-    if isinstance(num_items_in_batch, Mapping):
-        return {task: total / _at_least_one(num_items_in_batch[task]) for task, (total, _) in sums.items()}
-    if "mlm" not in sums:
-        raise ValueError("num_items_in_batch counts MLM targets, but no MLM labels were given")
-    items = _at_least_one(num_items_in_batch)
-    share = sums["mlm"][1] / items
-    return {
-        task: total / items if task == "mlm" else total / count.clamp(min=1) * share
-        for task, (total, count) in sums.items()
-    }
-
-
-def _at_least_one(count: torch.Tensor | int) -> torch.Tensor | int:
-    return count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
-
-
-@dataclass
-class Bert18ForPreTrainingOutput(ModelOutput):
-    """Output of ``Bert18ForPreTraining``.
-
-    Attributes:
-        loss: weighted sum of the task losses (when labels are given).
-        task_losses: each task's loss by task name (``mlm``, ``nsp``, ...), for logging.
-        prediction_logits: MLM scores over the vocabulary, [batch, length, vocab]; with labels and
-            ``config.sparse_prediction`` (off by default; the pretraining recipes turn it on), [targets,
-            vocab] at the labelled positions only, in the order of ``labels != -100``.
-        task_logits: scores of every other task by name: [batch, classes] for sentence tasks,
-            [batch, length, classes] for token tasks, [batch, targets, vocab] for ``plm`` (one row per
-            entry of ``plm_target_positions``, aligned with ``plm_labels``).
-    """
-
-    loss: torch.Tensor | None = None
-    task_losses: dict[str, torch.Tensor] | None = None
-    prediction_logits: torch.Tensor | None = None
-    task_logits: dict[str, torch.Tensor] | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
 class Bert18ForPreTraining(Bert18PreTrainedModel):
     """The encoder with one head per task of ``config.pretraining_tasks``; losses summed with weights.
 
@@ -1186,9 +1220,12 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
 # columns its signature lacks, and ``given`` reads them by the registry's names.
 _LABELS_NOT_IN_FORWARD = sorted({task.label for task in PRETRAINING_TASKS.values()}
                                 - set(inspect.signature(Bert18ForPreTraining.forward).parameters))
+
+
 if _LABELS_NOT_IN_FORWARD:
     raise TypeError(f"Bert18ForPreTraining.forward lacks the label argument(s) {_LABELS_NOT_IN_FORWARD} of "
                     "registered pretraining tasks: add each as a keyword argument defaulting to None")
+
 
 class Bert18ForMaskedLM(Bert18PreTrainedModel):
     """The encoder (no pooler) with the tied MLM head; ``pipeline("fill-mask")`` uses it."""
@@ -1243,28 +1280,6 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-
-def _classifier_dropout(config: Bert18Config) -> nn.Dropout:
-    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-    return nn.Dropout(p)
-
-
-def sequence_classification_loss(config: Bert18Config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Regression (MSE), single-label (cross-entropy) or multi-label (BCE), as ``config.problem_type``
-    says, or inferred from ``num_labels`` and the label dtype the way transformers does."""
-    if config.problem_type is None:
-        if config.num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-    if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
 class Bert18ForSequenceClassification(Bert18PreTrainedModel):
@@ -1470,31 +1485,6 @@ class Bert18ForMultipleChoice(Bert18PreTrainedModel):
         )
 
 
-# The transformers Auto class of each bert18 model, used for registration and for auto_map.
-AUTO_CLASSES = {
-    "AutoModel": "Bert18Model",
-    "AutoModelForPreTraining": "Bert18ForPreTraining",
-    "AutoModelForMaskedLM": "Bert18ForMaskedLM",
-    "AutoModelForSequenceClassification": "Bert18ForSequenceClassification",
-    "AutoModelForTokenClassification": "Bert18ForTokenClassification",
-    "AutoModelForQuestionAnswering": "Bert18ForQuestionAnswering",
-    "AutoModelForMultipleChoice": "Bert18ForMultipleChoice",
-}
-
-__all__ = [
-    "Bert18PreTrainedModel",
-    "Bert18Model",
-    "Bert18ForPreTraining",
-    "Bert18ForPreTrainingOutput",
-    "Bert18ForMaskedLM",
-    "Bert18ForSequenceClassification",
-    "Bert18ForTokenClassification",
-    "Bert18ForQuestionAnswering",
-    "Bert18ForMultipleChoice",
-    "Bert18ForLongSequenceClassification",
-]
-
-
 class Bert18ForLongSequenceClassification(Bert18PreTrainedModel):
     """Classification of documents longer than ``max_position_embeddings`` (seed question 9c).
 
@@ -1634,3 +1624,29 @@ class Bert18ForLongSequenceClassification(Bert18PreTrainedModel):
         logits = self.classifier(self.dropout(self.pool_chunks(grouped, mask)))
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+# The transformers Auto class of each bert18 model, used for registration and for auto_map.
+AUTO_CLASSES = {
+    "AutoModel": "Bert18Model",
+    "AutoModelForPreTraining": "Bert18ForPreTraining",
+    "AutoModelForMaskedLM": "Bert18ForMaskedLM",
+    "AutoModelForSequenceClassification": "Bert18ForSequenceClassification",
+    "AutoModelForTokenClassification": "Bert18ForTokenClassification",
+    "AutoModelForQuestionAnswering": "Bert18ForQuestionAnswering",
+    "AutoModelForMultipleChoice": "Bert18ForMultipleChoice",
+}
+
+
+__all__ = [
+    "Bert18PreTrainedModel",
+    "Bert18Model",
+    "Bert18ForPreTraining",
+    "Bert18ForPreTrainingOutput",
+    "Bert18ForMaskedLM",
+    "Bert18ForSequenceClassification",
+    "Bert18ForTokenClassification",
+    "Bert18ForQuestionAnswering",
+    "Bert18ForMultipleChoice",
+    "Bert18ForLongSequenceClassification",
+]

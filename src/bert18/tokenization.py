@@ -33,6 +33,7 @@ Metaspace pipelines it is a ``Split`` pre-tokenizer, which keeps decoding exact.
 from __future__ import annotations
 
 import codecs
+import heapq
 import itertools
 import os
 from collections import Counter
@@ -309,8 +310,6 @@ def _deterministic_merges(counts: Counter[str], vocab_size: int, min_frequency: 
     does with its own ids. The same word counts and settings always give the same vocabulary and
     merges, byte for byte.
     """
-    import heapq
-
     vocab: dict[str, int] = {}
     tokens: list[str] = []
 

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch.utils.data
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from ..data.spans import span_level
@@ -159,8 +160,6 @@ class KnowledgeMaskingCollator(MLMCollator):
 
     def _count_batch(self) -> None:
         """The optimizer step of the batch now masked, from the count of batches masked since the epoch began."""
-        import torch.utils.data
-
         worker = torch.utils.data.get_worker_info()
         index = self.batches_masked if worker is None else self.batches_masked * worker.num_workers + worker.id
         self.step = self.epoch_start_step + index // self.accumulation_steps

@@ -342,7 +342,7 @@ def _json_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
 
 
 def _parquet_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # only a Parquet corpus needs the Parquet reader (seconds of import otherwise)
 
     try:
         reader = pq.ParquetFile(path)

@@ -553,7 +553,7 @@ def prepare_pretraining_dataset(
     packed = pack_sentences(documents, tokenizer, max_length, packing, capitalization, num_proc, word_ids=keep_words)
     # Each row's masks are drawn from (seed, epoch, example_index): see bert18.collators.
     if isinstance(packed, datasets.IterableDataset):
-        from .streaming import ShuffledRows, windowed
+        from .streaming import ShuffledRows, windowed  # here: streaming imports pairs, which imports this module
 
         features = datasets.Features({**packed.features, "example_index": datasets.Value("int64")})
         return windowed(packed, ShuffledRows(), window, seed, features, repeat=repeat)

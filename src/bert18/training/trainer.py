@@ -36,6 +36,7 @@ from ..collators import SetEpochCallback
 from ..collators.base import own_generator
 from ..configuration_bert18 import PRETRAINING_TASKS, Bert18Config
 from ..modeling_bert18 import Bert18ForPreTraining
+from .model_card import write_model_card
 from .phases import carry_optimizer_state
 from .sharding import save_full_model, saves_sharded_state
 from .warmup import BatchSizeWarmup, SequenceLengthWarmup, WarmupBatchSampler
@@ -264,8 +265,6 @@ class Bert18Trainer(Trainer):
         if not self._pretraining():
             return super().create_model_card(**kwargs)
         if self.is_world_process_zero():
-            from .model_card import write_model_card
-
             write_model_card(self.args.output_dir, self.accelerator.unwrap_model(self.model), self.state,
                              **{**self.card_info, **{k: v for k, v in kwargs.items() if v is not None}})
         return None
