@@ -1,5 +1,5 @@
 """Helpers shared by the tests, as transformers' ``BertModelTester`` is for theirs: one tiny config
-builder and one ERNIE task list, so a test states only what it changes.
+builder, one ERNIE task list and a callback that interrupts a run, so a test states only what it changes.
 
 Imported as ``from helpers import ...`` (pytest puts ``tests/`` on ``sys.path``: the folder has no
 ``__init__.py``). The shared fixtures (the MiniLM checkpoint and tokenizer, the built-in corpus) are in
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+from transformers import TrainerCallback
 
 from bert18 import Bert18Config
 
@@ -41,3 +43,14 @@ def tiny_config(**overrides: Any) -> Bert18Config:
     so a list bound that way (``pretraining_tasks``) is never shared between two configs.
     """
     return Bert18Config.from_preset("tiny", **{**TINY, **copy.deepcopy(overrides)})
+
+
+class StopAt(TrainerCallback):
+    """Stop training after optimizer step ``step``, as an interrupted run would (resume tests)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True

@@ -10,6 +10,7 @@ BERT's real WordPiece vocabulary (the MiniLM tokenizer), >= 100,000 tokens per l
 import datasets
 import numpy as np
 import pytest
+from helpers import StopAt
 
 from bert18.collators import KnowledgeMaskingCollator
 from bert18.collators.knowledge import UNIT_KINDS
@@ -228,7 +229,6 @@ def test_step_schedule_follows_the_optimizer_step(tokenizer):
 def test_step_schedule_in_the_recipe_resumes_exactly(tmp_path, minilm_path):
     """knowledge_schedule through the Trainer: the stages switch at their steps (evaluation batches do not
     count), and a run interrupted at step 3 and resumed draws the same masks: the same losses as one run."""
-    from transformers import TrainerCallback
 
     from bert18.training import parse_recipe
     from bert18.training.pretrain import build_pretraining
@@ -244,16 +244,11 @@ def test_step_schedule_in_the_recipe_resumes_exactly(tmp_path, minilm_path):
     )
     common.update(max_documents=8, validation_fraction=0.2, eval_strategy="steps", eval_steps=2)
 
-    class StopAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                control.should_training_stop = True
-
     def train(output, stop=False, **values):
         run = build_pretraining(parse_recipe("tiny-demo", output_dir=str(tmp_path / output), **{**common, **values}))
         knowledge = run.trainer.data_collator.masking
         if stop:
-            run.trainer.add_callback(StopAt())
+            run.trainer.add_callback(StopAt(3))
         run.trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
         losses = {e["step"]: e["loss"] for e in run.trainer.state.log_history if "loss" in e}
         return knowledge, losses

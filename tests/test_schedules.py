@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import ERNIE_TASKS as ERNIE
+from helpers import StopAt
 from transformers import TrainerCallback
 
 from bert18 import Bert18Config
@@ -96,15 +97,6 @@ def test_stages_switch_at_the_configured_steps_under_the_trainer(tmp_path, minil
     # a task not yet introduced does not train: its head is untouched until step 7
     assert all(torch.equal(heads[s], start) for s in range(1, 7))
     assert not torch.equal(heads[7], start)
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def test_resume_across_a_stage_boundary_is_exact(tmp_path, minilm_path):

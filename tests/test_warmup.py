@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import StopAt
 from transformers import TrainerCallback
 
 from bert18.training import parse_recipe
@@ -98,15 +99,6 @@ class RecordBatches(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.step = state.global_step
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def _run(tmp_path, minilm_path, name, stop_at=None, **values):
