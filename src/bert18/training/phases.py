@@ -12,7 +12,7 @@ after the first starts from the previous phase's final weights and tokenizer, on
 corpus prepared again at its ``max_length``), with its own learning-rate schedule, and carries the
 previous phase's optimizer state (Adam's or LAMB's moments, as NVIDIA's phase 2 does): the moments
 are loaded, the hyper-parameters (learning rate, betas, decay) are the phase's own. The model keys
-(``ModelArguments``) cannot change between phases: it is one model.
+(``PretrainModelArguments``) cannot change between phases: it is one model.
 
 When the last phase ends, its model, tokenizer, card and metrics are copied into ``output_dir``.
 A finished phase leaves ``phase-k/phase_complete.json``; with ``resume_from_checkpoint: true`` a
@@ -114,7 +114,7 @@ def carry_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) ->
 
 def _check_output_dir(recipe: Any) -> bool:
     """The top folder's guard: refuse another run's folder; returns whether to resume."""
-    from .pretrain import clear_output_dir
+    from .run import clear_output_dir
 
     training = recipe.training
     output = Path(training.output_dir)
@@ -133,7 +133,8 @@ def _check_output_dir(recipe: Any) -> bool:
 
 def run_phases(recipe: Any) -> dict[str, Any]:
     """Run every phase of ``recipe`` in order (see the module docstring); returns the last phase's result."""
-    from .pretrain import run_pretraining, write_recipe
+    from .pretrain import run_pretraining
+    from .run import write_recipe
 
     training = recipe.training
     resume = _check_output_dir(recipe)
