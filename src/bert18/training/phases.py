@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,9 @@ def _check_output_dir(recipe: Any) -> bool:
     return resume
 
 
-def run_phases(recipe: Any) -> dict[str, Any]:
-    """Run every phase of ``recipe`` in order (see the module docstring); returns the last phase's result."""
+def run_phases(recipe: Any, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run every phase of ``recipe`` in order (see the module docstring), each trainer with ``callbacks``
+    added; returns the last phase's result."""
     from .pretrain import run_pretraining
     from .run import write_recipe
 
@@ -156,7 +158,8 @@ def run_phases(recipe: Any) -> dict[str, Any]:
                 if training.process_index == 0:
                     shutil.rmtree(folder)  # a phase that never reached a checkpoint starts again
         carry = previous / FINAL_OPTIMIZER if previous is not None else None
-        result = run_pretraining(phase, initial_optimizer_state=carry, save_optimizer_state=True)
+        result = run_pretraining(phase, initial_optimizer_state=carry, save_optimizer_state=True,
+                                 callbacks=callbacks)
         if "interrupted_at" in result:
             return result
         if phase.training.process_index == 0:

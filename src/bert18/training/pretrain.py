@@ -382,7 +382,7 @@ def run_pretraining(recipe: PretrainRecipe, initial_optimizer_state: str | Path 
     previous phase's optimizer state as ``initial_optimizer_state`` and asks each phase to save its
     own at the end (``save_optimizer_state``)."""
     if recipe.run.phases:
-        return run_phases(recipe)
+        return run_phases(recipe, callbacks)
     run = build_pretraining(recipe, callbacks)
     trainer, training = run.trainer, recipe.training
     if (finished := nothing_to_resume(run.resume_from_checkpoint, training)) is not None:
