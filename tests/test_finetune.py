@@ -2,7 +2,6 @@
 refused with the row and column named, and (slow) MiniLM on the module task matches transformers."""
 
 import json
-import os
 import random
 import re
 import signal
@@ -13,8 +12,8 @@ import pytest
 import torch
 import transformers
 import yaml
+from ctrl_c import SendSignal
 from huggingface_hub import ModelCard
-from transformers import TrainerCallback
 
 import bert18
 from bert18.cli import main as cli_main
@@ -347,17 +346,6 @@ def test_partial_mode_and_layerwise_decay(tiny_checkpoint, tmp_path):
 
 
 # --- a peer of the pretraining recipe: Ctrl-C, model card, refused keys, typed choices ---------------
-
-
-class SendSignal(TrainerCallback):
-    """Deliver a real SIGINT to this process in the middle of step ``step`` (as a Ctrl-C would)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        if state.global_step + 1 == self.step:  # global_step counts finished steps
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _module_recipe(checkpoint, output_dir, **values):

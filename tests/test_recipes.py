@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from ctrl_c import SendSignal
 from huggingface_hub import ModelCard
-from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from bert18.training import parse_recipe, run_pretraining
@@ -244,17 +244,6 @@ print(type(model).__module__)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "transformers_modules" in done.stdout
     assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
-
-
-class SendSignal(TrainerCallback):
-    """Deliver a real SIGINT to this process in the middle of step ``step`` (as a Ctrl-C would)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        if state.global_step + 1 == self.step:  # global_step counts finished steps
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _train(recipe, callbacks=()):
