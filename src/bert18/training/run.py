@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -215,8 +216,9 @@ class RunCallbacks:
         return [self.interrupt, *self.others]
 
     def install(self, trainer: Trainer) -> None:
-        """Swap the trainer's default progress bar for ``progress`` (a ``ProgressCallback`` itself)."""
-        if self.progress is None or trainer.args.disable_tqdm:
+        """Swap the trainer's default progress bar for ``progress`` (a ``ProgressCallback`` itself). In a
+        notebook the Trainer draws its own widget instead, which stays (one bar, without the tasks)."""
+        if self.progress is None or trainer.args.disable_tqdm or DEFAULT_PROGRESS_CALLBACK is not ProgressCallback:
             return
         trainer.remove_callback(ProgressCallback)  # by class: the default one, ours is not added yet
         trainer.add_callback(self.progress)
