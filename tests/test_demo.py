@@ -1,6 +1,9 @@
 """`make demo`, the main job: the whole loop runs, and pretraining helps downstream."""
 
+import json
+
 import pytest
+import yaml
 from helpers import ERNIE_TASKS
 
 from bert18.demo import run_demo
@@ -19,6 +22,16 @@ def test_demo_pretraining_beats_a_random_start(tmp_path):
     finetuned = figures["finetuning"]
     assert len(finetuned["pretrained"]["runs"]) == 3
     assert finetuned["pretrained"]["loss"] < finetuned["random start"]["loss"]
+    # both arms ran the documented fine-tuning recipe: its resolved copy, card and metrics per seed
+    for arm, from_scratch in (("pretrained", False), ("random-start", True)):
+        for seed in range(3):
+            folder = tmp_path / "demo" / f"finetuned-{arm}" / f"seed-{seed}"
+            saved = yaml.safe_load((folder / "bert18_recipe.yaml").read_text())
+            assert saved["from_scratch"] is from_scratch and saved["dataset"] == "builtin-modules"
+            results = json.loads((folder / "all_results.json").read_text())
+            name = "pretrained" if arm == "pretrained" else "random start"
+            assert results["eval_loss"] == finetuned[name]["runs"][seed]["loss"]
+            assert (folder / "README.md").is_file()
 
 
 @pytest.mark.slow

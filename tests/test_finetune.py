@@ -4,17 +4,21 @@ refused with the row and column named, and (slow) MiniLM on the module task matc
 import json
 import random
 import re
+import signal
 from pathlib import Path
+from typing import Literal, get_origin
 
 import pytest
 import torch
 import transformers
 import yaml
+from ctrl_c import SendSignal
+from huggingface_hub import ModelCard
 
 import bert18
 from bert18.cli import main as cli_main
-from bert18.training.finetune import run_finetuning
-from bert18.training.finetune_arguments import parse_finetune_recipe
+from bert18.training.finetune import build_finetuning, build_model, prepare_task, run_finetuning
+from bert18.training.finetune_arguments import FinetuneModelArguments, finetune_parser, parse_finetune_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 FINETUNE_RECIPES = sorted((ROOT / "recipes" / "configs").glob("finetune-*.yaml"))
@@ -339,3 +343,121 @@ def test_partial_mode_and_layerwise_decay(tiny_checkpoint, tmp_path):
     assert set(rates) == {"head", "layer.1"}  # frozen embeddings and layer 0 get no group
     # after 2 linear-decay steps both rates shrank alike: the ratio is the decay's (the top layer at the head's)
     assert rates["layer.1"] == pytest.approx(rates["head"])
+
+
+# --- a peer of the pretraining recipe: Ctrl-C, model card, refused keys, typed choices ---------------
+
+
+def _module_recipe(checkpoint, output_dir, **values):
+    """The packaged module-task recipe on a tiny checkpoint, cut to a few steps on a few passages."""
+    values = {**FAST, "max_train_samples": 32, "max_eval_samples": 16, "max_steps": 6,
+              "per_device_train_batch_size": 8, "learning_rate": 1e-3, **values}
+    return parse_finetune_recipe("finetune-modules", model_name_or_path=checkpoint, output_dir=str(output_dir),
+                                 **values)
+
+
+def test_ctrl_c_in_finetuning_leaves_a_checkpoint_and_resume_is_exact(tiny_checkpoint, tmp_path):
+    """SIGINT during step 3 stops fine-tuning after that step with a checkpoint (though save_strategy is
+    "no"), the handler is given back, and resuming reaches the uninterrupted run's losses and weights."""
+    straight = run_finetuning(_module_recipe(tiny_checkpoint, tmp_path / "straight"))
+    out = tmp_path / "interrupted"
+    before = signal.getsignal(signal.SIGINT)
+    first = run_finetuning(_module_recipe(tiny_checkpoint, out), callbacks=[SendSignal(3)])
+    assert first["interrupted_at"] == 3 and first["checkpoint"] == str(out / "checkpoint-3")
+    assert signal.getsignal(signal.SIGINT) is before
+    checkpoint = out / "checkpoint-3"
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "trainer_state.json").is_file()
+    assert not (out / "all_results.json").exists()  # not a finished run
+    with pytest.raises(FileExistsError, match="resume_from_checkpoint=true"):
+        build_finetuning(_module_recipe(tiny_checkpoint, out))
+    resumed = run_finetuning(_module_recipe(tiny_checkpoint, out, resume_from_checkpoint="true"))
+    assert resumed["trainer"].state.global_step == 6
+    first_losses = {e["step"]: e["loss"] for e in first["trainer"].state.log_history if "loss" in e}
+    resumed_losses = {e["step"]: e["loss"] for e in resumed["log_history"] if "loss" in e}
+    straight_losses = {e["step"]: e["loss"] for e in straight["log_history"] if "loss" in e}
+    assert {**first_losses, **resumed_losses} == straight_losses
+    expected = straight["trainer"].model.state_dict()
+    for name, value in resumed["trainer"].model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    assert resumed["metrics"]["eval_accuracy"] == straight["metrics"]["eval_accuracy"]
+
+
+def test_finetuning_writes_a_model_card_with_the_runs_metrics(tiny_checkpoint, tmp_path):
+    """The card's Hub metadata and table carry the run's own final metrics (all_results.json), its
+    language, license and pipeline tag; the local checkpoint is named in the text, not as base_model."""
+    out = tmp_path / "card"
+    outcome = run_finetuning(_module_recipe(tiny_checkpoint, out, max_steps=4, language="en", license="mit"))
+    results = json.loads((out / "all_results.json").read_text())
+    assert outcome["metrics"]["eval_accuracy"] == results["eval_accuracy"]
+    card = ModelCard.load(out / "README.md")
+    assert (card.data.language, card.data.license, card.data.pipeline_tag) == ("en", "mit", "text-classification")
+    assert card.data.base_model is None and "bert18" in card.data.tags
+    reported = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert reported == {name: round(results[f"eval_{name}"], 4) for name in ("loss", "accuracy", "macro_f1")}
+    assert f"| accuracy | {results['eval_accuracy']:.4f} |" in card.text
+    assert f"| macro_f1 | {results['eval_macro_f1']:.4f} |" in card.text
+    assert "Steps: 4" in card.text and tiny_checkpoint in card.text
+    assert bert18.Bert18ForSequenceClassification.from_pretrained(out).config.num_labels == 8
+
+
+def test_from_scratch_is_the_same_architecture_with_fresh_weights(tiny_checkpoint, tmp_path):
+    """``from_scratch`` gives what the demo built by hand before: the checkpoint's config, random weights
+    drawn after seeding with the recipe's seed; the checkpoint's weights are not used."""
+    recipe = _module_recipe(tiny_checkpoint, tmp_path / "scratch", from_scratch=True, seed=3)
+    task = prepare_task(recipe, transformers.AutoTokenizer.from_pretrained(tiny_checkpoint))
+    model = build_model(recipe, task)
+    labels = task.labels.names
+    transformers.set_seed(3)
+    pretrained = bert18.Bert18ForSequenceClassification.from_pretrained(
+        tiny_checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)})
+    transformers.set_seed(3)
+    expected = bert18.Bert18ForSequenceClassification(pretrained.config).state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    word = "bert18.embeddings.word_embeddings.weight"
+    assert not torch.equal(model.state_dict()[word], pretrained.state_dict()[word])
+    with pytest.raises(ValueError, match="from_scratch=true discards them"):
+        _module_recipe(tiny_checkpoint, tmp_path / "lora", from_scratch=True, lora_r=4)
+
+
+def test_keys_finetuning_would_ignore_are_refused_by_name(tiny_checkpoint, tmp_path, capsys):
+    """Pretraining's own keys, and task-scoped keys set for another task, fail in one line naming the key
+    (they used to be accepted and ignored); the model card keys (language, license) work (card test)."""
+    for key, value in (("plot", False), ("phases", [{"max_steps": 2}]), ("masking", "token")):
+        with pytest.raises(ValueError, match=f"'{key}' is a `bert18 pretrain` key, which `bert18 finetune` does"):
+            _module_recipe(tiny_checkpoint, tmp_path / "x", **{key: value})
+    with pytest.raises(ValueError, match="doc_stride=64 applies to task=question-answering only"):
+        _module_recipe(tiny_checkpoint, tmp_path / "x", doc_stride=64)
+    with pytest.raises(ValueError, match="long_pooling='max' applies to long_text_strategy=chunk only"):
+        _module_recipe(tiny_checkpoint, tmp_path / "x", long_pooling="max")
+    code = cli_main(["finetune", "finetune-modules", f"--model_name_or_path={tiny_checkpoint}", "--plot=false",
+                     f"--output_dir={tmp_path / 'cli'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'plot'" in err
+    assert not (tmp_path / "cli").exists()
+
+
+def test_choice_fields_are_literal_and_fail_at_parse_time(tiny_checkpoint, tmp_path):
+    """A wrong choice fails while parsing, from YAML, from Python and from the command line alike."""
+    assert get_origin(FinetuneModelArguments.__dataclass_fields__["mode"].type) is Literal
+    mode = next(action for action in finetune_parser()._actions if action.dest == "mode")
+    assert tuple(mode.choices) == ("full", "frozen", "partial")  # --help lists them
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"task: sequence-classification\nmodel_name_or_path: {tiny_checkpoint}\nmode: frosen\n")
+    message = "mode must be one of full, frozen, partial; got 'frosen'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_finetune_recipe(recipe)
+    with pytest.raises(ValueError, match=re.escape(f"command line: {message}")):
+        parse_finetune_recipe("finetune-modules", ["--mode=frosen"], model_name_or_path=tiny_checkpoint)
+    with pytest.raises(ValueError, match=re.escape("chunk_overflow must be one of error, truncate; got 'drop'")):
+        parse_finetune_recipe("finetune-modules", model_name_or_path=tiny_checkpoint, chunk_overflow="drop")
+
+
+def test_the_callers_training_arguments_are_not_changed(tiny_checkpoint, tmp_path):
+    """The trainer trains on a copy with what fine-tuning needs; the recipe's TrainingArguments stay as given."""
+    recipe = _module_recipe(tiny_checkpoint, tmp_path / "copy")
+    assert recipe.training.remove_unused_columns is True
+    run = build_finetuning(recipe)
+    assert run.trainer.args.remove_unused_columns is False and recipe.training.remove_unused_columns is True
+    assert run.trainer.args is not recipe.training and run.trainer.args.output_dir == recipe.training.output_dir

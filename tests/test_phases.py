@@ -67,8 +67,8 @@ def test_two_phases_carry_the_optimizer_and_resume_exactly_across_the_boundary(t
 
     longest = []
 
-    def watched(recipe):
-        run = original(recipe)
+    def watched(recipe, *args, **kwargs):
+        run = original(recipe, *args, **kwargs)
         run.trainer.add_callback(Watch())
         longest.append(max(len(run.train_dataset[i]["input_ids"]) for i in range(len(run.train_dataset))))
         return run
@@ -96,8 +96,8 @@ def test_two_phases_carry_the_optimizer_and_resume_exactly_across_the_boundary(t
             if args.output_dir.endswith("phase-2") and state.global_step + 1 == 2:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    def stopping(recipe):
-        run = original(recipe)
+    def stopping(recipe, *args, **kwargs):
+        run = original(recipe, *args, **kwargs)
         run.trainer.add_callback(CtrlC())
         return run
 

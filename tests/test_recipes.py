@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from ctrl_c import SendSignal
 from helpers import ERNIE_TASKS as ERNIE
 from huggingface_hub import ModelCard
-from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from bert18.training import parse_recipe, run_pretraining
 from bert18.training.arguments import recipe_keys
+from bert18.training.callbacks import final_task_metrics, task_curves
 from bert18.training.pretrain import build_pretraining
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,6 +181,34 @@ def test_model_card_metadata(trained):
     assert "Steps: 6" in card.text and "trust_remote_code=True" in card.text
 
 
+def test_one_reading_of_the_log_serves_card_plot_and_summary(trained):
+    """``task_curves`` / ``final_task_metrics`` against the log read by hand: every point in order, and
+    the last value of each metric (what the model card and the printed summary show)."""
+    recipe, _ = trained
+    history = json.loads((Path(recipe.training.output_dir) / "trainer_state.json").read_text())["log_history"]
+    curves, final = task_curves(history, ERNIE), final_task_metrics(history, ERNIE)
+    for task in ERNIE:
+        for split, prefix in (("train", ""), ("eval", "eval_")):
+            key = f"{prefix}{task}_loss"
+            points = [(entry["step"], entry[key]) for entry in history if key in entry]
+            assert curves[split][f"{task}_loss"] == points and final[split][f"{task}_loss"] == points[-1][1]
+    assert len(curves["train"]["mlm_loss"]) == 6 and len(curves["eval"]["mlm_accuracy"]) == 3
+
+
+def test_per_task_progress_bar_replaces_the_default_one(tmp_path, minilm_path):
+    """The recipe's bar is transformers' ProgressCallback (one, not two) with the tasks after it; the
+    recipe keeps it, and the Ctrl-C callback, without searching the trainer; its TrainingArguments stay."""
+    run = build_pretraining(small_recipe(tmp_path, tokenizer_name_or_path=minilm_path, max_steps=2,
+                                         validation_fraction=0.0, disable_tqdm=False))
+    bars = [c for c in run.trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert bars == [run.callbacks.progress] and run.callbacks.interrupt in run.trainer.callback_handler.callbacks
+    assert run.trainer.args.remove_unused_columns is False and run.recipe.training.remove_unused_columns is True
+    run.trainer.train()
+    quiet = build_pretraining(small_recipe(tmp_path / "quiet", tokenizer_name_or_path=minilm_path, max_steps=2,
+                                           validation_fraction=0.0))
+    assert not any(isinstance(c, ProgressCallback) for c in quiet.trainer.callback_handler.callbacks)
+
+
 def test_saved_recipe_is_a_recipe(trained):
     recipe, _ = trained
     again = parse_recipe(Path(recipe.training.output_dir) / "bert18_recipe.yaml")
@@ -214,17 +244,6 @@ print(type(model).__module__)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "transformers_modules" in done.stdout
     assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
-
-
-class SendSignal(TrainerCallback):
-    """Deliver a real SIGINT to this process in the middle of step ``step`` (as a Ctrl-C would)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        if state.global_step + 1 == self.step:  # global_step counts finished steps
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _train(recipe, callbacks=()):

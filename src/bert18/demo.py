@@ -7,13 +7,16 @@
    token-document relation) under the HF Trainer, prints each task's held-out loss and accuracy
    and writes their curves.
 3. Shows fill-mask predictions of the pretrained model.
-4. Fine-tunes it on the downstream task and, with the same seeds and hyper-parameters, the same
-   architecture from random weights: test loss, accuracy and macro-F1 side by side, averaged over
-   a few fine-tuning seeds, so the transfer shows. With 80 test passages one passage is 1.25
-   accuracy points and a single seed's accuracy swings by several; the test loss (cross-entropy on
-   every passage) and the mean over seeds are the steadier measures.
+4. Fine-tunes it on the downstream task with the ``finetune-modules`` fine-tuning recipe (what
+   ``bert18 finetune finetune-modules`` runs) and, with the same recipe, seeds and hyper-parameters,
+   the same architecture from random weights (the recipe's ``from_scratch: true``): test loss,
+   accuracy and macro-F1 side by side, averaged over a few fine-tuning seeds, so the transfer shows.
+   With 80 test passages one passage is 1.25 accuracy points and a single seed's accuracy swings by
+   several; the test loss (cross-entropy on every passage) and the mean over seeds are the steadier
+   measures.
 """
 
+import contextlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,14 +26,15 @@ from typing import Any
 import datasets
 import numpy as np
 import transformers
-from transformers import AutoModelForMaskedLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from .data import builtin_corpus
 from .data.downstream import module_classification, remove_passages
-from .metrics import load as load_metric
-from .modeling_bert18 import Bert18ForMaskedLM, Bert18ForSequenceClassification
-from .training import parse_recipe, run_pretraining
+from .modeling_bert18 import Bert18ForMaskedLM
+from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_pretraining
 
+FINETUNE_RECIPE = "finetune-modules"
+STARTS = {"pretrained": False, "random start": True}  # arm -> the recipe's from_scratch
 FILL_MASK_PROMPTS = [
     "Return a new [MASK] containing the items of the list.",
     "Raise a [MASK] if the file does not exist.",
@@ -61,31 +65,19 @@ def fill_mask(model_dir: Path, prompts: Sequence[str] = FILL_MASK_PROMPTS) -> di
         return {prompt: [guess["token_str"] for guess in fill(prompt, top_k=5)] for prompt in prompts}
 
 
-def _classification_metrics(prediction: transformers.EvalPrediction) -> dict[str, float]:
-    predictions = np.argmax(prediction.predictions, axis=-1)
-    references = prediction.label_ids
-    accuracy = load_metric("accuracy").compute(predictions=predictions, references=references)["accuracy"]
-    macro_f1 = load_metric("f1").compute(predictions=predictions, references=references, average="macro")["f1"]
-    return {"accuracy": accuracy, "macro_f1": macro_f1}
-
-
-def finetune(model: Any, tokenizer: Any, task: datasets.DatasetDict, output_dir: Path, seed: int,
-             epochs: float, learning_rate: float, save: bool = True) -> dict[str, float]:
-    """Fine-tune a sequence classifier on the module task; test loss, accuracy and macro-F1."""
-    encoded = task.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=128), batched=True,
-                       remove_columns=["text", "document", "start", "end"], desc="Tokenizing passages")
-    args = TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=16,
-        per_device_eval_batch_size=64, learning_rate=learning_rate, warmup_steps=0.1, weight_decay=0.01,
-        lr_scheduler_type="linear", eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[],
-        seed=seed, data_seed=seed, use_cpu=True, disable_tqdm=True,
+def finetune(model_dir: Path, output_dir: Path, seed: int, epochs: float, learning_rate: float,
+             from_scratch: bool = False) -> dict[str, float]:
+    """Fine-tune ``model_dir`` on the module task with the ``finetune-modules`` recipe (from random weights
+    of its architecture with ``from_scratch``); test loss, accuracy and macro-F1. What the recipe prints
+    goes to ``finetuning.log`` next to ``output_dir``, so the demo's comparison stays one line a run."""
+    recipe = parse_finetune_recipe(
+        FINETUNE_RECIPE, model_name_or_path=str(model_dir), from_scratch=from_scratch, output_dir=str(output_dir),
+        overwrite_output_dir=True, seed=seed, data_seed=seed, num_train_epochs=epochs, learning_rate=learning_rate,
+        eval_strategy="no", save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["test"],
-                      processing_class=tokenizer, compute_metrics=_classification_metrics)
-    trainer.train()
-    metrics = trainer.evaluate()
-    if save:
-        trainer.save_model()
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(output_dir.parent / "finetuning.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        metrics = run_finetuning(recipe)["metrics"]
     return {"loss": metrics["eval_loss"], "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"]}
 
 
@@ -119,21 +111,15 @@ def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 600, se
 
     _step(4, "fine-tuning on the module task: pretrained weights vs the same model from random weights")
     seeds = range(seed, seed + finetune_seeds)
-    print(f"  same seeds ({', '.join(map(str, seeds))}) and hyper-parameters for both: learning rate "
+    print(f"  recipe {FINETUNE_RECIPE} (from_scratch: true for the random start), same seeds "
+          f"({', '.join(map(str, seeds))}) and hyper-parameters for both: learning rate "
           f"{finetune_learning_rate:g}, {finetune_epochs:g} epochs, batch 16")
-    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
-    labels = dict(num_labels=len(names), id2label=dict(enumerate(names)),
-                  label2id={name: i for i, name in enumerate(names)})
-    runs: dict[str, list[dict[str, float]]] = {"pretrained": [], "random start": []}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in STARTS}
     for run_seed in seeds:
-        transformers.set_seed(run_seed)  # the classifier head's initial weights
-        pretrained = Bert18ForSequenceClassification.from_pretrained(pretrained_dir, **labels)
-        transformers.set_seed(run_seed)
-        scratch = Bert18ForSequenceClassification(pretrained.config)
-        for name, model in (("pretrained", pretrained), ("random start", scratch)):
-            folder = output_dir / f"finetuned-{name.replace(' ', '-')}"
-            runs[name].append(finetune(model, tokenizer, task, folder, run_seed, finetune_epochs,
-                                       finetune_learning_rate, save=run_seed == seed))
+        for name, from_scratch in STARTS.items():
+            folder = output_dir / f"finetuned-{name.replace(' ', '-')}" / f"seed-{run_seed}"
+            runs[name].append(finetune(pretrained_dir, folder, run_seed, finetune_epochs, finetune_learning_rate,
+                                       from_scratch))
             figures = runs[name][-1]
             print(f"  seed {run_seed}  {name:<13} test loss {figures['loss']:.3f}   accuracy {figures['accuracy']:6.1%}"
                   f"   macro-F1 {figures['macro_f1']:.3f}")
@@ -141,8 +127,8 @@ def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 600, se
                for name, done in runs.items()}
     for name, figures in results.items():
         print(f"  mean     {name:<13} test loss {figures['loss']:.3f}   accuracy {figures['accuracy']:6.1%}"
-              f"   macro-F1 {figures['macro_f1']:.3f}   (seed {seed}'s model in "
-              f"{output_dir / ('finetuned-' + name.replace(' ', '-'))})")
+              f"   macro-F1 {figures['macro_f1']:.3f}   (models, cards and recipes in "
+              f"{output_dir / ('finetuned-' + name.replace(' ', '-'))}/seed-N)")
     gain = results["pretrained"]["accuracy"] - results["random start"]["accuracy"]
     loss_drop = results["random start"]["loss"] - results["pretrained"]["loss"]
     print(f"transfer over {finetune_seeds} seeds, {len(task['test'])} test passages: pretraining lowers the test "

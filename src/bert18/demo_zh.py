@@ -9,7 +9,7 @@
 3. Shows fill-mask predictions of the pretrained model.
 4. Fine-tunes it with the fine-tuning recipes ``finetune-people-daily-ner`` (named entities on the
    held-out documents) and ``finetune-chinese-reviews`` (sentiment of product reviews), next to the
-   same architecture from random weights (the same recipe, from a freshly initialised checkpoint).
+   same architecture from random weights (the same recipe with ``from_scratch: true``).
 """
 
 import os
@@ -17,14 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import AutoTokenizer
 
 from .data.chinese import people_daily_documents, people_daily_splits
-from .demo import fill_mask
-from .modeling_bert18 import Bert18ForPreTraining
-from .training import parse_recipe, run_pretraining
-from .training.finetune import run_finetuning
-from .training.finetune_arguments import parse_finetune_recipe
+from .demo import STARTS, fill_mask
+from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_pretraining
 
 FILL_MASK_PROMPTS = ["新华社北京一月一日[MASK]", "我国经济持续快速[MASK]展", "中国共产[MASK]中央委员会"]
 TASKS = {  # recipe, the metric shown, training examples used (a CPU's few minutes)
@@ -44,15 +40,6 @@ def pretraining_corpus(output_dir: Path) -> Path:
     documents = people_daily_documents(people_daily_splits()["train"])
     documents.to_json(path, lines=True, force_ascii=False)
     return path
-
-
-def random_start(pretrained_dir: Path, folder: Path, seed: int) -> Path:
-    """The pretrained model's architecture and tokenizer with fresh random weights, as a checkpoint."""
-    transformers.set_seed(seed)
-    config = transformers.AutoConfig.from_pretrained(pretrained_dir)
-    Bert18ForPreTraining(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(pretrained_dir).save_pretrained(folder)
-    return folder
 
 
 def run_chinese_demo(output_dir: str | os.PathLike = "demo-output-zh", steps: int = 600, seed: int = 0,
@@ -78,12 +65,12 @@ def run_chinese_demo(output_dir: str | os.PathLike = "demo-output-zh", steps: in
         print(f"  {prompt} -> {top}")
 
     _step(4, "fine-tuning recipes: pretrained weights vs the same model from random weights")
-    scratch = random_start(pretrained, output_dir / "random-start", seed)
     results: dict[str, dict[str, float]] = {}
     for task, (name, metric, examples) in TASKS.items():
-        for start, model in (("pretrained", pretrained), ("random start", scratch)):
+        for start, from_scratch in STARTS.items():
             finetuning = parse_finetune_recipe(
-                name, model_name_or_path=str(model), output_dir=str(output_dir / f"{name}-{start.replace(' ', '-')}"),
+                name, model_name_or_path=str(pretrained), from_scratch=from_scratch,
+                output_dir=str(output_dir / f"{name}-{start.replace(' ', '-')}"),
                 max_train_samples=examples, max_eval_samples=1000, num_train_epochs=finetune_epochs,
                 learning_rate=finetune_learning_rate, max_length=128, use_cpu=True, eval_strategy="no",
                 disable_tqdm=True, seed=seed, overwrite_output_dir=True,

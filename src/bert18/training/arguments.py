@@ -1,21 +1,37 @@
-"""The arguments of a pretraining recipe, and the parser that reads a recipe YAML plus overrides.
+"""The arguments of a pretraining recipe, and the parser both recipe families read YAML plus overrides with.
 
-A recipe is one flat YAML mapping whose keys are the fields of ``ModelArguments``,
-``DataArguments``, ``MaskingArguments``, ``RunArguments`` and ``transformers.TrainingArguments``
-(so every Trainer option works as it does in transformers' own examples). ``--key=value``
-overrides on the command line win over the YAML. Parsing goes through transformers'
-``HfArgumentParser``: the YAML values become the parser's defaults, so they get the same type
-conversion as command-line values (``learning_rate: 1e-4``, which YAML reads as a string, becomes
-a float) and ``--help`` lists every field with its help text.
+The two recipe families are parallel: a recipe is one flat YAML mapping whose keys are the fields of
+
+- pretraining (``bert18 pretrain``, ``PretrainRecipe``): ``PretrainModelArguments``,
+  ``PretrainDataArguments``, ``MaskingArguments``, ``PretrainRunArguments`` and
+  ``transformers.TrainingArguments``;
+- fine-tuning (``bert18 finetune``, ``FinetuneRecipe`` in ``finetune_arguments``):
+  ``FinetuneModelArguments``, ``FinetuneDataArguments``, ``RunArguments`` and
+  ``transformers.TrainingArguments``,
+
+so every Trainer option works as it does in transformers' own examples. ``RunArguments`` (the
+output folder, the model card's language and license, the optimizer) is shared; pretraining adds
+``plot`` and ``phases``, which fine-tuning refuses by name. ``--key=value`` overrides on the command
+line win over the YAML. Parsing goes through transformers' ``HfArgumentParser``: the YAML values
+become the parser's defaults, so they get the same type conversion as command-line values
+(``learning_rate: 1e-4``, which YAML reads as a string, becomes a float) and ``--help`` lists every
+field with its help text. Choice fields are typed ``Literal[...]``: the parser offers and checks
+their choices on the command line, and ``check_literals`` checks values from YAML or Python, both
+failing with ``<key> must be one of ...; got ...``.
+
+The former names (``ModelArguments``, ``DataArguments``, ``Recipe``, ``parse_recipe``, ...) remain
+as aliases of the pretraining ones.
 """
 
+import argparse
 import difflib
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
@@ -26,9 +42,16 @@ from ..data.prepare import PACKING_MODES
 from .optim import OPTIMIZERS
 
 MASKING_MODES = (*GRANULARITIES, "knowledge")
+# Choice fields' types; the tuples above stay the names other modules (and the help texts) read.
+Preset = Literal[tuple(PRESETS)]
+MaskingMode = Literal[MASKING_MODES]
+PackingMode = Literal[PACKING_MODES]
+Optimizer = Literal[OPTIMIZERS]
+TokenizerAlgorithm = Literal["wordpiece", "bpe", "unigram"]
+TokenizerStyle = Literal["bert", "roberta"]
 
 
-def _json_value(value: Any, name: str, expected: type[dict] | type[list]) -> Any:
+def json_value(value: Any, name: str, expected: type[dict] | type[list]) -> Any:
     """A mapping or list given in YAML, or as a JSON string on the command line."""
     kind = "a mapping" if expected is dict else "a list"
     if value is None or isinstance(value, expected):
@@ -66,20 +89,34 @@ def check_training_arguments(training: TrainingArguments) -> None:
         _check_positive(name, getattr(training, name), "at least 1")
 
 
-def _json_mapping(value: dict | str | None, name: str) -> dict | None:
-    return _json_value(value, name, dict)
+def json_mapping(value: dict | str | None, name: str) -> dict | None:
+    """A mapping given in YAML, or as a JSON string of one on the command line (``None`` stays ``None``)."""
+    return json_value(value, name, dict)
 
 
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """``value`` among ``choices``, or a ValueError naming ``name``, the choices and the value."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
+
+
+def check_literals(arguments: Any) -> None:
+    """Every ``Literal[...]`` field of the dataclass ``arguments`` holds one of its choices.
+
+    The parser checks choices given on the command line; values from a YAML recipe (the parser's
+    defaults, which argparse does not check) and from Python arrive here, in ``__post_init__``."""
+    for item in fields(arguments):
+        if get_origin(item.type) is Literal:
+            check_choice(item.name, getattr(arguments, item.name), get_args(item.type))
+
+
 @dataclass
-class ModelArguments:
+class PretrainModelArguments:
     """Which model to pretrain, and with which vocabulary."""
 
-    preset: str = field(default="tiny", metadata={"help": f"architecture preset: {', '.join(PRESETS)}"})
+    preset: Preset = field(default="tiny", metadata={"help": f"architecture preset: {', '.join(PRESETS)}"})
     config_overrides: dict | str | None = field(
         default=None,
         metadata={"help": "Bert18Config fields over the preset, e.g. {hidden_size: 128, num_hidden_layers: 4} "
@@ -106,27 +143,29 @@ class ModelArguments:
         default=None,
         metadata={"help": "tokenizer folder or Hub id; default: model_name_or_path's, else one trained on the corpus"},
     )
-    tokenizer_algorithm: str = field(default="wordpiece", metadata={"help": "wordpiece, bpe or unigram (when trained)"})
+    tokenizer_algorithm: TokenizerAlgorithm = field(
+        default="wordpiece", metadata={"help": "wordpiece, bpe or unigram (when trained)"}
+    )
     tokenizer_vocab_size: int = field(default=30522, metadata={"help": "vocabulary size to train, specials included"})
-    tokenizer_style: str = field(default="bert", metadata={"help": "special tokens: bert ([CLS]) or roberta (<s>)"})
+    tokenizer_style: TokenizerStyle = field(
+        default="bert", metadata={"help": "special tokens: bert ([CLS]) or roberta (<s>)"}
+    )
     tokenizer_lowercase: bool = field(default=True, metadata={"help": "lowercase when training the vocabulary"})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "eager, sdpa or flash_attention_2 (default: transformers' choice)"}
     )
 
     def __post_init__(self):
-        _check_choice("preset", self.preset, list(PRESETS))
-        self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
+        check_literals(self)
+        self.config_overrides = json_mapping(self.config_overrides, "config_overrides") or {}
         Bert18Config.check_keys(self.config_overrides, "config_overrides")  # before anything is written
-        self.task_loss_weights = _json_mapping(self.task_loss_weights, "task_loss_weights")
-        self.task_schedule = _json_value(self.task_schedule, "task_schedule", list)
+        self.task_loss_weights = json_mapping(self.task_loss_weights, "task_loss_weights")
+        self.task_schedule = json_value(self.task_schedule, "task_schedule", list)
         check_pretraining_tasks(self.pretraining_tasks or [])
-        _check_choice("tokenizer_algorithm", self.tokenizer_algorithm, ("wordpiece", "bpe", "unigram"))
-        _check_choice("tokenizer_style", self.tokenizer_style, ("bert", "roberta"))
 
 
 @dataclass
-class DataArguments:
+class PretrainDataArguments:
     """The corpus and how it becomes pretraining examples."""
 
     corpus: str = field(
@@ -140,7 +179,7 @@ class DataArguments:
         default=0.02, metadata={"help": "share of documents held out for evaluation (0: no evaluation set)"}
     )
     max_length: int = field(default=128, metadata={"help": "longest example in tokens, special tokens included"})
-    packing: str = field(
+    packing: PackingMode = field(
         default="full_sentences",
         metadata={"help": "rows without sentence tasks: full_sentences (RoBERTa, across documents), doc_sentences, "
                           "or packed_documents (several documents per row, kept apart by the attention)"},
@@ -180,9 +219,9 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        check_literals(self)
         if self.stream_window < 1:
             raise ValueError(f"stream_window must be at least 1, got {self.stream_window}")
-        _check_choice("packing", self.packing, PACKING_MODES)
         if self.max_length < 4:
             raise ValueError(f"max_length must leave room for special tokens and text: at least 4, "
                              f"got {self.max_length}")
@@ -198,7 +237,7 @@ class DataArguments:
 class MaskingArguments:
     """How the MLM collator picks and replaces tokens (ignored without the mlm task)."""
 
-    masking: str = field(
+    masking: MaskingMode = field(
         default="token", metadata={"help": f"unit of masking: {', '.join(MASKING_MODES)} (ERNIE phrases/entities)"}
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "share of tokens to predict"})
@@ -223,11 +262,11 @@ class MaskingArguments:
     )
 
     def __post_init__(self):
-        _check_choice("masking", self.masking, MASKING_MODES)
+        check_literals(self)
         if self.dupe_factor is not None and self.dupe_factor < 1:
             raise ValueError(f"dupe_factor must be a positive integer (or unset for dynamic masking), "
                              f"got {self.dupe_factor}")
-        self.knowledge_levels = _json_mapping(self.knowledge_levels, "knowledge_levels")
+        self.knowledge_levels = json_mapping(self.knowledge_levels, "knowledge_levels")
         # Checked here, when the recipe is read, not at the first batch after the output folder is written.
         _check_range("mlm_probability", self.mlm_probability, 0, 1, "the share of tokens to predict")
         _check_range("mask_replace_prob", self.mask_replace_prob, 0, 1, "a share", closed=True)
@@ -248,7 +287,7 @@ class MaskingArguments:
                 _normalised(self.knowledge_levels)
             except ValueError as error:
                 raise ValueError(f"knowledge_levels: {error}") from None
-        self.knowledge_schedule = _json_mapping(self.knowledge_schedule, "knowledge_schedule")
+        self.knowledge_schedule = json_mapping(self.knowledge_schedule, "knowledge_schedule")
         if self.knowledge_schedule is not None:
             if self.knowledge_levels is not None:
                 raise ValueError("knowledge_levels (a level per row) and knowledge_schedule (a level per step) "
@@ -263,24 +302,34 @@ class MaskingArguments:
 
 @dataclass
 class RunArguments:
-    """What happens around training: an existing output folder, the plot, the model card, the optimizer."""
+    """What happens around training, in both recipe families: an existing output folder, the model
+    card's language and license, the optimizer."""
 
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "replace what output_dir holds (a different or finished run)"}
     )
-    plot: bool = field(default=True, metadata={"help": "write task_curves.png (per-task loss and accuracy)"})
-    language: str | None = field(default=None, metadata={"help": "language of the corpus, for the model card"})
+    language: str | None = field(default=None, metadata={"help": "language of the data, for the model card"})
     license: str | None = field(default=None, metadata={"help": "license of the model, for the model card"})
+    optimizer: Optimizer = field(
+        default="trainer",
+        metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
+                          "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
+    )
+
+    def __post_init__(self):
+        check_literals(self)
+
+
+@dataclass
+class PretrainRunArguments(RunArguments):
+    """``RunArguments`` and what only pretraining does around training: the per-task plot, phases, warm-ups."""
+
+    plot: bool = field(default=True, metadata={"help": "write task_curves.png (per-task loss and accuracy)"})
     phases: list | str | None = field(
         default=None,
         metadata={"help": "train in phases, each a mapping of the keys that change, e.g. [{max_length: 128, "
                           "max_steps: 900000}, {max_length: 512, max_steps: 100000}] (BERT's two sequence "
                           "lengths); later phases carry the optimizer state (bert18.training.phases)"},
-    )
-    optimizer: str = field(
-        default="trainer",
-        metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
-                          "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
     )
     sequence_length_warmup: dict | str | None = field(
         default=None,
@@ -294,25 +343,24 @@ class RunArguments:
     )
 
     def __post_init__(self):
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        self.phases = _json_value(self.phases, "phases", list)
-        self.sequence_length_warmup = _json_value(self.sequence_length_warmup, "sequence_length_warmup", dict)
-        self.batch_size_warmup = _json_value(self.batch_size_warmup, "batch_size_warmup", dict)
+        super().__post_init__()
+        self.phases = json_value(self.phases, "phases", list)
+        self.sequence_length_warmup = json_value(self.sequence_length_warmup, "sequence_length_warmup", dict)
+        self.batch_size_warmup = json_value(self.batch_size_warmup, "batch_size_warmup", dict)
 
 
-RECIPE_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments, RunArguments, TrainingArguments)
-# Fields that decide what a run trains: a resumed run must agree with the saved one on these.
-IDENTITY_DATACLASSES = (ModelArguments, DataArguments, MaskingArguments)
+PRETRAIN_DATACLASSES = (PretrainModelArguments, PretrainDataArguments, MaskingArguments, PretrainRunArguments,
+                        TrainingArguments)
 
 
 @dataclass
-class Recipe:
-    """A parsed recipe: one instance of each argument dataclass."""
+class PretrainRecipe:
+    """A parsed pretraining recipe: one instance of each argument dataclass."""
 
-    model: ModelArguments
-    data: DataArguments
+    model: PretrainModelArguments
+    data: PretrainDataArguments
     masking: MaskingArguments
-    run: RunArguments
+    run: PretrainRunArguments
     training: TrainingArguments
 
     def identity(self) -> dict[str, Any]:
@@ -320,8 +368,15 @@ class Recipe:
         return {**asdict(self.model), **asdict(self.data), **asdict(self.masking)}
 
 
+PRETRAIN_COMMAND = "bert18 pretrain"
+# Each recipe family's command and dataclasses (the fine-tuning family registers itself in
+# finetune_arguments): a key of the other family is refused by name, not as a misspelling.
+RECIPE_FAMILIES: dict[str, tuple[type, ...]] = {PRETRAIN_COMMAND: PRETRAIN_DATACLASSES}
+
+
 def recipe_keys() -> list[str]:
-    return dataclass_keys(RECIPE_DATACLASSES)
+    """The keys a pretraining recipe accepts."""
+    return dataclass_keys(PRETRAIN_DATACLASSES)
 
 
 def dataclass_keys(dataclass_types: Sequence[type]) -> list[str]:
@@ -329,11 +384,16 @@ def dataclass_keys(dataclass_types: Sequence[type]) -> list[str]:
     return [f.name for dataclass_type in dataclass_types for f in fields(dataclass_type) if f.init]
 
 
-def _check_keys(keys: Sequence[str], source: str, dataclass_types: Sequence[type] = RECIPE_DATACLASSES,
-                command: str = "bert18 pretrain") -> None:
+def _check_keys(keys: Sequence[str], source: str, dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
+                command: str = PRETRAIN_COMMAND) -> None:
     valid = dataclass_keys(dataclass_types)
     for key in keys:
         if key not in valid:
+            other = next((name for name, family in RECIPE_FAMILIES.items()
+                          if name != command and key in dataclass_keys(family)), None)
+            if other is not None:  # e.g. plot or masking in a fine-tuning recipe
+                raise ValueError(f"{source}: {key!r} is a `{other}` key, which `{command}` does not read: remove it "
+                                 f"(see `{command} --help`)")
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{source}: unknown recipe key {key!r}{hint} (see `{command} --help`)")
@@ -358,8 +418,8 @@ def find_recipe(path_or_name: str | Path) -> Path:
     raise FileNotFoundError(f"recipe not found: {path_or_name} (a YAML file, or one of {known})")
 
 
-def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] = RECIPE_DATACLASSES,
-                     command: str = "bert18 pretrain") -> dict[str, Any]:
+def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
+                     command: str = PRETRAIN_COMMAND) -> dict[str, Any]:
     """The mapping of a recipe (a YAML file or a packaged recipe's name), its keys checked against
     ``dataclass_types`` (the pretraining recipe's by default)."""
     path = find_recipe(path_or_name)
@@ -378,13 +438,32 @@ def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] =
     return values
 
 
-def recipe_parser() -> HfArgumentParser:
-    return HfArgumentParser(RECIPE_DATACLASSES, prog="bert18 pretrain")
+def recipe_parser(dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
+                  command: str = PRETRAIN_COMMAND) -> HfArgumentParser:
+    """The ``HfArgumentParser`` of a recipe family (pretraining by default); errors raise instead of exiting."""
+    return HfArgumentParser(dataclass_types, prog=command, exit_on_error=False)
+
+
+def pretrain_parser() -> HfArgumentParser:
+    """The parser of ``bert18 pretrain`` (``--help`` lists every key)."""
+    return recipe_parser(PRETRAIN_DATACLASSES, PRETRAIN_COMMAND)
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: (?P<value>.*) \(choose from (?P<choices>.*)\)$")
+
+
+def _parse_error(error: argparse.ArgumentError) -> ValueError:
+    """argparse's error for a command-line value, in the recipe's words (``mode must be one of ...``)."""
+    name = (error.argument_name or "").split("/")[0].lstrip("-")
+    if name and (match := _INVALID_CHOICE.search(error.message)):
+        choices = match["choices"].replace("'", "")
+        return ValueError(f"command line: {name} must be one of {choices}; got {match['value']}")
+    return ValueError(f"command line: {f'--{name}: ' if name else ''}{error.message}")
 
 
 def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None = None,
                       overrides: Sequence[str] = (), values: dict[str, Any] | None = None,
-                      command: str = "bert18 pretrain") -> list[Any]:
+                      command: str = PRETRAIN_COMMAND) -> list[Any]:
     """One instance of each of ``dataclass_types`` from a recipe: the YAML at ``path`` or a packaged
     recipe's name (optional), then ``values``, then ``--key=value`` ``overrides``.
 
@@ -395,9 +474,12 @@ def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None =
     _check_keys(list(values or {}), "arguments", dataclass_types, command)
     defaults.update(values or {})
     overrides = _merge_mapping_overrides(defaults, overrides)
-    parser = HfArgumentParser(dataclass_types, prog=command)
+    parser = recipe_parser(dataclass_types, command)
     parser.set_defaults(**defaults)
-    *parsed, remaining = parser.parse_args_into_dataclasses(args=list(overrides), return_remaining_strings=True)
+    try:
+        *parsed, remaining = parser.parse_args_into_dataclasses(args=list(overrides), return_remaining_strings=True)
+    except argparse.ArgumentError as error:
+        raise _parse_error(error) from None
     if remaining:
         _check_keys([item.split("=", 1)[0].lstrip("-") for item in remaining if item.startswith("--")],
                     "command line", dataclass_types, command)
@@ -426,8 +508,8 @@ def _merge_mapping_overrides(defaults: dict[str, Any], overrides: Sequence[str])
                 if i + 1 >= len(items):
                     raise ValueError(f"command line: --{name} needs a value (a JSON object)")
                 i, value = i + 1, items[i + 1]
-            given = _json_mapping(value, name) or {}
-            recipe = _json_mapping(defaults.get(name), name) or {}
+            given = json_mapping(value, name) or {}
+            recipe = json_mapping(defaults.get(name), name) or {}
             defaults[name] = {**recipe, **given}
         else:
             remaining.append(item)
@@ -455,27 +537,48 @@ def run_recipe_command(argv: Sequence[str] | None, command: str, parser: Callabl
         return 130
 
 
-def parse_recipe(path: str | Path | None = None, overrides: Sequence[str] = (), **values: Any) -> Recipe:
-    """Parse a recipe: the YAML at ``path`` or a packaged recipe's name (optional), then ``values``,
-    then ``--key=value`` ``overrides``.
+def parse_pretrain_recipe(path: str | Path | None = None, overrides: Sequence[str] = (),
+                          **values: Any) -> PretrainRecipe:
+    """Parse a pretraining recipe: the YAML at ``path`` or a packaged recipe's name (optional), then
+    ``values``, then ``--key=value`` ``overrides``.
 
     Unknown keys raise a ``ValueError`` naming the closest valid key.
     """
-    return Recipe(*parse_dataclasses(RECIPE_DATACLASSES, path, overrides, values))
+    return PretrainRecipe(*parse_dataclasses(PRETRAIN_DATACLASSES, path, overrides, values, PRETRAIN_COMMAND))
+
+
+# The names the pretraining family had before fine-tuning became its peer (public API: README, scripts).
+ModelArguments = PretrainModelArguments
+DataArguments = PretrainDataArguments
+Recipe = PretrainRecipe
+RECIPE_DATACLASSES = PRETRAIN_DATACLASSES
+parse_recipe = parse_pretrain_recipe
 
 
 __all__ = [
     "DataArguments",
     "MaskingArguments",
     "ModelArguments",
+    "PRETRAIN_DATACLASSES",
+    "PretrainDataArguments",
+    "PretrainModelArguments",
+    "PretrainRecipe",
+    "PretrainRunArguments",
+    "RECIPE_DATACLASSES",
     "Recipe",
     "RunArguments",
+    "check_choice",
+    "check_literals",
     "dataclass_keys",
     "find_recipe",
     "load_recipe_yaml",
     "packaged_recipes",
+    "json_mapping",
+    "json_value",
     "parse_dataclasses",
+    "parse_pretrain_recipe",
     "parse_recipe",
+    "pretrain_parser",
     "recipe_keys",
     "recipe_parser",
     "run_recipe_command",

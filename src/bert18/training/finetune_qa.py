@@ -10,6 +10,7 @@ all windows is the answer, cut from the context by the tokens' character offsets
 """
 
 import collections
+from dataclasses import dataclass
 from typing import Any
 
 import datasets
@@ -19,7 +20,7 @@ from transformers import DataCollatorWithPadding, Trainer
 from .. import metrics as bert18_metrics
 from .finetune_arguments import FinetuneDataArguments
 from .finetune_data import check_texts, default_text_columns, require_columns
-from .finetune_tasks import TaskData
+from .finetune_tasks import AnswerWindows, TaskData
 
 
 def _check_answers(dataset: datasets.Dataset, context: str, column: str, split: str) -> None:
@@ -77,7 +78,7 @@ def prepare_question_answering(train: datasets.Dataset, eval_: datasets.Dataset 
     keep = [k for k in windows if k not in ("offset_mapping", "overflow_to_sample_mapping")]
     train_set = datasets.Dataset.from_dict({**{k: windows[k] for k in keep}, "start_positions": starts,
                                             "end_positions": ends})
-    extra: dict[str, Any] = {}
+    windows_of_eval = None
     eval_set = None
     if eval_ is not None:
         eval_windows = _windows(tokenizer, eval_, question, context, data)
@@ -85,9 +86,8 @@ def prepare_question_answering(train: datasets.Dataset, eval_: datasets.Dataset 
         offsets = [[o if s == 1 else None for o, s in zip(row, eval_windows.sequence_ids(i))]
                    for i, row in enumerate(eval_windows["offset_mapping"])]
         eval_set = datasets.Dataset.from_dict({k: eval_windows[k] for k in keep})
-        extra = {"examples": eval_, "offsets": offsets, "window_example": eval_windows["overflow_to_sample_mapping"],
-                 "context": context, "answers": answers}
-    return TaskData(train_set, eval_set, DataCollatorWithPadding(tokenizer), None, None, extra)
+        windows_of_eval = AnswerWindows(eval_, offsets, eval_windows["overflow_to_sample_mapping"], context, answers)
+    return TaskData(train_set, eval_set, DataCollatorWithPadding(tokenizer), answer_windows=windows_of_eval)
 
 
 def best_answers(start_logits: np.ndarray, end_logits: np.ndarray, offsets: list, window_example: list[int],
@@ -114,23 +114,33 @@ def best_answers(start_logits: np.ndarray, end_logits: np.ndarray, offsets: list
     return answers
 
 
-def evaluate_question_answering(trainer: Trainer, task: TaskData, data: FinetuneDataArguments) -> dict[str, Any]:
+@dataclass
+class AnswerEvaluation:
+    """Question answering's evaluation: the metrics (``eval_exact_match``, ``eval_f1``) and the best
+    answer text of each evaluation row, in order."""
+
+    metrics: dict[str, float]
+    answers: list[str]
+
+
+def evaluate_question_answering(trainer: Trainer, task: TaskData, data: FinetuneDataArguments) -> AnswerEvaluation:
     """SQuAD exact match and F1 (``eval_`` keys) of the trained model's best answers, and the answers."""
-    extra = task.extra
+    windows = task.answer_windows
+    if windows is None or task.eval is None:
+        raise ValueError("question answering evaluates an eval split: this task has none (eval_split is unset)")
     output = trainer.predict(task.eval)
     start_logits, end_logits = output.predictions[:2]
-    examples = extra["examples"]
-    texts = best_answers(start_logits, end_logits, extra["offsets"], extra["window_example"],
-                         list(examples[extra["context"]]), data.n_best_size, data.max_answer_length)
+    examples = windows.examples
+    texts = best_answers(start_logits, end_logits, windows.offsets, windows.window_example,
+                         list(examples[windows.context_column]), data.n_best_size, data.max_answer_length)
     ids = [str(i) for i in range(len(examples))]
-    references = [{"id": i, "answers": a} for i, a in zip(ids, examples[extra["answers"]])]
+    references = [{"id": i, "answers": a} for i, a in zip(ids, examples[windows.answers_column])]
     predictions = [{"id": i, "prediction_text": t} for i, t in zip(ids, texts)]
-    results: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
     for name in data.metrics or ["squad"]:
         computed = bert18_metrics.load(name).compute(predictions=predictions, references=references)
-        results.update({f"eval_{k}": float(v) for k, v in computed.items()})
-    results["eval_answers"] = texts
-    return results
+        metrics.update({f"eval_{k}": float(v) for k, v in computed.items()})
+    return AnswerEvaluation(metrics, texts)
 
 
-__all__ = ["best_answers", "evaluate_question_answering", "prepare_question_answering"]
+__all__ = ["AnswerEvaluation", "best_answers", "evaluate_question_answering", "prepare_question_answering"]

@@ -6,7 +6,7 @@ predictions need the windows' character offsets, see ``evaluate_question_answeri
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import datasets
@@ -31,6 +31,19 @@ SEQUENCE_TEXT_DEFAULTS = (("sentence1", "sentence2"), ("question", "sentence"), 
 
 
 @dataclass
+class AnswerWindows:
+    """What question answering's evaluation needs besides the encoded windows (``TaskData.eval``):
+    the raw evaluation rows, and for each window its example and its tokens' character offsets in
+    the context (``None`` outside the context), so answers are cut from the context's own text."""
+
+    examples: datasets.Dataset
+    offsets: list[list[tuple[int, int] | None]]
+    window_example: list[int]
+    context_column: str
+    answers_column: str
+
+
+@dataclass
 class TaskData:
     """A task ready for the Trainer."""
 
@@ -39,7 +52,7 @@ class TaskData:
     collator: Callable
     labels: Labels | None = None
     compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # QA: raw eval rows and their windows
+    answer_windows: AnswerWindows | None = None  # question answering with an eval split
 
 
 def _metric(name: str, predictions: Any, references: Any, **kwargs: Any) -> dict[str, float]:
@@ -218,5 +231,5 @@ def prepare_multiple_choice(train: datasets.Dataset, eval_: datasets.Dataset | N
                     MultipleChoiceCollator(tokenizer), None, classification_metrics(names, regression=False))
 
 
-__all__ = ["MultipleChoiceCollator", "TaskData", "classification_metrics", "prepare_multiple_choice",
+__all__ = ["AnswerWindows", "MultipleChoiceCollator", "TaskData", "classification_metrics", "prepare_multiple_choice",
            "prepare_sequence_classification", "prepare_token_classification"]

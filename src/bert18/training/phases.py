@@ -12,7 +12,7 @@ after the first starts from the previous phase's final weights and tokenizer, on
 corpus prepared again at its ``max_length``), with its own learning-rate schedule, and carries the
 previous phase's optimizer state (Adam's or LAMB's moments, as NVIDIA's phase 2 does): the moments
 are loaded, the hyper-parameters (learning rate, betas, decay) are the phase's own. The model keys
-(``ModelArguments``) cannot change between phases: it is one model.
+(``PretrainModelArguments``) cannot change between phases: it is one model.
 
 When the last phase ends, its model, tokenizer, card and metrics are copied into ``output_dir``.
 A finished phase leaves ``phase-k/phase_complete.json``; with ``resume_from_checkpoint: true`` a
@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def carry_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) ->
 
 def _check_output_dir(recipe: Any) -> bool:
     """The top folder's guard: refuse another run's folder; returns whether to resume."""
-    from .pretrain import clear_output_dir
+    from .run import clear_output_dir
 
     training = recipe.training
     output = Path(training.output_dir)
@@ -131,9 +132,11 @@ def _check_output_dir(recipe: Any) -> bool:
     return resume
 
 
-def run_phases(recipe: Any) -> dict[str, Any]:
-    """Run every phase of ``recipe`` in order (see the module docstring); returns the last phase's result."""
-    from .pretrain import run_pretraining, write_recipe
+def run_phases(recipe: Any, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run every phase of ``recipe`` in order (see the module docstring), each trainer with ``callbacks``
+    added; returns the last phase's result."""
+    from .pretrain import run_pretraining
+    from .run import write_recipe
 
     training = recipe.training
     resume = _check_output_dir(recipe)
@@ -155,7 +158,8 @@ def run_phases(recipe: Any) -> dict[str, Any]:
                 if training.process_index == 0:
                     shutil.rmtree(folder)  # a phase that never reached a checkpoint starts again
         carry = previous / FINAL_OPTIMIZER if previous is not None else None
-        result = run_pretraining(phase, initial_optimizer_state=carry, save_optimizer_state=True)
+        result = run_pretraining(phase, initial_optimizer_state=carry, save_optimizer_state=True,
+                                 callbacks=callbacks)
         if "interrupted_at" in result:
             return result
         if phase.training.process_index == 0:

@@ -3,7 +3,8 @@
 ``bert18 pretrain recipe.yaml`` and ``recipes/pretrain.py recipe.yaml`` (the form ``accelerate
 launch`` runs) both end here. One run:
 
-1. checks the output folder: a folder that already holds a run is refused unless the recipe says
+1. checks the Hub (with ``push_to_hub``) and the output folder (``bert18.training.run``, shared with
+   the fine-tuning recipe): a folder that already holds a run is refused unless the recipe says
    ``resume_from_checkpoint`` (``true`` for the last checkpoint, or a path) or
    ``overwrite_output_dir``; a resumed run must agree with the saved one on the model, data and
    masking settings (``bert18_recipe.yaml``);
@@ -20,24 +21,19 @@ launch`` runs) both end here. One run:
    and ``task_curves.png`` into the output folder, and pushes to the Hub when ``push_to_hub``.
 """
 
+import dataclasses
 import functools
 import hashlib
-import json
 import logging
-import os
-import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import datasets
 import torch
 import transformers
-import yaml
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
-from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback
 
 from ..collators import (
     KnowledgeMaskingCollator,
@@ -59,10 +55,23 @@ from ..data import (
 from ..files import folder_written_whole
 from ..modeling_bert18 import Bert18ForPreTraining
 from ..tokenization import train_tokenizer
-from .arguments import Recipe, parse_recipe, recipe_parser, run_recipe_command
-from .callbacks import InterruptCallback, TaskProgressCallback, format_metrics, plot_task_curves
+from .arguments import PretrainRecipe, parse_pretrain_recipe, pretrain_parser, run_recipe_command
+from .callbacks import PLOT_FILE, TaskProgressCallback, final_task_metrics, format_metrics, plot_task_curves
 from .optim import trainer_optimizer
 from .phases import FINAL_OPTIMIZER, run_phases
+from .run import (
+    RECIPE_FILE,
+    TOKENIZER_FOLDER,
+    RunCallbacks,
+    check_hub,
+    check_output_dir,
+    interrupted,
+    nothing_to_resume,
+    push_run,
+    save_run,
+    say,
+    write_recipe,
+)
 from .schedules import TaskSchedule, TaskScheduleCallback
 from .streaming import configure_streaming
 from .trainer import Bert18Trainer
@@ -70,169 +79,18 @@ from .warmup import TRUNCATABLE_TASKS, BatchSizeWarmup, SequenceLengthWarmup
 
 logger = logging.getLogger(__name__)
 
-RECIPE_FILE = "bert18_recipe.yaml"
-TOKENIZER_FOLDER = "tokenizer"
-
-
 @dataclass
 class PretrainingRun:
-    """Everything a recipe builds, ready for ``trainer.train``."""
+    """Everything a pretraining recipe builds, ready for ``trainer.train`` (``FinetuningRun``'s peer)."""
 
-    recipe: Recipe
+    recipe: PretrainRecipe
     trainer: Bert18Trainer
     tokenizer: PreTrainedTokenizerBase
     config: Bert18Config
     train_dataset: Any
     eval_dataset: Any | None
     resume_from_checkpoint: str | None
-
-
-def _say(training: TrainingArguments, message: str) -> None:
-    if training.process_index == 0:
-        print(message, flush=True)
-
-
-# What a start that failed before its first checkpoint leaves in output_dir: the resolved recipe,
-# the trained tokenizer (saved whole or not at all) and TensorBoard's folder. A folder holding
-# nothing else never blocks a rerun of the same recipe.
-LEFTOVERS = frozenset({RECIPE_FILE, TOKENIZER_FOLDER, "runs"})
-
-
-def _resume_checkpoint(training: TrainingArguments) -> str | None:
-    """``resume_from_checkpoint`` resolved: ``true``/``last`` to the last checkpoint of output_dir."""
-    value = training.resume_from_checkpoint
-    if value is None or str(value).lower() in ("false", "no", "none", ""):
-        return None
-    if str(value).lower() in ("true", "last", "yes"):
-        last = get_last_checkpoint(training.output_dir) if Path(training.output_dir).is_dir() else None
-        if last is None:
-            raise ValueError(f"resume_from_checkpoint={value}, but {training.output_dir} holds no checkpoint-N folder "
-                             "to resume from: run without resume_from_checkpoint to start (again) from the beginning")
-        return last
-    if not Path(value).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint folder at {value}")
-    return str(value)
-
-
-class RunRecipe(Protocol):
-    """What ``check_output_dir`` and ``write_recipe`` read: the pretraining ``Recipe`` and the
-    fine-tuning ``FinetuneRecipe`` both have it."""
-
-    training: TrainingArguments
-    run: Any  # has overwrite_output_dir
-
-    def identity(self) -> dict[str, Any]: ...
-
-
-def clear_output_dir(training: TrainingArguments) -> None:
-    """Empty ``output_dir`` (``overwrite_output_dir``): the main process removes it, the others wait."""
-    with training.main_process_first(desc="clearing output_dir"):
-        if training.process_index == 0 and Path(training.output_dir).is_dir():
-            shutil.rmtree(training.output_dir)
-
-
-def check_output_dir(recipe: RunRecipe) -> str | None:
-    """Refuse to write into a folder holding another run; return the checkpoint to resume from, if any.
-
-    Shared by the pretraining and fine-tuning recipes (any ``RunRecipe``). Runs on every process
-    (reads only); with ``overwrite_output_dir`` the main process empties the
-    folder and the others wait for it.
-    """
-    training = recipe.training
-    output = Path(training.output_dir)
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"output_dir {output} is a file, not a folder: choose another output_dir")
-    if output.is_dir() and not os.access(output, os.W_OK | os.X_OK):
-        raise PermissionError(f"output_dir {output} is not writable: choose another output_dir")
-    if not output.exists() and not os.access(_existing_parent(output), os.W_OK | os.X_OK):
-        raise PermissionError(f"output_dir {output} cannot be created in {_existing_parent(output)} (not writable): "
-                              "choose another output_dir")
-    if recipe.run.overwrite_output_dir:
-        clear_output_dir(training)
-        return _resume_checkpoint(training) if output.is_dir() else None
-    resume = _resume_checkpoint(training)
-    held = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
-    saved = output / RECIPE_FILE
-    differences = _recipe_differences(recipe, saved)
-    if held and resume is None:
-        listing = f"{', '.join(held[:5])}{', ...' if len(held) > 5 else ''}"
-        if set(held) <= LEFTOVERS:  # a start that failed before its first checkpoint
-            if differences:
-                raise FileExistsError(
-                    f"output_dir {output} holds the start of another run that failed before its first checkpoint "
-                    f"({differences}): pass --overwrite_output_dir=true to replace it, or choose another output_dir")
-            logger.info("output_dir %s holds what a failed start of this recipe left (%s): starting again", output,
-                        listing)
-            return None
-        has_checkpoint = get_last_checkpoint(str(output)) is not None
-        raise FileExistsError(
-            f"output_dir {output} already holds a run ({listing}): "
-            + ("pass --resume_from_checkpoint=true to continue it, " if has_checkpoint else "")
-            + "pass --overwrite_output_dir=true to replace it, or choose another output_dir"
-        )
-    if resume is not None and differences:
-        raise ValueError(f"output_dir {output} holds a different run: {differences}; "
-                         "resume with the same settings, or pass --overwrite_output_dir=true")
-    return resume
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _recipe_differences(recipe: RunRecipe, saved: Path) -> str:
-    """How the recipe saved at ``saved`` differs from ``recipe`` on what defines a run ("" when it does not)."""
-    if not saved.is_file():
-        return ""
-    try:
-        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return f"{saved.name} is unreadable"
-    now = recipe.identity()
-    changed = sorted(key for key in now if key in before and before[key] != now[key])
-    return ", ".join(f"{key} was {before[key]!r}, now {now[key]!r}" for key in changed)
-
-
-def finished_checkpoint(checkpoint: str | None, training: TrainingArguments) -> int | None:
-    """The step of ``checkpoint`` when it already reached the end of training (``max_steps``, or
-    ``num_train_epochs`` when there is no step limit), else None. The Trainer, resumed from such a
-    checkpoint, would train one step more."""
-    state_file = Path(checkpoint or "") / "trainer_state.json"
-    if checkpoint is None or not state_file.is_file():
-        return None
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    step, epoch = int(state.get("global_step", 0)), float(state.get("epoch") or 0.0)
-    if training.max_steps > 0:
-        return step if step >= training.max_steps else None
-    return step if epoch >= training.num_train_epochs - 1e-6 else None
-
-
-def check_hub(training: TrainingArguments) -> None:
-    """With ``push_to_hub``, the Hub must answer and know the user before anything is trained or written."""
-    if not training.push_to_hub:
-        return
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi(token=training.hub_token).whoami()
-    except Exception as error:  # offline, no token, a bad token: all say the same to the user
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({reason}); "
-                         "log in with `hf auth login`, or set push_to_hub=false and push the saved folder later"
-                         ) from None
-
-
-def write_recipe(recipe: RunRecipe) -> Path:
-    """The resolved recipe, reusable as one (``bert18 pretrain output_dir/bert18_recipe.yaml``)."""
-    values = {**recipe.identity(), **asdict(recipe.run), **recipe.training.to_dict()}
-    values = {k: v for k, v in values.items() if not k.startswith("_")}
-    path = Path(recipe.training.output_dir) / RECIPE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-    return path
+    callbacks: RunCallbacks
 
 
 def _held_out(text: str, fraction: float) -> bool:
@@ -245,7 +103,7 @@ def _keep(text: str, fraction: float, held: bool) -> bool:
     return _held_out(text, fraction) == held
 
 
-def stream_documents(recipe: Recipe) -> tuple[datasets.IterableDataset, datasets.IterableDataset | None]:
+def stream_documents(recipe: PretrainRecipe) -> tuple[datasets.IterableDataset, datasets.IterableDataset | None]:
     """The streamed corpus (``streaming: true``), split into training and held-out documents.
 
     A stream cannot be counted or split by position, so a document is held out when a hash of its
@@ -273,7 +131,7 @@ def _open_corpus(data: Any, **kwargs: Any) -> Any:
                          "path, or load the dataset once where there is a network (it is then cached)") from None
 
 
-def load_documents(recipe: Recipe) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+def load_documents(recipe: PretrainRecipe) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """The corpus, split into training and held-out documents (streamed: ``stream_documents``)."""
     data = recipe.data
     if data.streaming:
@@ -292,7 +150,7 @@ def load_documents(recipe: Recipe) -> tuple[datasets.Dataset, datasets.Dataset |
     return split["train"], split["test"]
 
 
-def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreTrainedTokenizerBase:
+def load_or_train_tokenizer(recipe: PretrainRecipe, documents: datasets.Dataset) -> PreTrainedTokenizerBase:
     """The tokenizer named in the recipe, or the run's own, trained once and shared by every process."""
     model = recipe.model
     source = model.tokenizer_name_or_path or model.model_name_or_path
@@ -303,7 +161,7 @@ def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreT
     with training.main_process_first(desc="training the tokenizer"):
         if not folder.is_dir():  # the main process trains; a resumed run keeps its vocabulary
             count = "a stream of" if isinstance(documents, datasets.IterableDataset) else len(documents)
-            _say(training, f"training a {model.tokenizer_algorithm} vocabulary of {model.tokenizer_vocab_size} "
+            say(training, f"training a {model.tokenizer_algorithm} vocabulary of {model.tokenizer_vocab_size} "
                            f"on {count} documents -> {folder}")
             tokenizer = train_tokenizer(documents, algorithm=model.tokenizer_algorithm,
                                         vocab_size=model.tokenizer_vocab_size, lowercase=model.tokenizer_lowercase,
@@ -315,7 +173,7 @@ def load_or_train_tokenizer(recipe: Recipe, documents: datasets.Dataset) -> PreT
         return AutoTokenizer.from_pretrained(folder)
 
 
-def _config_overrides(recipe: Recipe) -> dict[str, Any]:
+def _config_overrides(recipe: PretrainRecipe) -> dict[str, Any]:
     model = recipe.model
     # Pretraining scores only the masked positions (Bert18Trainer's metrics read either shape); a
     # recipe can still set sparse_prediction: false in config_overrides.
@@ -327,7 +185,7 @@ def _config_overrides(recipe: Recipe) -> dict[str, Any]:
     return overrides
 
 
-def build_config(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> Bert18Config:
+def build_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase) -> Bert18Config:
     """The model's config: preset, overrides and tasks, with the vocabulary checked against the tokenizer."""
     overrides = _config_overrides(recipe)
     if recipe.model.model_name_or_path is not None:
@@ -356,7 +214,7 @@ def build_config(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> Bert18Co
     return config
 
 
-def _knowledge_lexicon(recipe: Recipe, documents: datasets.Dataset) -> LexiconMatcher | None:
+def _knowledge_lexicon(recipe: PretrainRecipe, documents: datasets.Dataset) -> LexiconMatcher | None:
     data = recipe.data
     lexicon = None
     if data.mine_phrases:
@@ -378,7 +236,7 @@ def _knowledge_lexicon(recipe: Recipe, documents: datasets.Dataset) -> LexiconMa
     return lexicon
 
 
-def build_examples(recipe: Recipe, documents: datasets.Dataset | None, tokenizer: PreTrainedTokenizerBase,
+def build_examples(recipe: PretrainRecipe, documents: datasets.Dataset | None, tokenizer: PreTrainedTokenizerBase,
                    config: Bert18Config, lexicon: LexiconMatcher | None, seed: int, repeat: bool = False) -> Any:
     """Packed rows, or sentence pairs when a task needs documents (``DOCUMENT_TASKS``); from a
     stream, a stream of them (endless with ``repeat``, for training with ``max_steps``)."""
@@ -408,7 +266,7 @@ def build_examples(recipe: Recipe, documents: datasets.Dataset | None, tokenizer
     return prepared
 
 
-def build_collator(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, config: Bert18Config,
+def build_collator(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase, config: Bert18Config,
                    seed: int) -> PretrainingCollator:
     masking = recipe.masking
     if "mlm" not in config.pretraining_tasks:
@@ -428,7 +286,7 @@ def build_collator(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, config: B
                                span_p=masking.span_p, max_span=masking.max_span, **shared)
 
 
-def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
+def _check_static_masking(recipe: PretrainRecipe, config: Bert18Config) -> None:
     """Static masking (``dupe_factor``) stores masked copies of packed MLM rows: refuse what it cannot."""
     if recipe.masking.dupe_factor is None:
         return
@@ -443,7 +301,7 @@ def _check_static_masking(recipe: Recipe, config: Bert18Config) -> None:
                          "use dynamic masking (unset dupe_factor) or MLM-only tasks")
 
 
-def _sequence_length_warmup(recipe: Recipe, config: Bert18Config) -> SequenceLengthWarmup | None:
+def _sequence_length_warmup(recipe: PretrainRecipe, config: Bert18Config) -> SequenceLengthWarmup | None:
     """The recipe's ``sequence_length_warmup``, checked against the tasks and the row length."""
     if recipe.run.sequence_length_warmup is None:
         return None
@@ -452,7 +310,7 @@ def _sequence_length_warmup(recipe: Recipe, config: Bert18Config) -> SequenceLen
     return warmup
 
 
-def _batch_size_warmup(recipe: Recipe) -> BatchSizeWarmup | None:
+def _batch_size_warmup(recipe: PretrainRecipe) -> BatchSizeWarmup | None:
     """The recipe's ``batch_size_warmup``, for a prepared (map-style) training set."""
     if recipe.run.batch_size_warmup is None:
         return None
@@ -462,7 +320,7 @@ def _batch_size_warmup(recipe: Recipe) -> BatchSizeWarmup | None:
     return BatchSizeWarmup.from_recipe(recipe.run.batch_size_warmup, recipe.training.per_device_train_batch_size)
 
 
-def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
+def build_model(recipe: PretrainRecipe, config: Bert18Config) -> Bert18ForPreTraining:
     """Random weights from ``config``, or ``model_name_or_path``'s with the recipe's overrides (new
     task heads start random)."""
     model_args = recipe.model
@@ -476,8 +334,10 @@ def build_model(recipe: Recipe, config: Bert18Config) -> Bert18ForPreTraining:
     return model
 
 
-def build_pretraining(recipe: Recipe) -> PretrainingRun:
-    """Steps 1-5 of the module docstring: a ``PretrainingRun`` whose trainer is ready to train."""
+def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallback] = ()) -> PretrainingRun:
+    """Steps 1-5 of the module docstring: a ``PretrainingRun`` whose trainer is ready to train (with
+    ``callbacks`` added). The trainer gets a copy of ``recipe.training`` (``remove_unused_columns``
+    off): the recipe's own arguments are left as the caller gave them."""
     training = recipe.training
     check_hub(training)
     if recipe.data.streaming and training.max_steps <= 0:
@@ -517,91 +377,79 @@ def build_pretraining(recipe: Recipe) -> PretrainingRun:
         collator = PretrainingCollator(tokenizer, config, masking=StaticMasks(tokenizer), seed=seed,
                                        pad_to_multiple_of=recipe.masking.pad_to_multiple_of)
     model = build_model(recipe, config)
-    training.remove_unused_columns = False  # the collator reads word ids, spans and example indices
-    progress = TaskProgressCallback(list(config.pretraining_tasks), plot=False)  # the recipe plots after evaluation
-    callbacks = [progress, InterruptCallback(), *([TaskScheduleCallback(schedule)] if schedule else [])]
+    # the collator reads word ids, spans and example indices
+    args = dataclasses.replace(training, remove_unused_columns=False)
+    others = [*([TaskScheduleCallback(schedule)] if schedule else []), *callbacks]
     if isinstance(collator.masking, KnowledgeMaskingCollator) and collator.masking.schedule_unit == "step":
-        callbacks.append(LevelScheduleCallback(collator.masking))
+        others.append(LevelScheduleCallback(collator.masking))
+    run_callbacks = RunCallbacks(progress=TaskProgressCallback(list(config.pretraining_tasks)), others=others)
     trainer = Bert18Trainer(
-        model=model, args=training, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=collator, processing_class=tokenizer, callbacks=callbacks,
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        data_collator=collator, processing_class=tokenizer, callbacks=run_callbacks.for_trainer(),
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
-        optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, training),
+        optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, args),
     )
     trainer.sequence_length_warmup = length_warmup
     trainer.batch_size_warmup = batch_warmup
-    progress.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
+    run_callbacks.install(trainer)
     if recipe.data.streaming:
         configure_streaming(trainer, resume)
-    return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume)
+    return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume, run_callbacks)
 
 
-def run_pretraining(recipe: Recipe, initial_optimizer_state: str | Path | None = None,
-                    save_optimizer_state: bool = False) -> dict[str, Any]:
-    """Build, train, evaluate and save (steps 1-7); returns the final metrics and where things went.
+def run_pretraining(recipe: PretrainRecipe, initial_optimizer_state: str | Path | None = None,
+                    save_optimizer_state: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Build, train, evaluate and save (steps 1-7), with ``callbacks`` added to the trainer's; returns
+    the final ``metrics`` and where things went (``model``, ``plot``); after Ctrl-C, ``interrupted_at``
+    and the ``checkpoint`` to resume from instead.
 
     A recipe with ``phases`` runs each phase in turn (``bert18.training.phases``), which passes the
     previous phase's optimizer state as ``initial_optimizer_state`` and asks each phase to save its
     own at the end (``save_optimizer_state``)."""
     if recipe.run.phases:
-        return run_phases(recipe)
-    run = build_pretraining(recipe)
+        return run_phases(recipe, callbacks)
+    run = build_pretraining(recipe, callbacks)
     trainer, training = run.trainer, recipe.training
-    if (done := finished_checkpoint(run.resume_from_checkpoint, training)) is not None:
-        _say(training, f"{run.resume_from_checkpoint} already reached the end of training (step {done}): nothing to "
-                       "resume; raise max_steps or num_train_epochs to train further")
-        return {"finished_at": done, "checkpoint": run.resume_from_checkpoint}
+    if (finished := nothing_to_resume(run.resume_from_checkpoint, training)) is not None:
+        return finished
     trainer.initial_optimizer_state = initial_optimizer_state
     tasks = list(run.config.pretraining_tasks)
     examples = "a stream of" if isinstance(run.train_dataset, datasets.IterableDataset) else len(run.train_dataset)
-    _say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
+    say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
                    f"{examples} examples -> {training.output_dir}"
                    + (f", resuming from {run.resume_from_checkpoint}" if run.resume_from_checkpoint else ""))
     result = trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
-    interrupt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, InterruptCallback))
-    if interrupt.interrupted_at is not None:
-        checkpoint = Path(training.output_dir) / f"checkpoint-{interrupt.interrupted_at}"
-        _say(training, f"interrupted: checkpoint saved at {checkpoint}; continue with --resume_from_checkpoint=true")
-        return {"interrupted_at": interrupt.interrupted_at, "checkpoint": str(checkpoint)}
+    if (stopped := interrupted(run.callbacks, training)) is not None:
+        return stopped
     metrics = dict(result.metrics)
     if run.eval_dataset is not None:
         metrics.update(trainer.evaluate())
-    trainer.save_model()
     if save_optimizer_state and trainer.is_world_process_zero():
+        Path(training.output_dir).mkdir(parents=True, exist_ok=True)
         torch.save(trainer.optimizer.state_dict(), Path(training.output_dir) / FINAL_OPTIMIZER)
-    trainer.save_metrics("all", metrics)
-    trainer.save_state()
-    trainer.create_model_card()
+    save_run(trainer, metrics)
     outputs = {"model": training.output_dir}
     if trainer.is_world_process_zero():
         if recipe.run.plot and (plot := plot_task_curves(trainer.state.log_history, tasks,
-                                                         Path(training.output_dir) / "task_curves.png")):
+                                                         Path(training.output_dir) / PLOT_FILE)):
             outputs["plot"] = str(plot)
         prefix = "eval_" if run.eval_dataset is not None else ""
-        _say(training, f"per-task metrics ({'held-out documents' if prefix else 'last training steps'}):\n"
-                       + format_metrics(metrics if prefix else _last_train_metrics(trainer), tasks, prefix))
-        _say(training, f"saved model, tokenizer, model card and metrics to {training.output_dir}"
-                       + (f"; curves in {outputs['plot']}" if "plot" in outputs else ""))
-    if training.push_to_hub:
-        trainer.push_to_hub()
+        shown = metrics if prefix else final_task_metrics(trainer.state.log_history, tasks)["train"]
+        say(training, f"per-task metrics ({'held-out documents' if prefix else 'last training steps'}):\n"
+                      + format_metrics(shown, tasks, prefix))
+        say(training, f"saved model, tokenizer, model card and metrics to {training.output_dir}"
+                      + (f"; curves in {outputs['plot']}" if "plot" in outputs else ""))
+    push_run(trainer)
     return {"metrics": metrics, **outputs}
-
-
-def _last_train_metrics(trainer: Bert18Trainer) -> dict[str, float]:
-    latest: dict[str, float] = {}
-    for entry in trainer.state.log_history:
-        latest.update({k: v for k, v in entry.items() if k.endswith(("_loss", "_accuracy"))})
-    return latest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bert18 pretrain [RECIPE.yaml] [--key=value ...]``; ``--help`` lists every key. Exit code 130
     when Ctrl-C stopped the run (its checkpoint saved)."""
     def run(path: str | None, overrides: list[str]) -> int:
-        return 130 if "interrupted_at" in run_pretraining(parse_recipe(path, overrides)) else 0
+        return 130 if "interrupted_at" in run_pretraining(parse_pretrain_recipe(path, overrides)) else 0
 
-    return run_recipe_command(argv, "bert18 pretrain", recipe_parser, run)
+    return run_recipe_command(argv, "bert18 pretrain", pretrain_parser, run)
 
 
-__all__ = ["PretrainingRun", "RunRecipe", "build_pretraining", "check_hub", "check_output_dir", "finished_checkpoint",
-           "main", "run_pretraining", "write_recipe"]
+__all__ = ["PretrainingRun", "RECIPE_FILE", "TOKENIZER_FOLDER", "build_pretraining", "main", "run_pretraining"]
