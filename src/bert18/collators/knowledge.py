@@ -51,7 +51,9 @@ LevelSchedule = (Mapping[str, float] | Sequence[tuple[int, Mapping[str, float]]]
                  | Mapping[int, Mapping[str, float]])
 
 
-def _normalised(levels: Mapping[str, float]) -> np.ndarray:
+def normalised_levels(levels: Mapping[str, float]) -> np.ndarray:
+    """Level probabilities ``{basic, phrase, entity: weight}`` as an array in ``LEVELS`` order summing to 1;
+    unknown levels, negative weights or all zeros raise (a recipe's ``knowledge_levels`` is checked with it)."""
     unknown = set(levels) - set(LEVELS)
     if unknown:
         raise ValueError(f"unknown masking level(s) {sorted(unknown)}; levels are {LEVELS}")
@@ -68,9 +70,9 @@ def level_schedule(levels: LevelSchedule | None, unit: str = "epoch") -> list[tu
     if isinstance(levels, Mapping) and all(isinstance(v, Mapping) for v in levels.values()) and levels:
         levels = list(levels.items())  # {0: {basic: 1}, 1000: {phrase: 1}}, as a recipe writes it
     if isinstance(levels, Mapping):
-        return [(0, _normalised(levels))]
+        return [(0, normalised_levels(levels))]
     try:
-        schedule = sorted((int(first), _normalised(probs)) for first, probs in levels)
+        schedule = sorted((int(first), normalised_levels(probs)) for first, probs in levels)
     except (TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"a level schedule is a list of ({unit}, levels) pairs or a mapping {{{unit}: levels}}, "
                          f"got {levels!r} ({error})") from None
@@ -238,4 +240,5 @@ class KnowledgeMaskingCollator(MLMCollator):
         return spans
 
 
-__all__ = ["LEVELS", "UNIT_KINDS", "KnowledgeMaskingCollator", "LevelScheduleCallback", "level_schedule"]
+__all__ = ["LEVELS", "UNIT_KINDS", "KnowledgeMaskingCollator", "LevelScheduleCallback", "level_schedule",
+           "normalised_levels"]

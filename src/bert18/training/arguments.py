@@ -36,6 +36,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..collators.knowledge import level_schedule, normalised_levels
 from ..collators.mlm import MLM_GRANULARITIES as GRANULARITIES
 from ..configuration_bert18 import PRESETS, PRETRAINING_TASKS, Bert18Config, check_pretraining_tasks
 from ..data.prepare import PACKING_MODES
@@ -280,11 +281,9 @@ class MaskingArguments:
             raise ValueError(f"span_p must lie in (0, 1] (the geometric parameter; SpanBERT: 0.2), got {self.span_p}")
         if self.pad_to_multiple_of is not None:
             _check_positive("pad_to_multiple_of", self.pad_to_multiple_of, "a length multiple such as 8")
-        from ..collators.knowledge import _normalised, level_schedule
-
         if self.knowledge_levels is not None:
             try:
-                _normalised(self.knowledge_levels)
+                normalised_levels(self.knowledge_levels)
             except ValueError as error:
                 raise ValueError(f"knowledge_levels: {error}") from None
         self.knowledge_schedule = json_mapping(self.knowledge_schedule, "knowledge_schedule")

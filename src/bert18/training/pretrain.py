@@ -43,6 +43,7 @@ from ..collators import (
     static_masking,
 )
 from ..configuration_bert18 import Bert18Config
+from ..convert import config_from_transformers
 from ..data import (
     DOCUMENT_TASKS,
     LexiconMatcher,
@@ -191,7 +192,6 @@ def build_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase) -> 
     if recipe.model.model_name_or_path is not None:
         config = transformers.AutoConfig.from_pretrained(recipe.model.model_name_or_path)
         if config.model_type != Bert18Config.model_type:
-            from ..convert import config_from_transformers
 
             config = config_from_transformers(config.to_dict())
         for key, value in overrides.items():
