@@ -48,5 +48,5 @@ def test_static_masks_are_no_better_than_dynamic():
     dynamic = np.array([r["loss"] for r in results["dynamic"]])
     dupe10 = np.array([r["loss"] for r in results["static, dupe 10"]])
     dupe1 = np.array([r["loss"] for r in results["static, dupe 1"]])
-    assert np.all(dupe10 - dynamic > -0.05)  # static never clearly better
-    assert np.all(dupe1 - dynamic > 0.05)
+    assert np.all(dupe10 - dynamic > -0.05)  # static never clearly better (+0.012 and +0.052 measured)
+    assert np.all(dupe1 - dynamic > 0.15)  # +0.34 and +0.35 in the run on docs/evidence.md
