@@ -300,8 +300,8 @@ def test_resuming_a_different_run_is_refused(tmp_path, minilm_path):
                   save_strategy="steps", save_steps=2)
     _train(parse_recipe(TINY, output_dir=str(tmp_path / "run"), **common))
     changed = parse_recipe(TINY, output_dir=str(tmp_path / "run"), resume_from_checkpoint="true",
-                           **{**common, "mlm_probability": 0.3})
-    with pytest.raises(ValueError, match=r"holds a different run: mlm_probability was 0.15, now 0.3"):
+                           **{**common, "mlm_probability": 0.4})
+    with pytest.raises(ValueError, match=r"holds a different run: mlm_probability was 0.3, now 0.4"):
         build_pretraining(changed)
 
 

@@ -173,7 +173,7 @@ def test_leftovers_of_another_recipe_and_resume_without_checkpoint(tmp_path, min
     pretrain.write_recipe(small(tmp_path, minilm_path, mlm_probability=0.2))
     before = tree(output)
     with pytest.raises(FileExistsError, match=r"holds the start of another run that failed before its first "
-                                              r"checkpoint \(mlm_probability was 0.2, now 0.15\): pass "
+                                              r"checkpoint \(mlm_probability was 0.2, now 0.3\): pass "
                                               r"--overwrite_output_dir=true") as error:
         build_pretraining(small(tmp_path, minilm_path))
     assert "resume_from_checkpoint" not in str(error.value) and tree(output) == before

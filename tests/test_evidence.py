@@ -1,0 +1,52 @@
+"""The seed's claims as experiments (issue 21): each direction that reproduces at this scale, kept by a test.
+
+Every test runs one of ``docs/scripts``' experiments on the built-in corpus, on a CPU, over several
+seeds, prints its table and asserts the published direction with the margin it held in the runs
+quoted on ``docs/evidence.md`` (each margin is smaller than the one measured there, so seed noise
+does not fail it, but a regression in an objective does). They are slow (minutes each on one core):
+``pytest -m slow tests/test_evidence.py -s`` runs them and shows the tables.
+"""
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "docs" / "scripts"
+
+
+def script(name: str):
+    """A ``docs/scripts`` module (they import each other by name, as when run from that folder)."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    return importlib.import_module(name)
+
+
+@pytest.mark.slow
+def test_demo_pretraining_beats_the_random_start_on_every_seed():
+    """The tiny-demo recipe transfers: fine-tuned from its pretrained weights, the module classifier beats
+    the same architecture from random weights on each of three seeds (by 18.8-26.2 points in the run on
+    docs/evidence.md; 10 asked here), and held-out MLM beats the majority token by far (13.6% against 6.6%)."""
+    result = script("demo_recipe").measure("tiny-demo", [], seeds=3)
+    print(result)
+    assert min(result["gains"]) > 0.10
+    assert result["held_out_accuracy"]["mlm"] > 1.5 * result["majority"]["mlm"]
+    pretrained = [run["loss"] for run in result["finetuning"]["pretrained"]]
+    scratch = [run["loss"] for run in result["finetuning"]["random"]]
+    assert all(p < r - 0.2 for p, r in zip(pretrained, scratch))  # the test loss too (0.74-0.78 against 1.29-1.34)
+
+
+@pytest.mark.slow
+def test_static_masks_are_no_better_than_dynamic():
+    """RoBERTa, Table 1: dynamic masking is comparable to BERT's static masking (dupe_factor 10) or
+    slightly better; one static mask per row for the whole run (dupe_factor 1) is worse, as memorised
+    masks should be. Two seeds, shorter runs than the script's defaults (the command on docs/evidence.md)."""
+    results = script("static_vs_dynamic").experiment(seeds=2, steps=600)
+    print(results)
+    dynamic = np.array([r["loss"] for r in results["dynamic"]])
+    dupe10 = np.array([r["loss"] for r in results["static, dupe 10"]])
+    dupe1 = np.array([r["loss"] for r in results["static, dupe 1"]])
+    assert np.all(dupe10 - dynamic > -0.05)  # static never clearly better (+0.012 and +0.052 measured)
+    assert np.all(dupe1 - dynamic > 0.15)  # +0.34 and +0.35 in the run on docs/evidence.md
