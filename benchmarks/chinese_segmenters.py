@@ -56,8 +56,11 @@ def main() -> None:
             for row in rows[:1000]:
                 gold = {(s["start"], s["end"], s["label"]) for s in row["spans"]}
                 spans = set(segmenter.entities(row["text"]))
-                entity_totals = [entity_totals[0] + len(gold), entity_totals[1] + len(spans),
-                                 entity_totals[2] + len(gold & spans)]
+                entity_totals = [
+                    entity_totals[0] + len(gold),
+                    entity_totals[1] + len(spans),
+                    entity_totals[2] + len(gold & spans),
+                ]
             entity = f"{scores(*entity_totals)[2]:.3f}"
         except ValueError:
             pass

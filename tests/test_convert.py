@@ -166,8 +166,9 @@ def test_bert_pretraining_heads_match(bert_pretraining_folder):
     model = bert18.Bert18ForPreTraining.from_pretrained(bert_pretraining_folder).eval()
     assert model.config.pretraining_tasks == ["mlm", "nsp"]
     batch = random_batch(100, [12, 7, 3], pad_token_id=0, segments=True)
-    labels = torch.where(torch.rand(batch["input_ids"].shape, generator=torch.Generator().manual_seed(2)) < 0.3,
-                         batch["input_ids"], -100)
+    labels = torch.where(
+        torch.rand(batch["input_ids"].shape, generator=torch.Generator().manual_seed(2)) < 0.3, batch["input_ids"], -100
+    )
     labels[~batch["attention_mask"].bool()] = -100
     labels[:, 1] = batch["input_ids"][:, 1]  # every row has at least one target
     nsp = torch.tensor([0, 1, 1])
@@ -209,8 +210,9 @@ def test_bert_masked_lm_matches(tmp_path):
 def roberta_folder(tmp_path_factory):
     """A small random RobertaForMaskedLM (64 positions + the offset of 2), perturbed and saved."""
     torch.manual_seed(0)
-    config = RobertaConfig(**TINY, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-                           max_position_embeddings=64 + 2, type_vocab_size=1)
+    config = RobertaConfig(
+        **TINY, pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=64 + 2, type_vocab_size=1
+    )
     folder = tmp_path_factory.mktemp("roberta")
     perturbed(RobertaForMaskedLM(config), seed=4).save_pretrained(folder)
     return folder
@@ -228,8 +230,10 @@ def test_roberta_masked_lm_matches(roberta_folder, left_padded):
         reference = reference_model(**batch, output_hidden_states=True)
         outputs = model(**batch, output_hidden_states=True)
     assert len(outputs.hidden_states) == len(reference.hidden_states) == 3
-    hidden = max(max_diff(ours, theirs, batch["attention_mask"])
-                 for ours, theirs in zip(outputs.hidden_states, reference.hidden_states, strict=True))
+    hidden = max(
+        max_diff(ours, theirs, batch["attention_mask"])
+        for ours, theirs in zip(outputs.hidden_states, reference.hidden_states, strict=True)
+    )
     logits = max_diff(outputs.logits, reference.logits, batch["attention_mask"])
     side = "left" if left_padded else "right"
     print(f"\nRoBERTa {side}-padded: max |diff| hidden states {hidden:.3g}, MLM logits {logits:.3g}")
@@ -250,8 +254,9 @@ def test_roberta_head_with_other_activation_is_refused(tmp_path):
     model = bert18.Bert18Model.from_pretrained(tmp_path / "encoder").eval()
     batch = random_batch(100, [9, 32], pad_token_id=1)
     with torch.no_grad():
-        hidden = max_diff(model(**batch).last_hidden_state, reference_model(**batch).last_hidden_state,
-                          batch["attention_mask"])
+        hidden = max_diff(
+            model(**batch).last_hidden_state, reference_model(**batch).last_hidden_state, batch["attention_mask"]
+        )
     print(f"\nRoBERTa encoder, relu: max |diff| last_hidden_state {hidden:.3g}")
     assert hidden <= TOL
 
@@ -259,8 +264,9 @@ def test_roberta_head_with_other_activation_is_refused(tmp_path):
 def test_xlm_roberta_model_matches(tmp_path):
     """Bert18Model of an XLMRobertaModel folder: hidden states and pooler output equal it."""
     torch.manual_seed(0)
-    config = XLMRobertaConfig(**TINY, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-                              max_position_embeddings=40 + 2, type_vocab_size=1)
+    config = XLMRobertaConfig(
+        **TINY, pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=40 + 2, type_vocab_size=1
+    )
     perturbed(XLMRobertaModel(config), seed=5).save_pretrained(tmp_path)
     reference_model = XLMRobertaModel.from_pretrained(tmp_path).eval()
     model = bert18.Bert18Model.from_pretrained(tmp_path).eval()
@@ -280,8 +286,9 @@ def test_xlm_roberta_model_matches(tmp_path):
 
 
 def albert_config(**overrides) -> AlbertConfig:
-    fields = dict(TINY, num_hidden_layers=3, embedding_size=16, num_hidden_groups=1, inner_group_num=1,
-                  hidden_act="gelu_new")
+    fields = dict(
+        TINY, num_hidden_layers=3, embedding_size=16, num_hidden_groups=1, inner_group_num=1, hidden_act="gelu_new"
+    )
     return AlbertConfig(**{**fields, **overrides})
 
 
@@ -302,13 +309,17 @@ def test_albert_pretraining_matches(tmp_path):
         reference = reference_model(**batch, labels=labels, sentence_order_label=sop, output_hidden_states=True)
         outputs = model(**batch, labels=labels, sentence_order_label=sop, output_hidden_states=True)
     # ALBERT's hidden_states[0] is the projected embedding output, as bert18's.
-    hidden = max(max_diff(ours, theirs, batch["attention_mask"])
-                 for ours, theirs in zip(outputs.hidden_states, reference.hidden_states, strict=True))
+    hidden = max(
+        max_diff(ours, theirs, batch["attention_mask"])
+        for ours, theirs in zip(outputs.hidden_states, reference.hidden_states, strict=True)
+    )
     mlm = max_diff(outputs.prediction_logits, reference.prediction_logits, batch["attention_mask"])  # every token
     sop_diff = max_diff(outputs.task_logits["sop"], reference.sop_logits)
     loss = abs(outputs.loss.item() - reference.loss.item())
-    print(f"\nALBERT: max |diff| hidden states {hidden:.3g}, MLM logits {mlm:.3g}, SOP logits {sop_diff:.3g}, "
-          f"loss {loss:.3g}")
+    print(
+        f"\nALBERT: max |diff| hidden states {hidden:.3g}, MLM logits {mlm:.3g}, SOP logits {sop_diff:.3g}, "
+        f"loss {loss:.3g}"
+    )
     assert hidden <= TOL
     assert mlm <= TOL
     assert sop_diff <= TOL
@@ -335,11 +346,22 @@ def test_albert_with_several_layer_groups_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("model_type", "build"),
     [
-        ("gpt2", lambda: GPT2Model(GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=16,
-                                        bos_token_id=0, eos_token_id=0))),
-        ("distilbert", lambda: DistilBertModel(
-            DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=37, max_position_embeddings=16)
-        )),
+        (
+            "gpt2",
+            lambda: GPT2Model(
+                GPT2Config(
+                    vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=16, bos_token_id=0, eos_token_id=0
+                )
+            ),
+        ),
+        (
+            "distilbert",
+            lambda: DistilBertModel(
+                DistilBertConfig(
+                    vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=37, max_position_embeddings=16
+                )
+            ),
+        ),
     ],
 )
 def test_unsupported_model_type_is_refused(tmp_path, model_type, build):
@@ -439,11 +461,14 @@ def test_truncated_bert18_checkpoint_names_the_folder(tmp_path):
     assert str(tmp_path) in str(error.value)
 
 
-@pytest.mark.parametrize("architecture,bert18_class", [
-    ("BertForSequenceClassification", "Bert18ForSequenceClassification"),
-    ("BertForTokenClassification", "Bert18ForTokenClassification"),
-    ("BertForQuestionAnswering", "Bert18ForQuestionAnswering"),
-])
+@pytest.mark.parametrize(
+    "architecture,bert18_class",
+    [
+        ("BertForSequenceClassification", "Bert18ForSequenceClassification"),
+        ("BertForTokenClassification", "Bert18ForTokenClassification"),
+        ("BertForQuestionAnswering", "Bert18ForQuestionAnswering"),
+    ],
+)
 def test_fine_tuned_heads_survive_conversion(tmp_path, architecture, bert18_class):
     """A fine-tuned BERT converts into the same task class with its head: equal logits after a round trip."""
     torch.manual_seed(0)
@@ -464,8 +489,14 @@ def test_fine_tuned_heads_survive_conversion(tmp_path, architecture, bert18_clas
 
 def test_pad_aware_positions_from_the_attention_mask_with_inputs_embeds():
     """RoBERTa-style positions: left padding does not shift them, given ids or only embeddings and a mask."""
-    config = bert18.Bert18Config.from_preset("roberta-base", **TINY, pad_token_id=1, max_position_embeddings=32,
-                                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = bert18.Bert18Config.from_preset(
+        "roberta-base",
+        **TINY,
+        pad_token_id=1,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     model = bert18.Bert18Model(config).eval()
     ids = torch.tensor([[5, 6, 7, 8]])
     padded = torch.tensor([[1, 1, 5, 6, 7, 8]])
@@ -488,8 +519,16 @@ def test_roberta_sequence_classifier_converts_with_its_head(tmp_path, caplog, co
     classifier: logits equal transformers' on a padded batch, from the object, the folder and a
     converted checkpoint, and no weight is left behind."""
     torch.manual_seed(0)
-    config = config_class(**TINY, pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=64 + 2,
-                          type_vocab_size=1, num_labels=labels, problem_type=problem_type)
+    config = config_class(
+        **TINY,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        max_position_embeddings=64 + 2,
+        type_vocab_size=1,
+        num_labels=labels,
+        problem_type=problem_type,
+    )
     source = perturbed(transformers.AutoModelForSequenceClassification.from_config(config), seed=9)
     source.save_pretrained(tmp_path / "source")
     convert_checkpoint(tmp_path / "source", tmp_path / "converted")
@@ -506,8 +545,10 @@ def test_roberta_sequence_classifier_converts_with_its_head(tmp_path, caplog, co
         for how, model in models.items():
             assert type(model) is bert18.Bert18ForSequenceClassification, how
             logits = model.eval()(**batch).logits
-            print(f"\n{config_class.model_type} {problem_type} classifier ({how}): max |diff| logits "
-                  f"{max_diff(logits, expected):.3g}")
+            print(
+                f"\n{config_class.model_type} {problem_type} classifier ({how}): max |diff| logits "
+                f"{max_diff(logits, expected):.3g}"
+            )
             assert max_diff(logits, expected) <= TOL
     # the head landed where it computes the same thing, not merely somewhere harmless
     head = source.classifier
@@ -515,12 +556,17 @@ def test_roberta_sequence_classifier_converts_with_its_head(tmp_path, caplog, co
     assert torch.equal(models["object"].classifier.weight, head.out_proj.weight)
 
 
-@pytest.mark.parametrize("build", [
-    lambda: BertForMaskedLM(BertConfig(**TINY)),
-    lambda: transformers.RobertaForSequenceClassification(RobertaConfig(**TINY, pad_token_id=1, num_labels=2,
-                                                                        max_position_embeddings=34)),
-    lambda: AlbertForPreTraining(AlbertConfig(**TINY, embedding_size=16)),
-], ids=["bert-mlm", "roberta-classifier", "albert-pretraining"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: BertForMaskedLM(BertConfig(**TINY)),
+        lambda: transformers.RobertaForSequenceClassification(
+            RobertaConfig(**TINY, pad_token_id=1, num_labels=2, max_position_embeddings=34)
+        ),
+        lambda: AlbertForPreTraining(AlbertConfig(**TINY, embedding_size=16)),
+    ],
+    ids=["bert-mlm", "roberta-classifier", "albert-pretraining"],
+)
 def test_from_transformers_copies_the_weights(build):
     """The converted model shares no memory with its source: training it leaves the source as it was
     (and the reverse); weights tied in the source stay tied in the copy."""

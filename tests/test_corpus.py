@@ -45,8 +45,9 @@ def test_load_corpus_builtin_by_default(corpus, corpus_cache_dir):
 def test_text_files_split_into_documents_at_blank_lines(tmp_path):
     """BERT's pretraining format: sentences on lines, documents separated by blank lines."""
     path = tmp_path / "docs.txt"
-    path.write_text("\ufeffFirst doc, line one.\nFirst doc, line two.\n\nSecond doc.\n  \t\nThird doc.\n",
-                    encoding="utf-8")
+    path.write_text(
+        "\ufeffFirst doc, line one.\nFirst doc, line two.\n\nSecond doc.\n  \t\nThird doc.\n", encoding="utf-8"
+    )
     assert load_corpus(path)["text"] == ["First doc, line one.\nFirst doc, line two.", "Second doc.", "Third doc."]
     assert load_corpus(path, documents="line")["text"][:2] == ["First doc, line one.", "First doc, line two."]
     assert len(load_corpus(path, documents="file")) == 1
@@ -75,11 +76,14 @@ def test_folder_and_streaming(tmp_path):
     assert [row["text"] for row in streamed] == ["Alpha.", "Bravo."]
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "empty"),
-    (b"PK\x03\x04\x00\x00binary", "binary"),
-    (b"caf\xe9 au lait, latin-1 encoded\n", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "empty"),
+        (b"PK\x03\x04\x00\x00binary", "binary"),
+        (b"caf\xe9 au lait, latin-1 encoded\n", "not UTF-8"),
+    ],
+)
 def test_bad_files_are_named(tmp_path, content, message):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)

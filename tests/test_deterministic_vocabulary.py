@@ -50,8 +50,14 @@ def two_processes() -> list[dict[str, str]]:
     runs = []
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(KINDS)], capture_output=True, text=True,
-                              timeout=600, check=True, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT, json.dumps(KINDS)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+            env=env,
+        )
         runs.append(json.loads(done.stdout))
     return runs
 
@@ -64,10 +70,16 @@ UNIGRAM_REASON = (
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=UNIGRAM_REASON)) if kind[0] == "unigram" else kind
-    for kind in KINDS
-], ids="/".join)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=UNIGRAM_REASON))
+        if kind[0] == "unigram"
+        else kind
+        for kind in KINDS
+    ],
+    ids="/".join,
+)
 def test_two_processes_train_byte_identical_vocabularies(two_processes, kind):
     first, second = (run["/".join(kind)] for run in two_processes)
     assert json.loads(first)["model"]["vocab"] and first == second
@@ -85,11 +97,21 @@ def test_the_vocabulary_agrees_with_tokenizers_own_trainer(corpus, algorithm):
     def reference():
         tokenizer, _ = _build_pipeline(algorithm, "bert", True, None, True)
         if algorithm == "wordpiece":
-            trainer = trainers.WordPieceTrainer(vocab_size=4000, min_frequency=2, continuing_subword_prefix="##",
-                                                show_progress=False, special_tokens=specials)
+            trainer = trainers.WordPieceTrainer(
+                vocab_size=4000,
+                min_frequency=2,
+                continuing_subword_prefix="##",
+                show_progress=False,
+                special_tokens=specials,
+            )
         else:
-            trainer = trainers.BpeTrainer(vocab_size=4000, min_frequency=2, end_of_word_suffix="</w>",
-                                          show_progress=False, special_tokens=specials)
+            trainer = trainers.BpeTrainer(
+                vocab_size=4000,
+                min_frequency=2,
+                end_of_word_suffix="</w>",
+                show_progress=False,
+                special_tokens=specials,
+            )
         tokenizer.train_from_iterator(iter(corpus["text"]), trainer=trainer)
         return tokenizer
 
@@ -105,6 +127,7 @@ def test_a_stream_trains_the_vocabulary_of_the_whole_dataset(corpus, tmp_path):
     (tmp_path / "a.txt").write_text("\n\n".join(texts[:40]) + "\n", encoding="utf-8")
     (tmp_path / "b.txt").write_text("\n\n".join(texts[40:]) + "\n", encoding="utf-8")
     streamed = train_tokenizer(load_corpus(tmp_path, streaming=True), vocab_size=1500, show_progress=False)
-    mapped = train_tokenizer(datasets.Dataset.from_dict({"text": load_corpus(tmp_path)["text"]}), vocab_size=1500,
-                             show_progress=False)
+    mapped = train_tokenizer(
+        datasets.Dataset.from_dict({"text": load_corpus(tmp_path)["text"]}), vocab_size=1500, show_progress=False
+    )
     assert streamed.backend_tokenizer.to_str() == mapped.backend_tokenizer.to_str()

@@ -38,8 +38,10 @@ class Block:
 
 def blocks_of(markdown: str) -> list[Block]:
     """The python blocks of a markdown text in order, each with the text block that follows it."""
-    fences = [(m.group(1), m.group(2), markdown.count("\n", 0, m.start()) + 1, m.start(), m.end())
-              for m in FENCE.finditer(markdown)]
+    fences = [
+        (m.group(1), m.group(2), markdown.count("\n", 0, m.start()) + 1, m.start(), m.end())
+        for m in FENCE.finditer(markdown)
+    ]
     blocks = []
     for i, (language, body, line, _, end) in enumerate(fences):
         if language != "python":
@@ -84,10 +86,14 @@ def run_page(name: str, markdown: str, show: bool = False) -> list[str]:
         expected = _normalise(block.expected) if block.expected is not None else ""
         if actual != expected:
             if block.expected is None:
-                raise AssertionError(f"{where} printed output but the page shows none after it "
-                                     f"(add a ```text block):\n{actual}")
-            diff = "\n".join(difflib.unified_diff(expected.splitlines(), actual.splitlines(), "page shows",
-                                                  "block printed", lineterm=""))
+                raise AssertionError(
+                    f"{where} printed output but the page shows none after it (add a ```text block):\n{actual}"
+                )
+            diff = "\n".join(
+                difflib.unified_diff(
+                    expected.splitlines(), actual.splitlines(), "page shows", "block printed", lineterm=""
+                )
+            )
             raise AssertionError(f"{where}: printed output differs from the page's text block:\n{diff}")
     return outputs
 

@@ -20,7 +20,7 @@ def test_balanced_labels_and_real_passages(task, corpus):
     for split in ("train", "test"):
         for passage in task[split].select(range(10)):
             document = corpus[passage["document"]]
-            assert document["text"][passage["start"]:passage["end"]] == passage["text"]
+            assert document["text"][passage["start"] : passage["end"]] == passage["text"]
             assert document["module"] == names[passage["label"]]
 
 

@@ -43,7 +43,8 @@ COLLATORS = {
     "whole-word": lambda tokenizer: MLMCollator(tokenizer, granularity="whole_word", seed=3),
     # the level schedule changes with the epoch too: entities only from epoch 1
     "knowledge": lambda tokenizer: KnowledgeMaskingCollator(
-        tokenizer, levels=[(0, {"basic": 1, "phrase": 1}), (1, {"entity": 1})], seed=3),
+        tokenizer, levels=[(0, {"basic": 1, "phrase": 1}), (1, {"entity": 1})], seed=3
+    ),
     "permutation": lambda tokenizer: PermutationLMCollator(tokenizer, granularity="span", seed=3),
 }
 # What changes from epoch to epoch in each collator's batch.
@@ -54,8 +55,9 @@ DRAWN = {"mlm": "labels", "whole-word": "labels", "knowledge": "labels", "permut
 def rows(corpus, tokenizer):
     """48 packed rows of 64 tokens with word ids, 16 of them with capitalized-entity spans."""
     datasets.disable_progress_bars()
-    packed = prepare_pretraining_dataset(corpus.select(range(40)), tokenizer, ["mlm", "capitalization"],
-                                         max_length=64, capitalized_entities=True)
+    packed = prepare_pretraining_dataset(
+        corpus.select(range(40)), tokenizer, ["mlm", "capitalization"], max_length=64, capitalized_entities=True
+    )
     with_spans = [dict(row) for row in packed if row["span_starts"]]
     without = [dict(row) for row in packed if not row["span_starts"]]
     assert len(with_spans) >= 16  # the knowledge collator has entities to take
@@ -66,8 +68,9 @@ def rows(corpus, tokenizer):
 def documents(corpus, tokenizer):
     """Grouped documents for sentence pairs: about 60 pairs of 64 tokens."""
     datasets.disable_progress_bars()
-    return prepare_pretraining_dataset(corpus.select(range(8)), tokenizer, ERNIE, max_length=64,
-                                       capitalized_entities=True)
+    return prepare_pretraining_dataset(
+        corpus.select(range(8)), tokenizer, ERNIE, max_length=64, capitalized_entities=True
+    )
 
 
 def as_list(examples):
@@ -78,7 +81,7 @@ def as_list(examples):
 def reference_batches(make, tokenizer, rows, epoch):
     collator = make(tokenizer)
     collator.set_epoch(epoch)
-    return [collator(rows[i:i + BATCH]) for i in range(0, len(rows), BATCH)]
+    return [collator(rows[i : i + BATCH]) for i in range(0, len(rows), BATCH)]
 
 
 def assert_same_batches(got, expected):
@@ -127,8 +130,14 @@ def test_the_epoch_reaches_spawned_workers_and_survives_pickling(tokenizer, rows
     """``spawn`` workers get the collator pickled: it still follows set_epoch. A plain pickle gives
     an independent copy whose own epoch is shared again (workers forked from it follow it)."""
     collator = MLMCollator(tokenizer, seed=3)
-    loader = DataLoader(rows[:16], batch_size=BATCH, collate_fn=collator, num_workers=1, persistent_workers=True,
-                        multiprocessing_context="spawn")
+    loader = DataLoader(
+        rows[:16],
+        batch_size=BATCH,
+        collate_fn=collator,
+        num_workers=1,
+        persistent_workers=True,
+        multiprocessing_context="spawn",
+    )
     for epoch in (0, 4):
         collator.set_epoch(epoch)
         assert_same_batches(list(loader), reference_batches(COLLATORS["mlm"], tokenizer, rows[:16], epoch))
@@ -162,8 +171,9 @@ def test_streaming_dataset_with_persistent_workers(tokenizer, rows):
     masks are those of the epoch set, as drawn in one process."""
     stream = datasets.Dataset.from_list(rows).to_iterable_dataset(num_shards=2)
     collator = MLMCollator(tokenizer, granularity="whole_word", seed=3)
-    loader = DataLoader(stream, batch_size=BATCH, collate_fn=WithIndex(collator), num_workers=2,
-                        persistent_workers=True)
+    loader = DataLoader(
+        stream, batch_size=BATCH, collate_fn=WithIndex(collator), num_workers=2, persistent_workers=True
+    )
     reference = MLMCollator(tokenizer, granularity="whole_word", seed=3)
     by_index = {row["example_index"]: row for row in rows}
     by_epoch = []
@@ -177,8 +187,9 @@ def test_streaming_dataset_with_persistent_workers(tokenizer, rows):
                 length = len(by_index[index]["input_ids"])
                 labels[index] = row[:length]
                 expected = reference([by_index[index]])
-                assert torch.equal(row[:length], expected["labels"][0]) and torch.equal(ids[:length],
-                                                                                         expected["input_ids"][0])
+                assert torch.equal(row[:length], expected["labels"][0]) and torch.equal(
+                    ids[:length], expected["input_ids"][0]
+                )
         assert sorted(labels) == sorted(by_index)
         by_epoch.append(torch.cat([labels[i] for i in sorted(by_index)]))
     assert not torch.equal(by_epoch[0], by_epoch[1]) and not torch.equal(by_epoch[1], by_epoch[2])
@@ -187,12 +198,24 @@ def test_streaming_dataset_with_persistent_workers(tokenizer, rows):
 # Trainer runs on sentence pairs: (trainer class, tasks, the PretrainingCollator's masking or permutation
 # collator, what changes between epochs). The stock Trainer gets SetEpochCallback(pairs, collator).
 TRAINER_SETUPS = {
-    "ernie-knowledge": (Bert18Trainer, ERNIE, lambda tokenizer: dict(
-        masking=KnowledgeMaskingCollator(tokenizer, seed=3)), "labels"),
-    "mlm-nsp-whole-word": (transformers.Trainer, ["mlm", "nsp"], lambda tokenizer: dict(
-        masking=MLMCollator(tokenizer, granularity="whole_word", seed=3)), "labels"),
-    "plm-sop": (Bert18Trainer, ["plm", "sop"], lambda tokenizer: dict(
-        permutation=PermutationLMCollator(tokenizer, granularity="span", seed=3)), "plm_content_mask"),
+    "ernie-knowledge": (
+        Bert18Trainer,
+        ERNIE,
+        lambda tokenizer: dict(masking=KnowledgeMaskingCollator(tokenizer, seed=3)),
+        "labels",
+    ),
+    "mlm-nsp-whole-word": (
+        transformers.Trainer,
+        ["mlm", "nsp"],
+        lambda tokenizer: dict(masking=MLMCollator(tokenizer, granularity="whole_word", seed=3)),
+        "labels",
+    ),
+    "plm-sop": (
+        Bert18Trainer,
+        ["plm", "sop"],
+        lambda tokenizer: dict(permutation=PermutationLMCollator(tokenizer, granularity="span", seed=3)),
+        "plm_content_mask",
+    ),
 }
 
 
@@ -204,19 +227,33 @@ def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp
     however the workers run."""
     trainer_class, tasks, collators, drawn = TRAINER_SETUPS[setup]
     pairs = SentencePairDataset(documents, tokenizer, tasks, max_length=64, seed=5)
-    config = tiny_config(vocab_size=30522, num_hidden_layers=1, num_attention_heads=2, pretraining_tasks=tasks,
-                         **BERT_DROPOUT)
+    config = tiny_config(
+        vocab_size=30522, num_hidden_layers=1, num_attention_heads=2, pretraining_tasks=tasks, **BERT_DROPOUT
+    )
     transformers.set_seed(0)
     model = Bert18ForPreTraining(config)
     collator = PretrainingCollator(tokenizer, config, **collators(tokenizer))
     seen = []
-    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(
-        {k: v.clone() for k, v in kwargs.items() if k != "num_items_in_batch"}), with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(
+            {k: v.clone() for k, v in kwargs.items() if k != "num_items_in_batch"}
+        ),
+        with_kwargs=True,
+    )
     args = transformers.TrainingArguments(
-        str(tmp_path), per_device_train_batch_size=BATCH, num_train_epochs=2, train_sampling_strategy="sequential",
-        dataloader_num_workers=WORKERS[workers]["num_workers"], report_to="none", save_strategy="no",
-        dataloader_persistent_workers=WORKERS[workers].get("persistent_workers", False), use_cpu=True,
-        disable_tqdm=True, logging_strategy="no", remove_unused_columns=False)  # keep example_index
+        str(tmp_path),
+        per_device_train_batch_size=BATCH,
+        num_train_epochs=2,
+        train_sampling_strategy="sequential",
+        dataloader_num_workers=WORKERS[workers]["num_workers"],
+        report_to="none",
+        save_strategy="no",
+        dataloader_persistent_workers=WORKERS[workers].get("persistent_workers", False),
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+        remove_unused_columns=False,
+    )  # keep example_index
     callbacks = [] if trainer_class is Bert18Trainer else [SetEpochCallback(pairs, collator)]
     trainer_class(model=model, args=args, train_dataset=pairs, data_collator=collator, callbacks=callbacks).train()
 
@@ -226,8 +263,10 @@ def test_trainer_batches_follow_the_epoch_with_workers(documents, tokenizer, tmp
     for epoch in range(2):
         reference_pairs.set_epoch(epoch)
         reference.set_epoch(epoch)
-        expected += [reference([reference_pairs[i] for i in range(start, min(start + BATCH, len(pairs)))])
-                     for start in range(0, len(pairs), BATCH)]
+        expected += [
+            reference([reference_pairs[i] for i in range(start, min(start + BATCH, len(pairs)))])
+            for start in range(0, len(pairs), BATCH)
+        ]
     assert_same_batches(seen, expected)
     per_epoch = len(expected) // 2
     assert not torch.equal(seen[0][drawn], seen[per_epoch][drawn])
@@ -244,24 +283,39 @@ def test_trainer_on_a_stream_follows_the_epoch(tokenizer, rows, tmp_path, worker
     transformers.set_seed(0)
     model = Bert18ForMaskedLM(tiny_config(vocab_size=30522, num_hidden_layers=1, num_attention_heads=2, **BERT_DROPOUT))
     seen = []
-    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(
-        [tuple(row[:length].tolist()) for row, length in zip(kwargs["labels"], kwargs["attention_mask"].sum(1))]),
-        with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(
+            [tuple(row[:length].tolist()) for row, length in zip(kwargs["labels"], kwargs["attention_mask"].sum(1))]
+        ),
+        with_kwargs=True,
+    )
     per_pass = len(rows) // BATCH
     args = transformers.TrainingArguments(
-        str(tmp_path), per_device_train_batch_size=BATCH, max_steps=3 * per_pass, report_to="none",
-        save_strategy="no", use_cpu=True, disable_tqdm=True, logging_strategy="no", remove_unused_columns=False,
+        str(tmp_path),
+        per_device_train_batch_size=BATCH,
+        max_steps=3 * per_pass,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+        remove_unused_columns=False,
         dataloader_num_workers=WORKERS[workers]["num_workers"],
-        dataloader_persistent_workers=WORKERS[workers].get("persistent_workers", False))
-    transformers.Trainer(model=model, args=args, train_dataset=stream, data_collator=collator,
-                         callbacks=[SetEpochCallback(stream, collator)]).train()
+        dataloader_persistent_workers=WORKERS[workers].get("persistent_workers", False),
+    )
+    transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=stream,
+        data_collator=collator,
+        callbacks=[SetEpochCallback(stream, collator)],
+    ).train()
     assert len(seen) == 3 * per_pass
     reference = MLMCollator(tokenizer, granularity="whole_word", seed=3)
     passes = []
     for epoch in range(3):
         reference.set_epoch(epoch)
         expected = sorted(tuple(reference([row])["labels"][0].tolist()) for row in rows)
-        passes.append(sorted(label for batch in seen[epoch * per_pass:(epoch + 1) * per_pass] for label in batch))
+        passes.append(sorted(label for batch in seen[epoch * per_pass : (epoch + 1) * per_pass] for label in batch))
         assert passes[-1] == expected, epoch
     assert passes[0] != passes[1] != passes[2]
-

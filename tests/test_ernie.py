@@ -9,8 +9,9 @@ import bert18
 from bert18 import Bert18Config, Bert18ForPreTraining, Bert18ForSequenceClassification, Bert18Model, count_parameters
 from bert18.convert import from_transformers
 
-TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            type_vocab_size=4)
+TINY = dict(
+    vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, type_vocab_size=4
+)
 
 
 def perturbed(model):

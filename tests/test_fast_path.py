@@ -43,8 +43,11 @@ def three_paths(config: Bert18Config, model_class=Bert18Model) -> dict[str, torc
     torch.manual_seed(0)
     reference = model_class(config)
     models = {}
-    for name, implementation, unpad_inputs in (("eager", "eager", True), ("sdpa", "sdpa", False),
-                                               ("varlen", "sdpa", True)):
+    for name, implementation, unpad_inputs in (
+        ("eager", "eager", True),
+        ("sdpa", "sdpa", False),
+        ("varlen", "sdpa", True),
+    ):
         model = model_class(tiny_config(**{**config.to_diff_dict(), "unpad_inputs": unpad_inputs}))
         model.load_state_dict(reference.state_dict())
         model.config._attn_implementation = implementation
@@ -143,8 +146,12 @@ def test_unpadded_pretraining_loss_equals_padded():
     real = batch["attention_mask"].bool()
     labels = batch["input_ids"].masked_fill(torch.arange(30)[None, :] % 4 != 1, -100).masked_fill(~real, -100)
     capital = (batch["input_ids"] % 2).masked_fill(~real, -100)
-    losses = {name: model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0]),
-                          capitalization_labels=capital).loss.item() for name, model in models.items()}
+    losses = {
+        name: model(
+            **batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0]), capitalization_labels=capital
+        ).loss.item()
+        for name, model in models.items()
+    }
     assert abs(losses["varlen"] - losses["eager"]) < 1e-5 and abs(losses["sdpa"] - losses["eager"]) < 1e-5
 
 
@@ -181,8 +188,10 @@ def test_packed_sequences_equal_each_sequence_alone(path, unpad_calls):
     doc_a, doc_b = padded_batch([6], 6, seed=1)["input_ids"][0], padded_batch([9], 9, seed=2)["input_ids"][0]
     packed_ids = torch.cat([doc_a, doc_b, torch.zeros(3, dtype=torch.long)])[None]
     packed_mask = torch.tensor([[1] * 6 + [2] * 9 + [0] * 3])
-    alone = [model(doc[None], attention_mask=torch.ones(1, len(doc), dtype=torch.long)).last_hidden_state[0]
-             for doc in (doc_a, doc_b)]
+    alone = [
+        model(doc[None], attention_mask=torch.ones(1, len(doc), dtype=torch.long)).last_hidden_state[0]
+        for doc in (doc_a, doc_b)
+    ]
     embeds = model.embeddings.word_embeddings(packed_ids).detach().requires_grad_()
     packed = model(inputs_embeds=embeds, attention_mask=packed_mask).last_hidden_state[0]
     torch.testing.assert_close(packed[:6], alone[0], atol=1e-5, rtol=1e-5)
@@ -196,8 +205,9 @@ def test_two_stream_attention_refuses_packed_rows():
     model = Bert18Model(tiny_config()).eval()
     ids = padded_batch([6], 6)["input_ids"]
     with pytest.raises(ValueError, match="one sequence per row"):
-        model(ids, attention_mask=torch.tensor([[1, 1, 1, 2, 2, 2]]),
-              content_mask=torch.ones(1, 6, 6, dtype=torch.bool))
+        model(
+            ids, attention_mask=torch.tensor([[1, 1, 1, 2, 2, 2]]), content_mask=torch.ones(1, 6, 6, dtype=torch.bool)
+        )
 
 
 def test_unpad_refuses_bad_masks():
@@ -211,8 +221,10 @@ def test_packed_documents_preparation(tokenizer, corpus):
     """packed_documents keeps the token stream of full_sentences, as [CLS] ... [SEP] sequences with
     their own numbers; the collator numbers the attention mask; sentence labels are refused."""
     documents = corpus.select(range(12))
-    rows = {mode: prepare_pretraining_dataset(documents, tokenizer, ["mlm"], max_length=48, packing=mode)
-            for mode in ("full_sentences", "packed_documents")}
+    rows = {
+        mode: prepare_pretraining_dataset(documents, tokenizer, ["mlm"], max_length=48, packing=mode)
+        for mode in ("full_sentences", "packed_documents")
+    }
     packed = rows["packed_documents"]
     several = 0
     for row in packed:
@@ -235,8 +247,9 @@ def test_packed_documents_preparation(tokenizer, corpus):
     mask = batch["attention_mask"]
     for row, example in enumerate(packed):
         assert mask[row, : len(example["sequence_ids"])].tolist() == example["sequence_ids"]
-    model = Bert18ForPreTraining(tiny_config(vocab_size=len(tokenizer), max_position_embeddings=48,
-                                             pretraining_tasks=["mlm", "nsp"]))
+    model = Bert18ForPreTraining(
+        tiny_config(vocab_size=len(tokenizer), max_position_embeddings=48, pretraining_tasks=["mlm", "nsp"])
+    )
     assert torch.isfinite(model(**batch).loss)
     with pytest.raises(ValueError, match="packed rows"):
         model(**batch, next_sentence_label=torch.zeros(len(packed), dtype=torch.long))

@@ -35,13 +35,15 @@ def unpadded_states(encoders, tokenizer):
     """Every text alone (no padding at all) through transformers' BertModel: its hidden states."""
     reference, _ = encoders
     with torch.no_grad():
-        return [reference(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states
-                for text in TEXTS]
+        return [
+            reference(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states for text in TEXTS
+        ]
 
 
 def manual_features(states, layers, pooling):
     def pool(hidden):
         return {"cls": hidden[0, 0], "mean": hidden[0].mean(0), "max": hidden[0].max(0).values}[pooling]
+
     return np.stack([torch.cat([pool(s[layer]) for layer in layers]).numpy() for s in states])
 
 
@@ -52,8 +54,9 @@ def test_features_equal_transformers_bert(encoders, tokenizer, unpadded_states, 
     text encoded alone by transformers' BertModel: padding never enters a mean or a max."""
     expected = manual_features(unpadded_states, layers, pooling)
     for model in encoders:  # bert18 and transformers' own encoder alike
-        features = extract_features(model, tokenizer, TEXTS, layers=layers, pooling=pooling, batch_size=3,
-                                    progress=False)
+        features = extract_features(
+            model, tokenizer, TEXTS, layers=layers, pooling=pooling, batch_size=3, progress=False
+        )
         assert features.shape == (len(TEXTS), 384 * len(layers)) and features.dtype == np.float32
         np.testing.assert_allclose(features, expected, atol=1e-5, rtol=0)
 
@@ -86,8 +89,17 @@ def test_extraction_details(encoders, tokenizer):
 
 
 # Smaller still for freezing and LLRD: H=16, 4 layers, 16 positions, 3 labels, BERT's dropout kept.
-tiny = partial(tiny_config, vocab_size=100, hidden_size=16, num_attention_heads=2, intermediate_size=32,
-               num_hidden_layers=4, max_position_embeddings=16, num_labels=3, **BERT_DROPOUT)
+tiny = partial(
+    tiny_config,
+    vocab_size=100,
+    hidden_size=16,
+    num_attention_heads=2,
+    intermediate_size=32,
+    num_hidden_layers=4,
+    max_position_embeddings=16,
+    num_labels=3,
+    **BERT_DROPOUT,
+)
 
 
 def gradients_after_backward(model) -> dict[str, bool]:
@@ -127,8 +139,15 @@ def test_freeze_with_cross_layer_sharing():
 
 
 def test_freeze_transformers_bert():
-    config = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=16, num_labels=3)
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=3,
+    )
     model = transformers.BertForSequenceClassification(config)
     freeze(model, layers=1)
     got_grad = gradients_after_backward(model)

@@ -22,16 +22,31 @@ from bert18.training.finetune_arguments import FinetuneModelArguments, finetune_
 
 ROOT = Path(__file__).resolve().parent.parent
 FINETUNE_RECIPES = sorted((ROOT / "recipes" / "configs").glob("finetune-*.yaml"))
-FAST = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no", eval_strategy="no",
-            logging_steps=1, dataloader_num_workers=0, seed=0)
+FAST = dict(
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    save_strategy="no",
+    eval_strategy="no",
+    logging_steps=1,
+    dataloader_num_workers=0,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory, tokenizer):
     """A tiny random bert18 with MiniLM's real WordPiece tokenizer, saved as a checkpoint folder."""
     folder = tmp_path_factory.mktemp("tiny-bert18")
-    config = bert18.Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=2,
-                                             intermediate_size=64, num_hidden_layers=2, max_position_embeddings=128)
+    config = bert18.Bert18Config.from_preset(
+        "tiny",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     bert18.Bert18Model(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -70,8 +85,14 @@ def test_every_finetune_recipe_parses_with_the_real_parser(path):
 
 def test_packaged_recipes_carry_the_published_hyper_parameters():
     names = {p.stem for p in FINETUNE_RECIPES}
-    assert {"finetune-modules", "finetune-glue-sst2", "finetune-conll2003", "finetune-squad",
-            "finetune-people-daily-ner", "finetune-chinese-reviews"} <= names
+    assert {
+        "finetune-modules",
+        "finetune-glue-sst2",
+        "finetune-conll2003",
+        "finetune-squad",
+        "finetune-people-daily-ner",
+        "finetune-chinese-reviews",
+    } <= names
     squad = parse_finetune_recipe("finetune-squad", use_cpu=True)  # found by name
     assert (squad.training.learning_rate, squad.training.num_train_epochs) == (3e-5, 2)
     assert (squad.data.max_length, squad.data.doc_stride) == (384, 128)
@@ -98,9 +119,21 @@ def test_unknown_keys_and_bad_values_are_refused():
 def test_module_task_on_minilm_trains_and_saves(minilm_path, tmp_path, capsys):
     """The packaged recipe on the real checkpoint, cut to a few steps; the output folder is complete."""
     out = tmp_path / "run"
-    code = cli_main(["finetune", "finetune-modules", f"--model_name_or_path={minilm_path}", f"--output_dir={out}",
-                     "--max_train_samples=32", "--max_eval_samples=16", "--max_steps=4", "--eval_strategy=no",
-                     "--use_cpu=true", "--disable_tqdm=true", "--per_device_train_batch_size=8"])
+    code = cli_main(
+        [
+            "finetune",
+            "finetune-modules",
+            f"--model_name_or_path={minilm_path}",
+            f"--output_dir={out}",
+            "--max_train_samples=32",
+            "--max_eval_samples=16",
+            "--max_steps=4",
+            "--eval_strategy=no",
+            "--use_cpu=true",
+            "--disable_tqdm=true",
+            "--per_device_train_batch_size=8",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "eval_accuracy" in printed
@@ -110,8 +143,9 @@ def test_module_task_on_minilm_trains_and_saves(minilm_path, tmp_path, capsys):
     assert model.config.num_labels == 8 and len(model.config.id2label) == 8
     assert transformers.AutoTokenizer.from_pretrained(out)("json")["input_ids"]
     # the same output_dir again: refused, the first run kept
-    again = cli_main(["finetune", "finetune-modules", f"--model_name_or_path={minilm_path}", f"--output_dir={out}",
-                      "--use_cpu=true"])
+    again = cli_main(
+        ["finetune", "finetune-modules", f"--model_name_or_path={minilm_path}", f"--output_dir={out}", "--use_cpu=true"]
+    )
     assert again == 2 and "already holds a run" in capsys.readouterr().err
 
 
@@ -132,9 +166,18 @@ def test_token_classification_trains_and_scores_entities(tiny_checkpoint, senten
     folder.mkdir()
     _write_jsonl(folder / "train.jsonl", rows[:64])
     _write_jsonl(folder / "validation.jsonl", rows[64:])
-    recipe = parse_finetune_recipe(None, task="token-classification", model_name_or_path=tiny_checkpoint,
-                                   dataset=str(folder), max_length=64, output_dir=str(tmp_path / "out"),
-                                   learning_rate=5e-3, max_steps=24, per_device_train_batch_size=16, **FAST)
+    recipe = parse_finetune_recipe(
+        None,
+        task="token-classification",
+        model_name_or_path=tiny_checkpoint,
+        dataset=str(folder),
+        max_length=64,
+        output_dir=str(tmp_path / "out"),
+        learning_rate=5e-3,
+        max_steps=24,
+        per_device_train_batch_size=16,
+        **FAST,
+    )
     outcome = run_finetuning(recipe)
     metrics = outcome["metrics"]
     for key in ("eval_overall_f1", "eval_overall_precision", "eval_overall_recall", "eval_overall_accuracy"):
@@ -154,8 +197,14 @@ def _qa_rows(sentences: list[str], count: int, seed: int) -> list[dict]:
         after = " ".join(rng.sample(sentences, rng.choice([1, 3])))
         name = rng.choice(names)
         context = f"{before} The keyword is {name}. {after}"
-        rows.append({"id": str(i), "question": "What is the keyword?", "context": context,
-                     "answers": {"text": [name], "answer_start": [context.index(f"is {name}.") + 3]}})
+        rows.append(
+            {
+                "id": str(i),
+                "question": "What is the keyword?",
+                "context": context,
+                "answers": {"text": [name], "answer_start": [context.index(f"is {name}.") + 3]},
+            }
+        )
     return rows
 
 
@@ -167,10 +216,19 @@ def test_question_answering_strides_over_long_contexts(tiny_checkpoint, sentence
     _write_jsonl(folder / "validation.jsonl", evaluation)
     longest = max(len(tokenizer(r["question"], r["context"])["input_ids"]) for r in evaluation)
     assert longest > 96  # some contexts need several windows
-    recipe = parse_finetune_recipe(None, task="question-answering", model_name_or_path=tiny_checkpoint,
-                                   dataset=str(folder), max_length=96, doc_stride=32,
-                                   output_dir=str(tmp_path / "out"), learning_rate=3e-3, max_steps=20,
-                                   per_device_train_batch_size=16, **FAST)
+    recipe = parse_finetune_recipe(
+        None,
+        task="question-answering",
+        model_name_or_path=tiny_checkpoint,
+        dataset=str(folder),
+        max_length=96,
+        doc_stride=32,
+        output_dir=str(tmp_path / "out"),
+        learning_rate=3e-3,
+        max_steps=20,
+        per_device_train_batch_size=16,
+        **FAST,
+    )
     outcome = run_finetuning(recipe)
     metrics = outcome["metrics"]
     assert 0.0 <= metrics["eval_exact_match"] <= 100.0 and 0.0 <= metrics["eval_f1"] <= 100.0
@@ -190,15 +248,24 @@ def test_multiple_choice_runs(tiny_checkpoint, sentences, tmp_path):
         wrong = rng.sample(sentences[100:], 2)
         label = rng.randrange(3)
         choices = [*wrong[:label], right, *wrong[label:]]
-        rows.append({"context": context, "choice0": choices[0], "choice1": choices[1], "choice2": choices[2],
-                     "label": label})
+        rows.append(
+            {"context": context, "choice0": choices[0], "choice1": choices[1], "choice2": choices[2], "label": label}
+        )
     folder = tmp_path / "data"
     folder.mkdir()
     _write_jsonl(folder / "train.jsonl", rows[:32])
     _write_jsonl(folder / "validation.jsonl", rows[32:])
-    recipe = parse_finetune_recipe(None, task="multiple-choice", model_name_or_path=tiny_checkpoint,
-                                   dataset=str(folder), max_length=64, output_dir=str(tmp_path / "out"),
-                                   max_steps=4, per_device_train_batch_size=8, **FAST)
+    recipe = parse_finetune_recipe(
+        None,
+        task="multiple-choice",
+        model_name_or_path=tiny_checkpoint,
+        dataset=str(folder),
+        max_length=64,
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=8,
+        **FAST,
+    )
     outcome = run_finetuning(recipe)
     assert 0.0 <= outcome["metrics"]["eval_accuracy"] <= 1.0
     assert len(_losses(outcome["log_history"])) == 4
@@ -208,10 +275,20 @@ def test_multiple_choice_runs(tiny_checkpoint, sentences, tmp_path):
 def test_chunk_strategy_trains_the_long_model(tiny_checkpoint, sentences, tmp_path):
     rows = [{"text": " ".join(sentences[i : i + 3]), "label": i % 2} for i in range(24)]
     path = _write_jsonl(tmp_path / "train.jsonl", rows)
-    recipe = parse_finetune_recipe(None, model_name_or_path=tiny_checkpoint, dataset=path, eval_split=None,
-                                   long_text_strategy="chunk", long_pooling="attention", max_chunks=16, max_length=32,
-                                   output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=8,
-                                   **FAST)
+    recipe = parse_finetune_recipe(
+        None,
+        model_name_or_path=tiny_checkpoint,
+        dataset=path,
+        eval_split=None,
+        long_text_strategy="chunk",
+        long_pooling="attention",
+        max_chunks=16,
+        max_length=32,
+        output_dir=str(tmp_path / "out"),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        **FAST,
+    )
     outcome = run_finetuning(recipe)
     assert len(_losses(outcome["log_history"])) == 3
     assert isinstance(outcome["trainer"].model, bert18.Bert18ForLongSequenceClassification)
@@ -227,14 +304,21 @@ def _classification_run(tmp_path, checkpoint, train_rows, eval_rows=None, **valu
     if eval_rows is not None:
         _write_jsonl(folder / "validation.jsonl", eval_rows)
     values = {**FAST, "max_steps": 1, **values}
-    recipe = parse_finetune_recipe(None, model_name_or_path=checkpoint, dataset=str(folder),
-                                   eval_split="validation" if eval_rows is not None else None,
-                                   output_dir=str(tmp_path / "out"), **values)
+    recipe = parse_finetune_recipe(
+        None,
+        model_name_or_path=checkpoint,
+        dataset=str(folder),
+        eval_split="validation" if eval_rows is not None else None,
+        output_dir=str(tmp_path / "out"),
+        **values,
+    )
     return run_finetuning(recipe)
 
 
-GOOD = [{"text": "The json module encodes objects.", "label": "json"},
-        {"text": "The re module matches patterns.", "label": "re"}] * 4
+GOOD = [
+    {"text": "The json module encodes objects.", "label": "json"},
+    {"text": "The re module matches patterns.", "label": "re"},
+] * 4
 
 
 def test_a_missing_label_column_is_named(tiny_checkpoint, tmp_path):
@@ -271,11 +355,18 @@ def test_an_empty_text_is_named_by_row(tiny_checkpoint, tmp_path):
 def test_a_document_past_the_chunk_limit_is_named_or_truncated(tiny_checkpoint, sentences, tmp_path):
     rows = [*GOOD, {"text": " ".join(sentences[:30]), "label": "json"}]
     with pytest.raises(ValueError, match=r"train row 8: the text in column 'text' has \d+ tokens, \d+ chunks"):
-        _classification_run(tmp_path, tiny_checkpoint, rows, long_text_strategy="chunk", max_chunks=2,
-                             max_length=32)
+        _classification_run(tmp_path, tiny_checkpoint, rows, long_text_strategy="chunk", max_chunks=2, max_length=32)
     # documented alternative: keep the first max_chunks - 1 chunks and the last
-    outcome = _classification_run(tmp_path, tiny_checkpoint, rows, long_text_strategy="chunk", max_chunks=2,
-                                  max_length=32, chunk_overflow="truncate", per_device_train_batch_size=16)
+    outcome = _classification_run(
+        tmp_path,
+        tiny_checkpoint,
+        rows,
+        long_text_strategy="chunk",
+        max_chunks=2,
+        max_length=32,
+        chunk_overflow="truncate",
+        per_device_train_batch_size=16,
+    )
     assert len(_losses(outcome["log_history"])) == 1
 
 
@@ -291,40 +382,77 @@ def test_float_labels_mean_regression_with_correlations(tiny_checkpoint, tmp_pat
 
 @pytest.mark.slow
 def test_minilm_module_accuracy_matches_transformers(minilm_path, tmp_path, capsys):
-    hyper = dict(learning_rate=5e-5, per_device_train_batch_size=16, per_device_eval_batch_size=64,
-                 num_train_epochs=5, warmup_steps=0.1, weight_decay=0.01, lr_scheduler_type="linear", seed=42,
-                 report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no", eval_strategy="no")
+    hyper = dict(
+        learning_rate=5e-5,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        num_train_epochs=5,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        lr_scheduler_type="linear",
+        seed=42,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        eval_strategy="no",
+    )
     # Padded, as transformers computes: the same dropout draws, so the same run to the last example.
-    padded = run_finetuning(parse_finetune_recipe("finetune-modules", model_name_or_path=minilm_path,
-                                                  config_overrides={"unpad_inputs": False},
-                                                  output_dir=str(tmp_path / "padded"), **hyper))["metrics"]
+    padded = run_finetuning(
+        parse_finetune_recipe(
+            "finetune-modules",
+            model_name_or_path=minilm_path,
+            config_overrides={"unpad_inputs": False},
+            output_dir=str(tmp_path / "padded"),
+            **hyper,
+        )
+    )["metrics"]
     # The default, unpadded: dropout draws over other shapes, so another run of the same model.
-    ours = run_finetuning(parse_finetune_recipe("finetune-modules", model_name_or_path=minilm_path,
-                                                output_dir=str(tmp_path / "full"), **hyper))["metrics"]
-    frozen = run_finetuning(parse_finetune_recipe("finetune-modules", model_name_or_path=minilm_path, mode="frozen",
-                                                  output_dir=str(tmp_path / "frozen"),
-                                                  **{**hyper, "learning_rate": 1e-3}))["metrics"]
+    ours = run_finetuning(
+        parse_finetune_recipe(
+            "finetune-modules", model_name_or_path=minilm_path, output_dir=str(tmp_path / "full"), **hyper
+        )
+    )["metrics"]
+    frozen = run_finetuning(
+        parse_finetune_recipe(
+            "finetune-modules",
+            model_name_or_path=minilm_path,
+            mode="frozen",
+            output_dir=str(tmp_path / "frozen"),
+            **{**hyper, "learning_rate": 1e-3},
+        )
+    )["metrics"]
 
     from bert18.data.downstream import module_classification
     from bert18.training.finetune_tasks import classification_metrics
 
     task = module_classification()
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
-    encoded = task.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True,
-                       remove_columns=["text", "document", "start", "end"])
+    encoded = task.map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=128),
+        batched=True,
+        remove_columns=["text", "document", "start", "end"],
+    )
     transformers.set_seed(42)
     reference = transformers.BertForSequenceClassification.from_pretrained(minilm_path, num_labels=8)
     args = transformers.TrainingArguments(output_dir=str(tmp_path / "reference"), **hyper)
-    trainer = transformers.Trainer(model=reference, args=args, train_dataset=encoded["train"],
-                                   eval_dataset=encoded["test"], processing_class=tokenizer,
-                                   compute_metrics=classification_metrics(["accuracy", "f1"], False))
+    trainer = transformers.Trainer(
+        model=reference,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["test"],
+        processing_class=tokenizer,
+        compute_metrics=classification_metrics(["accuracy", "f1"], False),
+    )
     trainer.train()
     theirs = trainer.evaluate()
     with capsys.disabled():
-        print(f"\nmodule task accuracy: bert18 full {ours['eval_accuracy']:.4f} (padded "
-              f"{padded['eval_accuracy']:.4f}), bert18 frozen {frozen['eval_accuracy']:.4f}, "
-              f"transformers BertForSequenceClassification "
-              f"{theirs['eval_accuracy']:.4f}")
+        print(
+            f"\nmodule task accuracy: bert18 full {ours['eval_accuracy']:.4f} (padded "
+            f"{padded['eval_accuracy']:.4f}), bert18 frozen {frozen['eval_accuracy']:.4f}, "
+            f"transformers BertForSequenceClassification "
+            f"{theirs['eval_accuracy']:.4f}"
+        )
     assert abs(padded["eval_accuracy"] - theirs["eval_accuracy"]) <= 0.01 + 1e-9
     assert abs(ours["eval_accuracy"] - theirs["eval_accuracy"]) <= 0.05  # 4 of 80 passages: dropout noise
     assert frozen["eval_accuracy"] > 1 / 8 + 0.1  # the frozen features carry the module, well above chance
@@ -333,8 +461,9 @@ def test_minilm_module_accuracy_matches_transformers(minilm_path, tmp_path, caps
 def test_partial_mode_and_layerwise_decay(tiny_checkpoint, tmp_path):
     """mode=partial freezes the embeddings and layer 0; layerwise_lr_decay gives lower layers lower rates."""
     rows = [{"text": r["text"], "label": r["label"]} for r in GOOD]
-    outcome = _classification_run(tmp_path, tiny_checkpoint, rows, mode="partial", freeze_layers=1,
-                                  layerwise_lr_decay=0.5, max_steps=2)
+    outcome = _classification_run(
+        tmp_path, tiny_checkpoint, rows, mode="partial", freeze_layers=1, layerwise_lr_decay=0.5, max_steps=2
+    )
     trainer = outcome["trainer"]
     frozen = [n for n, p in trainer.model.named_parameters() if not p.requires_grad]
     assert any("embeddings" in n for n in frozen) and any(".0." in n for n in frozen)
@@ -350,10 +479,18 @@ def test_partial_mode_and_layerwise_decay(tiny_checkpoint, tmp_path):
 
 def _module_recipe(checkpoint, output_dir, **values):
     """The packaged module-task recipe on a tiny checkpoint, cut to a few steps on a few passages."""
-    values = {**FAST, "max_train_samples": 32, "max_eval_samples": 16, "max_steps": 6,
-              "per_device_train_batch_size": 8, "learning_rate": 1e-3, **values}
-    return parse_finetune_recipe("finetune-modules", model_name_or_path=checkpoint, output_dir=str(output_dir),
-                                 **values)
+    values = {
+        **FAST,
+        "max_train_samples": 32,
+        "max_eval_samples": 16,
+        "max_steps": 6,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 1e-3,
+        **values,
+    }
+    return parse_finetune_recipe(
+        "finetune-modules", model_name_or_path=checkpoint, output_dir=str(output_dir), **values
+    )
 
 
 def test_ctrl_c_in_finetuning_leaves_a_checkpoint_and_resume_is_exact(tiny_checkpoint, tmp_path):
@@ -409,8 +546,11 @@ def test_from_scratch_is_the_same_architecture_with_fresh_weights(tiny_checkpoin
     labels = task.labels.names
     transformers.set_seed(3)
     pretrained = bert18.Bert18ForSequenceClassification.from_pretrained(
-        tiny_checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)})
+        tiny_checkpoint,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     transformers.set_seed(3)
     expected = bert18.Bert18ForSequenceClassification(pretrained.config).state_dict()
     for name, value in model.state_dict().items():
@@ -431,8 +571,15 @@ def test_keys_finetuning_would_ignore_are_refused_by_name(tiny_checkpoint, tmp_p
         _module_recipe(tiny_checkpoint, tmp_path / "x", doc_stride=64)
     with pytest.raises(ValueError, match="long_pooling='max' applies to long_text_strategy=chunk only"):
         _module_recipe(tiny_checkpoint, tmp_path / "x", long_pooling="max")
-    code = cli_main(["finetune", "finetune-modules", f"--model_name_or_path={tiny_checkpoint}", "--plot=false",
-                     f"--output_dir={tmp_path / 'cli'}"])
+    code = cli_main(
+        [
+            "finetune",
+            "finetune-modules",
+            f"--model_name_or_path={tiny_checkpoint}",
+            "--plot=false",
+            f"--output_dir={tmp_path / 'cli'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "'plot'" in err
     assert not (tmp_path / "cli").exists()

@@ -22,8 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "scripts" / "fsdp_pretrain.py"
 FSDP_CONFIG = ROOT / "recipes" / "accelerate_configs" / "fsdp.yaml"
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
-SIZES = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-         "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+SIZES = {
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 64,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
 # name -> (preset, recipe overrides): the tasks and masking of recipes/configs/<preset>.yaml, at tiny sizes.
 PRESETS = {
     "bert": ("bert-base", ["--pretraining_tasks", "mlm", "nsp", "--masking=token"]),
@@ -38,16 +45,36 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _spec(output: Path, tokenizer: str, per_device: int, names: tuple[str, ...], resume: bool) -> dict:
-    common = ["--max_length=64", "--max_documents=8", "--logging_steps=1", "--eval_strategy=no", "--report_to=none",
-              "--use_cpu=true", "--disable_tqdm=true", "--dataloader_num_workers=0", "--validation_fraction=0",
-              "--plot=false", f"--tokenizer_name_or_path={tokenizer}", f"--max_steps={STEPS}",
-              "--save_strategy=steps", f"--save_steps={SAVED_AT}", f"--per_device_train_batch_size={per_device}"]
+    common = [
+        "--max_length=64",
+        "--max_documents=8",
+        "--logging_steps=1",
+        "--eval_strategy=no",
+        "--report_to=none",
+        "--use_cpu=true",
+        "--disable_tqdm=true",
+        "--dataloader_num_workers=0",
+        "--validation_fraction=0",
+        "--plot=false",
+        f"--tokenizer_name_or_path={tokenizer}",
+        f"--max_steps={STEPS}",
+        "--save_strategy=steps",
+        f"--save_steps={SAVED_AT}",
+        f"--per_device_train_batch_size={per_device}",
+    ]
     runs = []
     for name in names:
         if name == CHECKPOINT:  # continued pretraining from the real BERT checkpoint (whose tokenizer this is)
             no_dropout = {k: v for k, v in SIZES.items() if "dropout" in k}
-            args = [*common, f"--model_name_or_path={tokenizer}", "--pretraining_tasks", "mlm", "nsp",
-                    "--masking=token", "--config_overrides=" + json.dumps(no_dropout)]
+            args = [
+                *common,
+                f"--model_name_or_path={tokenizer}",
+                "--pretraining_tasks",
+                "mlm",
+                "nsp",
+                "--masking=token",
+                "--config_overrides=" + json.dumps(no_dropout),
+            ]
             runs.append({"name": name, "overrides": [*args, f"--output_dir={output / name / 'straight'}"]})
             continue
         preset, overrides = PRESETS[name]
@@ -56,28 +83,47 @@ def _spec(output: Path, tokenizer: str, per_device: int, names: tuple[str, ...],
         straight = output / name / "straight"
         runs.append({"name": name, "overrides": [*args, f"--output_dir={straight}"], "embeddings_as_a_unit": resume})
         if resume:
-            runs.append({"name": f"{name}-resumed", "overrides": [
-                *args, f"--output_dir={output / name / 'resumed'}",
-                f"--resume_from_checkpoint={straight / f'checkpoint-{SAVED_AT}'}"]})
+            runs.append(
+                {
+                    "name": f"{name}-resumed",
+                    "overrides": [
+                        *args,
+                        f"--output_dir={output / name / 'resumed'}",
+                        f"--resume_from_checkpoint={straight / f'checkpoint-{SAVED_AT}'}",
+                    ],
+                }
+            )
     return {"recipe": str(TINY), "runs": runs}
 
 
 def _run(command: list[str], spec: dict, folder: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run([*command, str(folder / "spec.json")], capture_output=True, text=True, timeout=900,
-                          env=ENV, cwd=ROOT)
+    done = subprocess.run(
+        [*command, str(folder / "spec.json")], capture_output=True, text=True, timeout=900, env=ENV, cwd=ROOT
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
 
 def _train(root: Path, tokenizer: str, names: tuple[str, ...]) -> Path:
     """``names`` trained by two FSDP ranks (4 examples each per step), uninterrupted and resumed from the
     step-2 sharded checkpoint; and by one plain process taking all 8 examples per step."""
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG),
-              "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "0", str(SCRIPT)]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(FSDP_CONFIG),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        "0",
+        str(SCRIPT),
+    ]
     _run(launch, _spec(root / "two", tokenizer, GLOBAL_BATCH // 2, names, resume=True), root / "two")
-    _run([sys.executable, str(SCRIPT)], _spec(root / "one", tokenizer, GLOBAL_BATCH, names, resume=False),
-         root / "one")
+    _run([sys.executable, str(SCRIPT)], _spec(root / "one", tokenizer, GLOBAL_BATCH, names, resume=False), root / "one")
     return root
 
 
@@ -122,8 +168,15 @@ from accelerate.utils import FullyShardedDataParallelPlugin
 accelerator = Accelerator(cpu=True, fsdp_plugin=FullyShardedDataParallelPlugin(fsdp_version=2))
 print(accelerator.distributed_type, getattr(accelerator.state, "fsdp_plugin", None))
 """
-    env = {**ENV, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "0"}
+    env = {
+        **ENV,
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "0",
+    }
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["DistributedType.MULTI_CPU", "None"]
@@ -134,8 +187,12 @@ def test_wrap_units_leave_the_tied_embeddings_to_one_group(preset):
     """accelerate wraps every module of a `_no_split_modules` class, then the word embeddings and the tied
     decoder together: no wrapped class may own the word embeddings (the failure of issue 22), and a shared
     ALBERT block is one module however many layers apply it."""
-    config = Bert18Config.from_preset(preset, vocab_size=100, embedding_size=16 if preset == "albert-base" else None,
-                                      **{k: v for k, v in SIZES.items() if "dropout" not in k})
+    config = Bert18Config.from_preset(
+        preset,
+        vocab_size=100,
+        embedding_size=16 if preset == "albert-base" else None,
+        **{k: v for k, v in SIZES.items() if "dropout" not in k},
+    )
     model = Bert18ForPreTraining(config)
     words = model.get_input_embeddings().weight
     assert model.get_output_embeddings().weight is words
@@ -155,7 +212,8 @@ def test_accelerate_shards_the_model_as_fsdp_yaml_asks(trained, name):
     blocks = 1 if name == "albert" else 2
     assert sorted(record["groups"]) == sorted(
         [[""], ["bert18.embeddings.word_embeddings", "lm_head.decoder"]]
-        + [[f"bert18.encoder.{kind}.{i}"] for kind in ("attention", "feed_forward") for i in range(blocks)])
+        + [[f"bert18.encoder.{kind}.{i}"] for kind in ("attention", "feed_forward") for i in range(blocks)]
+    )
     assert record["tied"]  # the decoder still shares the embeddings' parameter after sharding
     # The same path with Bert18Embeddings as a unit of its own fails. Wrapped by hand (issue 22): "Parameter
     # 'bert18.embeddings.word_embeddings.weight' is shared with a parameter already managed by another FSDP group";
@@ -210,8 +268,10 @@ def test_full_state_save_is_a_plain_checkpoint(trained, name):
 def test_resume_from_a_sharded_checkpoint_is_exact(trained, name):
     runs = trained(name)
     checkpoint = runs / "two" / name / "straight" / f"checkpoint-{SAVED_AT}"
-    assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == ["__0_0.distcp",
-                                                                                               "__1_0.distcp"]
+    assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == [
+        "__0_0.distcp",
+        "__1_0.distcp",
+    ]
     assert not (checkpoint / "model.safetensors").exists()  # sharded: one file per rank, no gathered copy
     straight, resumed = _record(runs, "two", name), _record(runs, "two", name, "resumed")
     assert resumed["losses"] == straight["losses"]
@@ -241,6 +301,10 @@ def test_deepspeed_zero2_config_leaves_the_batch_to_the_trainer(monkeypatch):
     deepspeed = DeepSpeedPlugin().deepspeed_config
     assert deepspeed["zero_optimization"]["stage"] == 2
     assert deepspeed["zero_optimization"]["offload_optimizer"]["device"] == "none"
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
-                "gradient_clipping"):
+    for key in (
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ):
         assert deepspeed[key] == "auto", key

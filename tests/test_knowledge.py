@@ -26,8 +26,9 @@ def rows(tokenizer, corpus):
     """Packed rows of 128 tokens with mined phrases and capitalized entities as spans."""
     datasets.disable_progress_bars()
     phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
-    packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128, lexicon=phrases,
-                                         capitalized_entities=True, word_ids=True)  # kept, to check whole words
+    packed = prepare_pretraining_dataset(
+        corpus, tokenizer, ["mlm"], max_length=128, lexicon=phrases, capitalized_entities=True, word_ids=True
+    )  # kept, to check whole words
     return [dict(row) for row in packed]
 
 
@@ -50,8 +51,8 @@ def masked_epochs(collator, rows, epochs, batch_size=64):
     for epoch in range(epochs):
         collator.set_epoch(epoch)
         for i in range(0, len(rows), batch_size):
-            batch = collator(rows[i:i + batch_size])
-            for j, row in enumerate(rows[i:i + batch_size]):
+            batch = collator(rows[i : i + batch_size])
+            for j, row in enumerate(rows[i : i + batch_size]):
                 n = len(row["input_ids"])
                 out.append((epoch, i + j, batch["labels"][j, :n].numpy(), batch["input_ids"][j, :n].numpy()))
     return out
@@ -69,8 +70,16 @@ def rates(results, rows, layout, tokenizer):
             is_mask = inputs[chosen] == tokenizer.mask_token_id
             same = inputs[chosen] == labels[chosen]
             totals[name] += [where.sum(), chosen.sum(), is_mask.sum(), same.sum(), (~is_mask & ~same).sum()]
-    return {name: {"tokens": int(t[0]), "selected": t[1] / t[0], "mask": t[2] / t[1], "unchanged": t[3] / t[1],
-                   "random": t[4] / t[1]} for name, t in totals.items()}
+    return {
+        name: {
+            "tokens": int(t[0]),
+            "selected": t[1] / t[0],
+            "mask": t[2] / t[1],
+            "unchanged": t[3] / t[1],
+            "random": t[4] / t[1],
+        }
+        for name, t in totals.items()
+    }
 
 
 @pytest.mark.parametrize("level", ["basic", "phrase", "entity"])
@@ -99,8 +108,9 @@ def test_80_10_10_holds_for_every_unit_kind(tokenizer, rows, layout):
     """The replacement is ERNIE's per-token 80/10/10 for words, phrases and entities alike (+- 1.5 pt)."""
     results = []
     for seed, level in enumerate(("basic", "phrase", "entity")):  # other seeds: other replacement draws
-        results += masked_epochs(KnowledgeMaskingCollator(tokenizer, levels={level: 1.0}, seed=seed + 10), rows,
-                                 epochs=EPOCHS // 2)
+        results += masked_epochs(
+            KnowledgeMaskingCollator(tokenizer, levels={level: 1.0}, seed=seed + 10), rows, epochs=EPOCHS // 2
+        )
     measured = rates(results, rows, layout, tokenizer)
     print({k: [round(100 * v[share], 1) for share in ("mask", "random", "unchanged")] for k, v in measured.items()})
     for kind in KINDS:
@@ -118,8 +128,10 @@ def test_replace_per_unit_draws_once_per_unit(tokenizer, rows):
         for s, e in zip(row["span_starts"], row["span_ends"]):
             chosen = labels[s:e] != -100
             if chosen.all() and e - s > 1:
-                kinds = {"mask" if i == tokenizer.mask_token_id else "same" if i == t else "random"
-                         for i, t in zip(inputs[s:e], labels[s:e])}
+                kinds = {
+                    "mask" if i == tokenizer.mask_token_id else "same" if i == t else "random"
+                    for i, t in zip(inputs[s:e], labels[s:e])
+                }
                 outcomes.append(len(kinds) == 1 or kinds == {"random", "same"})  # a random draw may hit the original
     assert len(outcomes) > 500 and all(outcomes)
 
@@ -143,7 +155,7 @@ def test_no_word_is_masked_in_part_over_twenty_epochs(tokenizer, rows):
 def test_spans_never_cut_a_word(tokenizer, corpus):
     """Capitalized entities take words with digits whole: Ascii85, Point2D, W3C never end a span mid-word."""
     text = "We use Ascii85 Encoding here. The Point2D Class and W3C Consortium Rules apply to Python3 Users."
-    found = [text[s.start:s.end] for s in capitalized_entity_spans(text)]
+    found = [text[s.start : s.end] for s in capitalized_entity_spans(text)]
     assert found == ["Ascii85 Encoding", "Point2D Class", "W3C Consortium Rules", "Python3 Users"]
     encoded = tokenizer(list(corpus["text"][:300]), add_special_tokens=False, return_offsets_mapping=True)
     cut = 0
@@ -185,12 +197,15 @@ def test_a_batch_always_has_a_target(tokenizer):
 
 # -- levels over training steps (ERNIE's stages) ---------------------------------------------------------------
 
+
 def _entity_rows(tokenizer, count):
     """Rows whose ten words form one entity: at the basic level they are masked word by word."""
     words = tokenizer(" ".join(["alpha"] * 10), add_special_tokens=False)["input_ids"]
     ids = [tokenizer.cls_token_id, *words, tokenizer.sep_token_id]
-    return [{"input_ids": ids, "span_starts": [1], "span_ends": [11], "span_kinds": ["entity"], "example_index": i}
-            for i in range(count)]
+    return [
+        {"input_ids": ids, "span_starts": [1], "span_ends": [11], "span_kinds": ["entity"], "example_index": i}
+        for i in range(count)
+    ]
 
 
 def _levels_seen(batches):
@@ -209,17 +224,18 @@ def test_step_schedule_follows_the_optimizer_step(tokenizer):
     import torch.utils.data
 
     rows = _entity_rows(tokenizer, 96)
-    collator = KnowledgeMaskingCollator(tokenizer, levels={0: {"basic": 1}, 3: {"entity": 1}}, schedule_unit="step",
-                                        mlm_probability=0.5)
+    collator = KnowledgeMaskingCollator(
+        tokenizer, levels={0: {"basic": 1}, 3: {"entity": 1}}, schedule_unit="step", mlm_probability=0.5
+    )
     collator.set_step(0, accumulation_steps=2)
     expected = ["basic"] * 6 + ["entity"] * 6  # steps 0, 0, 1, 1, 2, 2, 3, 3, ...
-    assert _levels_seen([collator(rows[i:i + 8]) for i in range(0, 96, 8)]) == expected
+    assert _levels_seen([collator(rows[i : i + 8]) for i in range(0, 96, 8)]) == expected
     for workers in (0, 2, 3):
         collator.set_step(0, accumulation_steps=2)
         loader = torch.utils.data.DataLoader(rows, batch_size=8, collate_fn=collator, num_workers=workers)
         assert _levels_seen(list(loader)) == expected, workers
     collator.set_step(2, accumulation_steps=2)  # a resumed epoch whose first batches were skipped
-    assert _levels_seen([collator(rows[i:i + 8]) for i in range(0, 32, 8)]) == ["basic", "basic", "entity", "entity"]
+    assert _levels_seen([collator(rows[i : i + 8]) for i in range(0, 32, 8)]) == ["basic", "basic", "entity", "entity"]
     with pytest.raises(ValueError, match="must start at step 0"):
         KnowledgeMaskingCollator(tokenizer, levels={5: {"entity": 1}}, schedule_unit="step")
     with pytest.raises(ValueError, match="schedule_unit must be"):
@@ -234,13 +250,33 @@ def test_step_schedule_in_the_recipe_resumes_exactly(tmp_path, minilm_path):
     from bert18.training.pretrain import build_pretraining
 
     common = dict(
-        config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
-                          "num_hidden_layers": 2, "max_position_embeddings": 64},
-        max_length=64, max_documents=6, per_device_train_batch_size=4, gradient_accumulation_steps=2,
-        logging_steps=1, save_strategy="steps", save_steps=3, report_to="none", use_cpu=True, disable_tqdm=True,
-        dataloader_num_workers=0, validation_fraction=0.0, plot=False, tokenizer_name_or_path=minilm_path,
-        pretraining_tasks=["mlm"], capitalized_entities=True, mine_phrases=True, phrase_min_count=2,
-        knowledge_schedule={0: {"basic": 1}, 2: {"phrase": 1}, 5: {"entity": 1}}, max_steps=8,
+        config_overrides={
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 64,
+        },
+        max_length=64,
+        max_documents=6,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=3,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        validation_fraction=0.0,
+        plot=False,
+        tokenizer_name_or_path=minilm_path,
+        pretraining_tasks=["mlm"],
+        capitalized_entities=True,
+        mine_phrases=True,
+        phrase_min_count=2,
+        knowledge_schedule={0: {"basic": 1}, 2: {"phrase": 1}, 5: {"entity": 1}},
+        max_steps=8,
     )
     common.update(max_documents=8, validation_fraction=0.2, eval_strategy="steps", eval_steps=2)
 

@@ -46,8 +46,11 @@ tiny = partial(tiny_config, vocab_size=30522, num_attention_heads=2, num_labels=
 def long_texts(corpus, tokenizer):
     """Built-in corpus documents of 200 to 450 tokens (3 to 7 times max_position_embeddings=64): at most
     10 chunks of 64 with a stride of 16."""
-    texts = [t for t in corpus.select(range(60))["text"]
-             if 200 <= len(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]) <= 450]
+    texts = [
+        t
+        for t in corpus.select(range(60))["text"]
+        if 200 <= len(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]) <= 450
+    ]
     assert len(texts) >= 8
     return texts
 
@@ -186,8 +189,10 @@ def test_collator(tokenizer, long_texts):
     assert batch["labels"].tolist() == [0, 1, 0, 1] and batch["labels"].dtype == torch.long
 
     for specials in (False, True):  # a dataset tokenized once, with or without [CLS] and [SEP]
-        pretokenized = [{"input_ids": tokenizer(f["text"], add_special_tokens=specials)["input_ids"],
-                         "labels": f["label"]} for f in features]
+        pretokenized = [
+            {"input_ids": tokenizer(f["text"], add_special_tokens=specials)["input_ids"], "labels": f["label"]}
+            for f in features
+        ]
         again = LongDocumentCollator(tokenizer, "chunk", max_length=64, stride=16)(pretokenized)
         assert all(torch.equal(batch[k], again[k]) for k in batch)
 
@@ -261,8 +266,12 @@ def test_chunk_document_ids_and_micro_batches_give_the_same_result(chunk_batch):
     for d in range(4):
         order[slots == d] = (document == d).nonzero().flatten()
     assert not torch.equal(order, torch.arange(len(order)))
-    shuffled = {"input_ids": batch["input_ids"][order], "attention_mask": batch["attention_mask"][order],
-                "chunk_document_ids": document[order], "labels": batch["labels"]}
+    shuffled = {
+        "input_ids": batch["input_ids"][order],
+        "attention_mask": batch["attention_mask"][order],
+        "chunk_document_ids": document[order],
+        "labels": batch["labels"],
+    }
     assert torch.allclose(model(**shuffled).logits, reference.logits, atol=1e-6)
 
     model.config.chunk_batch_size = 3
@@ -329,8 +338,10 @@ def test_save_and_load_round_trip(pooling, chunk_batch, tmp_path):
     assert {"configuration_bert18.py", "modeling_bert18.py"} <= set(os.listdir(tmp_path))
     loaded = Bert18ForLongSequenceClassification.from_pretrained(tmp_path).eval()
     assert (loaded.config.long_pooling, loaded.config.max_chunks) == (pooling, 12)
-    assert loaded.config.auto_map["AutoModelForSequenceClassification"] == \
-        "modeling_bert18.Bert18ForLongSequenceClassification"
+    assert (
+        loaded.config.auto_map["AutoModelForSequenceClassification"]
+        == "modeling_bert18.Bert18ForLongSequenceClassification"
+    )
     with torch.no_grad():
         assert torch.equal(loaded(**chunk_batch).logits, model(**chunk_batch).logits)
 
@@ -338,12 +349,24 @@ def test_save_and_load_round_trip(pooling, chunk_batch, tmp_path):
 def test_trainer_runs_the_long_model(tokenizer, long_texts, tmp_path):
     """The HF Trainer with the collator: trains, evaluates (a loss), predicts one row per document."""
     features = [{"text": text, "label": i % 2} for i, text in enumerate(long_texts[:6])]
-    args = transformers.TrainingArguments(str(tmp_path), max_steps=3, per_device_train_batch_size=3,
-                                          per_device_eval_batch_size=4, remove_unused_columns=False, use_cpu=True,
-                                          report_to=[], disable_tqdm=True, save_strategy="no")
-    trainer = transformers.Trainer(model=Bert18ForLongSequenceClassification(tiny()), args=args,
-                                   train_dataset=features, eval_dataset=features,
-                                   data_collator=LongDocumentCollator(tokenizer, max_length=64, stride=16))
+    args = transformers.TrainingArguments(
+        str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=3,
+        per_device_eval_batch_size=4,
+        remove_unused_columns=False,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=True,
+        save_strategy="no",
+    )
+    trainer = transformers.Trainer(
+        model=Bert18ForLongSequenceClassification(tiny()),
+        args=args,
+        train_dataset=features,
+        eval_dataset=features,
+        data_collator=LongDocumentCollator(tokenizer, max_length=64, stride=16),
+    )
     trainer.train()
     prediction = trainer.predict(features)
     assert prediction.predictions.shape == (6, 2) and prediction.label_ids.tolist() == [0, 1, 0, 1, 0, 1]
@@ -378,8 +401,11 @@ def evidence_at_the_end(corpus, tokenizer, documents: int, repeats: int = 8) -> 
             break
     assert len(bodies) >= documents
     random.Random(0).shuffle(bodies)
-    return [{"text": f"{body} The answer is{f' {KEYWORDS[y]}' * repeats}.", "label": y} for body in bodies[:documents]
-            for y in (0, 1)]
+    return [
+        {"text": f"{body} The answer is{f' {KEYWORDS[y]}' * repeats}.", "label": y}
+        for body in bodies[:documents]
+        for y in (0, 1)
+    ]
 
 
 def train_and_score(model, collator, train, test, steps: int, batch_size: int = 8, lr: float = 3e-3) -> float:
@@ -415,8 +441,14 @@ def compare_strategies(corpus, tokenizer, strategies, train_documents, test_docu
 
 def test_evidence_at_the_end_quick(corpus, tokenizer):
     """Head truncation cannot see the answer (exactly 50%); tail truncation and max-pooled chunks can."""
-    scores = compare_strategies(corpus, tokenizer, [("head", None), ("tail", None), ("chunk", "max")],
-                                train_documents=48, test_documents=16, steps=30)
+    scores = compare_strategies(
+        corpus,
+        tokenizer,
+        [("head", None), ("tail", None), ("chunk", "max")],
+        train_documents=48,
+        test_documents=16,
+        steps=30,
+    )
     assert scores["head"] == 0.5
     assert scores["tail"] >= 0.9 and scores["chunk/max"] >= 0.9
 
@@ -471,7 +503,11 @@ def test_trust_remote_code_without_bert18_installed(chunk_batch, tmp_path):
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), TRANSFORMERS_VERBOSITY="error")
     result = subprocess.run(
         [sys.executable, "-I", *(str(tmp_path / name) for name in ("child.py", "checkpoint", "reference.pt"))],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "remote code OK" in result.stdout

@@ -59,8 +59,11 @@ def test_classification_matches_scikit_learn(average, weighted):
     refs, preds = rng.integers(0, classes, 200), rng.integers(0, classes, 200)
     preds[:120] = refs[:120]  # better than chance
     weights = rng.uniform(0.1, 2.0, 200) if weighted else None
-    for name, reference in (("precision", sklearn_metrics.precision_score), ("recall", sklearn_metrics.recall_score),
-                            ("f1", sklearn_metrics.f1_score)):
+    for name, reference in (
+        ("precision", sklearn_metrics.precision_score),
+        ("recall", sklearn_metrics.recall_score),
+        ("f1", sklearn_metrics.f1_score),
+    ):
         ours = compute(name, predictions=preds, references=refs, average=average, sample_weight=weights)[name]
         expected = reference(refs, preds, average=average, sample_weight=weights, zero_division=0.0)
         np.testing.assert_allclose(ours, expected, rtol=1e-12, err_msg=name)
@@ -68,8 +71,9 @@ def test_classification_matches_scikit_learn(average, weighted):
     ours = compute("matthews_correlation", predictions=preds, references=refs, sample_weight=weights)
     assert ours["matthews_correlation"] == pytest.approx(expected, abs=1e-12)
     expected = sklearn_metrics.accuracy_score(refs, preds, sample_weight=weights)
-    assert compute("accuracy", predictions=preds, references=refs, sample_weight=weights)["accuracy"] == \
-        pytest.approx(expected)
+    assert compute("accuracy", predictions=preds, references=refs, sample_weight=weights)["accuracy"] == pytest.approx(
+        expected
+    )
 
 
 def test_classification_edge_cases():
@@ -105,7 +109,9 @@ def test_metric_api_add_batch_add_and_array_inputs():
     assert accuracy.compute() == {"accuracy": 4 / 5}
     combined = evaluate.combine([metrics.load("accuracy"), metrics.load("f1")])
     assert combined.compute(predictions=BINARY_PREDS, references=BINARY_REFS) == {
-        "accuracy": 5 / 8, "f1": pytest.approx(6 / 9)}
+        "accuracy": 5 / 8,
+        "f1": pytest.approx(6 / 9),
+    }
     # Without keep_in_memory, evaluate's cache files (its distributed path) give the same.
     on_disk = metrics.load("f1", keep_in_memory=False)
     assert on_disk.compute(predictions=BINARY_PREDS, references=BINARY_REFS)["f1"] == pytest.approx(6 / 9)
@@ -194,8 +200,10 @@ def test_seqeval_per_type_by_hand():
 def squad_inputs(pairs: list[tuple[str, list[str]]]) -> dict:
     return {
         "predictions": [{"id": str(i), "prediction_text": pred} for i, (pred, _) in enumerate(pairs)],
-        "references": [{"id": str(i), "answers": {"text": gold, "answer_start": [0] * len(gold)}}
-                       for i, (_, gold) in enumerate(pairs)],
+        "references": [
+            {"id": str(i), "answers": {"text": gold, "answer_start": [0] * len(gold)}}
+            for i, (_, gold) in enumerate(pairs)
+        ],
     }
 
 
@@ -211,13 +219,20 @@ def test_squad_scores_by_hand():
     assert compute("squad", **squad_inputs([("1976", ["1976"])])) == {"exact_match": 100.0, "f1": 100.0}
     # "the cat sat" vs "a cat sat down": "cat sat" / "cat sat down", overlap 2, P 1, R 2/3, F1 0.8.
     assert compute("squad", **squad_inputs([("the cat sat", ["a cat sat down"])])) == {
-        "exact_match": 0.0, "f1": pytest.approx(80.0)}
+        "exact_match": 0.0,
+        "f1": pytest.approx(80.0),
+    }
     # The best gold answer counts; a question with no overlap scores 0; averaged over 3 questions.
-    scores = compute("squad", **squad_inputs([
-        ("Denver Broncos", ["Broncos", "the Denver Broncos"]),
-        ("in 1990", ["1990", "ninety"]),
-        ("blue", ["red"]),
-    ]))
+    scores = compute(
+        "squad",
+        **squad_inputs(
+            [
+                ("Denver Broncos", ["Broncos", "the Denver Broncos"]),
+                ("in 1990", ["1990", "ninety"]),
+                ("blue", ["red"]),
+            ]
+        ),
+    )
     assert scores["exact_match"] == pytest.approx(100 / 3)
     assert scores["f1"] == pytest.approx((100 + 100 * 2 * 0.5 / 1.5 + 0) / 3)
 
@@ -243,7 +258,8 @@ def test_load_returns_offline_metrics_by_their_hub_names():
 def test_load_falls_back_to_evaluate(tmp_path):
     """Any other name goes to evaluate.load: a local metric script loads; a Hub name offline fails clearly."""
     script = tmp_path / "exact_length.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import datasets
         import evaluate
 
@@ -254,7 +270,8 @@ def test_load_falls_back_to_evaluate(tmp_path):
 
             def _compute(self, predictions, references):
                 return {"same_length": sum(len(p) == len(r) for p, r in zip(predictions, references))}
-    """))
+    """)
+    )
     metric = metrics.load(str(script), cache_dir=str(tmp_path / "cache"))
     assert metric.compute(predictions=["ab", "c"], references=["xy", "zz"]) == {"same_length": 1}
     with pytest.raises(FileNotFoundError, match="not one of bert18's offline metrics"):

@@ -411,8 +411,9 @@ def test_pretraining_task_losses_and_weighted_sum():
     tasks = ["mlm", "sop", "sentence_distance", "capitalization", "token_document_relation"]
     weights = {"mlm": 1.0, "sop": 0.5, "sentence_distance": 2.0, "capitalization": 0.25}
     torch.manual_seed(0)
-    model = Bert18ForPreTraining(tiny_config(pretraining_tasks=tasks, task_loss_weights=weights,
-                                                sparse_prediction=True)).eval()
+    model = Bert18ForPreTraining(
+        tiny_config(pretraining_tasks=tasks, task_loss_weights=weights, sparse_prediction=True)
+    ).eval()
     batch = make_batch()
     real = batch["attention_mask"].bool()
     generator = torch.Generator().manual_seed(2)

@@ -21,15 +21,38 @@ from bert18.params import count_parameters
 from bert18.training import parse_recipe
 
 VOCAB = 97
-SMALL = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=24,
-             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3,
-             pad_token_id=0)
+SMALL = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=24,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    num_labels=3,
+    pad_token_id=0,
+)
 
 
 def modernbert_config(**overrides) -> ModernBertConfig:
-    fields = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=24, num_hidden_layers=4, num_attention_heads=4,
-                  max_position_embeddings=64, local_attention=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                  cls_token_id=1, sep_token_id=2, num_labels=3, global_rope_theta=1000.0, local_rope_theta=50.0)
+    fields = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=24,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        local_attention=8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        num_labels=3,
+        global_rope_theta=1000.0,
+        local_rope_theta=50.0,
+    )
     return ModernBertConfig(**{**fields, **overrides})
 
 
@@ -59,17 +82,34 @@ def max_diff_at_real(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> fl
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-@pytest.mark.parametrize("source_class",
-                         ["ModernBertModel", "ModernBertForMaskedLM", "ModernBertForSequenceClassification"])
-@pytest.mark.parametrize("options", [{}, {"classifier_pooling": "mean", "norm_bias": True, "attention_bias": True,
-                                          "mlp_bias": True, "classifier_bias": True, "hidden_activation": "silu"}])
+@pytest.mark.parametrize(
+    "source_class", ["ModernBertModel", "ModernBertForMaskedLM", "ModernBertForSequenceClassification"]
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "classifier_pooling": "mean",
+            "norm_bias": True,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "classifier_bias": True,
+            "hidden_activation": "silu",
+        },
+    ],
+)
 def test_modernbert_parity(source_class, attention, options):
     """bert18 converted from a random ModernBERT computes what it computes: last hidden states, MLM
     logits and classifier logits within 1e-5 at real tokens, on eager, SDPA and bert18's unpadded path."""
     torch.manual_seed(0)
-    reference = randomize({"ModernBertModel": ModernBertModel, "ModernBertForMaskedLM": ModernBertForMaskedLM,
-                           "ModernBertForSequenceClassification": ModernBertForSequenceClassification}[source_class](
-        modernbert_config(**options)))
+    reference = randomize(
+        {
+            "ModernBertModel": ModernBertModel,
+            "ModernBertForMaskedLM": ModernBertForMaskedLM,
+            "ModernBertForSequenceClassification": ModernBertForSequenceClassification,
+        }[source_class](modernbert_config(**options))
+    )
     reference.set_attn_implementation(attention)
     ids, mask = padded_batch()
     with torch.no_grad():
@@ -127,8 +167,12 @@ def test_modernbert_token_classification_is_refused():
 @pytest.mark.parametrize("preset", ["modernbert-base", "modernbert-large"])
 def test_presets_count_what_transformers_counts(preset):
     """Built on the meta device: bert18's preset and transformers' ModernBertModel of the published config."""
-    published = {"modernbert-base": {}, "modernbert-large": dict(hidden_size=1024, num_hidden_layers=28,
-                                                                  num_attention_heads=16, intermediate_size=2624)}
+    published = {
+        "modernbert-base": {},
+        "modernbert-large": dict(
+            hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624
+        ),
+    }
     with torch.device("meta"):
         reference = ModernBertModel(ModernBertConfig(**published[preset]))
     expected = sum(p.numel() for p in reference.parameters())
@@ -138,8 +182,18 @@ def test_presets_count_what_transformers_counts(preset):
     assert report.total == expected
     config = Bert18Config.from_preset(preset)
     converted = bert18.convert.config_from_transformers(reference.config)
-    for field in ("layer_types", "local_attention_window", "rope_theta", "local_rope_theta", "intermediate_size",
-                  "norm_bias", "attention_bias", "mlp_bias", "feed_forward_type", "max_position_embeddings"):
+    for field in (
+        "layer_types",
+        "local_attention_window",
+        "rope_theta",
+        "local_rope_theta",
+        "intermediate_size",
+        "norm_bias",
+        "attention_bias",
+        "mlp_bias",
+        "feed_forward_type",
+        "max_position_embeddings",
+    ):
         assert getattr(config, field) == getattr(converted, field), field
 
 
@@ -148,21 +202,57 @@ def test_presets_count_what_transformers_counts(preset):
 COMBINATIONS = {
     "modernbert": ("modernbert-base", dict(local_attention_window=6)),
     "rotary_post_norm": ("tiny", dict(position_embedding_type="rotary", rope_theta=500.0)),
-    "albert_modern": ("albert-base", dict(embedding_size=16, position_embedding_type="rotary", norm_position="pre",
-                                          norm_type="rms_norm", feed_forward_type="swiglu", hidden_act="silu",
-                                          attention_bias=False, mlp_bias=False, local_attention_window=6,
-                                          global_attention_every_n_layers=2, local_rope_theta=100.0)),
-    "shared_ffn_rms_bias": ("tiny", dict(layer_sharing="ffn", norm_type="rms_norm", norm_position="pre",
-                                         feed_forward_type="geglu", position_embedding_type="rotary",
-                                         layer_types=["sliding_attention", "full_attention", "sliding_attention",
-                                                      "full_attention"], local_attention_window=4)),
-    "alibi_albert": ("albert-base", dict(embedding_size=16, position_embedding_type="alibi", norm_position="pre",
-                                         feed_forward_type="geglu", local_attention_window=6,
-                                         global_attention_every_n_layers=2)),
+    "albert_modern": (
+        "albert-base",
+        dict(
+            embedding_size=16,
+            position_embedding_type="rotary",
+            norm_position="pre",
+            norm_type="rms_norm",
+            feed_forward_type="swiglu",
+            hidden_act="silu",
+            attention_bias=False,
+            mlp_bias=False,
+            local_attention_window=6,
+            global_attention_every_n_layers=2,
+            local_rope_theta=100.0,
+        ),
+    ),
+    "shared_ffn_rms_bias": (
+        "tiny",
+        dict(
+            layer_sharing="ffn",
+            norm_type="rms_norm",
+            norm_position="pre",
+            feed_forward_type="geglu",
+            position_embedding_type="rotary",
+            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+            local_attention_window=4,
+        ),
+    ),
+    "alibi_albert": (
+        "albert-base",
+        dict(
+            embedding_size=16,
+            position_embedding_type="alibi",
+            norm_position="pre",
+            feed_forward_type="geglu",
+            local_attention_window=6,
+            global_attention_every_n_layers=2,
+        ),
+    ),
     "alibi_plain": ("tiny", dict(position_embedding_type="alibi", num_attention_heads=8)),  # 8 heads: other slopes
-    "shared_attention_learned": ("tiny", dict(layer_sharing="attention", norm_position="pre", norm_bias=False,
-                                              embedding_size=16, global_attention_every_n_layers=3,
-                                              local_attention_window=8)),
+    "shared_attention_learned": (
+        "tiny",
+        dict(
+            layer_sharing="attention",
+            norm_position="pre",
+            norm_bias=False,
+            embedding_size=16,
+            global_attention_every_n_layers=3,
+            local_attention_window=8,
+        ),
+    ),
 }
 
 
@@ -173,8 +263,9 @@ def test_eager_sdpa_unpadded_agree(combination, packed):
     config = Bert18Config.from_preset(preset, **{**SMALL, **fields})
     ids, mask = padded_batch(length=20)
     if packed:  # rows holding several sequences: positions restart and windows stay inside each
-        mask = torch.tensor([[1] * 7 + [2] * 9 + [3] * 4, [1] * 12 + [2] * 5 + [0] * 3,
-                             [1] * 20, [1] * 3 + [2] * 3 + [0] * 14])
+        mask = torch.tensor(
+            [[1] * 7 + [2] * 9 + [3] * 4, [1] * 12 + [2] * 5 + [0] * 3, [1] * 20, [1] * 3 + [2] * 3 + [0] * 14]
+        )
     outputs = {}
     for implementation, unpad in (("eager", True), ("sdpa", False), ("sdpa", True)):
         torch.manual_seed(0)
@@ -205,18 +296,21 @@ def test_packed_rows_equal_the_sequences_alone():
     assert torch.allclose(packed, torch.cat([first, second]), atol=1e-5)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("norm_position", "middle", "norm_position"),
-    ("norm_type", "batch_norm", "norm_type"),
-    ("feed_forward_type", "moe", "feed_forward_type"),
-    ("layer_types", ["full_attention"], "layer_types lists 1"),
-    ("layer_types", ["global", "local"], "each entry must be"),
-    ("global_attention_every_n_layers", 0, "global_attention_every_n_layers"),
-    ("rope_theta", -1.0, "rope_theta"),
-    ("classifier_pooling", "max", "classifier_pooling"),
-    ("pooler_activation", "nope", "pooler_activation"),
-    ("type_vocab_size", -1, "type_vocab_size"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("norm_position", "middle", "norm_position"),
+        ("norm_type", "batch_norm", "norm_type"),
+        ("feed_forward_type", "moe", "feed_forward_type"),
+        ("layer_types", ["full_attention"], "layer_types lists 1"),
+        ("layer_types", ["global", "local"], "each entry must be"),
+        ("global_attention_every_n_layers", 0, "global_attention_every_n_layers"),
+        ("rope_theta", -1.0, "rope_theta"),
+        ("classifier_pooling", "max", "classifier_pooling"),
+        ("pooler_activation", "nope", "pooler_activation"),
+        ("type_vocab_size", -1, "type_vocab_size"),
+    ],
+)
 def test_bad_modern_options_raise(field, value, message):
     with pytest.raises(ValueError, match=message):
         Bert18Config(num_hidden_layers=2, **{field: value})
@@ -246,26 +340,47 @@ def test_plm_query_rows_are_rotated_by_their_target_positions(tokenizer):
     eager equals SDPA, and moving the query positions changes the predictions."""
     from bert18.collators import PermutationLMCollator
 
-    config = Bert18Config.from_preset("tiny", **{**SMALL, "vocab_size": len(tokenizer), "pad_token_id": 0,
-                                                "position_embedding_type": "rotary", "norm_position": "pre",
-                                                "pretraining_tasks": ["plm"]})
+    config = Bert18Config.from_preset(
+        "tiny",
+        **{
+            **SMALL,
+            "vocab_size": len(tokenizer),
+            "pad_token_id": 0,
+            "position_embedding_type": "rotary",
+            "norm_position": "pre",
+            "pretraining_tasks": ["plm"],
+        },
+    )
     torch.manual_seed(0)
     model = randomize(bert18.Bert18ForPreTraining(config))
     texts = ["The quick brown fox jumps over the lazy dog.", "Rotary positions rotate queries and keys."]
-    batch = PermutationLMCollator(tokenizer)([{"input_ids": tokenizer(t)["input_ids"], "example_index": i}
-                                              for i, t in enumerate(texts)])
+    batch = PermutationLMCollator(tokenizer)(
+        [{"input_ids": tokenizer(t)["input_ids"], "example_index": i} for i, t in enumerate(texts)]
+    )
     logits = {}
     for attention in ("eager", "sdpa"):
         model.config._attn_implementation = attention
         with torch.no_grad():
             logits[attention] = model(**batch).task_logits["plm"]
     torch.testing.assert_close(logits["sdpa"], logits["eager"], atol=1e-5, rtol=1e-5)
-    streams = model._plm_streams(batch["input_ids"], None, batch["attention_mask"], None, None, None,
-                                 batch["plm_content_mask"], batch["plm_query_mask"], batch["plm_target_positions"])
+    streams = model._plm_streams(
+        batch["input_ids"],
+        None,
+        batch["attention_mask"],
+        None,
+        None,
+        None,
+        batch["plm_content_mask"],
+        batch["plm_query_mask"],
+        batch["plm_target_positions"],
+    )
     with torch.no_grad():
         same = model.bert18(batch["input_ids"], attention_mask=batch["attention_mask"], **streams)
-        moved = model.bert18(batch["input_ids"], attention_mask=batch["attention_mask"],
-                             **{**streams, "query_position_ids": streams["query_position_ids"] + 3})
+        moved = model.bert18(
+            batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            **{**streams, "query_position_ids": streams["query_position_ids"] + 3},
+        )
     torch.testing.assert_close(model.lm_head(same.query_last_hidden_state), logits["sdpa"], atol=1e-5, rtol=1e-5)
     assert (moved.query_last_hidden_state - same.query_last_hidden_state).abs().max() > 1e-2
 
@@ -288,15 +403,38 @@ def test_modernbert_recipe_trains_a_tiny_version(tmp_path, minilm_path):
     from bert18.training.pretrain import build_pretraining
 
     path = RECIPE
-    small = dict(config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 48,
-                                   "num_hidden_layers": 3, "max_position_embeddings": 64, "pad_token_id": 0,
-                                   "local_attention_window": 16},
-                 corpus="builtin", corpus_config_name=None, max_length=64, max_documents=24,
-                 tokenizer_vocab_size=1500, per_device_train_batch_size=8,
-                 gradient_accumulation_steps=1, per_device_eval_batch_size=16, logging_steps=1, eval_strategy="steps",
-                 eval_steps=4, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-                 dataloader_num_workers=0, bf16=False, max_steps=4, warmup_steps=1, validation_fraction=0.1,
-                 lr_scheduler_kwargs={"num_decay_steps": 2, "decay_type": "1-sqrt"})
+    small = dict(
+        config_overrides={
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 48,
+            "num_hidden_layers": 3,
+            "max_position_embeddings": 64,
+            "pad_token_id": 0,
+            "local_attention_window": 16,
+        },
+        corpus="builtin",
+        corpus_config_name=None,
+        max_length=64,
+        max_documents=24,
+        tokenizer_vocab_size=1500,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        per_device_eval_batch_size=16,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        bf16=False,
+        max_steps=4,
+        warmup_steps=1,
+        validation_fraction=0.1,
+        lr_scheduler_kwargs={"num_decay_steps": 2, "decay_type": "1-sqrt"},
+    )
     recipe = parse_recipe(path, output_dir=str(tmp_path / "run"), tokenizer_name_or_path=minilm_path, **small)
     run = build_pretraining(recipe)
     assert run.trainer.model.config.position_embedding_type == "rotary"
@@ -322,8 +460,10 @@ def test_long_sequences_attend_in_blocks_like_the_dense_computation(monkeypatch,
         model = randomize(bert18.Bert18Model(copy.deepcopy(config), add_pooling_layer=False))
         model.set_attn_implementation(implementation)
         with torch.no_grad():
-            outputs[implementation] = [model(ids, attention_mask=mask).last_hidden_state,
-                                       model(ids[:1]).last_hidden_state]  # no padding: unpadded all the same
+            outputs[implementation] = [
+                model(ids, attention_mask=mask).last_hidden_state,
+                model(ids[:1]).last_hidden_state,
+            ]  # no padding: unpadded all the same
     assert max_diff_at_real(outputs["sdpa"][0], outputs["eager"][0], mask) <= 1e-5
     torch.testing.assert_close(outputs["sdpa"][1], outputs["eager"][1], atol=1e-5, rtol=1e-5)
 
@@ -332,10 +472,16 @@ def test_8192_positions_with_rotary_local_layers():
     """The ModernBERT presets read 8,192 tokens; a tiny model of that shape runs one such row, and its
     local layers attend in blocks (no [8192, 8192] scores): each token's state depends on nearby tokens only
     in a model whose layers are all local."""
-    config = Bert18Config.from_preset("modernbert-base", **{**SMALL, "num_hidden_layers": 1,
-                                                            "max_position_embeddings": 8192,
-                                                            "layer_types": ["sliding_attention"],
-                                                            "local_attention_window": 128})
+    config = Bert18Config.from_preset(
+        "modernbert-base",
+        **{
+            **SMALL,
+            "num_hidden_layers": 1,
+            "max_position_embeddings": 8192,
+            "layer_types": ["sliding_attention"],
+            "local_attention_window": 128,
+        },
+    )
     assert Bert18Config.from_preset("modernbert-base").max_position_embeddings == 8192
     model = randomize(bert18.Bert18Model(config, add_pooling_layer=False))
     model.set_attn_implementation("sdpa")
@@ -371,10 +517,11 @@ def test_alibi_against_its_definition():
     from bert18.attention_bert18 import alibi_slopes
 
     torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
-    expected6 = [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3]  # 4 of the power of two, every other of 8
+    expected6 = [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3]  # 4 of the power of two, every other of 8
     torch.testing.assert_close(alibi_slopes(6), torch.tensor(expected6))
-    config = Bert18Config.from_preset("tiny", **{**SMALL, "num_hidden_layers": 1, "position_embedding_type": "alibi",
-                                                 "type_vocab_size": 0})
+    config = Bert18Config.from_preset(
+        "tiny", **{**SMALL, "num_hidden_layers": 1, "position_embedding_type": "alibi", "type_vocab_size": 0}
+    )
     model = randomize(bert18.Bert18Model(config, add_pooling_layer=False))
     model.set_attn_implementation("eager")
     ids = torch.randint(3, VOCAB, (1, 9))
@@ -385,8 +532,9 @@ def test_alibi_against_its_definition():
         model(ids)
         x = model.embeddings(ids)
         heads, dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-        q, k, v = (proj(x).view(1, 9, heads, dim).transpose(1, 2) for proj in (attention.query, attention.key,
-                                                                              attention.value))
+        q, k, v = (
+            proj(x).view(1, 9, heads, dim).transpose(1, 2) for proj in (attention.query, attention.key, attention.value)
+        )
         index = torch.arange(9)
         bias = -alibi_slopes(heads)[:, None, None] * (index[:, None] - index[None, :]).abs()
         expected = torch.softmax(q @ k.transpose(-1, -2) / dim**0.5 + bias, -1) @ v
@@ -396,12 +544,28 @@ def test_alibi_against_its_definition():
 def test_a_hub_style_modernbert_config_converts():
     """answerdotai/ModernBERT-base's config.json spells the pattern and the bases the old way
     (global_attn_every_n_layers, global_rope_theta, local_rope_theta): read through ModernBertConfig."""
-    hub = dict(architectures=["ModernBertForMaskedLM"], model_type="modernbert", vocab_size=50368, hidden_size=768,
-               intermediate_size=1152, num_hidden_layers=22, num_attention_heads=12, hidden_activation="gelu",
-               global_attn_every_n_layers=3, global_rope_theta=160000.0, local_rope_theta=10000.0,
-               local_attention=128, max_position_embeddings=8192, norm_bias=False, norm_eps=1e-5,
-               attention_bias=False, mlp_bias=False, classifier_pooling="mean", pad_token_id=50283,
-               transformers_version="4.47.0.dev0")
+    hub = dict(
+        architectures=["ModernBertForMaskedLM"],
+        model_type="modernbert",
+        vocab_size=50368,
+        hidden_size=768,
+        intermediate_size=1152,
+        num_hidden_layers=22,
+        num_attention_heads=12,
+        hidden_activation="gelu",
+        global_attn_every_n_layers=3,
+        global_rope_theta=160000.0,
+        local_rope_theta=10000.0,
+        local_attention=128,
+        max_position_embeddings=8192,
+        norm_bias=False,
+        norm_eps=1e-5,
+        attention_bias=False,
+        mlp_bias=False,
+        classifier_pooling="mean",
+        pad_token_id=50283,
+        transformers_version="4.47.0.dev0",
+    )
     config = bert18.convert.config_from_transformers(hub)
     preset = Bert18Config.from_preset("modernbert-base")
     assert config.layer_types == preset.layer_types and config.classifier_pooling == "mean"
@@ -430,8 +594,9 @@ def test_pretraining_objectives_on_a_modern_encoder(tasks):
         model.set_attn_implementation(implementation)
         outputs[implementation] = model(ids, attention_mask=mask, **labels)
     for task in tasks:
-        torch.testing.assert_close(outputs["sdpa"].task_losses[task], outputs["eager"].task_losses[task],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            outputs["sdpa"].task_losses[task], outputs["eager"].task_losses[task], atol=1e-5, rtol=1e-5
+        )
     outputs["sdpa"].loss.backward()
     untrained = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not untrained, untrained

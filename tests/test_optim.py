@@ -49,8 +49,10 @@ class ReferenceLamb:
 
 def batch(seed: int, size: int = 8) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(5, 64, (size, 12), generator=generator),
-            "labels": torch.randint(0, 3, (size,), generator=generator)}
+    return {
+        "input_ids": torch.randint(5, 64, (size, 12), generator=generator),
+        "labels": torch.randint(0, 3, (size,), generator=generator),
+    }
 
 
 def named(model) -> dict[str, torch.nn.Parameter]:
@@ -98,16 +100,32 @@ def test_lamb_under_the_trainer_with_gradient_accumulation(tmp_path):
         reference.step({name: p.grad for name, p in named(twin).items()})
 
     rows = [{"input_ids": ids, "labels": label} for b in data for ids, label in zip(b["input_ids"], b["labels"])]
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                             max_steps=steps, learning_rate=LR, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
-                             adam_epsilon=EPS, weight_decay=DECAY, lr_scheduler_type="constant", max_grad_norm=0.0,
-                             report_to=[], save_strategy="no", use_cpu=True, seed=0)
-    trainer = Trainer(model=model, args=args, train_dataset=rows,
-                      optimizer_cls_and_kwargs=trainer_optimizer("lamb", args))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=steps,
+        learning_rate=LR,
+        adam_beta1=BETAS[0],
+        adam_beta2=BETAS[1],
+        adam_epsilon=EPS,
+        weight_decay=DECAY,
+        lr_scheduler_type="constant",
+        max_grad_norm=0.0,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=rows, optimizer_cls_and_kwargs=trainer_optimizer("lamb", args)
+    )
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)
     trainer.train()
-    assert type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
-                ).__name__ == "Lamb"
+    assert (
+        type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__
+        == "Lamb"
+    )
     for name, param in named(model).items():
         torch.testing.assert_close(param.detach().double(), reference.w[name], rtol=1e-4, atol=1e-6, msg=name)
 
@@ -126,8 +144,14 @@ def test_finetuning_with_layerwise_decay_builds_lamb_groups(minilm_path):
     from bert18.training.finetune import build_optimizer
     from bert18.training.finetune_arguments import parse_finetune_recipe
 
-    recipe = parse_finetune_recipe("finetune-modules", model_name_or_path=minilm_path, optimizer="lamb",
-                                   layerwise_lr_decay=0.9, weight_decay=0.01, output_dir="unused")
+    recipe = parse_finetune_recipe(
+        "finetune-modules",
+        model_name_or_path=minilm_path,
+        optimizer="lamb",
+        layerwise_lr_decay=0.9,
+        weight_decay=0.01,
+        output_dir="unused",
+    )
     optimizer = build_optimizer(recipe, tiny_model())
     assert type(optimizer).__name__ == "Lamb"
     for group in optimizer.param_groups:

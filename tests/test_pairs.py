@@ -24,8 +24,7 @@ from bert18.tokenization import train_tokenizer
 
 MAX_LENGTH = 128
 TOKEN_TASKS = ["capitalization", "token_document_relation"]
-LABELS = {"nsp": "next_sentence_label", "sop": "sentence_order_label",
-          "sentence_distance": "sentence_distance_label"}
+LABELS = {"nsp": "next_sentence_label", "sop": "sentence_order_label", "sentence_distance": "sentence_distance_label"}
 FIVE_SENTENCES = "Alpha is first. Beta is second. Gamma is third. Delta is fourth. Epsilon is fifth."
 
 
@@ -42,8 +41,10 @@ def rows(documents):
 
 @pytest.fixture(scope="module")
 def pair_datasets(documents, tokenizer):
-    return {task: SentencePairDataset(documents, tokenizer, ["mlm", task, *TOKEN_TASKS], max_length=MAX_LENGTH)
-            for task in LABELS}
+    return {
+        task: SentencePairDataset(documents, tokenizer, ["mlm", task, *TOKEN_TASKS], max_length=MAX_LENGTH)
+        for task in LABELS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,13 @@ class Rows:
             if "span_starts" not in doc:  # prepared without a span source: no span columns
                 self.spans.append([])
                 continue
-            self.spans.append([(int(starts[s]) + a, int(starts[s]) + b, kind) for s in range(len(starts) - 1)
-                               for a, b, kind in zip(doc["span_starts"][s], doc["span_ends"][s], doc["span_kinds"][s])])
+            self.spans.append(
+                [
+                    (int(starts[s]) + a, int(starts[s]) + b, kind)
+                    for s in range(len(starts) - 1)
+                    for a, b, kind in zip(doc["span_starts"][s], doc["span_ends"][s], doc["span_kinds"][s])
+                ]
+            )
         self.doc_starts = np.cumsum([0] + [len(t) for t in self.tokens])
         self.haystack = np.concatenate(self.tokens).tobytes()
 
@@ -126,8 +132,16 @@ def locate(dataset: SentencePairDataset, rows: Rows, index: int, item: dict) -> 
     a_positions = [p for d, p in rows.find(a) if d == doc and lo <= p and p + len(a) <= hi]
     assert a_positions, f"item {index}: A is not inside its chunk"
     a_pos = lo if lo in a_positions else a_positions[0]
-    return {"doc": doc, "chunk_end": int(hi), "a": a, "b": b, "a_pos": a_pos, "b_candidates": rows.find(b),
-            "a_at": second_at if swapped else first_at, "b_at": first_at if swapped else second_at}
+    return {
+        "doc": doc,
+        "chunk_end": int(hi),
+        "a": a,
+        "b": b,
+        "a_pos": a_pos,
+        "b_candidates": rows.find(b),
+        "a_at": second_at if swapped else first_at,
+        "b_at": first_at if swapped else second_at,
+    }
 
 
 def non_adjacent(rows: Rows, doc: int, a_pos: int, a_len: int, b_pos: int, b_len: int) -> bool:
@@ -142,8 +156,9 @@ def true_b_positions(task: str, rows: Rows, where: dict, label: int) -> list[tup
     doc, a_pos, a, b = where["doc"], where["a_pos"], where["a"], where["b"]
     follows = [(d, p) for d, p in where["b_candidates"] if d == doc and p == a_pos + len(a)]
     other = [(d, p) for d, p in where["b_candidates"] if d != doc]
-    distant = [(d, p) for d, p in where["b_candidates"]
-               if d == doc and non_adjacent(rows, doc, a_pos, len(a), p, len(b))]
+    distant = [
+        (d, p) for d, p in where["b_candidates"] if d == doc and non_adjacent(rows, doc, a_pos, len(a), p, len(b))
+    ]
     if task == "sop" or label == 0:
         return follows
     if task == "nsp":
@@ -179,8 +194,9 @@ def test_roberta_style_tokenizer_gets_its_own_layout(corpus):
     """``<s> A </s></s> B </s>``, four special tokens: the budget shrinks, and the preparation (which asks
     the tokenizer how many specials a pair takes) leaves no sentence over it."""
     small = corpus.select(range(40))
-    roberta = train_tokenizer(small["text"], algorithm="bpe", vocab_size=2000, special_tokens_style="roberta",
-                              show_progress=False)
+    roberta = train_tokenizer(
+        small["text"], algorithm="bpe", vocab_size=2000, special_tokens_style="roberta", show_progress=False
+    )
     documents = prepare_pretraining_dataset(small, roberta, ["mlm", "sentence_distance"], max_length=64)
     dataset = SentencePairDataset(documents, roberta, ["sentence_distance"], max_length=64)
     bos, eos = roberta.convert_tokens_to_ids(["<s>", "</s>"])
@@ -190,7 +206,7 @@ def test_roberta_style_tokenizer_gets_its_own_layout(corpus):
         ids, mask = item["input_ids"], item["special_tokens_mask"]
         assert len(ids) <= 64 and ids[0] == bos and ids[-1] == eos and set(item["token_type_ids"]) == {0}
         separator = mask.index(1, 1)
-        assert ids[separator:separator + 2] == [eos, eos] and mask.count(1) == 4
+        assert ids[separator : separator + 2] == [eos, eos] and mask.count(1) == 4
         assert all(t not in (bos, eos) for t, m in zip(ids, mask) if not m)
     assert dataset.stats["truncated_pairs"] > 0
 
@@ -251,12 +267,17 @@ def test_same_seed_epoch_index_gives_the_same_item_anywhere(documents, tokenizer
     assert all(fresh[i] == epoch2[i] for i in reversed(range(len(fresh))))  # any order: no state between draws
 
     (tmp_path / "dataset.pkl").write_bytes(pickle.dumps(dataset))
-    code = ("import json, pickle, sys\n"
-            "dataset = pickle.load(open(sys.argv[1], 'rb'))\n"
-            "dataset.set_epoch(2)\n"
-            "json.dump([dataset[i] for i in range(0, len(dataset), 5)], open(sys.argv[2], 'w'))\n")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "dataset.pkl"), str(tmp_path / "items.json")],
-                   check=True, timeout=120)
+    code = (
+        "import json, pickle, sys\n"
+        "dataset = pickle.load(open(sys.argv[1], 'rb'))\n"
+        "dataset.set_epoch(2)\n"
+        "json.dump([dataset[i] for i in range(0, len(dataset), 5)], open(sys.argv[2], 'w'))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "dataset.pkl"), str(tmp_path / "items.json")],
+        check=True,
+        timeout=120,
+    )
     assert json.loads((tmp_path / "items.json").read_text()) == [epoch2[i] for i in range(0, len(dataset), 5)]
 
 
@@ -270,8 +291,9 @@ def test_epochs_and_seeds_change_the_pairs(documents, tokenizer, drawn):
 
     seed0 = SentencePairDataset(documents, tokenizer, ["nsp", *TOKEN_TASKS], max_length=128, seed=0)
     seed1 = SentencePairDataset(documents, tokenizer, ["nsp", *TOKEN_TASKS], max_length=128, seed=1)
-    assert seed0.chunks_index.shape != seed1.chunks_index.shape or \
-        not np.array_equal(seed0.chunks_index, seed1.chunks_index)  # short targets fall elsewhere
+    assert seed0.chunks_index.shape != seed1.chunks_index.shape or not np.array_equal(
+        seed0.chunks_index, seed1.chunks_index
+    )  # short targets fall elsewhere
     same = np.mean([seed0[i] == seed1[i] for i in range(min(len(seed0), len(seed1)))])
     print(f"NSP items identical with seeds 0 and 1: {same:.1%}")
     assert same < 0.2
@@ -305,7 +327,7 @@ def _expected_document_labels(rows: Rows, shown: list[tuple[int, int, int]], doc
     """Brute force: a token of a shown range is 1 if its id occurs in ``doc`` outside every shown range."""
     ranges = [(p, n) for d, p, n in shown if d == doc]
     outside = np.delete(rows.tokens[doc], np.concatenate([np.arange(p, p + n) for p, n in ranges]))
-    return [int(t) for p, n in ranges for t in np.isin(rows.tokens[doc][p:p + n], outside)]
+    return [int(t) for p, n in ranges for t in np.isin(rows.tokens[doc][p : p + n], outside)]
 
 
 def _agrees_with_documents(item: dict, rows: Rows, a: tuple, b: tuple) -> bool:
@@ -316,22 +338,26 @@ def _agrees_with_documents(item: dict, rows: Rows, a: tuple, b: tuple) -> bool:
     if a_place[0] == b_place[0]:
         expected = _expected_document_labels(rows, shown, a_place[0])  # A's labels, then B's
     else:
-        expected = (_expected_document_labels(rows, shown[:1], a_place[0])
-                    + _expected_document_labels(rows, shown[1:], b_place[0]))
+        expected = _expected_document_labels(rows, shown[:1], a_place[0]) + _expected_document_labels(
+            rows, shown[1:], b_place[0]
+        )
     labels = [x for x in item["token_document_labels"] if x != -100]
     if labels != (expected if a_at < b_at else expected[a_len:] + expected[:a_len]):
         return False
     for at, n, (doc, position) in (a, b):
-        words = item["word_ids"][at:at + n]
-        original = rows.words[doc][position:position + n]
+        words = item["word_ids"][at : at + n]
+        original = rows.words[doc][position : position + n]
         if [words.index(w) for w in words] != [original.index(w) for w in original]:  # same grouping
             return False
         starts = [j == 0 or words[j] != words[j - 1] for j in range(n)]
         capitals = [rows.capitals[doc][position + j] if start else -100 for j, start in enumerate(starts)]
-        if item["capitalization_labels"][at:at + n] != capitals:
+        if item["capitalization_labels"][at : at + n] != capitals:
             return False
-        expected_spans = sorted((max(s, position) - position + at, min(e, position + n) - position + at, kind)
-                                for s, e, kind in rows.spans[doc] if s < position + n and e > position)
+        expected_spans = sorted(
+            (max(s, position) - position + at, min(e, position + n) - position + at, kind)
+            for s, e, kind in rows.spans[doc]
+            if s < position + n and e > position
+        )
         spans = zip(item["span_starts"], item["span_ends"], item["span_kinds"])
         if sorted(span for span in spans if at <= span[0] < at + n) != expected_spans:
             return False
@@ -342,18 +368,22 @@ def _agrees_with_documents(item: dict, rows: Rows, a: tuple, b: tuple) -> bool:
 def test_token_labels_word_ids_and_spans_follow_the_documents(task, tokenizer, rows, pair_datasets, drawn):
     dataset = pair_datasets[task]
     span_count = 0
-    for _, i, item in drawn[task][:len(dataset)]:  # epoch 0
+    for _, i, item in drawn[task][: len(dataset)]:  # epoch 0
         where = locate(dataset, rows, i, item)
         a_at, b_at, a_len, b_len = where["a_at"], where["b_at"], len(where["a"]), len(where["b"])
         a_place = (where["doc"], where["a_pos"])
         b_places = true_b_positions(task, rows, where, item[LABELS[task]])
-        assert any(_agrees_with_documents(item, rows, (a_at, a_len, a_place), (b_at, b_len, b_place))
-                   for b_place in b_places), f"{task} item {i}"
+        assert any(
+            _agrees_with_documents(item, rows, (a_at, a_len, a_place), (b_at, b_len, b_place)) for b_place in b_places
+        ), f"{task} item {i}"
 
         special = [j for j, m in enumerate(item["special_tokens_mask"]) if m]
-        assert all(item[name][j] == fill for j in special for name, fill in (
-            ("word_ids", -1), ("capitalization_labels", -100), ("token_document_labels", -100)))
-        assert not set(item["word_ids"][a_at:a_at + a_len]) & set(item["word_ids"][b_at:b_at + b_len])
+        assert all(
+            item[name][j] == fill
+            for j in special
+            for name, fill in (("word_ids", -1), ("capitalization_labels", -100), ("token_document_labels", -100))
+        )
+        assert not set(item["word_ids"][a_at : a_at + a_len]) & set(item["word_ids"][b_at : b_at + b_len])
         for j, token in enumerate(tokenizer.convert_ids_to_tokens(item["input_ids"])):
             if token.startswith("##") and j not in (a_at, b_at):  # continuation pieces never carry the label
                 assert item["capitalization_labels"][j] == -100
@@ -364,7 +394,8 @@ def test_token_labels_word_ids_and_spans_follow_the_documents(task, tokenizer, r
             original = [(os, oe) for os, oe, _ in rows.spans[doc] if os == position + s - at]
             if original and original[0][1] == position + e - at:  # not clipped by truncation
                 assert tokenizer.decode(item["input_ids"][s:e]) == tokenizer.decode(
-                    rows.tokens[doc][original[0][0]:original[0][1]].tolist())
+                    rows.tokens[doc][original[0][0] : original[0][1]].tolist()
+                )
     assert span_count > 200
 
 
@@ -374,8 +405,10 @@ def test_token_labels_word_ids_and_spans_follow_the_documents(task, tokenizer, r
 @pytest.fixture(scope="module")
 def prepare_texts(tokenizer):
     def prepare(texts: list[str]) -> datasets.Dataset:
-        return prepare_pretraining_dataset(datasets.Dataset.from_dict({"text": texts}), tokenizer, ["mlm", "nsp"],
-                                           max_length=MAX_LENGTH)
+        return prepare_pretraining_dataset(
+            datasets.Dataset.from_dict({"text": texts}), tokenizer, ["mlm", "nsp"], max_length=MAX_LENGTH
+        )
+
     return prepare
 
 
@@ -397,8 +430,9 @@ def test_short_documents_follow_the_stated_rules(prepare_texts, tokenizer, caplo
         distance.set_epoch(epoch)
         item = distance[0]
         labels[item["sentence_distance_label"]] += 1
-        assert true_b_positions("sentence_distance", rows, locate(distance, rows, 0, item),
-                                item["sentence_distance_label"])
+        assert true_b_positions(
+            "sentence_distance", rows, locate(distance, rows, 0, item), item["sentence_distance_label"]
+        )
     assert sorted(labels) == [0, 1, 2]
     assert distance.stats["fallback_no_other_document"] == 0
 
@@ -453,8 +487,12 @@ def test_bad_input_is_refused_clearly(documents, tokenizer, corpus):
     with pytest.raises(ValueError, match="capitalization_labels"):
         SentencePairDataset(no_capitals, tokenizer, ["sop", "capitalization"])
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        SentencePairDataset(documents, tokenizer, Bert18Config(pretraining_tasks=["mlm", "sop"],
-                                                               max_position_embeddings=64), max_length=128)
+        SentencePairDataset(
+            documents,
+            tokenizer,
+            Bert18Config(pretraining_tasks=["mlm", "sop"], max_position_embeddings=64),
+            max_length=128,
+        )
 
 
 def test_config_and_token_document_relation_alone(documents, tokenizer, rows):

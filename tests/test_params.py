@@ -57,13 +57,20 @@ def test_albert_base_savings_come_from_factorization_and_sharing():
     assert albert.total < bert.total / 9  # 11.7M vs 109.5M
 
 
-@pytest.mark.parametrize("sharing,attention_blocks,ffn_blocks", [
-    ("none", 4, 4), ("all", 1, 1), ("attention", 1, 4), ("ffn", 4, 1),
-])
+@pytest.mark.parametrize(
+    "sharing,attention_blocks,ffn_blocks",
+    [
+        ("none", 4, 4),
+        ("all", 1, 1),
+        ("attention", 1, 4),
+        ("ffn", 4, 1),
+    ],
+)
 def test_shared_blocks_are_counted_once(sharing, attention_blocks, ffn_blocks):
     """Each sharing mode stores and counts exactly the distinct blocks; the total is torch's own count."""
-    config = tiny_config(vocab_size=100, num_hidden_layers=4, max_position_embeddings=512, layer_sharing=sharing,
-                         **BERT_DROPOUT)
+    config = tiny_config(
+        vocab_size=100, num_hidden_layers=4, max_position_embeddings=512, layer_sharing=sharing, **BERT_DROPOUT
+    )
     model = bert18.Bert18Model(config)
     report = count_parameters(model)
     assert (report.attention_blocks, report.feed_forward_blocks) == (attention_blocks, ffn_blocks)
@@ -74,8 +81,9 @@ def test_shared_blocks_are_counted_once(sharing, attention_blocks, ffn_blocks):
 
 def test_heads_and_tied_decoder():
     """Task heads are listed by name; the tied MLM decoder weight is not counted twice."""
-    config = tiny_config(vocab_size=100, max_position_embeddings=512, **BERT_DROPOUT,
-                         pretraining_tasks=["mlm", "sop", "capitalization"])
+    config = tiny_config(
+        vocab_size=100, max_position_embeddings=512, **BERT_DROPOUT, pretraining_tasks=["mlm", "sop", "capitalization"]
+    )
     model = bert18.Bert18ForPreTraining(config)
     report = count_parameters(model)
     assert report.total == sum(p.numel() for p in model.parameters())

@@ -25,14 +25,13 @@ from bert18.collators import (
 from bert18.data import SentencePairDataset, prepare_pretraining_dataset
 
 # The seed's example: rows and columns x1..x4; mask[i][j] = may x_i attend to x_j.
-SEED_CONTENT = [[1, 1, 1, 1],  # x1, last in the order, sees x3, x2, x4 and itself
-                [0, 1, 1, 0],  # x2 sees x3 and itself
-                [0, 0, 1, 0],  # x3, first in the order, sees only itself
-                [0, 1, 1, 1]]  # x4 sees x3, x2 and itself
-SEED_QUERY = [[0, 1, 1, 1],
-              [0, 0, 1, 0],
-              [0, 0, 0, 0],
-              [0, 1, 1, 0]]
+SEED_CONTENT = [
+    [1, 1, 1, 1],  # x1, last in the order, sees x3, x2, x4 and itself
+    [0, 1, 1, 0],  # x2 sees x3 and itself
+    [0, 0, 1, 0],  # x3, first in the order, sees only itself
+    [0, 1, 1, 1],
+]  # x4 sees x3, x2 and itself
+SEED_QUERY = [[0, 1, 1, 1], [0, 0, 1, 0], [0, 0, 0, 0], [0, 1, 1, 0]]
 SEED_ORDER = [2, 1, 3, 0]  # x3, x2, x4, x1 as 0-based positions
 
 
@@ -51,9 +50,11 @@ def sentences(tokenizer, texts: list[str]) -> list[dict]:
     return [{"input_ids": tokenizer(t)["input_ids"], "example_index": i} for i, t in enumerate(texts)]
 
 
-TEXTS = ["The quick brown fox jumps over the lazy dog near the river bank.",
-         "Permutation language modelling predicts tokens in a random order.",
-         "Short one."]
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Permutation language modelling predicts tokens in a random order.",
+    "Short one.",
+]
 
 
 def recovered_ranks(content: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -152,7 +153,7 @@ def test_fraction_of_targets_is_one_over_k(tokenizer, rows, k):
         collator = PermutationLMCollator(tokenizer, k=k, granularity=granularity)
         targets, predictable = np.zeros(2), np.zeros(2)  # first half, second half
         for start in range(0, len(rows), 64):
-            batch = collator(rows[start:start + 64])
+            batch = collator(rows[start : start + 64])
             half = (torch.arange(batch["input_ids"].shape[1]) >= 64).long().expand_as(batch["input_ids"])
             eligible = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
             predictable += np.bincount(half[eligible].numpy(), minlength=2)
@@ -258,22 +259,30 @@ def test_a_batch_without_targets(tokenizer):
 # --- 5. two-stream attention: no leak, every implementation, plm off unchanged -----------------
 
 
-@pytest.mark.parametrize("attention,sharing,positions,embedding_size", [
-    ("eager", "none", "learned", None),
-    ("sdpa", "none", "learned", None),
-    ("eager", "all", "sinusoidal", 16),
-    ("sdpa", "attention", "pad_aware", None),
-    ("sdpa", "ffn", "sinusoidal", None),
-    ("sdpa", "all", "rotary", 16),  # query rows rotated by their targets' positions
-    ("eager", "none", "alibi", None),  # query rows biased by their targets' distances
-])
+@pytest.mark.parametrize(
+    "attention,sharing,positions,embedding_size",
+    [
+        ("eager", "none", "learned", None),
+        ("sdpa", "none", "learned", None),
+        ("eager", "all", "sinusoidal", 16),
+        ("sdpa", "attention", "pad_aware", None),
+        ("sdpa", "ffn", "sinusoidal", None),
+        ("sdpa", "all", "rotary", 16),  # query rows rotated by their targets' positions
+        ("eager", "none", "alibi", None),  # query rows biased by their targets' distances
+    ],
+)
 def test_no_leak_through_two_streams(tokenizer, attention, sharing, positions, embedding_size):
     """d(prediction at a target) / d(input embedding of token j) is exactly zero for the target
     itself, every token later in the order and padding, and nonzero for every token before it."""
     torch.manual_seed(0)
-    config = plm_config(vocab_size=len(tokenizer), layer_sharing=sharing, embedding_size=embedding_size,
-                         position_embedding_type="learned" if positions == "pad_aware" else positions,
-                         pad_aware_positions=positions == "pad_aware", attn_implementation=attention)
+    config = plm_config(
+        vocab_size=len(tokenizer),
+        layer_sharing=sharing,
+        embedding_size=embedding_size,
+        position_embedding_type="learned" if positions == "pad_aware" else positions,
+        pad_aware_positions=positions == "pad_aware",
+        attn_implementation=attention,
+    )
     model = Bert18ForPreTraining(config).eval()
     assert model.config._attn_implementation == attention
     batch = PermutationLMCollator(tokenizer, k=2)(sentences(tokenizer, TEXTS))
@@ -310,8 +319,9 @@ def test_eager_and_sdpa_agree(tokenizer):
     """Same weights, same two-stream outputs (with padding) under SDPA's boolean mask and eager's additive one."""
     outputs = two_stream_outputs(tokenizer, ("eager", "sdpa"))
     for task in ("plm", "sop"):
-        torch.testing.assert_close(outputs["sdpa"].task_logits[task], outputs["eager"].task_logits[task],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            outputs["sdpa"].task_logits[task], outputs["eager"].task_logits[task], atol=1e-5, rtol=1e-5
+        )
 
 
 @pytest.mark.slow
@@ -319,8 +329,9 @@ def test_flex_attention_agrees(tokenizer):
     """FlexAttention (a BlockMask from the same index function) too; compiling it takes ~30 s on a CPU."""
     outputs = two_stream_outputs(tokenizer, ("eager", "flex_attention"))
     for task in ("plm", "sop"):
-        torch.testing.assert_close(outputs["flex_attention"].task_logits[task], outputs["eager"].task_logits[task],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            outputs["flex_attention"].task_logits[task], outputs["eager"].task_logits[task], atol=1e-5, rtol=1e-5
+        )
 
 
 def test_an_all_visible_content_mask_is_the_ordinary_encoder(tokenizer):
@@ -332,11 +343,13 @@ def test_an_all_visible_content_mask_is_the_ordinary_encoder(tokenizer):
         model = Bert18Model(plm_config(vocab_size=len(tokenizer), attn_implementation=attention)).eval()
         with torch.no_grad():
             plain = model(batch["input_ids"], attention_mask=batch["attention_mask"])
-            masked = model(batch["input_ids"], attention_mask=batch["attention_mask"],
-                           content_mask=real[:, None, :].expand(-1, real.shape[1], -1))
+            masked = model(
+                batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                content_mask=real[:, None, :].expand(-1, real.shape[1], -1),
+            )
         assert masked.query_last_hidden_state is None
-        torch.testing.assert_close(masked.last_hidden_state[real], plain.last_hidden_state[real],
-                                   atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(masked.last_hidden_state[real], plain.last_hidden_state[real], atol=1e-6, rtol=1e-6)
 
 
 def test_two_stream_hidden_states_and_attentions(tokenizer):
@@ -399,13 +412,26 @@ def test_trainer_accumulation_equals_one_big_batch(tokenizer, rows, tmp_path):
         torch.manual_seed(0)
         model = Bert18ForPreTraining(config)
         initial_query = model.plm_query.detach().clone()
-        args = TrainingArguments(str(tmp_path / f"run{batch_size}"), report_to=[], remove_unused_columns=False,
-                                 use_cpu=True, disable_tqdm=True, save_strategy="no", seed=0, data_seed=0,
-                                 per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
-                                 max_steps=1, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant",
-                                 max_grad_norm=0.0)
-        Bert18Trainer(model=model, args=args, train_dataset=rows[:8],
-                      data_collator=PretrainingCollator(tokenizer, config)).train()
+        args = TrainingArguments(
+            str(tmp_path / f"run{batch_size}"),
+            report_to=[],
+            remove_unused_columns=False,
+            use_cpu=True,
+            disable_tqdm=True,
+            save_strategy="no",
+            seed=0,
+            data_seed=0,
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            learning_rate=0.5,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+        )
+        Bert18Trainer(
+            model=model, args=args, train_dataset=rows[:8], data_collator=PretrainingCollator(tokenizer, config)
+        ).train()
         weights.append({k: v.detach().clone() for k, v in model.named_parameters()})
     for name, value in weights[0].items():
         torch.testing.assert_close(value, weights[1][name], atol=1e-6, rtol=1e-5, msg=name)
@@ -464,8 +490,9 @@ def train(model, collator, rows, steps: int, batch_size: int, lr: float, seed: i
 def test_plm_loss_goes_down(tokenizer, rows):
     """A few steps on the corpus: the PLM loss falls well below its start (ln V = 10.3 for BERT's vocabulary)."""
     torch.manual_seed(0)
-    config = Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), max_position_embeddings=128,
-                                      pretraining_tasks=["plm"])
+    config = Bert18Config.from_preset(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=128, pretraining_tasks=["plm"]
+    )
     model = Bert18ForPreTraining(config)
     losses = train(model, PretrainingCollator(tokenizer, config), rows, steps=12, batch_size=16, lr=3e-3)
     print([round(x, 2) for x in losses])
@@ -485,11 +512,12 @@ def test_plm_beats_the_unigram_baseline(corpus):
     packed = [dict(r) for r in prepare_pretraining_dataset(corpus, tokenizer, ["plm"], max_length=128)]
     order = np.random.default_rng(0).permutation(len(packed))
     held_out, training = [packed[i] for i in order[:128]], [packed[i] for i in order[128:]]
-    config = Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), max_position_embeddings=128,
-                                      pretraining_tasks=["plm"])
+    config = Bert18Config.from_preset(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=128, pretraining_tasks=["plm"]
+    )
     collator = PretrainingCollator(tokenizer, config)
     collator.set_epoch(10_000)
-    evaluation = [collator(held_out[i:i + 32]) for i in range(0, len(held_out), 32)]
+    evaluation = [collator(held_out[i : i + 32]) for i in range(0, len(held_out), 32)]
     torch.manual_seed(0)
     model = Bert18ForPreTraining(config)
     steps, warmup = 600, 30

@@ -15,11 +15,25 @@ from bert18.training.phases import PHASE_DONE, phase_recipes
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "max_position_embeddings": 64},
-    max_documents=8, per_device_train_batch_size=4, logging_steps=1, eval_strategy="no", save_strategy="no",
-    report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, validation_fraction=0.0,
-    pretraining_tasks=["mlm", "sentence_distance"], plot=False,
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+    },
+    max_documents=8,
+    per_device_train_batch_size=4,
+    logging_steps=1,
+    eval_strategy="no",
+    save_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    validation_fraction=0.0,
+    pretraining_tasks=["mlm", "sentence_distance"],
+    plot=False,
     phases=[{"max_length": 32, "max_steps": 4}, {"max_length": 64, "max_steps": 3, "learning_rate": 1e-3}],
 )
 
@@ -36,8 +50,9 @@ class Watch(TrainerCallback):
 
 
 def _recipe(tmp_path, name, minilm_path, **values):
-    return parse_recipe(TINY, output_dir=str(tmp_path / name), tokenizer_name_or_path=minilm_path,
-                        **{**SMALL, **values})
+    return parse_recipe(
+        TINY, output_dir=str(tmp_path / name), tokenizer_name_or_path=minilm_path, **{**SMALL, **values}
+    )
 
 
 def test_phases_take_their_own_keys_and_refuse_model_keys(tmp_path, minilm_path):

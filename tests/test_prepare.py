@@ -70,8 +70,9 @@ def test_word_ids_group_the_pieces_of_each_word(tokenizer, ernie_documents):
 def test_capitalized_entity_spans_cover_real_names(tokenizer, ernie_documents):
     """The entity finder's spans, mapped to tokens, decode to capitalized multi-word names."""
     found = []
-    for sentences, starts, ends in zip(ernie_documents["input_ids"], ernie_documents["span_starts"],
-                                       ernie_documents["span_ends"]):
+    for sentences, starts, ends in zip(
+        ernie_documents["input_ids"], ernie_documents["span_starts"], ernie_documents["span_ends"]
+    ):
         for ids, s_list, e_list in zip(sentences, starts, ends):
             found.extend(tokenizer.decode(ids[s:e]) for s, e in zip(s_list, e_list))
     assert len(found) > 50
@@ -86,8 +87,11 @@ def test_user_spans_map_exactly_onto_entity_tokens(tokenizer):
     spans = [{"start": text.index(e), "end": text.index(e) + len(e), "kind": "entity"} for e in entities]
     dataset = datasets.Dataset.from_list([{"text": text, "spans": spans}])
     row = tokenize_documents(dataset, tokenizer, span_column="spans")[0]
-    decoded = [tokenizer.decode(ids[s:e]) for ids, starts, ends in zip(row["input_ids"], row["span_starts"],
-                                                                      row["span_ends"]) for s, e in zip(starts, ends)]
+    decoded = [
+        tokenizer.decode(ids[s:e])
+        for ids, starts, ends in zip(row["input_ids"], row["span_starts"], row["span_ends"])
+        for s, e in zip(starts, ends)
+    ]
     assert decoded == [e.lower() for e in entities]
     assert _flat(row["span_kinds"]) == ["entity"] * 3
 
@@ -96,9 +100,10 @@ def test_lexicon_spans(tokenizer):
     dataset = datasets.Dataset.from_list([{"text": "Use a context manager. A context manager closes files."}])
     lexicon = LexiconMatcher(["context manager"], kind="phrase")
     row = tokenize_documents(dataset, tokenizer, lexicon=lexicon)[0]
-    assert [[tokenizer.decode(ids[s:e]) for s, e in zip(st, en)]
-            for ids, st, en in zip(row["input_ids"], row["span_starts"], row["span_ends"])] == [
-        ["context manager"], ["context manager"]]
+    assert [
+        [tokenizer.decode(ids[s:e]) for s, e in zip(st, en)]
+        for ids, st, en in zip(row["input_ids"], row["span_starts"], row["span_ends"])
+    ] == [["context manager"], ["context manager"]]
 
 
 def test_packed_rows_are_full_and_lose_nothing(corpus, tokenizer):
@@ -121,8 +126,10 @@ def test_doc_sentences_never_mix_documents(tokenizer):
     dataset = datasets.Dataset.from_dict({"text": texts})
     documents = tokenize_documents(dataset, tokenizer)
     rows = pack_sentences(documents, tokenizer, max_length=8, mode="doc_sentences")  # two sentences fit a row
-    names = [set(tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)) - {"one", "two", "three", "."}
-             for ids in rows["input_ids"]]
+    names = [
+        set(tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)) - {"one", "two", "three", "."}
+        for ids in rows["input_ids"]
+    ]
     assert names == [{"alpha"}, {"alpha"}, {"beta"}, {"gamma"}]
     crossing = pack_sentences(documents, tokenizer, max_length=64, mode="full_sentences")
     assert len(crossing) == 1 and crossing[0]["input_ids"].count(tokenizer.sep_token_id) == 3  # 2 doc breaks + end
@@ -146,10 +153,12 @@ def test_empty_documents_are_dropped(tokenizer):
 def test_bad_input_names_the_row_and_column(tokenizer):
     with pytest.raises(ValueError, match=r"no column 'body'.*\['text'\]"):
         tokenize_documents(datasets.Dataset.from_dict({"text": ["x"]}), tokenizer, text_column="body")
-    past_end = datasets.Dataset.from_list([
-        {"text": "Fine.", "spans": []},
-        {"text": "Short text.", "spans": [{"start": 6, "end": 40, "kind": "entity"}]},
-    ])
+    past_end = datasets.Dataset.from_list(
+        [
+            {"text": "Fine.", "spans": []},
+            {"text": "Short text.", "spans": [{"start": 6, "end": 40, "kind": "entity"}]},
+        ]
+    )
     with pytest.raises(ValueError, match=r"row 1, column 'spans'.*40"):
         tokenize_documents(past_end, tokenizer, span_column="spans")
     not_text = datasets.Dataset.from_dict({"text": ["ok", None]})
@@ -165,8 +174,9 @@ def test_spans_survive_a_first_batch_without_any(corpus, tokenizer):
     lexicon = LexiconMatcher(["zlib"], kind="phrase")
     expected = sum(text.lower().count("zlib") > 0 for text in corpus["text"])
     for num_proc in (None, 2):
-        packed = prepare_pretraining_dataset(corpus, tokenizer, ["mlm"], max_length=128, lexicon=lexicon,
-                                             num_proc=num_proc)
+        packed = prepare_pretraining_dataset(
+            corpus, tokenizer, ["mlm"], max_length=128, lexicon=lexicon, num_proc=num_proc
+        )
         kinds = [k for row in packed["span_kinds"] for k in row]
         assert kinds and set(kinds) == {"phrase"} and expected >= 1
         assert packed.features["span_starts"].feature.dtype == "uint16"  # token positions in a row: compact
@@ -183,8 +193,14 @@ def test_sentencepiece_and_byte_level_tokenizers(corpus):
         for position in range(match.start(), match.end()):
             word_at[position] = match.group()
     for algorithm, style in (("unigram", "bert"), ("bpe", "roberta")):
-        trained = train_tokenizer(list(corpus["text"][:60]), algorithm=algorithm, special_tokens_style=style,
-                                  vocab_size=2000, lowercase=False, show_progress=False)
+        trained = train_tokenizer(
+            list(corpus["text"][:60]),
+            algorithm=algorithm,
+            special_tokens_style=style,
+            vocab_size=2000,
+            lowercase=False,
+            show_progress=False,
+        )
         row = tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), trained, offsets=True)[0]
         assert _flat(row["input_ids"]) == trained(text, add_special_tokens=False)["input_ids"]
         checked = 0
@@ -200,13 +216,15 @@ def test_sentencepiece_and_byte_level_tokenizers(corpus):
 def test_literal_special_token_text_stays_text(tokenizer):
     row = tokenize_documents(datasets.Dataset.from_dict({"text": ["Use [MASK] or [SEP] here."]}), tokenizer)[0]
     assert tokenizer.mask_token_id not in _flat(row["input_ids"]) and tokenizer.sep_token_id not in _flat(
-        row["input_ids"])
+        row["input_ids"]
+    )
 
 
 def test_batches_of_empty_documents_and_long_sentences(tokenizer):
     """A batch with nothing to tokenize is dropped, not a crash; a sentence longer than a row is cut."""
-    documents = tokenize_documents(datasets.Dataset.from_dict({"text": ["A real sentence."] * 64 + ["", "\u3000"]}),
-                                   tokenizer)
+    documents = tokenize_documents(
+        datasets.Dataset.from_dict({"text": ["A real sentence."] * 64 + ["", "\u3000"]}), tokenizer
+    )
     assert len(documents) == 64
     long_document = tokenize_documents(datasets.Dataset.from_dict({"text": ["word " * 100 + "end."]}), tokenizer)
     rows = pack_sentences(long_document, tokenizer, max_length=32)["input_ids"]
@@ -230,8 +248,9 @@ def test_streaming_corpus_is_prepared_lazily(tokenizer, tmp_path):
     (tmp_path / "c.txt").write_text("First document. It has two sentences.\n\nSecond one.\n", encoding="utf-8")
     from bert18.data import load_corpus
 
-    streamed = prepare_pretraining_dataset(load_corpus(tmp_path / "c.txt", streaming=True), tokenizer, ["mlm"],
-                                           max_length=16)
+    streamed = prepare_pretraining_dataset(
+        load_corpus(tmp_path / "c.txt", streaming=True), tokenizer, ["mlm"], max_length=16
+    )
     rows = list(streamed)
     # Streamed rows come window by window in a shuffled order, each with a unique example_index
     # (bert18.data.streaming); the rows themselves are the map-style preparation's.
@@ -239,7 +258,6 @@ def test_streaming_corpus_is_prepared_lazily(tokenizer, tmp_path):
     mapped = prepare_pretraining_dataset(load_corpus(tmp_path / "c.txt"), tokenizer, ["mlm"], max_length=16)
     assert sorted(r["input_ids"] for r in rows) == sorted(mapped["input_ids"])
     assert any(tokenizer.decode(r["input_ids"], skip_special_tokens=True).startswith("first document.") for r in rows)
-
 
 
 def test_long_sentences_are_cut_at_word_boundaries(tokenizer):
@@ -251,8 +269,11 @@ def test_long_sentences_are_cut_at_word_boundaries(tokenizer):
     assert cut_at_words([5, 5, 6, 6], 2, lo=1, hi=4) == [(1, 2), (2, 4)]
     text = " ".join(["tokenization internationalization unbelievably"] * 40) + "."
     for max_length in (12, 17, 32):
-        rows = pack_sentences(tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), tokenizer),
-                              tokenizer, max_length=max_length)
+        rows = pack_sentences(
+            tokenize_documents(datasets.Dataset.from_dict({"text": [text]}), tokenizer),
+            tokenizer,
+            max_length=max_length,
+        )
         ids = rows["input_ids"]
         assert all(len(r) <= max_length for r in ids)
         assert sum(len(r) - 2 for r in ids) == len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -260,7 +281,8 @@ def test_long_sentences_are_cut_at_word_boundaries(tokenizer):
         assert not any(t.startswith("##") for t in first_tokens), first_tokens
         for r in rows["word_ids"]:  # word ids stay consistent within each row
             assert r[1] == 0
-    tokenized = prepare_pretraining_dataset(datasets.Dataset.from_dict({"text": [text]}), tokenizer, ["mlm", "sop"],
-                                            max_length=16)
+    tokenized = prepare_pretraining_dataset(
+        datasets.Dataset.from_dict({"text": [text]}), tokenizer, ["mlm", "sop"], max_length=16
+    )
     pieces = [tokenizer.convert_ids_to_tokens(s[:1])[0] for doc in tokenized["input_ids"] for s in doc]
     assert len(pieces) > 10 and not any(t.startswith("##") for t in pieces)

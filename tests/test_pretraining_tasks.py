@@ -15,9 +15,14 @@ from bert18 import Bert18Config, Bert18ForPreTraining
 from bert18.collators import KnowledgeMaskingCollator, PretrainingCollator
 from bert18.data import PhraseMiner, SentencePairDataset, prepare_pretraining_dataset
 
-TASK_LABELS = {"mlm": "labels", "sentence_distance": "sentence_distance_label", "nsp": "next_sentence_label",
-               "sop": "sentence_order_label",
-               "capitalization": "capitalization_labels", "token_document_relation": "token_document_labels"}
+TASK_LABELS = {
+    "mlm": "labels",
+    "sentence_distance": "sentence_distance_label",
+    "nsp": "next_sentence_label",
+    "sop": "sentence_order_label",
+    "capitalization": "capitalization_labels",
+    "token_document_relation": "token_document_labels",
+}
 
 
 def evaluate(model, batches, tasks):
@@ -45,8 +50,9 @@ def evaluate(model, batches, tasks):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tasks,learning_rate", [(ERNIE, 2e-3), (["nsp"], 1e-3), (["sop"], 1e-3)],
-                         ids=["ernie", "nsp", "sop"])
+@pytest.mark.parametrize(
+    "tasks,learning_rate", [(ERNIE, 2e-3), (["nsp"], 1e-3), (["sop"], 1e-3)], ids=["ernie", "nsp", "sop"]
+)
 def test_every_task_learns(minilm_path, corpus, tasks, learning_rate):
     """300 steps: every task's loss falls and its held-out accuracy beats chance.
 
@@ -58,11 +64,11 @@ def test_every_task_learns(minilm_path, corpus, tasks, learning_rate):
     transformers.set_seed(0)
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
     phrases = PhraseMiner(min_count=10).fit(corpus["text"]).matcher()
-    documents = prepare_pretraining_dataset(corpus, tokenizer, tasks, max_length=128, lexicon=phrases,
-                                            capitalized_entities=True)
+    documents = prepare_pretraining_dataset(
+        corpus, tokenizer, tasks, max_length=128, lexicon=phrases, capitalized_entities=True
+    )
     pairs = SentencePairDataset(documents, tokenizer, tasks, max_length=128, seed=0)
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=tasks, max_position_embeddings=128,
-                                      type_vocab_size=2)
+    config = Bert18Config.from_preset("tiny", pretraining_tasks=tasks, max_position_embeddings=128, type_vocab_size=2)
     masking = KnowledgeMaskingCollator(tokenizer) if "capitalization" in tasks else None
     collator = PretrainingCollator(tokenizer, config, masking=masking)
     model = Bert18ForPreTraining(config)
@@ -89,7 +95,8 @@ def test_every_task_learns(minilm_path, corpus, tasks, learning_rate):
     accuracy, majority = evaluate(model, evaluation, tasks)
     for task in tasks:
         first, last = np.mean(history[task][:20]), np.mean(history[task][-20:])
-        print(f"{task:<24} loss {first:.3f} -> {last:.3f}   accuracy {accuracy[task]:.3f} "
-              f"(majority {majority[task]:.3f})")
+        print(
+            f"{task:<24} loss {first:.3f} -> {last:.3f}   accuracy {accuracy[task]:.3f} (majority {majority[task]:.3f})"
+        )
         assert last < first
         assert accuracy[task] > majority[task]

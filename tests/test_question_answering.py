@@ -34,8 +34,9 @@ def padded_batch(vocab_size=100):
 def models():
     """transformers' BertForQuestionAnswering (random, perturbed) and its bert18 conversion, eval mode."""
     torch.manual_seed(0)
-    reference = BertForQuestionAnswering(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                                                    num_attention_heads=4, intermediate_size=37))
+    reference = BertForQuestionAnswering(
+        BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    )
     with torch.no_grad():
         for parameter in reference.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
@@ -72,8 +73,11 @@ def test_real_token_logits_and_loss_match_transformers_over_real_tokens(models):
         assert (ours[name][real] - theirs[name][real]).abs().max() <= 1e-5
     expected = []
     for logits, targets in ((theirs.start_logits, starts), (theirs.end_logits, ends)):
-        expected.append(torch.stack([F.cross_entropy(logits[row, :length], targets[row])
-                                     for row, length in enumerate(LENGTHS)]).mean())
+        expected.append(
+            torch.stack(
+                [F.cross_entropy(logits[row, :length], targets[row]) for row, length in enumerate(LENGTHS)]
+            ).mean()
+        )
     assert abs(ours.loss - (expected[0] + expected[1]) / 2) <= 1e-5
     with torch.no_grad():  # no padding: transformers' own loss, exactly as before
         full = {k: v[:1] for k, v in batch.items()}
@@ -111,4 +115,4 @@ def test_answers_from_padded_predictions(models):
         scores = s[:, None] + e[None, :]
         scores[np.tril_indices(length, -1)] = -np.inf  # the end before the start
         best_start, best_end = np.unravel_index(np.argmax(scores), scores.shape)
-        assert answer == context[best_start:best_end + 1]
+        assert answer == context[best_start : best_end + 1]

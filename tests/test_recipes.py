@@ -27,11 +27,25 @@ ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate_configs").glob("*.ya
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 # A very small model and corpus: each run takes seconds on a CPU.
 SMALL = dict(
-    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "max_position_embeddings": 64},
-    max_length=64, max_documents=24, tokenizer_vocab_size=1500, per_device_train_batch_size=8,
-    per_device_eval_batch_size=16, logging_steps=1, eval_strategy="no", save_strategy="no", report_to="none",
-    use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+    },
+    max_length=64,
+    max_documents=24,
+    tokenizer_vocab_size=1500,
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=16,
+    logging_steps=1,
+    eval_strategy="no",
+    save_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
 )
 
 
@@ -53,8 +67,13 @@ def test_every_recipe_parses_with_the_real_parser(path):
 
 
 def test_recipes_say_what_they_reproduce():
-    expected = {"bert-base": ["mlm", "nsp"], "roberta-base": ["mlm"], "albert-base": ["mlm", "sop"],
-                "ernie-base": ERNIE, "tiny-demo": ERNIE}
+    expected = {
+        "bert-base": ["mlm", "nsp"],
+        "roberta-base": ["mlm"],
+        "albert-base": ["mlm", "sop"],
+        "ernie-base": ERNIE,
+        "tiny-demo": ERNIE,
+    }
     for name, tasks in expected.items():
         recipe = parse_recipe(ROOT / "recipes" / "configs" / f"{name}.yaml", use_cpu=True)
         assert recipe.model.pretraining_tasks == tasks
@@ -82,12 +101,27 @@ def test_packaged_recipes_are_found_by_name():
 
 
 def test_overrides_win_and_are_typed():
-    recipe = parse_recipe(TINY, ["--learning_rate=3e-4", "--max_steps", "7", "--pretraining_tasks", "mlm", "sop",
-                                 '--config_overrides={"hidden_size": 64}', "--mine_phrases=false"])
+    recipe = parse_recipe(
+        TINY,
+        [
+            "--learning_rate=3e-4",
+            "--max_steps",
+            "7",
+            "--pretraining_tasks",
+            "mlm",
+            "sop",
+            '--config_overrides={"hidden_size": 64}',
+            "--mine_phrases=false",
+        ],
+    )
     assert recipe.training.learning_rate == 3e-4 and recipe.training.max_steps == 7
     assert recipe.model.pretraining_tasks == ["mlm", "sop"]
-    assert recipe.model.config_overrides == {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 512,
-                                             "max_position_embeddings": 128}  # merged into the recipe's (issue 17)
+    assert recipe.model.config_overrides == {
+        "hidden_size": 64,
+        "num_attention_heads": 2,
+        "intermediate_size": 512,
+        "max_position_embeddings": 128,
+    }  # merged into the recipe's (issue 17)
     assert recipe.data.mine_phrases is False
     assert parse_recipe(TINY, max_length=64).data.max_length == 64
 
@@ -109,8 +143,9 @@ def small_recipe(tmp_path, **values):
 
 
 def test_vocabulary_mismatch_is_refused(tmp_path, minilm_path):
-    recipe = small_recipe(tmp_path, tokenizer_name_or_path=minilm_path,
-                          config_overrides={**SMALL["config_overrides"], "vocab_size": 1000})
+    recipe = small_recipe(
+        tmp_path, tokenizer_name_or_path=minilm_path, config_overrides={**SMALL["config_overrides"], "vocab_size": 1000}
+    )
     with pytest.raises(ValueError, match=r"vocab_size is 1000 but the tokenizer has 30522 tokens"):
         build_pretraining(recipe)
 
@@ -135,22 +170,40 @@ def test_an_output_folder_holding_another_run_is_refused(tmp_path):
 def trained(tmp_path_factory):
     """One real run of the tiny recipe: trained vocabulary, ERNIE tasks, evaluation, TensorBoard."""
     tmp_path = tmp_path_factory.mktemp("tiny")
-    recipe = small_recipe(tmp_path, max_steps=6, eval_strategy="steps", eval_steps=3, validation_fraction=0.1,
-                          report_to="tensorboard", save_strategy="steps", save_steps=3)
+    recipe = small_recipe(
+        tmp_path,
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=3,
+        validation_fraction=0.1,
+        report_to="tensorboard",
+        save_strategy="steps",
+        save_steps=3,
+    )
     return recipe, run_pretraining(recipe)
 
 
 def test_tiny_recipe_trains_and_saves(trained):
     recipe, outcome = trained
     output = Path(recipe.training.output_dir)
-    for name in ("model.safetensors", "config.json", "modeling_bert18.py", "configuration_bert18.py",
-                 "tokenizer.json", "README.md", "bert18_recipe.yaml", "all_results.json", "checkpoint-6"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "modeling_bert18.py",
+        "configuration_bert18.py",
+        "tokenizer.json",
+        "README.md",
+        "bert18_recipe.yaml",
+        "all_results.json",
+        "checkpoint-6",
+    ):
         assert (output / name).exists(), name
     metrics = outcome["metrics"]
     for task in ERNIE:
         assert 0 <= metrics[f"eval_{task}_accuracy"] <= 1 and metrics[f"eval_{task}_loss"] > 0
-    logged = [entry for entry in json.loads((output / "trainer_state.json").read_text())["log_history"]
-              if "loss" in entry]
+    logged = [
+        entry for entry in json.loads((output / "trainer_state.json").read_text())["log_history"] if "loss" in entry
+    ]
     assert len(logged) == 6 and all(f"{task}_accuracy" in entry for entry in logged for task in ERNIE)
     assert logged[-1]["mlm_loss"] < logged[0]["mlm_loss"]
     png = output / "task_curves.png"
@@ -198,14 +251,18 @@ def test_one_reading_of_the_log_serves_card_plot_and_summary(trained):
 def test_per_task_progress_bar_replaces_the_default_one(tmp_path, minilm_path):
     """The recipe's bar is transformers' ProgressCallback (one, not two) with the tasks after it; the
     recipe keeps it, and the Ctrl-C callback, without searching the trainer; its TrainingArguments stay."""
-    run = build_pretraining(small_recipe(tmp_path, tokenizer_name_or_path=minilm_path, max_steps=2,
-                                         validation_fraction=0.0, disable_tqdm=False))
+    run = build_pretraining(
+        small_recipe(
+            tmp_path, tokenizer_name_or_path=minilm_path, max_steps=2, validation_fraction=0.0, disable_tqdm=False
+        )
+    )
     bars = [c for c in run.trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
     assert bars == [run.callbacks.progress] and run.callbacks.interrupt in run.trainer.callback_handler.callbacks
     assert run.trainer.args.remove_unused_columns is False and run.recipe.training.remove_unused_columns is True
     run.trainer.train()
-    quiet = build_pretraining(small_recipe(tmp_path / "quiet", tokenizer_name_or_path=minilm_path, max_steps=2,
-                                           validation_fraction=0.0))
+    quiet = build_pretraining(
+        small_recipe(tmp_path / "quiet", tokenizer_name_or_path=minilm_path, max_steps=2, validation_fraction=0.0)
+    )
     assert not any(isinstance(c, ProgressCallback) for c in quiet.trainer.callback_handler.callbacks)
 
 
@@ -234,13 +291,18 @@ import torch
 from transformers import AutoModelForMaskedLM
 model = AutoModelForMaskedLM.from_pretrained({output!r}, trust_remote_code=True).eval()
 assert not type(model).__module__.startswith("bert18"), type(model).__module__
-batch = torch.load({str(tmp_path / 'batch.pt')!r})
+batch = torch.load({str(tmp_path / "batch.pt")!r})
 with torch.no_grad():
-    torch.save(model(**batch).logits, {str(tmp_path / 'logits.pt')!r})
+    torch.save(model(**batch).logits, {str(tmp_path / "logits.pt")!r})
 print(type(model).__module__)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "transformers_modules" in done.stdout
     assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
@@ -258,8 +320,15 @@ def _train(recipe, callbacks=()):
 def test_ctrl_c_leaves_a_checkpoint_and_resume_is_exact(tmp_path, minilm_path):
     """Interrupted by SIGINT after step 5, resumed to step 14 (into epoch 2): the same weights and the
     same losses as an uninterrupted run, dropout and dynamic masking included (CPU, fp32: equal)."""
-    common = dict(SMALL, tokenizer_name_or_path=minilm_path, max_steps=14, max_documents=4,
-                  validation_fraction=0.0, save_strategy="steps", save_steps=100)
+    common = dict(
+        SMALL,
+        tokenizer_name_or_path=minilm_path,
+        max_steps=14,
+        max_documents=4,
+        validation_fraction=0.0,
+        save_strategy="steps",
+        save_steps=100,
+    )
     straight, straight_losses = _train(parse_recipe(TINY, output_dir=str(tmp_path / "straight"), **common))
     assert straight.trainer.state.epoch > 1.1  # the resumed part crosses an epoch boundary
 
@@ -272,8 +341,9 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_is_exact(tmp_path, minilm_path):
     with pytest.raises(FileExistsError):  # the folder now holds a run
         build_pretraining(parse_recipe(TINY, output_dir=str(interrupted_dir), **common))
 
-    resumed, resumed_losses = _train(parse_recipe(TINY, output_dir=str(interrupted_dir),
-                                                  resume_from_checkpoint="true", **common))
+    resumed, resumed_losses = _train(
+        parse_recipe(TINY, output_dir=str(interrupted_dir), resume_from_checkpoint="true", **common)
+    )
     assert {**first_losses, **resumed_losses} == straight_losses
     expected = straight.trainer.model.state_dict()
     for name, value in resumed.trainer.model.state_dict().items():
@@ -283,10 +353,20 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_is_exact(tmp_path, minilm_path):
 def test_packed_documents_recipe_trains_with_numbered_masks(tmp_path, minilm_path):
     """packing: packed_documents through the Trainer: rows hold several documents, the batches carry
     numbered attention masks, and MLM + capitalization train and evaluate on them."""
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), **{
-        **SMALL, "tokenizer_name_or_path": minilm_path, "pretraining_tasks": ["mlm", "capitalization"],
-        "packing": "packed_documents", "max_steps": 4, "validation_fraction": 0.1, "eval_strategy": "steps",
-        "eval_steps": 4})
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / "run"),
+        **{
+            **SMALL,
+            "tokenizer_name_or_path": minilm_path,
+            "pretraining_tasks": ["mlm", "capitalization"],
+            "packing": "packed_documents",
+            "max_steps": 4,
+            "validation_fraction": 0.1,
+            "eval_strategy": "steps",
+            "eval_steps": 4,
+        },
+    )
     run = build_pretraining(recipe)
     assert max(max(row["sequence_ids"]) for row in run.train_dataset) > 1
     assert any(batch["attention_mask"].max() > 1 for batch in run.trainer.get_train_dataloader())
@@ -296,11 +376,18 @@ def test_packed_documents_recipe_trains_with_numbered_masks(tmp_path, minilm_pat
 
 
 def test_resuming_a_different_run_is_refused(tmp_path, minilm_path):
-    common = dict(SMALL, tokenizer_name_or_path=minilm_path, max_steps=2, validation_fraction=0.0,
-                  save_strategy="steps", save_steps=2)
+    common = dict(
+        SMALL,
+        tokenizer_name_or_path=minilm_path,
+        max_steps=2,
+        validation_fraction=0.0,
+        save_strategy="steps",
+        save_steps=2,
+    )
     _train(parse_recipe(TINY, output_dir=str(tmp_path / "run"), **common))
-    changed = parse_recipe(TINY, output_dir=str(tmp_path / "run"), resume_from_checkpoint="true",
-                           **{**common, "mlm_probability": 0.4})
+    changed = parse_recipe(
+        TINY, output_dir=str(tmp_path / "run"), resume_from_checkpoint="true", **{**common, "mlm_probability": 0.4}
+    )
     with pytest.raises(ValueError, match=r"holds a different run: mlm_probability was 0.3, now 0.4"):
         build_pretraining(changed)
 
@@ -312,20 +399,43 @@ def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, o
     ratio reads whole tensors: correct under DDP because every rank steps on the averaged gradient)."""
     script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
-    overrides += ["--config_overrides=" + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0,
-                                                      "attention_probs_dropout_prob": 0.0}),
-                  f"--tokenizer_name_or_path={minilm_path}", "--max_steps=3", "--validation_fraction=0",
-                  f"--optimizer={optimizer}"]
+    overrides += [
+        "--config_overrides="
+        + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}),
+        f"--tokenizer_name_or_path={minilm_path}",
+        "--max_steps=3",
+        "--validation_fraction=0",
+        f"--optimizer={optimizer}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = tmp_path / "two"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"), "--num_processes", "2", "--main_process_port",
-              "0", str(script), str(TINY), f"--output_dir={two}", *overrides, "--per_device_train_batch_size=4"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        str(script),
+        str(TINY),
+        f"--output_dir={two}",
+        *overrides,
+        "--per_device_train_batch_size=4",
+    ]
     done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     one = tmp_path / "one"
-    single = [sys.executable, str(script), str(TINY), f"--output_dir={one}", *overrides,
-              "--per_device_train_batch_size=8"]
+    single = [
+        sys.executable,
+        str(script),
+        str(TINY),
+        f"--output_dir={one}",
+        *overrides,
+        "--per_device_train_batch_size=8",
+    ]
     done = subprocess.run(single, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -351,16 +461,26 @@ def test_resume_with_persistent_workers_is_exact(tmp_path, minilm_path):
     process. The workers must draw the epoch that is set (SharedEpoch), and starting a DataLoader
     iterator (once per run with persistent workers, once per epoch and evaluation without, again on
     resume) must not advance the global RNG that dropout uses (own_generator)."""
-    common = dict(SMALL, tokenizer_name_or_path=minilm_path, max_steps=25, max_documents=4, eval_strategy="steps",
-                  eval_steps=4, validation_fraction=0.25, save_strategy="steps", save_steps=100)
+    common = dict(
+        SMALL,
+        tokenizer_name_or_path=minilm_path,
+        max_steps=25,
+        max_documents=4,
+        eval_strategy="steps",
+        eval_steps=4,
+        validation_fraction=0.25,
+        save_strategy="steps",
+        save_steps=100,
+    )
     workers = dict(dataloader_num_workers=2, dataloader_persistent_workers=True)
     straight, straight_losses = _train(parse_recipe(TINY, output_dir=str(tmp_path / "straight"), **common))
     assert straight.trainer.state.epoch > 2  # the resumed part crosses two epoch boundaries
     interrupted = str(tmp_path / "interrupted")
     first, first_losses = _train(parse_recipe(TINY, output_dir=interrupted, **{**common, **workers}), [SendSignal(5)])
     assert first.trainer.state.global_step == 5
-    resumed, resumed_losses = _train(parse_recipe(TINY, output_dir=interrupted, resume_from_checkpoint="true",
-                                                  **{**common, **workers}))
+    resumed, resumed_losses = _train(
+        parse_recipe(TINY, output_dir=interrupted, resume_from_checkpoint="true", **{**common, **workers})
+    )
     assert {**first_losses, **resumed_losses} == straight_losses
     expected = straight.trainer.model.state_dict()
     for name, value in resumed.trainer.model.state_dict().items():

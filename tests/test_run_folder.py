@@ -20,11 +20,27 @@ from bert18.training.pretrain import RECIPE_FILE, TOKENIZER_FOLDER, build_pretra
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "max_position_embeddings": 64},
-    max_length=64, max_documents=24, tokenizer_vocab_size=1500, per_device_train_batch_size=8,
-    per_device_eval_batch_size=16, logging_steps=1, eval_strategy="no", save_strategy="no", report_to="none",
-    use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, validation_fraction=0.0, plot=False,
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+    },
+    max_length=64,
+    max_documents=24,
+    tokenizer_vocab_size=1500,
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=16,
+    logging_steps=1,
+    eval_strategy="no",
+    save_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    validation_fraction=0.0,
+    plot=False,
 )
 SMALL_CLI = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
 
@@ -40,6 +56,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 # -- item 12: one line, non-zero exit status, nothing written -----------------------------------------------------
+
 
 def test_output_dir_that_is_a_file(tmp_path, capsys):
     target = tmp_path / "notes.txt"
@@ -61,8 +78,19 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path, capsys):
 def test_push_to_hub_without_the_hub_fails_before_writing(tmp_path, capsys):
     """A token the Hub does not know (here it cannot even be reached): refused before the folder exists."""
     output = tmp_path / "run"
-    assert main(["pretrain", "tiny-demo", f"--output_dir={output}", "--push_to_hub=true", "--hub_token=hf_invalid",
-                 *SMALL_CLI]) == 2
+    assert (
+        main(
+            [
+                "pretrain",
+                "tiny-demo",
+                f"--output_dir={output}",
+                "--push_to_hub=true",
+                "--hub_token=hf_invalid",
+                *SMALL_CLI,
+            ]
+        )
+        == 2
+    )
     assert "push_to_hub: cannot reach the Hugging Face Hub" in one_line_error(capsys, "bert18 pretrain")
     assert not output.exists()
 
@@ -74,9 +102,21 @@ def test_hub_corpus_and_dataset_offline(tmp_path, capsys, monkeypatch, minilm_pa
     output = tmp_path / "run"
     assert main(["pretrain", "tiny-demo", f"--output_dir={output}", "--corpus=someone/some-corpus", *SMALL_CLI]) == 2
     assert "corpus 'someone/some-corpus' is no local file or folder, and the Hub cannot be reached" in one_line_error(
-        capsys, "bert18 pretrain")
-    assert main(["finetune", "finetune-glue-sst2", f"--output_dir={output}", f"--model_name_or_path={minilm_path}",
-                 "--use_cpu=true", "--report_to=none"]) == 2
+        capsys, "bert18 pretrain"
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                "finetune-glue-sst2",
+                f"--output_dir={output}",
+                f"--model_name_or_path={minilm_path}",
+                "--use_cpu=true",
+                "--report_to=none",
+            ]
+        )
+        == 2
+    )
     assert "the Hub cannot be reached" in one_line_error(capsys, "bert18 finetune")
     assert not output.exists()
 
@@ -95,13 +135,18 @@ def test_convert_missing_folder_and_destination_permissions(tmp_path, capsys, mi
 
 def test_console_script_prints_no_traceback(tmp_path):
     """Through a real process: the exit status and one line on stderr."""
-    result = subprocess.run([sys.executable, "-m", "bert18.cli", "convert", "/nonexistent/model", str(tmp_path / "x")],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    result = subprocess.run(
+        [sys.executable, "-m", "bert18.cli", "convert", "/nonexistent/model", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "no checkpoint folder at /nonexistent/model" in result.stderr
 
 
 # -- item 11: bert18 train-tokenizer -------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def text_file(tmp_path, corpus):
@@ -122,8 +167,10 @@ def test_train_tokenizer_refuses_a_file_and_a_full_folder(tmp_path, text_file, c
     before = tree(folder)
     assert main(["train-tokenizer", str(text_file), "--output", str(folder), "--vocab-size=600", "--quiet"]) == 2
     assert "is not empty" in one_line_error(capsys, "bert18 train-tokenizer") and tree(folder) == before
-    assert main(["train-tokenizer", str(text_file), "--output", str(folder), "--vocab-size=600", "--quiet",
-                 "--overwrite"]) == 0
+    assert (
+        main(["train-tokenizer", str(text_file), "--output", str(folder), "--vocab-size=600", "--quiet", "--overwrite"])
+        == 0
+    )
     assert tree(folder) != before and not [p for p in tmp_path.iterdir() if p.name.startswith(".tok")]
     assert main(["train-tokenizer", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "t2"), "--quiet"]) == 2
     assert "no such text file" in one_line_error(capsys, "bert18 train-tokenizer") and not (tmp_path / "t2").exists()
@@ -132,18 +179,34 @@ def test_train_tokenizer_refuses_a_file_and_a_full_folder(tmp_path, text_file, c
 def test_train_tokenizer_roberta_style_keeps_case(tmp_path, text_file):
     import transformers
 
-    assert main(["train-tokenizer", str(text_file), "--output", str(tmp_path / "rob"), "--style=roberta",
-                 "--algorithm=bpe", "--vocab-size=600", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train-tokenizer",
+                str(text_file),
+                "--output",
+                str(tmp_path / "rob"),
+                "--style=roberta",
+                "--algorithm=bpe",
+                "--vocab-size=600",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "rob")
     text = "The JSON Module encodes Python Objects."
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text  # exact round trip
-    assert main(["train-tokenizer", str(text_file), "--output", str(tmp_path / "bert"), "--vocab-size=600",
-                 "--quiet"]) == 0
+    assert (
+        main(["train-tokenizer", str(text_file), "--output", str(tmp_path / "bert"), "--vocab-size=600", "--quiet"])
+        == 0
+    )
     bert = transformers.AutoTokenizer.from_pretrained(tmp_path / "bert")
     assert bert.decode(bert(text, add_special_tokens=False)["input_ids"]).startswith("the json")  # uncased by default
 
 
 # -- item 6: a failed start never blocks a rerun --------------------------------------------------------------------
+
 
 def small(tmp_path, minilm_path=None, **values):
     extra = {"tokenizer_name_or_path": minilm_path} if minilm_path else {}
@@ -152,6 +215,7 @@ def small(tmp_path, minilm_path=None, **values):
 
 def test_a_start_interrupted_during_data_preparation_is_rerun(tmp_path, monkeypatch):
     """Ctrl-C while preparing the data leaves the recipe and the trained tokenizer; the same command starts again."""
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
@@ -172,13 +236,17 @@ def test_leftovers_of_another_recipe_and_resume_without_checkpoint(tmp_path, min
     output.mkdir()
     pretrain.write_recipe(small(tmp_path, minilm_path, mlm_probability=0.2))
     before = tree(output)
-    with pytest.raises(FileExistsError, match=r"holds the start of another run that failed before its first "
-                                              r"checkpoint \(mlm_probability was 0.2, now 0.3\): pass "
-                                              r"--overwrite_output_dir=true") as error:
+    with pytest.raises(
+        FileExistsError,
+        match=r"holds the start of another run that failed before its first "
+        r"checkpoint \(mlm_probability was 0.2, now 0.3\): pass "
+        r"--overwrite_output_dir=true",
+    ) as error:
         build_pretraining(small(tmp_path, minilm_path))
     assert "resume_from_checkpoint" not in str(error.value) and tree(output) == before
-    with pytest.raises(ValueError, match="holds no checkpoint-N folder to resume from: run without "
-                                         "resume_from_checkpoint"):
+    with pytest.raises(
+        ValueError, match="holds no checkpoint-N folder to resume from: run without resume_from_checkpoint"
+    ):
         build_pretraining(small(tmp_path, minilm_path, resume_from_checkpoint="true"))
     (output / "model.safetensors").write_bytes(b"a finished run without checkpoints")
     with pytest.raises(FileExistsError, match="already holds a run") as error:
@@ -199,6 +267,7 @@ def test_bad_arguments_leave_no_folder(tmp_path, capsys):
 
 
 # -- item 13: resuming a finished run ----------------------------------------------------------------------------
+
 
 def test_resuming_a_finished_run_trains_no_extra_step(tmp_path, minilm_path, capsys):
     common = dict(max_steps=2, save_strategy="steps", save_steps=2)

@@ -17,41 +17,76 @@ from bert18.training.schedules import TaskSchedule
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
-    max_length=64, max_documents=8, per_device_train_batch_size=8, logging_steps=1, eval_strategy="no",
-    save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
-    validation_fraction=0.0, weight_decay=0.0, max_steps=8,
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+    max_length=64,
+    max_documents=8,
+    per_device_train_batch_size=8,
+    logging_steps=1,
+    eval_strategy="no",
+    save_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    validation_fraction=0.0,
+    weight_decay=0.0,
+    max_steps=8,
 )
 STAGES = [
     {"step": 0, "tasks": ["mlm"]},
     {"step": 3, "tasks": ["mlm", "capitalization"]},
-    {"step": 6, "tasks": ["mlm", "capitalization", "sentence_distance", "token_document_relation"],
-     "weights": {"sentence_distance": 0.5}},
+    {
+        "step": 6,
+        "tasks": ["mlm", "capitalization", "sentence_distance", "token_document_relation"],
+        "weights": {"sentence_distance": 0.5},
+    },
 ]
 
 
 def test_weights_follow_the_stages():
     config = Bert18Config(pretraining_tasks=ERNIE, task_loss_weights={"capitalization": 2.0})
     schedule = TaskSchedule(STAGES, config)
-    assert schedule.weights_at(0) == {"mlm": 1.0, "sentence_distance": 0.0, "capitalization": 0.0,
-                                      "token_document_relation": 0.0}
+    assert schedule.weights_at(0) == {
+        "mlm": 1.0,
+        "sentence_distance": 0.0,
+        "capitalization": 0.0,
+        "token_document_relation": 0.0,
+    }
     assert schedule.weights_at(2) == schedule.weights_at(0)
-    assert schedule.weights_at(3) == {"mlm": 1.0, "sentence_distance": 0.0, "capitalization": 2.0,
-                                      "token_document_relation": 0.0}
-    assert schedule.weights_at(10_000) == {"mlm": 1.0, "sentence_distance": 0.5, "capitalization": 2.0,
-                                           "token_document_relation": 1.0}
+    assert schedule.weights_at(3) == {
+        "mlm": 1.0,
+        "sentence_distance": 0.0,
+        "capitalization": 2.0,
+        "token_document_relation": 0.0,
+    }
+    assert schedule.weights_at(10_000) == {
+        "mlm": 1.0,
+        "sentence_distance": 0.5,
+        "capitalization": 2.0,
+        "token_document_relation": 1.0,
+    }
 
 
-@pytest.mark.parametrize("stages, message", [
-    ([], "at least one stage"),
-    ([{"step": 5, "tasks": ["mlm"]}], "must start at step 0"),
-    ([{"step": 0, "tasks": ["mlm"]}, {"step": 0, "tasks": ["mlm", "sop"]}], "not in pretraining_tasks"),
-    ([{"step": 0, "tasks": ["mlm"]}, {"step": 0, "tasks": ["mlm"]}], "must increase"),
-    ([{"step": 0, "tasks": ["mlm"], "weights": {"capitalization": 1}}], "does not train it"),
-    ([{"step": 0, "tasks": ["mlm"], "weight": {}}], r"unknown key\(s\) \['weight'\]"),
-    ([{"step": 0}], "with 'step' and 'tasks'"),
-])
+@pytest.mark.parametrize(
+    "stages, message",
+    [
+        ([], "at least one stage"),
+        ([{"step": 5, "tasks": ["mlm"]}], "must start at step 0"),
+        ([{"step": 0, "tasks": ["mlm"]}, {"step": 0, "tasks": ["mlm", "sop"]}], "not in pretraining_tasks"),
+        ([{"step": 0, "tasks": ["mlm"]}, {"step": 0, "tasks": ["mlm"]}], "must increase"),
+        ([{"step": 0, "tasks": ["mlm"], "weights": {"capitalization": 1}}], "does not train it"),
+        ([{"step": 0, "tasks": ["mlm"], "weight": {}}], r"unknown key\(s\) \['weight'\]"),
+        ([{"step": 0}], "with 'step' and 'tasks'"),
+    ],
+)
 def test_bad_schedules_are_refused(stages, message):
     with pytest.raises(ValueError, match=message):
         TaskSchedule(stages, Bert18Config(pretraining_tasks=ERNIE))
@@ -66,8 +101,13 @@ class RecordWeights(TrainerCallback):
 
 
 def _run(tmp_path, minilm_path, name, **values):
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / name), tokenizer_name_or_path=minilm_path,
-                          task_schedule=STAGES, **{**SMALL, **values})
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / name),
+        tokenizer_name_or_path=minilm_path,
+        task_schedule=STAGES,
+        **{**SMALL, **values},
+    )
     run = build_pretraining(recipe)
     recorder = RecordWeights()
     run.trainer.add_callback(recorder)
@@ -103,8 +143,13 @@ def test_resume_across_a_stage_boundary_is_exact(tmp_path, minilm_path):
     """Stopped after step 5 (stage 2), resumed to step 8 (stage 3): the weights and losses of one run."""
     straight, _, straight_history, _, _ = _run(tmp_path, minilm_path, "straight")
     saving = dict(save_strategy="steps", save_steps=5)
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "resumed"), tokenizer_name_or_path=minilm_path,
-                          task_schedule=STAGES, **{**SMALL, **saving})
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / "resumed"),
+        tokenizer_name_or_path=minilm_path,
+        task_schedule=STAGES,
+        **{**SMALL, **saving},
+    )
     first = build_pretraining(recipe)
     first.trainer.add_callback(StopAt(5))
     first.trainer.train()

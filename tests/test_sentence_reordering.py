@@ -52,8 +52,9 @@ def test_the_class_count_is_the_sum_of_k_factorial():
             assert [o for o in orders if len(o) == k] == sorted(itertools.permutations(range(k)))
     assert reordering_orders(3)[:3] == [(0,), (0, 1), (1, 0)]
     for m, classes in ((3, 9), (4, 33)):
-        config = Bert18Config.from_preset("tiny", pretraining_tasks=["sentence_reordering"],
-                                          sentence_reordering_max_segments=m)
+        config = Bert18Config.from_preset(
+            "tiny", pretraining_tasks=["sentence_reordering"], sentence_reordering_max_segments=m
+        )
         assert PRETRAINING_TASKS["sentence_reordering"].classes(config) == classes
         assert Bert18ForPreTraining(config).heads["sentence_reordering"].out_features == classes
     with pytest.raises(ValueError, match="sentence_reordering_max_segments"):
@@ -98,7 +99,7 @@ def test_the_segments_put_back_in_order_give_the_paragraph(paragraphs, documents
             types = example["token_type_ids"]
             position = 1
             for j, segment in enumerate(shown):
-                assert set(types[position:position + len(segment) + 1]) == {j % 2}
+                assert set(types[position : position + len(segment) + 1]) == {j % 2}
                 position += len(segment) + 1
             assert len(example["input_ids"]) <= 128 and len(types) == len(example["input_ids"])
             counts[len(order) - 1] += 1
@@ -126,8 +127,9 @@ def test_draws_are_reproducible_and_change_with_the_epoch(paragraphs, documents,
     again.set_epoch(4)
     assert [paragraphs[i] for i in range(50)] == [again[i] for i in range(50)]
     again.set_epoch(5)
-    assert [paragraphs[i]["sentence_reordering_label"] for i in range(50)] != \
-        [again[i]["sentence_reordering_label"] for i in range(50)]
+    assert [paragraphs[i]["sentence_reordering_label"] for i in range(50)] != [
+        again[i]["sentence_reordering_label"] for i in range(50)
+    ]
 
 
 def test_the_cut_points_are_uniform(documents, tokenizer):
@@ -161,8 +163,9 @@ def test_bad_settings_are_refused(documents, tokenizer):
 
 
 def test_the_head_loss_is_cross_entropy_on_its_logits(paragraphs, tokenizer):
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=TASKS, vocab_size=len(tokenizer),
-                                      max_position_embeddings=128)
+    config = Bert18Config.from_preset(
+        "tiny", pretraining_tasks=TASKS, vocab_size=len(tokenizer), max_position_embeddings=128
+    )
     batch = PretrainingCollator(tokenizer, config, seed=0)([paragraphs[i] for i in range(16)])
     assert batch["sentence_reordering_label"].shape == (16,)
     torch.manual_seed(0)
@@ -202,16 +205,19 @@ def test_a_tiny_model_learns_sentence_reordering(documents, tokenizer):
     count, which it learns first.
     """
     transformers.set_seed(0)
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=["sentence_reordering"], vocab_size=len(tokenizer),
-                                      max_position_embeddings=128)
+    config = Bert18Config.from_preset(
+        "tiny", pretraining_tasks=["sentence_reordering"], vocab_size=len(tokenizer), max_position_embeddings=128
+    )
     data = SentencePairDataset(documents, tokenizer, config, max_length=128, seed=0)
     collator = PretrainingCollator(tokenizer, config, seed=0)
     model = Bert18ForPreTraining(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     held_out = len(data) - 320  # the last chunks (other documents) are never trained on
     data.set_epoch(99)
-    evaluation = [collator([data[i] for i in range(start, min(start + 64, len(data)))])
-                  for start in range(held_out, len(data), 64)]
+    evaluation = [
+        collator([data[i] for i in range(start, min(start + 64, len(data)))])
+        for start in range(held_out, len(data), 64)
+    ]
     rng = np.random.default_rng(0)
     losses = []
     for step in range(300):
@@ -234,8 +240,10 @@ def test_a_tiny_model_learns_sentence_reordering(documents, tokenizer):
     accuracy, chance = (predicted == labels).float().mean().item(), 1 / 9
     segment_accuracy = (segments[predicted] == segments[labels]).float().mean().item()
     within = {k: (predicted == labels)[segments[labels] == k].float().mean().item() for k in (1, 2, 3)}
-    print(f"loss {np.mean(losses[:20]):.3f} -> {np.mean(losses[-20:]):.3f}; held-out accuracy {accuracy:.3f} "
-          f"(chance {chance:.3f}); segment count right {segment_accuracy:.3f}; order right within k {within}")
+    print(
+        f"loss {np.mean(losses[:20]):.3f} -> {np.mean(losses[-20:]):.3f}; held-out accuracy {accuracy:.3f} "
+        f"(chance {chance:.3f}); segment count right {segment_accuracy:.3f}; order right within k {within}"
+    )
     assert np.mean(losses[-20:]) < np.mean(losses[:20])
     assert accuracy > chance + 4 * math.sqrt(chance * (1 - chance) / len(labels))
     assert segment_accuracy > 0.9
@@ -254,12 +262,31 @@ def test_a_recipe_pretrains_sentence_reordering_with_its_m(tmp_path):
     """The recipe layer end to end: m set through config_overrides, the task's data, head, per-task metrics
     and the saved config (a 3-class head for m = 2)."""
     recipe = parse_recipe(
-        "tiny-demo", output_dir=str(tmp_path / "run"), pretraining_tasks=["mlm", "sentence_reordering"],
-        config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                          "max_position_embeddings": 64, "sentence_reordering_max_segments": 2},
-        max_length=64, max_documents=24, tokenizer_vocab_size=1500, per_device_train_batch_size=8,
-        per_device_eval_batch_size=16, logging_steps=1, max_steps=3, eval_strategy="steps", eval_steps=3,
-        validation_fraction=0.2, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+        "tiny-demo",
+        output_dir=str(tmp_path / "run"),
+        pretraining_tasks=["mlm", "sentence_reordering"],
+        config_overrides={
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 64,
+            "sentence_reordering_max_segments": 2,
+        },
+        max_length=64,
+        max_documents=24,
+        tokenizer_vocab_size=1500,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        logging_steps=1,
+        max_steps=3,
+        eval_strategy="steps",
+        eval_steps=3,
+        validation_fraction=0.2,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
         dataloader_num_workers=0,
     )
     metrics = run_pretraining(recipe)["metrics"]

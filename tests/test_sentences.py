@@ -29,44 +29,76 @@ def assert_spans_valid(text: str, spans: list[tuple[int, int]]) -> None:
 
 
 ENGLISH = [
-    ("Mr. Smith met Dr. Jones and Prof. Brown at St. Mary's. Python vs. Java, Roe v. Wade.",
-     ["Mr. Smith met Dr. Jones and Prof. Brown at St. Mary's.", "Python vs. Java, Roe v. Wade."]),
-    ("J. R. R. Tolkien wrote it. The U.S. Army agreed.",
-     ["J. R. R. Tolkien wrote it.", "The U.S. Army agreed."]),
-    ("Pi is 3.14 and e is 2.718. Upgrade to v1.2.3 now. Python 3.12 is out.",
-     ["Pi is 3.14 and e is 2.718.", "Upgrade to v1.2.3 now.", "Python 3.12 is out."]),
-    ("Use a list, e.g. Python's list. It is fast, i.e. O(1) appends. Fine.",
-     ["Use a list, e.g. Python's list.", "It is fast, i.e. O(1) appends.", "Fine."]),
-    ('He said "Stop." Then left. She asked (quietly.) Why?',
-     ['He said "Stop."', "Then left.", "She asked (quietly.)", "Why?"]),
-    ('"Stop," he said. "Now!" She obeyed.',
-     ['"Stop," he said.', '"Now!"', "She obeyed."]),
-    ("Really? Yes! Are you sure?! Quite. what? lowercase continues.",
-     ["Really?", "Yes!", "Are you sure?!", "Quite. what? lowercase continues."]),
-    ("Wait... what happened? Then... Nothing. It went on… and on. Count 1, 2, ... 10 now.",
-     ["Wait... what happened?", "Then...", "Nothing.", "It went on… and on.", "Count 1, 2, ... 10 now."]),
-    ("Lines can end in an ellipsis...\nand go on. Or in a sentence.\nthat ends.",
-     ["Lines can end in an ellipsis...\nand go on.", "Or in a sentence.", "that ends."]),
-    ("The sun. He sat. Apple Inc. The firm, et al. The end.",
-     ["The sun.", "He sat.", "Apple Inc.", "The firm, et al.", "The end."]),
-    ("Call os.path.join() in __init__.py first. Visit https://example.com/a.html. Then x.y changes.",
-     ["Call os.path.join() in __init__.py first.", "Visit https://example.com/a.html.", "Then x.y changes."]),
-    ("See Fig. 3 and No. 5 on p. 12. I said no. Then he left.",
-     ["See Fig. 3 and No. 5 on p. 12.", "I said no.", "Then he left."]),
-    ("It met on Jan. 5 in the U.S. capital. Lists, tuples, etc. The end. Also etc. and more.",
-     ["It met on Jan. 5 in the U.S. capital.", "Lists, tuples, etc.", "The end.", "Also etc. and more."]),
-    ("First   sentence   here.    Second\n   sentence on two lines.\n\n\n  A new paragraph\n\nno final punctuation",
-     ["First   sentence   here.", "Second\n   sentence on two lines.", "A new paragraph", "no final punctuation"]),
-    ("It costs $5. 3 people paid. [1] Cited. 'Quoted' too.",
-     ["It costs $5.", "3 people paid.", "[1] Cited.", "'Quoted' too."]),
-    ("Steps to follow:\n1. Open the file.\n2. Read it. Then close it.\n3) Done",
-     ["Steps to follow:", "1. Open the file.", "2. Read it.", "Then close it.", "3) Done"]),
-    ("Options:\n- verbose mode,\n  wrapped here\n- quiet mode\n* starred item",
-     ["Options:", "- verbose mode,\n  wrapped here", "- quiet mode", "* starred item"]),
-    ("dump() -- write an object.\ndumps() -- return it as bytes.\nload() -- read it back",
-     ["dump() -- write an object.", "dumps() -- return it as bytes.", "load() -- read it back"]),
-    ("A line ending in a period.\nthen a lowercase line starts a new sentence.",
-     ["A line ending in a period.", "then a lowercase line starts a new sentence."]),
+    (
+        "Mr. Smith met Dr. Jones and Prof. Brown at St. Mary's. Python vs. Java, Roe v. Wade.",
+        ["Mr. Smith met Dr. Jones and Prof. Brown at St. Mary's.", "Python vs. Java, Roe v. Wade."],
+    ),
+    ("J. R. R. Tolkien wrote it. The U.S. Army agreed.", ["J. R. R. Tolkien wrote it.", "The U.S. Army agreed."]),
+    (
+        "Pi is 3.14 and e is 2.718. Upgrade to v1.2.3 now. Python 3.12 is out.",
+        ["Pi is 3.14 and e is 2.718.", "Upgrade to v1.2.3 now.", "Python 3.12 is out."],
+    ),
+    (
+        "Use a list, e.g. Python's list. It is fast, i.e. O(1) appends. Fine.",
+        ["Use a list, e.g. Python's list.", "It is fast, i.e. O(1) appends.", "Fine."],
+    ),
+    (
+        'He said "Stop." Then left. She asked (quietly.) Why?',
+        ['He said "Stop."', "Then left.", "She asked (quietly.)", "Why?"],
+    ),
+    ('"Stop," he said. "Now!" She obeyed.', ['"Stop," he said.', '"Now!"', "She obeyed."]),
+    (
+        "Really? Yes! Are you sure?! Quite. what? lowercase continues.",
+        ["Really?", "Yes!", "Are you sure?!", "Quite. what? lowercase continues."],
+    ),
+    (
+        "Wait... what happened? Then... Nothing. It went on… and on. Count 1, 2, ... 10 now.",
+        ["Wait... what happened?", "Then...", "Nothing.", "It went on… and on.", "Count 1, 2, ... 10 now."],
+    ),
+    (
+        "Lines can end in an ellipsis...\nand go on. Or in a sentence.\nthat ends.",
+        ["Lines can end in an ellipsis...\nand go on.", "Or in a sentence.", "that ends."],
+    ),
+    (
+        "The sun. He sat. Apple Inc. The firm, et al. The end.",
+        ["The sun.", "He sat.", "Apple Inc.", "The firm, et al.", "The end."],
+    ),
+    (
+        "Call os.path.join() in __init__.py first. Visit https://example.com/a.html. Then x.y changes.",
+        ["Call os.path.join() in __init__.py first.", "Visit https://example.com/a.html.", "Then x.y changes."],
+    ),
+    (
+        "See Fig. 3 and No. 5 on p. 12. I said no. Then he left.",
+        ["See Fig. 3 and No. 5 on p. 12.", "I said no.", "Then he left."],
+    ),
+    (
+        "It met on Jan. 5 in the U.S. capital. Lists, tuples, etc. The end. Also etc. and more.",
+        ["It met on Jan. 5 in the U.S. capital.", "Lists, tuples, etc.", "The end.", "Also etc. and more."],
+    ),
+    (
+        "First   sentence   here.    Second\n   sentence on two lines.\n\n\n  A new paragraph\n\nno final punctuation",
+        ["First   sentence   here.", "Second\n   sentence on two lines.", "A new paragraph", "no final punctuation"],
+    ),
+    (
+        "It costs $5. 3 people paid. [1] Cited. 'Quoted' too.",
+        ["It costs $5.", "3 people paid.", "[1] Cited.", "'Quoted' too."],
+    ),
+    (
+        "Steps to follow:\n1. Open the file.\n2. Read it. Then close it.\n3) Done",
+        ["Steps to follow:", "1. Open the file.", "2. Read it.", "Then close it.", "3) Done"],
+    ),
+    (
+        "Options:\n- verbose mode,\n  wrapped here\n- quiet mode\n* starred item",
+        ["Options:", "- verbose mode,\n  wrapped here", "- quiet mode", "* starred item"],
+    ),
+    (
+        "dump() -- write an object.\ndumps() -- return it as bytes.\nload() -- read it back",
+        ["dump() -- write an object.", "dumps() -- return it as bytes.", "load() -- read it back"],
+    ),
+    (
+        "A line ending in a period.\nthen a lowercase line starts a new sentence.",
+        ["A line ending in a period.", "then a lowercase line starts a new sentence."],
+    ),
     ("Hello world", ["Hello world"]),
     ("", []),
     ("   \n\t \n ", []),
@@ -86,8 +118,10 @@ CJK = [
     ("“走吧！”，他说。真的吗？！当然。", ["“走吧！”，他说。", "真的吗？！", "当然。"]),
     ("第一句；还是第一句。第二句……还是第二句。", ["第一句；还是第一句。", "第二句……还是第二句。"]),
     ("「行こう。」と言った。すごい！本当？", ["「行こう。」と言った。", "すごい！", "本当？"]),
-    ("我喜欢Python。It is great, e.g. fast. 你呢？好的!我也是。",
-     ["我喜欢Python。", "It is great, e.g. fast.", "你呢？", "好的!", "我也是。"]),
+    (
+        "我喜欢Python。It is great, e.g. fast. 你呢？好的!我也是。",
+        ["我喜欢Python。", "It is great, e.g. fast.", "你呢？", "好的!", "我也是。"],
+    ),
     ("版本3.12发布了。 The release is v3.12. 请升级。", ["版本3.12发布了。", "The release is v3.12.", "请升级。"]),
 ]
 
@@ -116,7 +150,12 @@ def test_doctest_right_after_prose():
     """No blank line needed before ``>>>``; as in doctest, the output runs to the next blank line or prompt."""
     text = "For example:\n>>> f(1)\n2\n>>> f(2)  # no output\n>>> f(3)\n4\nstill output\n\nBack to prose. Done."
     assert split_sentences(text) == [
-        "For example:", ">>> f(1)\n2", ">>> f(2)  # no output", ">>> f(3)\n4\nstill output", "Back to prose.", "Done.",
+        "For example:",
+        ">>> f(1)\n2",
+        ">>> f(2)  # no output",
+        ">>> f(3)\n4\nstill output",
+        "Back to prose.",
+        "Done.",
     ]
 
 
@@ -133,13 +172,17 @@ def test_indented_doctest_with_continuation_lines():
         "    ...",
     ]
     after = sentences[sentences.index(definition) + 1]
-    assert after == (">>> json.loads('{\"__complex__\": true, \"real\": 1, \"imag\": 2}',\n"
-                     "    ...     object_hook=as_complex)\n    (1+2j)")
+    assert after == (
+        '>>> json.loads(\'{"__complex__": true, "real": 1, "imag": 2}\',\n'
+        "    ...     object_hook=as_complex)\n    (1+2j)"
+    )
     pretty = next(s for s in sentences if "indent=4" in s)
     assert pretty.endswith('{\n        "4": 5,\n        "6": 7\n    }')  # multi-line output stays
     assert "Pretty printing::" in sentences and "Compact encoding::" in sentences
-    assert sentences[1] == (":mod:`json` exposes an API familiar to users of the standard library\n"
-                            ":mod:`marshal` and :mod:`pickle` modules.")
+    assert sentences[1] == (
+        ":mod:`json` exposes an API familiar to users of the standard library\n"
+        ":mod:`marshal` and :mod:`pickle` modules."
+    )
     # every prompt line of the docstring starts a unit
     prompts = [line.strip() for line in text.splitlines() if line.strip().startswith(">>>")]
     assert [s.split("\n")[0] for s in sentences if s.startswith(">>>")] == prompts
@@ -208,13 +251,67 @@ def test_offsets_match_the_text():
 
 
 STDLIB_MODULES = [
-    "abc", "argparse", "array", "base64", "bisect", "calendar", "collections", "configparser", "contextlib",
-    "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions", "functools",
-    "getopt", "gettext", "glob", "hashlib", "heapq", "hmac", "html", "inspect", "io", "ipaddress", "itertools",
-    "json", "logging", "math", "operator", "optparse", "os", "pathlib", "pickle", "pprint", "random", "re",
-    "shelve", "shlex", "shutil", "socket", "statistics", "string", "struct", "subprocess", "tarfile",
-    "tempfile", "textwrap", "threading", "timeit", "tokenize", "traceback", "typing", "unittest", "uuid",
-    "warnings", "zipfile",
+    "abc",
+    "argparse",
+    "array",
+    "base64",
+    "bisect",
+    "calendar",
+    "collections",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email",
+    "enum",
+    "fractions",
+    "functools",
+    "getopt",
+    "gettext",
+    "glob",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "logging",
+    "math",
+    "operator",
+    "optparse",
+    "os",
+    "pathlib",
+    "pickle",
+    "pprint",
+    "random",
+    "re",
+    "shelve",
+    "shlex",
+    "shutil",
+    "socket",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "timeit",
+    "tokenize",
+    "traceback",
+    "typing",
+    "unittest",
+    "uuid",
+    "warnings",
+    "zipfile",
 ]
 
 
@@ -226,9 +323,13 @@ def test_standard_library_documentation():
         for name in STDLIB_MODULES:
             module = importlib.import_module(name)
             texts.append(inspect.getdoc(module) or "")
-            texts += [inspect.getdoc(obj) or "" for attr, obj in vars(module).items()
-                      if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                      and obj.__module__ == name]
+            texts += [
+                inspect.getdoc(obj) or ""
+                for attr, obj in vars(module).items()
+                if not attr.startswith("_")
+                and (inspect.isfunction(obj) or inspect.isclass(obj))
+                and obj.__module__ == name
+            ]
     assert sum(map(len, texts)) > 200_000
     prose_words, prose_count, doctest_units = 0, 0, 0
     for text in texts:
@@ -253,11 +354,14 @@ def test_standard_library_documentation():
 
 # --- split_documents --------------------------------------------------------------------------------
 
+
 def test_split_documents_drops_empty_documents_and_keeps_boundaries(caplog):
-    docs = datasets.Dataset.from_dict({
-        "text": ["First one. Second one.", "", "   \n\t ", "Only one", "你好。再见！", "\n\n"],
-        "id": [0, 1, 2, 3, 4, 5],
-    })
+    docs = datasets.Dataset.from_dict(
+        {
+            "text": ["First one. Second one.", "", "   \n\t ", "Only one", "你好。再见！", "\n\n"],
+            "id": [0, 1, 2, 3, 4, 5],
+        }
+    )
     with caplog.at_level(logging.INFO, logger="bert18.data.sentences"):
         result, num_dropped = split_documents(docs)
     assert num_dropped == 3

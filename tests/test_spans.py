@@ -138,8 +138,14 @@ def test_lexicon_matches_kept_in_a_column_prepare_as_the_lexicon_does(corpus, to
     token ranges that ``lexicon=`` gives, and each decodes to the entry it matched."""
     from bert18.data import prepare_pretraining_dataset
 
-    matcher = LexiconMatcher({"Python Software Foundation": "entity", "context manager": "phrase",
-                              "regular expression": "phrase", "Unicode": "entity"})
+    matcher = LexiconMatcher(
+        {
+            "Python Software Foundation": "entity",
+            "context manager": "phrase",
+            "regular expression": "phrase",
+            "Unicode": "entity",
+        }
+    )
     documents = corpus.select(range(120))
     stored = documents.map(lambda row: {"spans": [s._asdict() for s in matcher.find(row["text"])]})
     by_lexicon = prepare_pretraining_dataset(documents, tokenizer, ["mlm"], max_length=128, lexicon=matcher)
@@ -147,8 +153,11 @@ def test_lexicon_matches_kept_in_a_column_prepare_as_the_lexicon_does(corpus, to
     assert "spans" not in by_column.column_names
     columns = ["input_ids", *SPAN_COLUMNS]
     assert by_column.select_columns(columns).to_list() == by_lexicon.select_columns(columns).to_list()
-    decoded = [tokenizer.decode(row["input_ids"][s:e]) for row in by_lexicon
-               for s, e in zip(row["span_starts"], row["span_ends"])]
+    decoded = [
+        tokenizer.decode(row["input_ids"][s:e])
+        for row in by_lexicon
+        for s, e in zip(row["span_starts"], row["span_ends"])
+    ]
     assert len(decoded) > 10
     assert set(decoded) <= {"python software foundation", "context manager", "regular expression", "unicode"}
 

@@ -90,7 +90,8 @@ def test_knowledge_masking_copies_and_bad_input(tokenizer, packed):
         static_masking(packed.to_iterable_dataset(), knowledge)
     with pytest.raises(ValueError, match=r"prepare the data with bert18\.collators\.static_masking"):
         PretrainingCollator(tokenizer, Bert18Config(pretraining_tasks=["mlm"]), masking=StaticMasks(tokenizer))(
-            [packed[0]])
+            [packed[0]]
+        )
 
 
 def test_the_recipe_trains_on_static_copies(tmp_path, minilm_path):
@@ -100,11 +101,27 @@ def test_the_recipe_trains_on_static_copies(tmp_path, minilm_path):
     from bert18.training.pretrain import build_pretraining
 
     values = dict(
-        config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                          "max_position_embeddings": 64},
-        max_length=64, max_documents=6, per_device_train_batch_size=8, logging_steps=1, eval_strategy="no",
-        save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, validation_fraction=0.0,
-        tokenizer_name_or_path=minilm_path, max_steps=3, masking="whole_word", dupe_factor=2,
+        config_overrides={
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 64,
+        },
+        max_length=64,
+        max_documents=6,
+        per_device_train_batch_size=8,
+        logging_steps=1,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        validation_fraction=0.0,
+        tokenizer_name_or_path=minilm_path,
+        max_steps=3,
+        masking="whole_word",
+        dupe_factor=2,
     )
     recipe = parse_recipe("tiny-demo", output_dir=str(tmp_path / "run"), pretraining_tasks=["mlm"], **values)
     run = build_pretraining(recipe)

@@ -31,8 +31,12 @@ from bert18.training.pretrain import build_pretraining
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
-DOCS = ["First document. It has two sentences.", "Second document, one line.\nAnd a second line. Third.",
-        "Third document: Guido van Rossum wrote Python. It is named after Monty Python.", "Fourth. Short."]
+DOCS = [
+    "First document. It has two sentences.",
+    "Second document, one line.\nAnd a second line. Third.",
+    "Third document: Guido van Rossum wrote Python. It is named after Monty Python.",
+    "Fourth. Short.",
+]
 
 
 def _texts(dataset):
@@ -189,8 +193,11 @@ def shards(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("tasks", [["mlm"], ["mlm", "capitalization"], ["mlm", "nsp"], ["mlm", "sop"], ERNIE,
-                                   ["token_document_relation"]], ids="+".join)
+@pytest.mark.parametrize(
+    "tasks",
+    [["mlm"], ["mlm", "capitalization"], ["mlm", "nsp"], ["mlm", "sop"], ERNIE, ["token_document_relation"]],
+    ids="+".join,
+)
 def test_every_objective_streams_into_the_collator(tasks, tokenizer, shards):
     stream = load_corpus(shards, streaming=True)
     prepared = prepare_pretraining_dataset(stream, tokenizer, tasks, max_length=64, capitalized_entities=True)
@@ -221,8 +228,10 @@ def test_a_window_makes_the_map_style_pairs_of_its_documents(tasks, tokenizer, s
     transform = WindowPairs(tokenizer, tasks, 64, 0.1, documents.features)
     key = 12345
     streamed = transform(window, key)
-    reference = SentencePairDataset(datasets.Dataset.from_list(window, features=documents.features), tokenizer,
-                                    tasks, max_length=64, seed=key)
+    reference = SentencePairDataset(
+        datasets.Dataset.from_list(window, features=documents.features), tokenizer, tasks, max_length=64, seed=key
+    )
+
     def strip(item):
         return json.dumps({k: v for k, v in sorted(item.items()) if k != "example_index"})
 
@@ -257,10 +266,23 @@ def test_a_map_style_pair_dataset_points_to_the_streaming_one(tokenizer, shards)
 
 
 SMALL = dict(
-    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "max_position_embeddings": 64},
-    max_length=64, per_device_train_batch_size=8, logging_steps=1, eval_strategy="no", report_to="none",
-    use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, streaming=True, validation_fraction=0.0,
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+    },
+    max_length=64,
+    per_device_train_batch_size=8,
+    logging_steps=1,
+    eval_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    streaming=True,
+    validation_fraction=0.0,
 )
 
 
@@ -279,10 +301,20 @@ def test_a_streamed_recipe_resumes_exactly(tmp_path, minilm_path, workers):
     (one shard each, their states saved by the StatefulDataLoader)."""
     corpus = tmp_path / "corpus"
     write_sample_corpus(corpus, megabytes=0.012, num_shards=2)
-    common = dict(SMALL, corpus=str(corpus), tokenizer_name_or_path=minilm_path, max_steps=12, stream_window=4,
-                  save_strategy="steps", save_steps=5, save_total_limit=5, dataloader_num_workers=workers)
+    common = dict(
+        SMALL,
+        corpus=str(corpus),
+        tokenizer_name_or_path=minilm_path,
+        max_steps=12,
+        stream_window=4,
+        save_strategy="steps",
+        save_steps=5,
+        save_total_limit=5,
+        dataloader_num_workers=workers,
+    )
     straight, straight_losses = _train(parse_recipe(TINY, output_dir=str(tmp_path / "straight"), **common))
     checkpoint = tmp_path / "straight" / "checkpoint-5"
+
     def stream_pass(step):
         state = torch.load(tmp_path / "straight" / f"checkpoint-{step}" / "stream_state_rank0.pt", weights_only=False)
         return int(re.search(r'"pass": (\d+)', json.dumps(state, default=str)).group(1))
@@ -293,8 +325,9 @@ def test_a_streamed_recipe_resumes_exactly(tmp_path, minilm_path, workers):
     resumed_dir.mkdir()
     os.symlink(checkpoint, resumed_dir / "checkpoint-5")
     (resumed_dir / "bert18_recipe.yaml").write_bytes((tmp_path / "straight" / "bert18_recipe.yaml").read_bytes())
-    resumed, resumed_losses = _train(parse_recipe(TINY, output_dir=str(resumed_dir),
-                                                  resume_from_checkpoint=str(checkpoint), **common))
+    resumed, resumed_losses = _train(
+        parse_recipe(TINY, output_dir=str(resumed_dir), resume_from_checkpoint=str(checkpoint), **common)
+    )
     after = lambda losses: {step: loss for step, loss in losses.items() if step > 5}  # noqa: E731
     assert after(resumed_losses) == after(straight_losses) and len(after(straight_losses)) == 7
     expected = straight.trainer.model.state_dict()
@@ -303,9 +336,17 @@ def test_a_streamed_recipe_resumes_exactly(tmp_path, minilm_path, workers):
 
 
 def test_streaming_needs_max_steps(tmp_path, minilm_path, shards):
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), **{**SMALL, "corpus": str(shards),
-                                                                      "tokenizer_name_or_path": minilm_path,
-                                                                      "max_steps": -1, "num_train_epochs": 1})
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / "run"),
+        **{
+            **SMALL,
+            "corpus": str(shards),
+            "tokenizer_name_or_path": minilm_path,
+            "max_steps": -1,
+            "num_train_epochs": 1,
+        },
+    )
     with pytest.raises(ValueError, match="set max_steps"):
         build_pretraining(recipe)
 
@@ -313,8 +354,9 @@ def test_streaming_needs_max_steps(tmp_path, minilm_path, shards):
 def test_streamed_validation_holds_out_the_same_documents(tmp_path, minilm_path, shards):
     from bert18.training.pretrain import stream_documents
 
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), **{**SMALL, "corpus": str(shards),
-                                                                      "validation_fraction": 0.1})
+    recipe = parse_recipe(
+        TINY, output_dir=str(tmp_path / "run"), **{**SMALL, "corpus": str(shards), "validation_fraction": 0.1}
+    )
     train, held = stream_documents(recipe)
     train_texts, held_texts = _texts(train), _texts(held)
     everything = _texts(load_corpus(shards, streaming=True))
@@ -330,18 +372,36 @@ def test_two_ranks_stream_disjoint_shards(tmp_path, minilm_path):
     corpus.mkdir()
     tags = ["apple", "river", "mountain", "violin"]  # one word per shard, in every sentence of its documents
     for shard, tag in enumerate(tags):
-        documents = [" ".join(f"Sentence {s} of document {d} in the {tag} shard is here." for s in range(6))
-                     for d in range(40)]
+        documents = [
+            " ".join(f"Sentence {s} of document {d} in the {tag} shard is here." for s in range(6)) for d in range(40)
+        ]
         (corpus / f"{shard}.txt").write_text("\n\n".join(documents) + "\n", encoding="utf-8")
     script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
-    overrides += [f"--tokenizer_name_or_path={minilm_path}", "--max_steps=3", f"--corpus={corpus}",
-                  "--per_device_train_batch_size=4", "--save_strategy=no"]
+    overrides += [
+        f"--tokenizer_name_or_path={minilm_path}",
+        "--max_steps=3",
+        f"--corpus={corpus}",
+        "--per_device_train_batch_size=4",
+        "--save_strategy=no",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = tmp_path / "two"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"), "--num_processes", "2", "--main_process_port",
-              "0", str(script), str(TINY), f"--output_dir={two}", *overrides]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        str(script),
+        str(TINY),
+        f"--output_dir={two}",
+        *overrides,
+    ]
     done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -371,20 +431,48 @@ sys.exit(code)
 def test_streamed_ernie_pretraining_memory_does_not_grow_with_the_corpus(tmp_path, minilm_path):
     """The issue's done criterion: `bert18 pretrain ernie-base --corpus=<shards> --streaming=true` (model
     sizes small, 30 steps, phrases mined from the stream) peaks within 300 MB on a corpus ten times larger."""
-    overrides = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
-                 "max_position_embeddings": 128}
+    overrides = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 128,
+        "max_position_embeddings": 128,
+    }
     peaks = {}
     for megabytes in (1.5, 15):
         corpus = tmp_path / f"corpus-{megabytes}"
         write_sample_corpus(corpus, megabytes, num_shards=8)
-        command = [sys.executable, "-c", PEAK_RSS_SCRIPT, "pretrain", "ernie-base", f"--corpus={corpus}",
-                   "--streaming=true", f"--tokenizer_name_or_path={minilm_path}",
-                   f"--config_overrides={json.dumps(overrides)}", "--max_length=128", "--per_device_train_batch_size=8",
-                   "--gradient_accumulation_steps=1", "--max_steps=30", "--save_steps=15", "--eval_strategy=no",
-                   "--validation_fraction=0", "--bf16=false", "--use_cpu=true", "--dataloader_num_workers=0",
-                   "--report_to=none", f"--output_dir={tmp_path / f'run-{megabytes}'}", "--disable_tqdm=true"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1200,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+        command = [
+            sys.executable,
+            "-c",
+            PEAK_RSS_SCRIPT,
+            "pretrain",
+            "ernie-base",
+            f"--corpus={corpus}",
+            "--streaming=true",
+            f"--tokenizer_name_or_path={minilm_path}",
+            f"--config_overrides={json.dumps(overrides)}",
+            "--max_length=128",
+            "--per_device_train_batch_size=8",
+            "--gradient_accumulation_steps=1",
+            "--max_steps=30",
+            "--save_steps=15",
+            "--eval_strategy=no",
+            "--validation_fraction=0",
+            "--bf16=false",
+            "--use_cpu=true",
+            "--dataloader_num_workers=0",
+            "--report_to=none",
+            f"--output_dir={tmp_path / f'run-{megabytes}'}",
+            "--disable_tqdm=true",
+        ]
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         peaks[megabytes] = float(re.search(r"PEAK_RSS_MB ([\d.]+)", done.stdout).group(1))
     print(peaks)
@@ -397,12 +485,27 @@ RECIPES = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml") if not
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_streams(path, tmp_path, minilm_path, shards):
     """streaming: true in each packaged recipe (model sizes small): two steps train on streamed examples."""
-    recipe = parse_recipe(path, output_dir=str(tmp_path / "run"), **{
-        **SMALL, "corpus": str(shards), "tokenizer_name_or_path": minilm_path, "max_steps": 2, "bf16": False,
-        "fp16": False, "gradient_accumulation_steps": 1, "per_device_train_batch_size": 4, "save_strategy": "no",
-        "phrase_mining_documents": 50, "num_proc": None, "model_name_or_path": None,
-        "span_column": None, "word_column": None,  # the shards are plain text (tiny-demo-zh reads gold columns)
-        "config_overrides": {**SMALL["config_overrides"], "embedding_size": 16}})
+    recipe = parse_recipe(
+        path,
+        output_dir=str(tmp_path / "run"),
+        **{
+            **SMALL,
+            "corpus": str(shards),
+            "tokenizer_name_or_path": minilm_path,
+            "max_steps": 2,
+            "bf16": False,
+            "fp16": False,
+            "gradient_accumulation_steps": 1,
+            "per_device_train_batch_size": 4,
+            "save_strategy": "no",
+            "phrase_mining_documents": 50,
+            "num_proc": None,
+            "model_name_or_path": None,
+            "span_column": None,
+            "word_column": None,  # the shards are plain text (tiny-demo-zh reads gold columns)
+            "config_overrides": {**SMALL["config_overrides"], "embedding_size": 16},
+        },
+    )
     run = build_pretraining(recipe)
     assert isinstance(run.train_dataset, datasets.IterableDataset)
     run.trainer.train()

@@ -314,7 +314,10 @@ def test_learn_bpe_reproduces_the_seed_example_exactly():
     assert len(initial) == 10 == merges[0].vocab_size - 1
     assert sorted(initial + [m.symbol for m in merges]) == sorted(SEED_FINAL_VOCAB)
     assert [apply_bpe(word, merges) for word in SEED_WORDS] == [
-        ["low", "e", "r", "</w>"], ["newest</w>"], ["w", "i", "d", "est</w>"], ["low", "</w>"]
+        ["low", "e", "r", "</w>"],
+        ["newest</w>"],
+        ["w", "i", "d", "est</w>"],
+        ["low", "</w>"],
     ]
 
 
@@ -329,7 +332,14 @@ def test_seed_example_ties():
 def test_learn_bpe_tie_breaking_is_deterministic():
     merges = learn_bpe(SEED_WORDS, 8)  # default: first pair seen, words in dict order, left to right
     assert [m.pair for m in merges] == [
-        ("e", "s"), ("es", "t"), ("est", "</w>"), ("l", "o"), ("lo", "w"), ("n", "e"), ("ne", "w"), ("new", "est</w>")
+        ("e", "s"),
+        ("es", "t"),
+        ("est", "</w>"),
+        ("l", "o"),
+        ("lo", "w"),
+        ("n", "e"),
+        ("ne", "w"),
+        ("new", "est</w>"),
     ]
     # the ties only change which pair wins, never the frequencies or the vocabulary sizes
     assert [(m.frequency, m.vocab_size) for m in merges] == [(f, n) for _, f, n in SEED_TRACE]

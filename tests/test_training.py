@@ -19,14 +19,28 @@ def setup(minilm_path, corpus):
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
     documents = prepare_pretraining_dataset(corpus.select(range(40)), tokenizer, TASKS, max_length=64)
     pairs = SentencePairDataset(documents, tokenizer, TASKS, max_length=64)
-    config = Bert18Config.from_preset("tiny", pretraining_tasks=TASKS, max_position_embeddings=64,
-                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = Bert18Config.from_preset(
+        "tiny",
+        pretraining_tasks=TASKS,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return tokenizer, pairs, config
 
 
 def arguments(tmp_path, **overrides) -> TrainingArguments:
-    return TrainingArguments(str(tmp_path), report_to=[], remove_unused_columns=False, use_cpu=True,
-                             disable_tqdm=True, save_strategy="no", seed=0, data_seed=0, **overrides)
+    return TrainingArguments(
+        str(tmp_path),
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        seed=0,
+        data_seed=0,
+        **overrides,
+    )
 
 
 def test_evaluation_reports_the_pretraining_loss(setup, tmp_path):
@@ -34,10 +48,17 @@ def test_evaluation_reports_the_pretraining_loss(setup, tmp_path):
     tokenizer, pairs, config = setup
     model = Bert18ForPreTraining(config)
     collator = PretrainingCollator(tokenizer, config)
-    trainer = Bert18Trainer(model=model, args=arguments(tmp_path, per_device_eval_batch_size=16),
-                            eval_dataset=torch.utils.data.Subset(pairs, range(32)), data_collator=collator)
-    assert trainer.label_names == pretraining_label_names(config) == [
-        "labels", "sentence_distance_label", "capitalization_labels", "token_document_labels"]
+    trainer = Bert18Trainer(
+        model=model,
+        args=arguments(tmp_path, per_device_eval_batch_size=16),
+        eval_dataset=torch.utils.data.Subset(pairs, range(32)),
+        data_collator=collator,
+    )
+    assert (
+        trainer.label_names
+        == pretraining_label_names(config)
+        == ["labels", "sentence_distance_label", "capitalization_labels", "token_document_labels"]
+    )
     metrics = trainer.evaluate()
     assert 5 < metrics["eval_loss"] < 20  # ln(30522) = 10.3 for MLM plus three small tasks
 
@@ -50,11 +71,19 @@ def test_gradient_accumulation_equals_one_big_batch(setup, tmp_path):
     for batch_size, accumulation in ((8, 1), (4, 2)):
         torch.manual_seed(0)
         model = Bert18ForPreTraining(config)
-        args = arguments(tmp_path / f"run{batch_size}", per_device_train_batch_size=batch_size,
-                         gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=0.5, optim="sgd",
-                         lr_scheduler_type="constant", max_grad_norm=0.0)
-        Bert18Trainer(model=model, args=args, train_dataset=subset,
-                      data_collator=PretrainingCollator(tokenizer, config)).train()
+        args = arguments(
+            tmp_path / f"run{batch_size}",
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            learning_rate=0.5,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+        )
+        Bert18Trainer(
+            model=model, args=args, train_dataset=subset, data_collator=PretrainingCollator(tokenizer, config)
+        ).train()
         weights.append({k: v.detach().clone() for k, v in model.named_parameters()})
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], atol=1e-6), name

@@ -30,6 +30,7 @@ TEXTS = [
 
 # --- item 1: full MLM logits by default, run_mlm.py's metrics ----------------------------------
 
+
 def preprocess_logits_for_metrics(logits, labels):
     """As transformers' examples/pytorch/language-modeling/run_mlm.py."""
     if isinstance(logits, tuple):
@@ -68,10 +69,15 @@ def pad_rows(tokenizer):
     def collate(rows):
         longest = max(len(r["input_ids"]) for r in rows)
         out = {}
-        for key, fill in (("input_ids", tokenizer.pad_token_id), ("attention_mask", 0), ("token_type_ids", 0),
-                          ("labels", -100)):
+        for key, fill in (
+            ("input_ids", tokenizer.pad_token_id),
+            ("attention_mask", 0),
+            ("token_type_ids", 0),
+            ("labels", -100),
+        ):
             out[key] = torch.stack([F.pad(r[key], (0, longest - len(r[key])), value=fill) for r in rows])
         return out
+
     return collate
 
 
@@ -97,10 +103,22 @@ def test_stock_trainer_with_run_mlm_metrics(tokenizer, tmp_path):
     torch.manual_seed(0)
     model = Bert18ForMaskedLM(tiny(vocab_size=len(tokenizer)))
     dataset = FixedMasks(tokenizer)
-    args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=5, report_to=[], use_cpu=True,
-                             disable_tqdm=True, remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, eval_dataset=dataset, data_collator=pad_rows(tokenizer),
-                      compute_metrics=compute_metrics, preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    args = TrainingArguments(
+        str(tmp_path),
+        per_device_eval_batch_size=5,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        eval_dataset=dataset,
+        data_collator=pad_rows(tokenizer),
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
     metrics = trainer.evaluate()
     prediction = trainer.predict(dataset)
     assert prediction.predictions.shape == prediction.label_ids.shape  # one prediction per label slot
@@ -129,15 +147,30 @@ def test_bert18_trainer_task_metrics_with_either_logit_shape(tokenizer, tmp_path
     torch.manual_seed(0)
     model = Bert18ForPreTraining(config)
     collator = PretrainingCollator(tokenizer, config, seed=0)
-    rows = [{"input_ids": tokenizer(t)["input_ids"], "token_type_ids": [0] * len(tokenizer(t)["input_ids"]),
-             "next_sentence_label": i % 2, "example_index": i} for i, t in enumerate(TEXTS)]
-    args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=8, report_to=[], use_cpu=True,
-                             disable_tqdm=True, remove_unused_columns=False)
+    rows = [
+        {
+            "input_ids": tokenizer(t)["input_ids"],
+            "token_type_ids": [0] * len(tokenizer(t)["input_ids"]),
+            "next_sentence_label": i % 2,
+            "example_index": i,
+        }
+        for i, t in enumerate(TEXTS)
+    ]
+    args = TrainingArguments(
+        str(tmp_path),
+        per_device_eval_batch_size=8,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+
     def mlm_metrics(eval_preds):  # a pretraining batch carries one label array per task, MLM's first
         return compute_metrics((eval_preds.predictions, eval_preds.label_ids[0]))
 
-    extra = {} if sparse else dict(compute_metrics=mlm_metrics,
-                                   preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    extra = (
+        {} if sparse else dict(compute_metrics=mlm_metrics, preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    )
     trainer = Bert18Trainer(model=model, args=args, eval_dataset=rows, data_collator=collator, **extra)
     metrics = trainer.evaluate()
     # the same masks again (the collator draws per epoch and call order): a manual count
@@ -146,7 +179,7 @@ def test_bert18_trainer_task_metrics_with_either_logit_shape(tokenizer, tmp_path
     model.eval()
     with torch.no_grad():
         for start in range(0, len(rows), 8):
-            batch = collator(rows[start:start + 8])
+            batch = collator(rows[start : start + 8])
             out = model(**batch)
             keep = batch["labels"] != -100
             logits = out.prediction_logits if sparse else out.prediction_logits[keep]
@@ -174,9 +207,16 @@ def test_pretraining_recipes_opt_in_to_the_sparse_head(tokenizer):
 
 # --- item 3: build only what the tasks use (DDP with find_unused_parameters=False) -------------
 
+
 def preset_sizes(name: str, vocab_size: int) -> dict:
-    small = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=64, max_position_embeddings=64)
+    small = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     if PRESETS[name].get("embedding_size") is not None:
         small["embedding_size"] = 16
     if PRESETS[name].get("pad_token_id", 0) >= vocab_size:  # ModernBERT's pad id is past BERT's vocabulary
@@ -255,21 +295,52 @@ def test_roberta_recipe_trains_on_two_ranks_with_activation_checkpointing(tmp_pa
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    small = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-             "max_position_embeddings": 64}
+    small = {
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+    }
     overrides = {
-        "config_overrides": json.dumps(small), "tokenizer_name_or_path": minilm_path, "corpus": "builtin",
-        "corpus_config_name": "", "max_documents": 24, "max_length": 64, "num_proc": 1, "validation_fraction": 0,
-        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 3, "warmup_steps": 0,
-        "bf16": "false", "gradient_checkpointing": "true", "logging_steps": 1, "eval_strategy": "no",
-        "save_strategy": "no", "report_to": "none", "dataloader_num_workers": 0, "use_cpu": "true",
+        "config_overrides": json.dumps(small),
+        "tokenizer_name_or_path": minilm_path,
+        "corpus": "builtin",
+        "corpus_config_name": "",
+        "max_documents": 24,
+        "max_length": 64,
+        "num_proc": 1,
+        "validation_fraction": 0,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "max_steps": 3,
+        "warmup_steps": 0,
+        "bf16": "false",
+        "gradient_checkpointing": "true",
+        "logging_steps": 1,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "use_cpu": "true",
         "disable_tqdm": "true",
     }
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(root / "recipes" / "accelerate_configs" / "cpu.yaml"), "--multi_gpu", "--num_processes", "2",
-              "--main_process_port", "0", str(root / "tests" / "scripts" / "distributed_pretrain.py"),
-              str(root / "recipes" / "configs" / "roberta-base.yaml"), f"--output_dir={tmp_path}",
-              *[f"--{key}={value}" for key, value in overrides.items()]]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(root / "recipes" / "accelerate_configs" / "cpu.yaml"),
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        str(root / "tests" / "scripts" / "distributed_pretrain.py"),
+        str(root / "recipes" / "configs" / "roberta-base.yaml"),
+        f"--output_dir={tmp_path}",
+        *[f"--{key}={value}" for key, value in overrides.items()],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -284,6 +355,7 @@ def test_roberta_recipe_trains_on_two_ranks_with_activation_checkpointing(tmp_pa
 
 # --- item 4: output_attentions under SDPA, as BertModel ----------------------------------------
 
+
 @pytest.mark.parametrize("unpad", [True, False])
 def test_output_attentions_behaves_like_bert_model(unpad):
     """The same BERT weights in BertModel and Bert18Model: under SDPA, output_attentions=True returns
@@ -293,8 +365,15 @@ def test_output_attentions_behaves_like_bert_model(unpad):
     from bert18.convert import from_transformers
 
     torch.manual_seed(0)
-    bert_config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    bert_config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     reference = BertModel(bert_config).eval()
     model = from_transformers(reference).eval()
     model.config.unpad_inputs = unpad
@@ -323,6 +402,7 @@ def test_output_attentions_behaves_like_bert_model(unpad):
 
 
 # --- item 5: Q, K, V as BERT's three modules; older fused checkpoints; peft ---------------------
+
 
 def write_fused_checkpoint(model, folder) -> None:
     """A checkpoint as bert18 wrote it before the split: one `qkv` projection per attention block."""
@@ -375,8 +455,15 @@ def test_lora_on_query_and_value_adapts_exactly_those_as_on_bert():
 
     from bert18 import Bert18ForSequenceClassification
 
-    sizes = dict(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=64, num_labels=3)
+    sizes = dict(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+    )
     lora = dict(r=4, lora_alpha=8, target_modules=["query", "value"], task_type="SEQ_CLS")
     ours = Bert18ForSequenceClassification(Bert18Config.from_preset("tiny", **sizes))
     ours = get_peft_model(ours, LoraConfig(**lora))
@@ -407,9 +494,11 @@ def test_peft_imported_after_bert18_gets_the_defaults_too():
     import subprocess
     import sys
 
-    script = ("import bert18, sys; assert 'peft' not in sys.modules; import peft; "
-              "from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as m; "
-              "print(m['bert18'])")
+    script = (
+        "import bert18, sys; assert 'peft' not in sys.modules; import peft; "
+        "from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as m; "
+        "print(m['bert18'])"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "['query', 'value']"
@@ -432,8 +521,14 @@ def test_finetune_recipe_with_lora_reloads_with_auto_peft_model(tokenizer, tmp_p
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     checkpoint = tmp_path / "checkpoint"
     torch.manual_seed(0)
-    sizes = dict(vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                 num_hidden_layers=2, max_position_embeddings=128)
+    sizes = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=128,
+    )
     if source == "bert18":
         Bert18Model(Bert18Config.from_preset("tiny", **sizes)).save_pretrained(checkpoint)
     else:
@@ -441,9 +536,21 @@ def test_finetune_recipe_with_lora_reloads_with_auto_peft_model(tokenizer, tmp_p
     tokenizer.save_pretrained(checkpoint)
     out = tmp_path / "run"
     recipe = parse_finetune_recipe(
-        "finetune-modules", model_name_or_path=str(checkpoint), output_dir=str(out), lora_r=4, lora_alpha=8,
-        max_train_samples=24, max_eval_samples=8, max_steps=3, eval_strategy="no", use_cpu=True,
-        disable_tqdm=True, per_device_train_batch_size=8, learning_rate=1e-2, report_to="none")
+        "finetune-modules",
+        model_name_or_path=str(checkpoint),
+        output_dir=str(out),
+        lora_r=4,
+        lora_alpha=8,
+        max_train_samples=24,
+        max_eval_samples=8,
+        max_steps=3,
+        eval_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        report_to="none",
+    )
     result = run_finetuning(recipe)
     trained = result["trainer"].model.eval()
     assert [n.rsplit(".", 1)[-1] for n in lora_modules(trained)] == ["query", "value"] * 2

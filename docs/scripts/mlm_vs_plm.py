@@ -53,8 +53,11 @@ def visibility(batches: list[dict]) -> dict[str, float]:
         index = positions.clamp(min=0)[..., None].expand(-1, -1, real.shape[1])
         query.append((batch["plm_query_mask"].gather(1, index).sum(-1) / length)[positions >= 0])
         rows.append((positions >= 0).sum() / real.sum())
-    return {"content_sees": torch.cat(content).mean().item(), "query_sees": torch.cat(query).mean().item(),
-            "query_rows_per_token": torch.stack(rows).mean().item()}
+    return {
+        "content_sees": torch.cat(content).mean().item(),
+        "query_sees": torch.cat(query).mean().item(),
+        "query_rows_per_token": torch.stack(rows).mean().item(),
+    }
 
 
 def evaluate(model: Bert18ForPreTraining, batches: list[dict], task: str) -> float:
@@ -73,23 +76,27 @@ def evaluate(model: Bert18ForPreTraining, batches: list[dict], task: str) -> flo
 
 def run(task: str, tokenizer, train_rows: list, held_out: list, args) -> dict:
     """Train one tiny model on ``task``; held-out losses every ``args.eval_every`` steps and timings."""
-    config = Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), max_position_embeddings=args.max_length,
-                                      pretraining_tasks=[task])
+    config = Bert18Config.from_preset(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=args.max_length, pretraining_tasks=[task]
+    )
     collator = PretrainingCollator(tokenizer, config)
     collator.set_epoch(10_000)  # held-out draws: an epoch training never reaches
-    evaluation = [collator(held_out[i:i + 32]) for i in range(0, len(held_out), 32)]
+    evaluation = [collator(held_out[i : i + 32]) for i in range(0, len(held_out), 32)]
     extra = {}
     if task == "mlm":  # every target [MASK]: nothing left unchanged to copy
         all_mask = MLMCollator(tokenizer, mask_replace_prob=1.0, random_replace_prob=0.0, seed=0)
         all_mask.set_epoch(10_000)
-        extra["all_mask"] = [{k: v for k, v in all_mask(held_out[i:i + 32]).items() if k in evaluation[0]}
-                             for i in range(0, len(held_out), 32)]
+        extra["all_mask"] = [
+            {k: v for k, v in all_mask(held_out[i : i + 32]).items() if k in evaluation[0]}
+            for i in range(0, len(held_out), 32)
+        ]
     torch.manual_seed(args.seed)
     model = Bert18ForPreTraining(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup))))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup)))
+    )
     rng = np.random.default_rng(args.seed)
     curve, seconds, targets_seen, train_targets = [], 0.0, 0, []
     for step in range(args.steps + 1):
@@ -117,11 +124,16 @@ def run(task: str, tokenizer, train_rows: list, held_out: list, args) -> dict:
     entropy, cross_entropy = unigram_baselines(torch.cat(train_targets), held_out_targets, len(tokenizer))
     masked_inputs = sum((b["input_ids"] == tokenizer.mask_token_id).sum().item() for b in evaluation)
     real_tokens = sum(b["attention_mask"].sum().item() for b in evaluation)
-    return {"task": task, "curve": curve, "seconds_per_step": seconds / args.steps,
-            "targets_per_row": targets_seen / (args.steps * args.batch_size),
-            "unigram_entropy": entropy, "unigram_held_out": cross_entropy,
-            "mask_share_of_inputs": masked_inputs / real_tokens,
-            **(visibility(evaluation) if task == "plm" else {})}
+    return {
+        "task": task,
+        "curve": curve,
+        "seconds_per_step": seconds / args.steps,
+        "targets_per_row": targets_seen / (args.steps * args.batch_size),
+        "unigram_entropy": entropy,
+        "unigram_held_out": cross_entropy,
+        "mask_share_of_inputs": masked_inputs / real_tokens,
+        **(visibility(evaluation) if task == "plm" else {}),
+    }
 
 
 def main() -> None:
@@ -151,8 +163,16 @@ def main() -> None:
     for a, b in zip(mlm["curve"], plm["curve"]):
         print(f"| {a['step']} | {a['held_out']:.3f} | {a['all_mask']:.3f} | {b['held_out']:.3f} |")
     print("\n| | MLM | PLM |\n|---|---:|---:|")
-    for key in ("unigram_entropy", "unigram_held_out", "targets_per_row", "mask_share_of_inputs", "seconds_per_step",
-                "content_sees", "query_sees", "query_rows_per_token"):
+    for key in (
+        "unigram_entropy",
+        "unigram_held_out",
+        "targets_per_row",
+        "mask_share_of_inputs",
+        "seconds_per_step",
+        "content_sees",
+        "query_sees",
+        "query_rows_per_token",
+    ):
         print(f"| {key} | {mlm.get(key, float('nan')):.3f} | {plm[key]:.3f} |")
 
 

@@ -49,7 +49,7 @@ def held_out_batches(documents, tokenizer, task: str, max_length: int, epochs: i
     for epoch in range(epochs):
         pairs.set_epoch(epoch)
         items += [pairs[i] for i in range(len(pairs))]
-    return [collator(items[i:i + 64]) for i in range(0, len(items), 64)]
+    return [collator(items[i : i + 64]) for i in range(0, len(items), 64)]
 
 
 @torch.no_grad()
@@ -59,8 +59,9 @@ def accuracy(model: Bert18ForPreTraining, head: str, batches: list[dict], task: 
     correct = total = 0
     for batch in batches:
         labels = batch[LABEL[task]]
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       token_type_ids=batch["token_type_ids"]).task_logits[head]
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+        ).task_logits[head]
         correct += (logits.argmax(-1) == labels).sum().item()
         total += len(labels)
     model.train()
@@ -68,10 +69,17 @@ def accuracy(model: Bert18ForPreTraining, head: str, batches: list[dict], task: 
 
 
 def train(task: str, seed: int, train_docs, tokenizer, evaluation: dict, args) -> dict[str, float]:
-    config = Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), max_position_embeddings=args.max_length,
-                                      hidden_size=128, num_attention_heads=2, intermediate_size=512,
-                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                                      pretraining_tasks=["mlm", task])
+    config = Bert18Config.from_preset(
+        "tiny",
+        vocab_size=len(tokenizer),
+        max_position_embeddings=args.max_length,
+        hidden_size=128,
+        num_attention_heads=2,
+        intermediate_size=512,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pretraining_tasks=["mlm", task],
+    )
     pairs = SentencePairDataset(train_docs, tokenizer, config, max_length=args.max_length, seed=seed)
     collator = PretrainingCollator(tokenizer, config, seed=seed)
     torch.manual_seed(seed)
@@ -79,7 +87,8 @@ def train(task: str, seed: int, train_docs, tokenizer, evaluation: dict, args) -
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup))))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup)))
+    )
     rng = np.random.default_rng(seed)
     order, position, epoch = rng.permutation(len(pairs)), 0, 0
     for _ in range(args.steps):
@@ -88,7 +97,7 @@ def train(task: str, seed: int, train_docs, tokenizer, evaluation: dict, args) -
             pairs.set_epoch(epoch)
             collator.set_epoch(epoch)
             order, position = rng.permutation(len(pairs)), 0
-        batch = collator([pairs[int(i)] for i in order[position:position + args.batch_size]])
+        batch = collator([pairs[int(i)] for i in order[position : position + args.batch_size]])
         position += args.batch_size
         model(**batch).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -100,8 +109,9 @@ def train(task: str, seed: int, train_docs, tokenizer, evaluation: dict, args) -
     return scores
 
 
-def experiment(seeds: int = 3, steps: int = 800, batch_size: int = 32, max_length: int = 128,
-               lr: float = 1e-3) -> dict[str, list[dict[str, float]]]:
+def experiment(
+    seeds: int = 3, steps: int = 800, batch_size: int = 32, max_length: int = 128, lr: float = 1e-3
+) -> dict[str, list[dict[str, float]]]:
     """Train MLM + NSP and MLM + SOP for each seed; each one's held-out accuracy on both kinds of pairs."""
     args = argparse.Namespace(steps=steps, batch_size=batch_size, max_length=max_length, lr=lr)
     torch.set_num_threads(1)
@@ -112,11 +122,15 @@ def experiment(seeds: int = 3, steps: int = 800, batch_size: int = 32, max_lengt
     documents = prepare_pretraining_dataset(corpus, tokenizer, ["mlm", "sop"], max_length=max_length)
     split = documents.train_test_split(test_size=0.1, seed=0)
     evaluation = {kind: held_out_batches(split["test"], tokenizer, kind, max_length) for kind in ("nsp", "sop")}
-    print(f"{len(split['train'])} training documents, {len(split['test'])} held out; held-out pairs: "
-          + ", ".join(f"{kind} {sum(len(b['input_ids']) for b in batches)}" for kind, batches in evaluation.items()),
-          flush=True)
-    return {task: [train(task, seed, split["train"], tokenizer, evaluation, args) for seed in range(seeds)]
-            for task in ("nsp", "sop")}
+    print(
+        f"{len(split['train'])} training documents, {len(split['test'])} held out; held-out pairs: "
+        + ", ".join(f"{kind} {sum(len(b['input_ids']) for b in batches)}" for kind, batches in evaluation.items()),
+        flush=True,
+    )
+    return {
+        task: [train(task, seed, split["train"], tokenizer, evaluation, args) for seed in range(seeds)]
+        for task in ("nsp", "sop")
+    }
 
 
 def main() -> None:

@@ -39,8 +39,9 @@ def windows(stream: torch.Tensor, length: int) -> torch.Tensor:
     return stream[:usable].view(-1, length)
 
 
-def mask(ids: torch.Tensor, tokenizer, generator: torch.Generator, probability: float = 0.15,
-         all_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def mask(
+    ids: torch.Tensor, tokenizer, generator: torch.Generator, probability: float = 0.15, all_mask: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of ``ids`` (80/10/10, or every target [MASK])."""
     chosen = torch.rand(ids.shape, generator=generator) < probability
     labels = ids.masked_fill(~chosen, -100)
@@ -67,8 +68,8 @@ def evaluate(model, inputs: torch.Tensor, labels: torch.Tensor, length: int) -> 
     total = count = 0.0
     with torch.no_grad():
         for start in range(0, len(pieces_in), 16):
-            out = model(pieces_in[start:start + 16], labels=pieces_out[start:start + 16])
-            targets = (pieces_out[start:start + 16] != -100).sum().item()
+            out = model(pieces_in[start : start + 16], labels=pieces_out[start : start + 16])
+            targets = (pieces_out[start : start + 16] != -100).sum().item()
             total += out.loss.item() * targets
             count += targets
     model.train()
@@ -91,17 +92,24 @@ def main() -> None:
     texts = list(corpus["text"])
     order = np.random.default_rng(args.seed).permutation(len(texts))
     held_out = [texts[i] for i in order[: max(8, len(texts) // 10)]]
-    train = [texts[i] for i in order[max(8, len(texts) // 10):]]
+    train = [texts[i] for i in order[max(8, len(texts) // 10) :]]
     train_rows = windows(token_stream(tokenizer, train), 128)
     eval_ids = windows(token_stream(tokenizer, held_out), 512)[:64]
     eval_inputs, eval_labels = mask(eval_ids, tokenizer, torch.Generator().manual_seed(1), all_mask=True)
-    print(f"{len(train_rows)} training windows of 128, {len(eval_ids)} held-out windows of 512, vocabulary "
-          f"{len(tokenizer)}")
+    print(
+        f"{len(train_rows)} training windows of 128, {len(eval_ids)} held-out windows of 512, vocabulary "
+        f"{len(tokenizer)}"
+    )
     results = {}
     for kind in TYPES:
-        config = Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), max_position_embeddings=512,
-                                          position_embedding_type=kind, pretraining_tasks=["mlm"],
-                                          pad_token_id=tokenizer.pad_token_id)
+        config = Bert18Config.from_preset(
+            "tiny",
+            vocab_size=len(tokenizer),
+            max_position_embeddings=512,
+            position_embedding_type=kind,
+            pretraining_tasks=["mlm"],
+            pad_token_id=tokenizer.pad_token_id,
+        )
         torch.manual_seed(args.seed)
         model = Bert18ForMaskedLM(config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -116,9 +124,11 @@ def main() -> None:
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
-        results[kind] = {"loss_128": evaluate(model, eval_inputs, eval_labels, 128),
-                         "loss_512": evaluate(model, eval_inputs, eval_labels, 512),
-                         "seconds": time.perf_counter() - start}
+        results[kind] = {
+            "loss_128": evaluate(model, eval_inputs, eval_labels, 128),
+            "loss_512": evaluate(model, eval_inputs, eval_labels, 512),
+            "seconds": time.perf_counter() - start,
+        }
         print(kind, results[kind], flush=True)
     print(f"\n{args.steps} steps of 32 x 128 tokens; held-out MLM loss per target (nats), same targets:\n")
     print("| positions | context 128 (trained length) | context 512 | change |")

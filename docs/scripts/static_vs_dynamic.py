@@ -53,21 +53,25 @@ def evaluate(model: Bert18ForPreTraining, batches: list[dict]) -> tuple[float, f
 
 
 def run(regime: str, seed: int, tokenizer, train_rows: datasets.Dataset, evaluation: list[dict], args) -> dict:
-    config = Bert18Config.from_preset("tiny", vocab_size=len(tokenizer), max_position_embeddings=args.max_length,
-                                      pretraining_tasks=["mlm"])
+    config = Bert18Config.from_preset(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=args.max_length, pretraining_tasks=["mlm"]
+    )
     masking = MLMCollator(tokenizer, seed=seed)
     if regime == "dynamic":
         rows, collator = [dict(r) for r in train_rows], PretrainingCollator(tokenizer, config, masking=masking)
     else:
         copies = static_masking(train_rows, masking, dupe_factor=int(regime.split()[-1]))
-        rows, collator = [dict(r) for r in copies], PretrainingCollator(tokenizer, config,
-                                                                        masking=StaticMasks(tokenizer))
+        rows, collator = (
+            [dict(r) for r in copies],
+            PretrainingCollator(tokenizer, config, masking=StaticMasks(tokenizer)),
+        )
     torch.manual_seed(seed)
     model = Bert18ForPreTraining(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup))))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup)))
+    )
     rng = np.random.default_rng(seed)
     order, position, epoch = rng.permutation(len(rows)), 0, 0
     for _ in range(args.steps):
@@ -75,7 +79,7 @@ def run(regime: str, seed: int, tokenizer, train_rows: datasets.Dataset, evaluat
             epoch += 1
             masking.set_epoch(epoch)
             order, position = rng.permutation(len(rows)), 0
-        batch = collator([rows[int(i)] for i in order[position:position + args.batch_size]])
+        batch = collator([rows[int(i)] for i in order[position : position + args.batch_size]])
         position += args.batch_size
         model(**batch).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -84,16 +88,19 @@ def run(regime: str, seed: int, tokenizer, train_rows: datasets.Dataset, evaluat
         optimizer.zero_grad()
     loss, accuracy = evaluate(model, evaluation)
     passes = args.steps * args.batch_size / len(train_rows)
-    print(f"{regime:<18} seed {seed}: held-out MLM loss {loss:.3f}, accuracy {accuracy:.3f} ({passes:.1f} passes)",
-          flush=True)
+    print(
+        f"{regime:<18} seed {seed}: held-out MLM loss {loss:.3f}, accuracy {accuracy:.3f} ({passes:.1f} passes)",
+        flush=True,
+    )
     return {"loss": loss, "accuracy": accuracy, "passes": passes}
 
 
 REGIMES = ("dynamic", "static, dupe 10", "static, dupe 1")
 
 
-def experiment(seeds: int = 3, steps: int = 1000, batch_size: int = 32, max_length: int = 128,
-               lr: float = 2e-3) -> dict[str, list[dict[str, float]]]:
+def experiment(
+    seeds: int = 3, steps: int = 1000, batch_size: int = 32, max_length: int = 128, lr: float = 2e-3
+) -> dict[str, list[dict[str, float]]]:
     """Each regime for each seed: held-out MLM loss and accuracy with fresh masks."""
     args = argparse.Namespace(steps=steps, batch_size=batch_size, max_length=max_length, lr=lr)
     torch.set_num_threads(1)
@@ -107,10 +114,12 @@ def experiment(seeds: int = 3, steps: int = 1000, batch_size: int = 32, max_leng
     fresh.set_epoch(10_000)  # held-out masks from an epoch training never reaches, the same for every run
     evaluation_collator = PretrainingCollator(tokenizer, ["mlm"], masking=fresh)
     held_out = [dict(r) for r in split["test"]]
-    evaluation = [evaluation_collator(held_out[i:i + 32]) for i in range(0, len(held_out), 32)]
+    evaluation = [evaluation_collator(held_out[i : i + 32]) for i in range(0, len(held_out), 32)]
     print(f"{len(split['train'])} training rows, {len(held_out)} held out, vocabulary {len(tokenizer)}", flush=True)
-    return {regime: [run(regime, seed, tokenizer, split["train"], evaluation, args) for seed in range(seeds)]
-            for regime in REGIMES}
+    return {
+        regime: [run(regime, seed, tokenizer, split["train"], evaluation, args) for seed in range(seeds)]
+        for regime in REGIMES
+    }
 
 
 def main() -> None:
@@ -134,8 +143,7 @@ def main() -> None:
     dynamic = np.array([r["loss"] for r in results["dynamic"]])
     for regime in REGIMES[1:]:
         gap = np.array([r["loss"] for r in results[regime]]) - dynamic
-        print(f"{regime} minus dynamic, same seed: loss {gap.mean():+.3f} (min {gap.min():+.3f}, "
-              f"max {gap.max():+.3f})")
+        print(f"{regime} minus dynamic, same seed: loss {gap.mean():+.3f} (min {gap.min():+.3f}, max {gap.max():+.3f})")
 
 
 if __name__ == "__main__":

@@ -124,8 +124,9 @@ def unpad(attention_mask: torch.Tensor) -> UnpaddedBatch:
     slots = sequence * max_seqlen + positions
     key_mask = torch.zeros(lengths.numel() * max_seqlen, dtype=torch.bool, device=indices.device)
     key_mask[slots] = True
-    return UnpaddedBatch(indices, cu_seqlens, max_seqlen, positions, slots,
-                         key_mask.view(-1, 1, 1, max_seqlen), batch, length)
+    return UnpaddedBatch(
+        indices, cu_seqlens, max_seqlen, positions, slots, key_mask.view(-1, 1, 1, max_seqlen), batch, length
+    )
 
 
 @lru_cache(maxsize=1)
@@ -149,6 +150,7 @@ def _torch_varlen():
 def alibi_slopes(num_heads: int) -> torch.Tensor:
     """ALiBi's head slopes (Press et al. 2022): 2^(-8i/n) for i = 1..n when n is a power of two, else those of
     the power of two below n and every other slope of the one above (their reference implementation)."""
+
     def powers(n: int) -> list[float]:
         start = 2 ** (-8 / n)
         return [start ** (i + 1) for i in range(n)]
@@ -165,9 +167,16 @@ def alibi_bias(slopes: torch.Tensor, query_positions: torch.Tensor, key_position
     return -slopes.to(distance.device)[:, None, None] * distance.unsqueeze(-3)
 
 
-def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
-                     scaling: float, dropout: float = 0.0, window: int | None = None,
-                     alibi: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def varlen_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    batch: UnpaddedBatch,
+    scaling: float,
+    dropout: float = 0.0,
+    window: int | None = None,
+    alibi: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Bidirectional attention within each sequence of ``batch``: ``query``, ``key``, ``value`` [tokens,
     heads, dim], the result [tokens, heads, dim]. ``window``: local attention, token i attends to the
     tokens j of its sequence with |i - j| <= window. ``alibi``: (slopes [heads], positions [tokens]), the
@@ -181,15 +190,33 @@ def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         flash = _flash_varlen()
         if flash is not None:
             # FlashAttention's ALiBi is -slope * |i - j| within each sequence: bert18's with contiguous positions.
-            return flash(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
-                         dropout_p=dropout, softmax_scale=scaling, causal=False,
-                         window_size=(window, window) if window is not None else (-1, -1),
-                         alibi_slopes=alibi[0].to(query.device) if alibi is not None else None)
+            return flash(
+                query,
+                key,
+                value,
+                batch.cu_seqlens,
+                batch.cu_seqlens,
+                batch.max_seqlen,
+                batch.max_seqlen,
+                dropout_p=dropout,
+                softmax_scale=scaling,
+                causal=False,
+                window_size=(window, window) if window is not None else (-1, -1),
+                alibi_slopes=alibi[0].to(query.device) if alibi is not None else None,
+            )
         torch_varlen = _torch_varlen()
         if torch_varlen is not None and dropout == 0.0 and alibi is None:
-            return torch_varlen(query, key, value, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen,
-                                batch.max_seqlen, scale=scaling,
-                                window_size=(window, window) if window is not None else (-1, -1))
+            return torch_varlen(
+                query,
+                key,
+                value,
+                batch.cu_seqlens,
+                batch.cu_seqlens,
+                batch.max_seqlen,
+                batch.max_seqlen,
+                scale=scaling,
+                window_size=(window, window) if window is not None else (-1, -1),
+            )
     return _rebatched_sdpa(query, key, value, batch, scaling, dropout, window, alibi)
 
 
@@ -198,9 +225,16 @@ def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
 QUERY_BLOCK = 512
 
 
-def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, batch: UnpaddedBatch,
-                    scaling: float, dropout: float, window: int | None = None,
-                    alibi: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def _rebatched_sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    batch: UnpaddedBatch,
+    scaling: float,
+    dropout: float,
+    window: int | None = None,
+    alibi: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """SDPA over the sequences laid out as [sequences, heads, longest, dim], padding keys masked (and,
     on a local layer, keys outside the window). Without padding in that layout and without a window no
     mask is passed, so PyTorch's fused (memory-efficient) kernels run."""
@@ -233,20 +267,37 @@ def _rebatched_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         return bias if mask is None else bias.masked_fill(~mask, torch.finfo(query.dtype).min)
 
     if length <= QUERY_BLOCK or (window is None and key_mask is None and positions is None):
-        context = F.scaled_dot_product_attention(query, key, value, attn_mask=block_mask(0, length, 0, length),
-                                                 dropout_p=dropout, scale=scaling)
+        context = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=block_mask(0, length, 0, length), dropout_p=dropout, scale=scaling
+        )
     else:
         blocks = []
         for start in range(0, length, QUERY_BLOCK):
             end = min(start + QUERY_BLOCK, length)
             low, high = (0, length) if window is None else (max(0, start - window), min(length, end + window))
             mask = block_mask(start, end, low, high)
-            blocks.append(F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, low:high],
-                                                         value[:, :, low:high], attn_mask=mask, dropout_p=dropout,
-                                                         scale=scaling))
+            blocks.append(
+                F.scaled_dot_product_attention(
+                    query[:, :, start:end],
+                    key[:, :, low:high],
+                    value[:, :, low:high],
+                    attn_mask=mask,
+                    dropout_p=dropout,
+                    scale=scaling,
+                )
+            )
         context = torch.cat(blocks, dim=2)
     return context.transpose(1, 2).reshape(slots, heads, dim).index_select(0, batch.slots)
 
 
-__all__ = ["QUERY_BLOCK", "UnpaddedBatch", "alibi_bias", "alibi_slopes", "is_packed", "sequence_positions",
-           "sequence_positions_dense", "unpad", "varlen_attention"]
+__all__ = [
+    "QUERY_BLOCK",
+    "UnpaddedBatch",
+    "alibi_bias",
+    "alibi_slopes",
+    "is_packed",
+    "sequence_positions",
+    "sequence_positions_dense",
+    "unpad",
+    "varlen_attention",
+]

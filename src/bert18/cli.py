@@ -71,8 +71,10 @@ def _train_tokenizer(args: argparse.Namespace) -> None:
         raise FileExistsError(f"--output {output} is a file; give a folder to write the tokenizer to")
     if output.is_dir() and any(output.iterdir()) and not args.overwrite:
         held = ", ".join(sorted(p.name for p in output.iterdir())[:4])
-        raise FileExistsError(f"--output {output} is not empty (it holds {held}); pass --overwrite to replace it, "
-                              "or choose another folder")
+        raise FileExistsError(
+            f"--output {output} is not empty (it holds {held}); pass --overwrite to replace it, "
+            "or choose another folder"
+        )
     for file in args.files:
         if not Path(file).is_file():
             raise FileNotFoundError(f"no such text file: {file}")
@@ -91,31 +93,45 @@ def _train_tokenizer(args: argparse.Namespace) -> None:
     )
     with folder_written_whole(output) as staging:  # a failure leaves the old folder (or none)
         tokenizer.save_pretrained(staging)
-    print(f"trained a {args.algorithm} vocabulary of {len(tokenizer)} tokens "
-          f"({'lowercased' if lowercase else 'cased'}) -> {output}")
+    print(
+        f"trained a {args.algorithm} vocabulary of {len(tokenizer)} tokens "
+        f"({'lowercased' if lowercase else 'cased'}) -> {output}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert18", description="Pretrain and transfer BERT-family encoders.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="offline end-to-end run: vocabulary, ERNIE pretraining, fill-mask, "
-                               "fine-tuning against a random start")
-    demo.add_argument("--output-dir", default=None,
-                      help="where everything is written (default demo-output, or demo-output-zh)")
-    demo.add_argument("--language", choices=("en", "zh"), default="en",
-                      help="en: the built-in corpus and the module task; zh: the People's Daily with ERNIE 1.0's "
-                      "knowledge masking, Chinese NER and review sentiment (needs bert18[zh])")
+    demo = commands.add_parser(
+        "demo",
+        help="offline end-to-end run: vocabulary, ERNIE pretraining, fill-mask, fine-tuning against a random start",
+    )
+    demo.add_argument(
+        "--output-dir", default=None, help="where everything is written (default demo-output, or demo-output-zh)"
+    )
+    demo.add_argument(
+        "--language",
+        choices=("en", "zh"),
+        default="en",
+        help="en: the built-in corpus and the module task; zh: the People's Daily with ERNIE 1.0's "
+        "knowledge masking, Chinese NER and review sentiment (needs bert18[zh])",
+    )
     demo.add_argument("--steps", type=int, default=600, help="pretraining steps of the tiny model")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
 
-    commands.add_parser("pretrain", add_help=False,
-                        help="pretrain from a recipe: bert18 pretrain RECIPE.yaml [--key=value ...]; --help lists keys")
+    commands.add_parser(
+        "pretrain",
+        add_help=False,
+        help="pretrain from a recipe: bert18 pretrain RECIPE.yaml [--key=value ...]; --help lists keys",
+    )
 
-    commands.add_parser("finetune", add_help=False,
-                        help="fine-tune from a recipe: bert18 finetune RECIPE.yaml [--key=value ...]; "
-                        "--help lists keys")
+    commands.add_parser(
+        "finetune",
+        add_help=False,
+        help="fine-tune from a recipe: bert18 finetune RECIPE.yaml [--key=value ...]; --help lists keys",
+    )
 
     convert = commands.add_parser("convert", help="convert a BERT / RoBERTa / ALBERT checkpoint to bert18")
     convert.add_argument("source", help="checkpoint folder or Hub id")
@@ -135,17 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--algorithm", choices=["wordpiece", "bpe", "unigram"], default="wordpiece")
     tok.add_argument("--vocab-size", type=int, default=30522, help="number of ids, special tokens included")
     tok.add_argument("--min-frequency", type=int, default=2, help="minimum count of a merged pair")
-    tok.add_argument("--style", choices=["bert", "roberta"], default="bert",
-                     help="special tokens and template: bert ([CLS] A [SEP] B [SEP]) or roberta "
-                     "(<s> A </s></s> B </s>; byte-level with --algorithm bpe)")
+    tok.add_argument(
+        "--style",
+        choices=["bert", "roberta"],
+        default="bert",
+        help="special tokens and template: bert ([CLS] A [SEP] B [SEP]) or roberta "
+        "(<s> A </s></s> B </s>; byte-level with --algorithm bpe)",
+    )
     case = tok.add_mutually_exclusive_group()
-    case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
-                      help="lowercase the text (default for --style bert)")
-    case.add_argument("--no-lowercase", dest="lowercase", action="store_false",
-                      help="keep case (default for --style roberta: exact round trip)")
+    case.add_argument(
+        "--lowercase",
+        dest="lowercase",
+        action="store_true",
+        default=None,
+        help="lowercase the text (default for --style bert)",
+    )
+    case.add_argument(
+        "--no-lowercase",
+        dest="lowercase",
+        action="store_false",
+        help="keep case (default for --style roberta: exact round trip)",
+    )
     tok.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --output folder")
-    tok.add_argument("--no-split-cjk", dest="split_cjk", action="store_false",
-                     help="do not make each CJK character its own pre-token")
+    tok.add_argument(
+        "--no-split-cjk",
+        dest="split_cjk",
+        action="store_false",
+        help="do not make each CJK character its own pre-token",
+    )
     tok.add_argument("--model-max-length", type=int, default=512)
     tok.add_argument("--quiet", action="store_true", help="no progress bar")
     tok.set_defaults(run=_train_tokenizer)

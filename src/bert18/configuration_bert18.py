@@ -46,8 +46,10 @@ FEED_FORWARD_TYPES = ("plain", "geglu", "swiglu")
 LAYER_TYPES = ("full_attention", "sliding_attention")  # ModernBERT's names: global and local attention
 CLASSIFIER_POOLING_MODES = ("cls", "mean")
 # The activations a gated feed-forward type names (the gate is act(x W) * (x V), Shazeer 2020).
-GATED_ACTIVATIONS = {"geglu": ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate"),
-                     "swiglu": ("silu", "swish")}
+GATED_ACTIVATIONS = {
+    "geglu": ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate"),
+    "swiglu": ("silu", "swish"),
+}
 # How Bert18ForLongSequenceClassification combines the chunk vectors of one long document.
 LONG_POOLING_MODES = ("concat", "mean", "max", "attention", "lstm")
 
@@ -108,33 +110,80 @@ _PAIRS = "bert18.data.SentencePairDataset"
 
 # Every pretraining task bert18 knows, by name. Every set of tasks elsewhere (sequence tasks, pair
 # tasks, tasks that need documents, label columns, the model card's titles) is derived from here.
-PRETRAINING_TASKS: dict[str, PretrainingTask] = {task.name: task for task in (
-    # BERT: predict the masked tokens (labels from the masking collators).
-    PretrainingTask("mlm", "labels", "token", 0, "masked language modelling", "bert18.collators.MLMCollator"),
-    # XLNet: permutation LM, targets listed by plm_target_positions.
-    PretrainingTask("plm", "plm_labels", "token", 0, "permutation language modelling",
-                    "bert18.collators.PermutationLMCollator"),
-    # BERT: is B the real next segment?
-    PretrainingTask("nsp", "next_sentence_label", "sequence", 2, "next sentence prediction", _PAIRS,
-                    needs_documents=True, arrangement="pair"),
-    # ALBERT: are A and B in order or swapped?
-    PretrainingTask("sop", "sentence_order_label", "sequence", 2, "sentence order prediction", _PAIRS,
-                    needs_documents=True, arrangement="pair"),
-    # ERNIE 2.0: adjacent / same document / other document.
-    PretrainingTask("sentence_distance", "sentence_distance_label", "sequence", 3, "sentence distance (ERNIE 2.0)",
-                    _PAIRS, needs_documents=True, arrangement="pair"),
-    # ERNIE 2.0: is the word capitalized?
-    PretrainingTask("capitalization", "capitalization_labels", "token", 2, "capitalization prediction (ERNIE 2.0)",
-                    "the packed rows of bert18.data.prepare_pretraining_dataset"),
-    # ERNIE 2.0: does the token occur elsewhere in its document?
-    PretrainingTask("token_document_relation", "token_document_labels", "token", 2,
-                    "token-document relation (ERNIE 2.0)", _PAIRS, needs_documents=True),
-    # ERNIE 2.0: which order of a paragraph's 1..m segments is shown? (sum of k! classes)
-    PretrainingTask("sentence_reordering", "sentence_reordering_label", "sequence",
-                    lambda config: sentence_reordering_classes(config.sentence_reordering_max_segments),
-                    "sentence reordering (ERNIE 2.0)", _PAIRS, needs_documents=True,
-                    arrangement="shuffled_segments"),
-)}
+PRETRAINING_TASKS: dict[str, PretrainingTask] = {
+    task.name: task
+    for task in (
+        # BERT: predict the masked tokens (labels from the masking collators).
+        PretrainingTask("mlm", "labels", "token", 0, "masked language modelling", "bert18.collators.MLMCollator"),
+        # XLNet: permutation LM, targets listed by plm_target_positions.
+        PretrainingTask(
+            "plm", "plm_labels", "token", 0, "permutation language modelling", "bert18.collators.PermutationLMCollator"
+        ),
+        # BERT: is B the real next segment?
+        PretrainingTask(
+            "nsp",
+            "next_sentence_label",
+            "sequence",
+            2,
+            "next sentence prediction",
+            _PAIRS,
+            needs_documents=True,
+            arrangement="pair",
+        ),
+        # ALBERT: are A and B in order or swapped?
+        PretrainingTask(
+            "sop",
+            "sentence_order_label",
+            "sequence",
+            2,
+            "sentence order prediction",
+            _PAIRS,
+            needs_documents=True,
+            arrangement="pair",
+        ),
+        # ERNIE 2.0: adjacent / same document / other document.
+        PretrainingTask(
+            "sentence_distance",
+            "sentence_distance_label",
+            "sequence",
+            3,
+            "sentence distance (ERNIE 2.0)",
+            _PAIRS,
+            needs_documents=True,
+            arrangement="pair",
+        ),
+        # ERNIE 2.0: is the word capitalized?
+        PretrainingTask(
+            "capitalization",
+            "capitalization_labels",
+            "token",
+            2,
+            "capitalization prediction (ERNIE 2.0)",
+            "the packed rows of bert18.data.prepare_pretraining_dataset",
+        ),
+        # ERNIE 2.0: does the token occur elsewhere in its document?
+        PretrainingTask(
+            "token_document_relation",
+            "token_document_labels",
+            "token",
+            2,
+            "token-document relation (ERNIE 2.0)",
+            _PAIRS,
+            needs_documents=True,
+        ),
+        # ERNIE 2.0: which order of a paragraph's 1..m segments is shown? (sum of k! classes)
+        PretrainingTask(
+            "sentence_reordering",
+            "sentence_reordering_label",
+            "sequence",
+            lambda config: sentence_reordering_classes(config.sentence_reordering_max_segments),
+            "sentence reordering (ERNIE 2.0)",
+            _PAIRS,
+            needs_documents=True,
+            arrangement="shuffled_segments",
+        ),
+    )
+}
 
 
 def check_pretraining_tasks(tasks: Iterable[str], what: str = "pretraining_tasks") -> list[str]:
@@ -146,23 +195,30 @@ def check_pretraining_tasks(tasks: Iterable[str], what: str = "pretraining_tasks
     if unknown:
         hints = [difflib.get_close_matches(str(name), PRETRAINING_TASKS, n=1) for name in unknown]
         hint = "".join(f" ({name!r}: did you mean {match[0]!r}?)" for name, match in zip(unknown, hints) if match)
-        raise ValueError(f"{what} names unknown task(s) {unknown}{hint}; the known pretraining tasks are "
-                         f"{', '.join(PRETRAINING_TASKS)}")
+        raise ValueError(
+            f"{what} names unknown task(s) {unknown}{hint}; the known pretraining tasks are "
+            f"{', '.join(PRETRAINING_TASKS)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"{what} lists a task twice: {names}")
     if {"mlm", "plm"} <= set(names):
         # MLM corrupts inputs with [MASK] that the permutation would then order and attend to,
         # and PLM's masks would hide MLM's context: one objective per model.
-        raise ValueError(f"{what} cannot hold both 'mlm' and 'plm': masked inputs and a permutation of the same "
-                         "tokens conflict; pretrain with one of them")
+        raise ValueError(
+            f"{what} cannot hold both 'mlm' and 'plm': masked inputs and a permutation of the same "
+            "tokens conflict; pretrain with one of them"
+        )
     return names
 
 
 def tasks_where(**fields: Any) -> tuple[str, ...]:
     """The names of the registered tasks whose record has every given field value, in registry order:
     ``tasks_where(level="sequence")``, ``tasks_where(needs_documents=True)``."""
-    return tuple(name for name, task in PRETRAINING_TASKS.items()
-                 if all(getattr(task, key) == value for key, value in fields.items()))
+    return tuple(
+        name
+        for name, task in PRETRAINING_TASKS.items()
+        if all(getattr(task, key) == value for key, value in fields.items())
+    )
 
 
 SEQUENCE_TASKS = tasks_where(level="sequence")  # read the pooled [CLS] state
@@ -232,9 +288,7 @@ _MODERNBERT_BASE: dict[str, Any] = dict(
 # The published hyper-parameters of each model (the papers and their released configs).
 PRESETS: dict[str, dict[str, Any]] = {
     # Small enough for tests and CPU demos; BERT's uncased vocabulary so real tokenizers fit.
-    "tiny": dict(
-        _BERT_BASE, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256
-    ),
+    "tiny": dict(_BERT_BASE, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
     "bert-base": _BERT_BASE,  # Devlin et al. 2019: L=12, H=768, A=12, 110M
     "bert-large": dict(
         _BERT_BASE, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
@@ -284,12 +338,28 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Bert18Config(**config.to_dict()) works), and token ids many configs carry: accepted when a user
 # builds a Bert18Config. Anything else is refused, except while loading a saved config
 # (from_dict / from_pretrained), which may come from another bert18 version.
-_BASE_KWARGS = frozenset({
-    "num_labels", "torch_dtype", "name_or_path", "output_attentions", "attn_implementation",
-    "experts_implementation", "per_layer_config", "bos_token_id", "eos_token_id", "sep_token_id",
-    "cls_token_id", "mask_token_id", "unk_token_id", "model_type", "_name_or_path", "_commit_hash",
-    "_attn_implementation_internal", "_experts_implementation_internal",
-})
+_BASE_KWARGS = frozenset(
+    {
+        "num_labels",
+        "torch_dtype",
+        "name_or_path",
+        "output_attentions",
+        "attn_implementation",
+        "experts_implementation",
+        "per_layer_config",
+        "bos_token_id",
+        "eos_token_id",
+        "sep_token_id",
+        "cls_token_id",
+        "mask_token_id",
+        "unk_token_id",
+        "model_type",
+        "_name_or_path",
+        "_commit_hash",
+        "_attn_implementation_internal",
+        "_experts_implementation_internal",
+    }
+)
 _LOADING = contextvars.ContextVar("bert18_config_loading", default=False)
 
 
@@ -427,8 +497,9 @@ class Bert18Config(PreTrainedConfig):
         self.pretraining_tasks = list(self.pretraining_tasks)
         n = self.global_attention_every_n_layers
         if self.layer_types is None and n is not None and n >= 1:
-            self.layer_types = ["full_attention" if i % n == 0 else "sliding_attention"
-                                for i in range(self.num_hidden_layers)]
+            self.layer_types = [
+                "full_attention" if i % n == 0 else "sliding_attention" for i in range(self.num_hidden_layers)
+            ]
         if self.layer_types is not None:
             self.layer_types = list(self.layer_types)
         self.check()
@@ -485,8 +556,15 @@ class Bert18Config(PreTrainedConfig):
         Runs when the config is built and again when a model is built from it, so a field changed
         after construction is caught too.
         """
-        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size", "max_position_embeddings", "task_type_vocab_size")
+        positive = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "task_type_vocab_size",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -523,8 +601,10 @@ class Bert18Config(PreTrainedConfig):
             raise ValueError("pad_aware_positions needs pad_token_id to tell padding from tokens")
         check_pretraining_tasks(self.pretraining_tasks)
         if not 1 <= self.sentence_reordering_max_segments <= MAX_REORDERING_SEGMENTS:
-            raise ValueError(f"sentence_reordering_max_segments must lie in 1..{MAX_REORDERING_SEGMENTS} (ERNIE 2.0: "
-                             f"3), got {self.sentence_reordering_max_segments}")
+            raise ValueError(
+                f"sentence_reordering_max_segments must lie in 1..{MAX_REORDERING_SEGMENTS} (ERNIE 2.0: "
+                f"3), got {self.sentence_reordering_max_segments}"
+            )
         for task, weight in (self.task_loss_weights or {}).items():
             if task not in self.pretraining_tasks:
                 raise ValueError(
@@ -541,9 +621,12 @@ class Bert18Config(PreTrainedConfig):
 
     def _check_modern_options(self) -> None:
         """The fields of the modern encoder (positions, norms, feed-forward, local attention, heads)."""
-        for name, allowed in (("norm_position", NORM_POSITIONS), ("norm_type", NORM_TYPES),
-                              ("feed_forward_type", FEED_FORWARD_TYPES),
-                              ("classifier_pooling", CLASSIFIER_POOLING_MODES)):
+        for name, allowed in (
+            ("norm_position", NORM_POSITIONS),
+            ("norm_type", NORM_TYPES),
+            ("feed_forward_type", FEED_FORWARD_TYPES),
+            ("classifier_pooling", CLASSIFIER_POOLING_MODES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.feed_forward_type != "plain" and self.hidden_act not in GATED_ACTIVATIONS[self.feed_forward_type]:
@@ -554,25 +637,32 @@ class Bert18Config(PreTrainedConfig):
         if self.position_embedding_type == "rotary":
             head_dim = self.hidden_size // self.num_attention_heads
             if head_dim % 2:
-                raise ValueError(f"rotary positions rotate pairs of dimensions: the head size hidden_size / "
-                                 f"num_attention_heads = {head_dim} must be even")
+                raise ValueError(
+                    f"rotary positions rotate pairs of dimensions: the head size hidden_size / "
+                    f"num_attention_heads = {head_dim} must be even"
+                )
         for name in ("rope_theta", "local_rope_theta"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive rotary base, got {value}")
         if self.global_attention_every_n_layers is not None and self.global_attention_every_n_layers < 1:
-            raise ValueError(f"global_attention_every_n_layers must be >= 1 or None, got "
-                             f"{self.global_attention_every_n_layers}")
+            raise ValueError(
+                f"global_attention_every_n_layers must be >= 1 or None, got {self.global_attention_every_n_layers}"
+            )
         if self.layer_types is not None:
             if len(self.layer_types) != self.num_hidden_layers:
-                raise ValueError(f"layer_types lists {len(self.layer_types)} layers, num_hidden_layers is "
-                                 f"{self.num_hidden_layers}: give one entry per layer")
+                raise ValueError(
+                    f"layer_types lists {len(self.layer_types)} layers, num_hidden_layers is "
+                    f"{self.num_hidden_layers}: give one entry per layer"
+                )
             unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
             if unknown:
                 raise ValueError(f"layer_types holds {unknown}; each entry must be one of {LAYER_TYPES}")
         if self.has_local_attention and (self.local_attention_window is None or self.local_attention_window < 2):
-            raise ValueError(f"layer_types has sliding_attention layers: set local_attention_window to the window "
-                             f"width (>= 2, ModernBERT: 128), got {self.local_attention_window}")
+            raise ValueError(
+                f"layer_types has sliding_attention layers: set local_attention_window to the window "
+                f"width (>= 2, ModernBERT: 128), got {self.local_attention_window}"
+            )
         for name in ("pooler_activation", "head_activation"):
             value = getattr(self, name)
             if value is not None and value not in ACT2FN:

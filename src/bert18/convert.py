@@ -47,10 +47,24 @@ from .modeling_bert18 import (
 logger = logging.getLogger(__name__)
 
 _SHARED_FIELDS = (
-    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-    "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-    "type_vocab_size", "pad_token_id", "layer_norm_eps", "initializer_range", "classifier_dropout",
-    "id2label", "label2id", "problem_type", "tie_word_embeddings",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "pad_token_id",
+    "layer_norm_eps",
+    "initializer_range",
+    "classifier_dropout",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "tie_word_embeddings",
 )
 
 
@@ -67,33 +81,60 @@ def config_from_modernbert(src: dict[str, Any]) -> Bert18Config:
     activation = cfg.hidden_activation
     gated = next((kind for kind, acts in GATED_ACTIVATIONS.items() if activation in acts), None)
     if gated is None:
-        raise ConversionError(f"ModernBERT with hidden_activation={activation!r}: bert18's gated feed-forward "
-                              f"takes {GATED_ACTIVATIONS} activations")
+        raise ConversionError(
+            f"ModernBERT with hidden_activation={activation!r}: bert18's gated feed-forward "
+            f"takes {GATED_ACTIVATIONS} activations"
+        )
     thetas = {}
     for kind in ("full_attention", "sliding_attention"):
         params = (cfg.rope_parameters or {}).get(kind) or {}
         if params.get("rope_type", "default") != "default":
-            raise ConversionError(f"ModernBERT with rope_type={params['rope_type']!r} on {kind} layers: bert18 "
-                                  "implements the default rotary embedding only")
+            raise ConversionError(
+                f"ModernBERT with rope_type={params['rope_type']!r} on {kind} layers: bert18 "
+                "implements the default rotary embedding only"
+            )
         thetas[kind] = params.get("rope_theta")
     fields: dict[str, Any] = dict(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
-        hidden_act=activation, feed_forward_type=gated,
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_act=activation,
+        feed_forward_type=gated,
         # ModernBERT drops out embeddings, attention (probabilities and output) and the gated inner width;
         # bert18 drops out embeddings and block outputs: equal in evaluation, close in training.
-        hidden_dropout_prob=cfg.embedding_dropout, attention_probs_dropout_prob=cfg.attention_dropout,
-        classifier_dropout=cfg.classifier_dropout, max_position_embeddings=cfg.max_position_embeddings,
-        type_vocab_size=0, pad_token_id=cfg.pad_token_id, layer_norm_eps=cfg.norm_eps,
-        initializer_range=cfg.initializer_range, tie_word_embeddings=cfg.tie_word_embeddings,
-        position_embedding_type="rotary", rope_theta=thetas["full_attention"],
-        local_rope_theta=thetas["sliding_attention"], norm_position="pre", norm_type="layer_norm",
-        norm_bias=cfg.norm_bias, attention_bias=cfg.attention_bias, mlp_bias=cfg.mlp_bias,
-        layer_types=list(cfg.layer_types), local_attention_window=cfg.local_attention,
-        pooler_activation=cfg.classifier_activation, pooler_norm=True, classifier_pooling=cfg.classifier_pooling,
-        head_activation=cfg.classifier_activation, head_bias=cfg.classifier_bias, decoder_bias=cfg.decoder_bias,
-        sparse_prediction=cfg.sparse_prediction, pretraining_tasks=["mlm"], architectures=src.get("architectures"),
-        id2label=cfg.id2label, label2id=cfg.label2id, problem_type=cfg.problem_type,
+        hidden_dropout_prob=cfg.embedding_dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout,
+        classifier_dropout=cfg.classifier_dropout,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=0,
+        pad_token_id=cfg.pad_token_id,
+        layer_norm_eps=cfg.norm_eps,
+        initializer_range=cfg.initializer_range,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        position_embedding_type="rotary",
+        rope_theta=thetas["full_attention"],
+        local_rope_theta=thetas["sliding_attention"],
+        norm_position="pre",
+        norm_type="layer_norm",
+        norm_bias=cfg.norm_bias,
+        attention_bias=cfg.attention_bias,
+        mlp_bias=cfg.mlp_bias,
+        layer_types=list(cfg.layer_types),
+        local_attention_window=cfg.local_attention,
+        pooler_activation=cfg.classifier_activation,
+        pooler_norm=True,
+        classifier_pooling=cfg.classifier_pooling,
+        head_activation=cfg.classifier_activation,
+        head_bias=cfg.classifier_bias,
+        decoder_bias=cfg.decoder_bias,
+        sparse_prediction=cfg.sparse_prediction,
+        pretraining_tasks=["mlm"],
+        architectures=src.get("architectures"),
+        id2label=cfg.id2label,
+        label2id=cfg.label2id,
+        problem_type=cfg.problem_type,
     )
     if "sliding_attention" not in fields["layer_types"]:
         fields["local_attention_window"] = None
@@ -124,8 +165,11 @@ def config_from_transformers(source: PretrainedConfig | dict[str, Any]) -> Bert1
         fields["num_labels"] = src["num_labels"]
     if model_type in ("roberta", "xlm-roberta"):
         offset = src["pad_token_id"] + 1
-        fields.update(max_position_embeddings=src["max_position_embeddings"] - offset, pad_aware_positions=True,
-                      pretraining_tasks=["mlm"])
+        fields.update(
+            max_position_embeddings=src["max_position_embeddings"] - offset,
+            pad_aware_positions=True,
+            pretraining_tasks=["mlm"],
+        )
     elif model_type == "albert":
         if src.get("num_hidden_groups", 1) != 1 or src.get("inner_group_num", 1) != 1:
             raise ConversionError(
@@ -164,18 +208,30 @@ _BERT_LAYER = [  # BERT and RoBERTa: encoder.layer.{i}.…
     (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", r"encoder.feed_forward.\1.layer_norm.\2"),
 ]
 _ALBERT_LAYER = [  # ALBERT: one group holding one shared layer
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.(query|key|value)\.(weight|bias)",
-     r"attention.0.\1.\2"),
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.dense\.(weight|bias)",
-     r"encoder.attention.0.output.\1"),
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.LayerNorm\.(weight|bias)",
-     r"encoder.attention.0.layer_norm.\1"),
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn\.(weight|bias)",
-     r"encoder.feed_forward.0.intermediate.\1"),
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn_output\.(weight|bias)",
-     r"encoder.feed_forward.0.output.\1"),
-    (r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.full_layer_layer_norm\.(weight|bias)",
-     r"encoder.feed_forward.0.layer_norm.\1"),
+    (
+        r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.(query|key|value)\.(weight|bias)",
+        r"attention.0.\1.\2",
+    ),
+    (
+        r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.dense\.(weight|bias)",
+        r"encoder.attention.0.output.\1",
+    ),
+    (
+        r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.attention\.LayerNorm\.(weight|bias)",
+        r"encoder.attention.0.layer_norm.\1",
+    ),
+    (
+        r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn\.(weight|bias)",
+        r"encoder.feed_forward.0.intermediate.\1",
+    ),
+    (
+        r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.ffn_output\.(weight|bias)",
+        r"encoder.feed_forward.0.output.\1",
+    ),
+    (
+        r"encoder\.albert_layer_groups\.0\.albert_layers\.0\.full_layer_layer_norm\.(weight|bias)",
+        r"encoder.feed_forward.0.layer_norm.\1",
+    ),
 ]
 # Heads that exist with the same function in bert18 (names outside the base model).
 _HEADS = [
@@ -230,7 +286,7 @@ def _convert_modernbert(state_dict: dict[str, torch.Tensor], config: Bert18Confi
     converted: dict[str, torch.Tensor] = {}
     skipped = []
     for name, tensor in state_dict.items():
-        base = name[len("model."):] if name.startswith("model.") else name
+        base = name[len("model.") :] if name.startswith("model.") else name
         if (target := _rename(base, _MODERNBERT_BASE)) is not None:
             converted[f"bert18.{target}"] = tensor
         elif match := re.fullmatch(r"layers\.(\d+)\.attn\.Wqkv\.(weight|bias)", base):
@@ -270,8 +326,10 @@ def convert_state_dict(
     if model_type == "modernbert":
         return _convert_modernbert(state_dict, config)
     # Checkpoints converted from TensorFlow may still call the LayerNorm parameters gamma and beta.
-    state_dict = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
-                  for k, v in state_dict.items()}
+    state_dict = {
+        re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
+        for k, v in state_dict.items()
+    }
     layer_rules = _ALBERT_LAYER if model_type == "albert" else _BERT_LAYER
     converted: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, torch.Tensor] = {}
@@ -279,7 +337,7 @@ def convert_state_dict(
     for name, tensor in state_dict.items():
         if name.endswith(("position_ids", "token_type_ids")):  # buffers, not weights
             continue
-        base = next((name[len(p):] for p in _BASE_PREFIXES if name.startswith(p)), name)
+        base = next((name[len(p) :] for p in _BASE_PREFIXES if name.startswith(p)), name)
         if (target := _rename(base, _EMBEDDINGS)) is not None:
             converted[f"bert18.{target}"] = tensor
         elif (target := _rename(base, layer_rules)) is not None:
@@ -316,8 +374,10 @@ def convert_state_dict(
 
 def _read_weights(folder: str, hub_kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The full state dict of a checkpoint: safetensors (single or sharded), else pytorch_model.bin."""
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+    for single, index in (
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
         index_file = cached_file(folder, index, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
         if index_file is not None:
             shards = sorted(set(json.loads(Path(index_file).read_text())["weight_map"].values()))
@@ -457,8 +517,12 @@ def convert_checkpoint(
 def _is_local_path(source: str) -> bool:
     """Whether ``source`` can only be a local path: absolute, relative with ./ ../ ~, or with more parts
     than a Hub id's ``owner/name``."""
-    return (os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
-            or (os.sep != "/" and os.sep in source))
+    return (
+        os.path.isabs(source)
+        or source.startswith((".", "~"))
+        or source.count("/") > 1
+        or (os.sep != "/" and os.sep in source)
+    )
 
 
 def _copy_tokenizer(source: str, folder: Path, hub_kwargs: dict[str, Any]) -> None:

@@ -65,15 +65,27 @@ def fill_mask(model_dir: Path, prompts: Sequence[str] = FILL_MASK_PROMPTS) -> di
         return {prompt: [guess["token_str"] for guess in fill(prompt, top_k=5)] for prompt in prompts}
 
 
-def finetune(model_dir: Path, output_dir: Path, seed: int, epochs: float, learning_rate: float,
-             from_scratch: bool = False) -> dict[str, float]:
+def finetune(
+    model_dir: Path, output_dir: Path, seed: int, epochs: float, learning_rate: float, from_scratch: bool = False
+) -> dict[str, float]:
     """Fine-tune ``model_dir`` on the module task with the ``finetune-modules`` recipe (from random weights
     of its architecture with ``from_scratch``); test loss, accuracy and macro-F1. What the recipe prints
     goes to ``finetuning.log`` next to ``output_dir``, so the demo's comparison stays one line a run."""
     recipe = parse_finetune_recipe(
-        FINETUNE_RECIPE, model_name_or_path=str(model_dir), from_scratch=from_scratch, output_dir=str(output_dir),
-        overwrite_output_dir=True, seed=seed, data_seed=seed, num_train_epochs=epochs, learning_rate=learning_rate,
-        eval_strategy="no", save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
+        FINETUNE_RECIPE,
+        model_name_or_path=str(model_dir),
+        from_scratch=from_scratch,
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,
+        seed=seed,
+        data_seed=seed,
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
     )
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(output_dir.parent / "finetuning.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
@@ -81,9 +93,14 @@ def finetune(model_dir: Path, output_dir: Path, seed: int, epochs: float, learni
     return {"loss": metrics["eval_loss"], "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"]}
 
 
-def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 600, seed: int = 0,
-             finetune_epochs: float = 15, finetune_learning_rate: float = 3e-4,
-             finetune_seeds: int = 3) -> dict[str, Any]:
+def run_demo(
+    output_dir: str | os.PathLike = "demo-output",
+    steps: int = 600,
+    seed: int = 0,
+    finetune_epochs: float = 15,
+    finetune_learning_rate: float = 3e-4,
+    finetune_seeds: int = 3,
+) -> dict[str, Any]:
     """Run the four steps above, printing as it goes; returns the measured figures (fine-tuning:
     the means over ``finetune_seeds`` seeds from ``seed`` on, each run's figures under ``runs``)."""
     output_dir = Path(output_dir)
@@ -94,14 +111,23 @@ def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 600, se
     task = module_classification()
     names = task["train"].features["label"].names
     corpus_file = pretraining_corpus(output_dir, task)
-    print(f"{len(task['train'])} training and {len(task['test'])} test passages of {len(names)} modules "
-          f"({', '.join(names)}); chance is {1 / len(names):.1%}")
+    print(
+        f"{len(task['train'])} training and {len(task['test'])} test passages of {len(names)} modules "
+        f"({', '.join(names)}); chance is {1 / len(names):.1%}"
+    )
     print(f"pretraining text (the built-in corpus minus the test passages) -> {corpus_file}")
 
     _step(2, f"pretraining a tiny bert18 with the ERNIE 2.0 task set for {steps} steps (recipe tiny-demo)")
     pretrained_dir = output_dir / "pretrained"
-    recipe = parse_recipe("tiny-demo", output_dir=str(pretrained_dir), corpus=str(corpus_file), max_steps=steps,
-                          seed=seed, overwrite_output_dir=True, disable_tqdm=True)
+    recipe = parse_recipe(
+        "tiny-demo",
+        output_dir=str(pretrained_dir),
+        corpus=str(corpus_file),
+        max_steps=steps,
+        seed=seed,
+        overwrite_output_dir=True,
+        disable_tqdm=True,
+    )
     pretraining = run_pretraining(recipe)
 
     _step(3, "fill-mask with the pretrained model (AutoModelForMaskedLM)")
@@ -111,29 +137,46 @@ def run_demo(output_dir: str | os.PathLike = "demo-output", steps: int = 600, se
 
     _step(4, "fine-tuning on the module task: pretrained weights vs the same model from random weights")
     seeds = range(seed, seed + finetune_seeds)
-    print(f"  recipe {FINETUNE_RECIPE} (from_scratch: true for the random start), same seeds "
-          f"({', '.join(map(str, seeds))}) and hyper-parameters for both: learning rate "
-          f"{finetune_learning_rate:g}, {finetune_epochs:g} epochs, batch 16")
+    print(
+        f"  recipe {FINETUNE_RECIPE} (from_scratch: true for the random start), same seeds "
+        f"({', '.join(map(str, seeds))}) and hyper-parameters for both: learning rate "
+        f"{finetune_learning_rate:g}, {finetune_epochs:g} epochs, batch 16"
+    )
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in STARTS}
     for run_seed in seeds:
         for name, from_scratch in STARTS.items():
             folder = output_dir / f"finetuned-{name.replace(' ', '-')}" / f"seed-{run_seed}"
-            runs[name].append(finetune(pretrained_dir, folder, run_seed, finetune_epochs, finetune_learning_rate,
-                                       from_scratch))
+            runs[name].append(
+                finetune(pretrained_dir, folder, run_seed, finetune_epochs, finetune_learning_rate, from_scratch)
+            )
             figures = runs[name][-1]
-            print(f"  seed {run_seed}  {name:<13} test loss {figures['loss']:.3f}   accuracy {figures['accuracy']:6.1%}"
-                  f"   macro-F1 {figures['macro_f1']:.3f}")
-    results = {name: {**{key: float(np.mean([run[key] for run in done])) for key in done[0]}, "runs": done}
-               for name, done in runs.items()}
+            print(
+                f"  seed {run_seed}  {name:<13} test loss {figures['loss']:.3f}   accuracy {figures['accuracy']:6.1%}"
+                f"   macro-F1 {figures['macro_f1']:.3f}"
+            )
+    results = {
+        name: {**{key: float(np.mean([run[key] for run in done])) for key in done[0]}, "runs": done}
+        for name, done in runs.items()
+    }
     for name, figures in results.items():
-        print(f"  mean     {name:<13} test loss {figures['loss']:.3f}   accuracy {figures['accuracy']:6.1%}"
-              f"   macro-F1 {figures['macro_f1']:.3f}   (models, cards and recipes in "
-              f"{output_dir / ('finetuned-' + name.replace(' ', '-'))}/seed-N)")
+        print(
+            f"  mean     {name:<13} test loss {figures['loss']:.3f}   accuracy {figures['accuracy']:6.1%}"
+            f"   macro-F1 {figures['macro_f1']:.3f}   (models, cards and recipes in "
+            f"{output_dir / ('finetuned-' + name.replace(' ', '-'))}/seed-N)"
+        )
     gain = results["pretrained"]["accuracy"] - results["random start"]["accuracy"]
     loss_drop = results["random start"]["loss"] - results["pretrained"]["loss"]
-    print(f"transfer over {finetune_seeds} seeds, {len(task['test'])} test passages: pretraining lowers the test "
-          f"loss by {loss_drop:.3f} and changes accuracy by {gain * 100:+.1f} points")
-    print(f"\nall outputs in {output_dir.resolve()}: pretrained/ (model, tokenizer, model card, task_curves.png, "
-          "TensorBoard runs/), finetuned-*/, pretraining-corpus.jsonl")
-    return {"pretraining": pretraining.get("metrics", {}), "fill_mask": guesses, "finetuning": results,
-            "plot": pretraining.get("plot")}
+    print(
+        f"transfer over {finetune_seeds} seeds, {len(task['test'])} test passages: pretraining lowers the test "
+        f"loss by {loss_drop:.3f} and changes accuracy by {gain * 100:+.1f} points"
+    )
+    print(
+        f"\nall outputs in {output_dir.resolve()}: pretrained/ (model, tokenizer, model card, task_curves.png, "
+        "TensorBoard runs/), finetuned-*/, pretraining-corpus.jsonl"
+    )
+    return {
+        "pretraining": pretraining.get("metrics", {}),
+        "fill_mask": guesses,
+        "finetuning": results,
+        "plot": pretraining.get("plot"),
+    }

@@ -42,8 +42,13 @@ def pretraining_corpus(output_dir: Path) -> Path:
     return path
 
 
-def run_chinese_demo(output_dir: str | os.PathLike = "demo-output-zh", steps: int = 600, seed: int = 0,
-                     finetune_epochs: float = 2, finetune_learning_rate: float = 1e-3) -> dict[str, Any]:
+def run_chinese_demo(
+    output_dir: str | os.PathLike = "demo-output-zh",
+    steps: int = 600,
+    seed: int = 0,
+    finetune_epochs: float = 2,
+    finetune_learning_rate: float = 1e-3,
+) -> dict[str, Any]:
     """Run the four steps above, printing as it goes; returns the measured figures."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -55,8 +60,15 @@ def run_chinese_demo(output_dir: str | os.PathLike = "demo-output-zh", steps: in
 
     _step(2, f"pretraining a tiny bert18 with ERNIE 1.0's knowledge masking for {steps} steps (tiny-demo-zh)")
     pretrained = output_dir / "pretrained"
-    recipe = parse_recipe("tiny-demo-zh", output_dir=str(pretrained), corpus=str(corpus), max_steps=steps,
-                          seed=seed, overwrite_output_dir=True, disable_tqdm=True)
+    recipe = parse_recipe(
+        "tiny-demo-zh",
+        output_dir=str(pretrained),
+        corpus=str(corpus),
+        max_steps=steps,
+        seed=seed,
+        overwrite_output_dir=True,
+        disable_tqdm=True,
+    )
     pretraining = run_pretraining(recipe)
 
     _step(3, "fill-mask with the pretrained model (AutoModelForMaskedLM)")
@@ -69,11 +81,20 @@ def run_chinese_demo(output_dir: str | os.PathLike = "demo-output-zh", steps: in
     for task, (name, metric, examples) in TASKS.items():
         for start, from_scratch in STARTS.items():
             finetuning = parse_finetune_recipe(
-                name, model_name_or_path=str(pretrained), from_scratch=from_scratch,
+                name,
+                model_name_or_path=str(pretrained),
+                from_scratch=from_scratch,
                 output_dir=str(output_dir / f"{name}-{start.replace(' ', '-')}"),
-                max_train_samples=examples, max_eval_samples=1000, num_train_epochs=finetune_epochs,
-                learning_rate=finetune_learning_rate, max_length=128, use_cpu=True, eval_strategy="no",
-                disable_tqdm=True, seed=seed, overwrite_output_dir=True,
+                max_train_samples=examples,
+                max_eval_samples=1000,
+                num_train_epochs=finetune_epochs,
+                learning_rate=finetune_learning_rate,
+                max_length=128,
+                use_cpu=True,
+                eval_strategy="no",
+                disable_tqdm=True,
+                seed=seed,
+                overwrite_output_dir=True,
             )
             score = run_finetuning(finetuning)["metrics"][metric]
             results.setdefault(task, {})[start] = score

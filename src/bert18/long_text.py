@@ -78,8 +78,9 @@ def _budget(tokenizer: Any, max_length: int) -> tuple[list[int], list[int], int]
 # --- (a) truncation ---------------------------------------------------------------------------
 
 
-def truncate_ids(ids: Sequence[int], budget: int, strategy: str = "head+tail", head_tokens: int | None = None
-                 ) -> list[int]:
+def truncate_ids(
+    ids: Sequence[int], budget: int, strategy: str = "head+tail", head_tokens: int | None = None
+) -> list[int]:
     """At most ``budget`` of ``ids``: the first (``head``), the last (``tail``), or the first
     ``head_tokens`` and the last ``budget - head_tokens`` (``head+tail``; ``head_tokens=None`` takes
     a quarter of the budget, Sun et al.'s 128 of 510). Shorter inputs come back whole."""
@@ -100,8 +101,9 @@ def truncate_ids(ids: Sequence[int], budget: int, strategy: str = "head+tail", h
     return ids[:head] + ids[len(ids) - (budget - head) :]
 
 
-def encode_truncated(tokenizer: Any, text: str, max_length: int = 512, strategy: str = "head+tail",
-                     head_tokens: int | None = None) -> list[int]:
+def encode_truncated(
+    tokenizer: Any, text: str, max_length: int = 512, strategy: str = "head+tail", head_tokens: int | None = None
+) -> list[int]:
     """``text`` as one model input of at most ``max_length`` ids, special tokens included, by
     ``head``, ``tail`` or ``head+tail`` truncation or by ``key_sentences``. An empty text gives the
     special tokens alone (as the tokenizer would)."""
@@ -137,8 +139,9 @@ def _terms(sentence: str) -> list[str]:
     return terms
 
 
-def sentence_centrality(sentences: Sequence[str], damping: float = 0.85, tolerance: float = 1e-10,
-                        max_iterations: int = 200) -> np.ndarray:
+def sentence_centrality(
+    sentences: Sequence[str], damping: float = 0.85, tolerance: float = 1e-10, max_iterations: int = 200
+) -> np.ndarray:
     """TextRank / LexRank centrality of each sentence (scores sum to 1).
 
     Sentences are TF-IDF vectors over their words (``_terms``), with the inverse document frequency
@@ -237,8 +240,14 @@ def model_max_length(model_or_config: Any) -> int:
     return limit
 
 
-def chunk_document(tokenizer: Any, text: str | Sequence[int], max_length: int = 512, stride: int | None = None,
-                   max_chunks: int | None = None, on_overflow: str = "error") -> list[list[int]]:
+def chunk_document(
+    tokenizer: Any,
+    text: str | Sequence[int],
+    max_length: int = 512,
+    stride: int | None = None,
+    max_chunks: int | None = None,
+    on_overflow: str = "error",
+) -> list[list[int]]:
     """Overlapping chunks of a document, each ``[CLS] tokens [SEP]`` of at most ``max_length`` ids.
 
     Args:
@@ -256,8 +265,15 @@ def chunk_document(tokenizer: Any, text: str | Sequence[int], max_length: int = 
     return _chunks(ids, prefix, suffix, window, stride, max_chunks, on_overflow)
 
 
-def _chunks(ids: list[int], prefix: list[int], suffix: list[int], window: int, stride: int | None,
-            max_chunks: int | None, on_overflow: str) -> list[list[int]]:
+def _chunks(
+    ids: list[int],
+    prefix: list[int],
+    suffix: list[int],
+    window: int,
+    stride: int | None,
+    max_chunks: int | None,
+    on_overflow: str,
+) -> list[list[int]]:
     spans = chunk_spans(len(ids), window, window // 4 if stride is None else stride)
     return [prefix + ids[start:end] + suffix for start, end in _limit_chunks(spans, max_chunks, on_overflow)]
 
@@ -283,9 +299,18 @@ class LongDocumentCollator:
     column reaches the collator.
     """
 
-    def __init__(self, tokenizer: Any, strategy: str = "chunk", max_length: int = 512, stride: int | None = None,
-                 head_tokens: int | None = None, max_chunks: int | None = None, on_overflow: str = "error",
-                 text_column: str = "text", label_column: str = "label"):
+    def __init__(
+        self,
+        tokenizer: Any,
+        strategy: str = "chunk",
+        max_length: int = 512,
+        stride: int | None = None,
+        head_tokens: int | None = None,
+        max_chunks: int | None = None,
+        on_overflow: str = "error",
+        text_column: str = "text",
+        label_column: str = "label",
+    ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if on_overflow not in ("error", "truncate"):
@@ -334,8 +359,9 @@ class LongDocumentCollator:
             rows, counts = [], []
             for document, ids in enumerate(token_ids):
                 try:
-                    chunks = _chunks(ids, self.prefix, self.suffix, self.budget, self.stride, self.max_chunks,
-                                     self.on_overflow)
+                    chunks = _chunks(
+                        ids, self.prefix, self.suffix, self.budget, self.stride, self.max_chunks, self.on_overflow
+                    )
                 except ValueError as error:
                     raise ValueError(f"document {document} of the batch: {error}") from error
                 rows += chunks
@@ -344,8 +370,10 @@ class LongDocumentCollator:
             batch["num_chunks"] = torch.tensor(counts)
         else:
             truncation = "head" if self.strategy == "key_sentences" else self.strategy
-            rows = [self.prefix + truncate_ids(ids, self.budget, truncation, self.head_tokens) + self.suffix
-                    for ids in token_ids]
+            rows = [
+                self.prefix + truncate_ids(ids, self.budget, truncation, self.head_tokens) + self.suffix
+                for ids in token_ids
+            ]
         batch.update(self._pad(rows))
         labels = [f.get(self.label_column, f.get("labels")) for f in features]
         if any(label is not None for label in labels):

@@ -63,7 +63,8 @@ def install_peft_defaults() -> None:
     if _PeftConstantsHook.target in sys.modules:
         register_peft_defaults(sys.modules[_PeftConstantsHook.target])
     elif importlib.util.find_spec("peft") is not None and not any(
-            isinstance(finder, _PeftConstantsHook) for finder in sys.meta_path):
+        isinstance(finder, _PeftConstantsHook) for finder in sys.meta_path
+    ):
         sys.meta_path.insert(0, _PeftConstantsHook())
 
 
@@ -71,8 +72,9 @@ def _peft() -> Any:
     try:
         import peft
     except ImportError as error:
-        raise ImportError("LoRA (lora_r) needs peft, which is not installed: pip install peft "
-                          "(or pip install 'bert18[peft]')") from error
+        raise ImportError(
+            "LoRA (lora_r) needs peft, which is not installed: pip install peft (or pip install 'bert18[peft]')"
+        ) from error
     return peft
 
 
@@ -85,8 +87,9 @@ PEFT_TASK_TYPES = {
 }
 
 
-def apply_lora(model: torch.nn.Module, r: int, alpha: float = 16.0, dropout: float = 0.1,
-               target_modules: list[str] | None = None) -> torch.nn.Module:
+def apply_lora(
+    model: torch.nn.Module, r: int, alpha: float = 16.0, dropout: float = 0.1, target_modules: list[str] | None = None
+) -> torch.nn.Module:
     """``model`` wrapped by peft with LoRA adapters of rank ``r`` on ``target_modules`` (default: query and
     value), the encoder frozen and the task head (``HEAD_MODULES`` present) trained in full."""
     peft = _peft()
@@ -96,11 +99,19 @@ def apply_lora(model: torch.nn.Module, r: int, alpha: float = 16.0, dropout: flo
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     unknown = [t for t in targets if t not in names]
     if unknown:
-        raise ValueError(f"lora_target_modules {unknown} name no module of {type(model).__name__}; bert18's "
-                         "attention has query, key, value, output; its feed-forward intermediate, output")
+        raise ValueError(
+            f"lora_target_modules {unknown} name no module of {type(model).__name__}; bert18's "
+            "attention has query, key, value, output; its feed-forward intermediate, output"
+        )
     heads = [name for name in HEAD_MODULES if getattr(model, name, None) is not None]
-    config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                             modules_to_save=heads or None, task_type=PEFT_TASK_TYPES.get(type(model).__name__))
+    config = peft.LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        modules_to_save=heads or None,
+        task_type=PEFT_TASK_TYPES.get(type(model).__name__),
+    )
     return peft.get_peft_model(model, config)
 
 

@@ -50,17 +50,21 @@ __all__ = [
 
 _LABELS = datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})
 _SCORES = datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")})
-_TAGS = datasets.Features({
-    "predictions": datasets.List(datasets.Value("string")),
-    "references": datasets.List(datasets.Value("string")),
-})
-_SQUAD = datasets.Features({
-    "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
-    "references": {
-        "id": datasets.Value("string"),
-        "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
-    },
-})
+_TAGS = datasets.Features(
+    {
+        "predictions": datasets.List(datasets.Value("string")),
+        "references": datasets.List(datasets.Value("string")),
+    }
+)
+_SQUAD = datasets.Features(
+    {
+        "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
+        "references": {
+            "id": datasets.Value("string"),
+            "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
+        },
+    }
+)
 
 
 class _OfflineMetric(evaluate.Metric):
@@ -112,8 +116,9 @@ def _nonempty(name: str, predictions: Sequence) -> None:
 # --- classification: accuracy, precision / recall / F1, Matthews correlation -----------------
 
 
-def _confusion(references: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
-               sample_weight: np.ndarray | None) -> np.ndarray:
+def _confusion(
+    references: np.ndarray, predictions: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None
+) -> np.ndarray:
     """Weighted confusion matrix C[true, predicted] over ``labels``; pairs with another label are dropped."""
     index = {label: i for i, label in enumerate(labels.tolist())}
     weights = np.ones(len(references)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
@@ -190,8 +195,13 @@ class Accuracy(_OfflineMetric):
 
     integer_inputs = True
 
-    def _compute(self, predictions: list[int], references: list[int], normalize: bool = True,
-                 sample_weight: Sequence[float] | None = None) -> dict[str, float]:
+    def _compute(
+        self,
+        predictions: list[int],
+        references: list[int],
+        normalize: bool = True,
+        sample_weight: Sequence[float] | None = None,
+    ) -> dict[str, float]:
         _nonempty(self.name, predictions)
         correct = np.asarray(predictions) == np.asarray(references)
         weights = np.ones(len(correct)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
@@ -203,9 +213,16 @@ class _PRF(_OfflineMetric):
     integer_inputs = True
     key = "f1"
 
-    def _compute(self, predictions: list[int], references: list[int], labels: Sequence[int] | None = None,
-                 pos_label: int = 1, average: str | None = "binary",
-                 sample_weight: Sequence[float] | None = None, zero_division: float = 0.0) -> dict[str, Any]:
+    def _compute(
+        self,
+        predictions: list[int],
+        references: list[int],
+        labels: Sequence[int] | None = None,
+        pos_label: int = 1,
+        average: str | None = "binary",
+        sample_weight: Sequence[float] | None = None,
+        zero_division: float = 0.0,
+    ) -> dict[str, Any]:
         _nonempty(self.name, predictions)
         scores = precision_recall_f1(predictions, references, labels, pos_label, average, sample_weight, zero_division)
         return {self.key: scores[self.key]}
@@ -234,8 +251,9 @@ class MatthewsCorrelation(_OfflineMetric):
 
     integer_inputs = True
 
-    def _compute(self, predictions: list[int], references: list[int],
-                 sample_weight: Sequence[float] | None = None) -> dict[str, float]:
+    def _compute(
+        self, predictions: list[int], references: list[int], sample_weight: Sequence[float] | None = None
+    ) -> dict[str, float]:
         _nonempty(self.name, predictions)
         y_pred, y_true = np.asarray(predictions), np.asarray(references)
         matrix = _confusion(y_true, y_pred, np.union1d(y_true, y_pred), sample_weight)
@@ -276,8 +294,9 @@ def _p_value(r: float, n: int) -> float:
     try:
         from scipy import stats
     except ImportError as error:
-        raise ImportError("return_pvalue=True needs scipy (pip install scipy); the correlation itself does not") \
-            from error
+        raise ImportError(
+            "return_pvalue=True needs scipy (pip install scipy); the correlation itself does not"
+        ) from error
     if n < 3 or np.isnan(r):
         return float("nan")
     if abs(r) == 1.0:
@@ -297,8 +316,9 @@ class _Correlation(_OfflineMetric):
     def _statistic(self, x: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError
 
-    def _compute(self, predictions: list[float], references: list[float], return_pvalue: bool = False
-                 ) -> dict[str, float]:
+    def _compute(
+        self, predictions: list[float], references: list[float], return_pvalue: bool = False
+    ) -> dict[str, float]:
         _nonempty(self.name, predictions)
         x, y = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
         r = self._statistic(x, y)
@@ -366,8 +386,9 @@ class Seqeval(_OfflineMetric):
 
     features = _TAGS
 
-    def _compute(self, predictions: list[list[str]], references: list[list[str]],
-                 zero_division: float = 0.0) -> dict[str, Any]:
+    def _compute(
+        self, predictions: list[list[str]], references: list[list[str]], zero_division: float = 0.0
+    ) -> dict[str, Any]:
         _nonempty(self.name, predictions)
         true_entities: set[tuple[int, str, int, int]] = set()
         pred_entities: set[tuple[int, str, int, int]] = set()

@@ -88,8 +88,9 @@ logger = logging.get_logger(__name__)
 # ([3H, H], rows Q then K then V): transformers splits it on load, exactly, through its weight-conversion
 # registry. Registered for model_type "bert18" (also by the copy of this file that ships with checkpoints).
 FUSED_QKV_CONVERSION = [
-    WeightConverter(source_patterns=".qkv.", target_patterns=[".query.", ".key.", ".value."],
-                    operations=[Chunk(dim=0)]),
+    WeightConverter(
+        source_patterns=".qkv.", target_patterns=[".query.", ".key.", ".value."], operations=[Chunk(dim=0)]
+    ),
 ]
 
 
@@ -131,8 +132,9 @@ def make_norm(config: Bert18Config, dim: int | None = None) -> nn.Module:
     return nn.LayerNorm(dim, eps=config.layer_norm_eps, bias=config.norm_bias)
 
 
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
-                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RoPE's cos and sin for ``positions`` (any shape), [..., head_dim], in ``dtype``.
 
     Frequencies theta^(-2i/d) for the d/2 pairs, laid out as two halves (GPT-NeoX / transformers'
@@ -148,8 +150,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def apply_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
-                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_rotary(
+    query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate ``query`` and ``key`` ([batch, heads, length, dim] with cos/sin [batch, length, dim], or
     [tokens, heads, dim] with cos/sin [tokens, dim]) by their positions, in float32."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
@@ -192,8 +195,13 @@ class Bert18Embeddings(nn.Module):
         self.pad_aware_positions = config.pad_aware_positions
         self.max_positions = config.max_position_embeddings
 
-    def position_ids_for(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
-                         shape: torch.Size, device: torch.device) -> torch.Tensor:
+    def position_ids_for(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        shape: torch.Size,
+        device: torch.device,
+    ) -> torch.Tensor:
         if self.pad_aware_positions and (input_ids is not None or attention_mask is not None):
             # RoBERTa: real tokens are numbered 0, 1, 2, ... whatever padding precedes them (from
             # the ids, or from the attention mask when only embeddings are given).
@@ -313,17 +321,21 @@ class Bert18Attention(GradientCheckpointingLayer):
             inputs = self.layer_norm(hidden_states)
         if unpadded is not None:
             tokens = inputs.shape[0]
-            query, key, value = (proj(inputs).view(tokens, self.num_heads, self.head_dim)
-                                 for proj in (self.query, self.key, self.value))
+            query, key, value = (
+                proj(inputs).view(tokens, self.num_heads, self.head_dim) for proj in (self.query, self.key, self.value)
+            )
             if rotary is not None:
                 query, key = apply_rotary(query, key, *rotary)
             dropout = self.attention_dropout if self.training else 0.0
-            context = varlen_attention(query, key, value, unpadded, self.scaling, dropout,
-                                       window=window, alibi=alibi).reshape(tokens, -1)
+            context = varlen_attention(
+                query, key, value, unpadded, self.scaling, dropout, window=window, alibi=alibi
+            ).reshape(tokens, -1)
             return self._residual(hidden_states, context), None
         batch, length, _ = inputs.shape
-        query, key, value = (proj(inputs).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-                             for proj in (self.query, self.key, self.value))
+        query, key, value = (
+            proj(inputs).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+            for proj in (self.query, self.key, self.value)
+        )
         if rotary is not None:
             query, key = apply_rotary(query, key, *rotary)
         if window is not None:  # FlashAttention's padded path: inclusive bounds of window either side
@@ -403,19 +415,24 @@ class Bert18Encoder(nn.Module):
         self.alibi = config.position_embedding_type == "alibi"
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.rope_theta = {"full_attention": float(config.rope_theta),
-                           "sliding_attention": float(config.local_rope_theta or config.rope_theta)}
+        self.rope_theta = {
+            "full_attention": float(config.rope_theta),
+            "sliding_attention": float(config.local_rope_theta or config.rope_theta),
+        }
         self.half_window = config.local_attention_window // 2 if config.has_local_attention else None
 
-    def rotary_tables(self, position_ids: torch.Tensor | None,
-                      dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def rotary_tables(
+        self, position_ids: torch.Tensor | None, dtype: torch.dtype
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """(cos, sin) of ``position_ids`` per layer type, each computed once per forward."""
         if not self.rotary:
             return {}
         if position_ids is None:
             raise ValueError("rotary positions need position_ids in the encoder")
-        return {kind: rotary_cos_sin(position_ids, self.head_dim, self.rope_theta[kind], dtype)
-                for kind in sorted(set(self.layer_types))}
+        return {
+            kind: rotary_cos_sin(position_ids, self.head_dim, self.rope_theta[kind], dtype)
+            for kind in sorted(set(self.layer_types))
+        }
 
     def forward(
         self,
@@ -449,9 +466,15 @@ class Bert18Encoder(nn.Module):
             attention = self.attention[i % len(self.attention)]
             mask = attention_mask[kind] if isinstance(attention_mask, dict) else attention_mask
             hidden_states, weights = attention(
-                hidden_states, mask, num_keys=num_keys, unpadded=unpadded, rotary=rotary.get(kind),
+                hidden_states,
+                mask,
+                num_keys=num_keys,
+                unpadded=unpadded,
+                rotary=rotary.get(kind),
                 window=self.half_window if kind == "sliding_attention" else None,
-                skip_norm=self.pre_norm and i == 0, alibi=alibi, **kwargs
+                skip_norm=self.pre_norm and i == 0,
+                alibi=alibi,
+                **kwargs,
             )
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
             if output_hidden_states:
@@ -464,15 +487,22 @@ class Bert18Encoder(nn.Module):
                 all_hidden_states = (*all_hidden_states[:-1], hidden_states)
         return hidden_states, all_hidden_states, all_attentions
 
-
-    def _with_alibi(self, attention_mask: Any, slopes: torch.Tensor, position_ids: torch.Tensor,
-                    num_keys: int | None, hidden_states: torch.Tensor) -> Any:
+    def _with_alibi(
+        self,
+        attention_mask: Any,
+        slopes: torch.Tensor,
+        position_ids: torch.Tensor,
+        num_keys: int | None,
+        hidden_states: torch.Tensor,
+    ) -> Any:
         """The padded path's masks with the ALiBi bias added: additive float masks [batch, heads, rows, keys]
         (the bias of every row against the key rows, -inf-like where the mask forbids)."""
         implementation = getattr(self.attention[0].config, "_attn_implementation", "eager")
         if implementation not in ("eager", "sdpa"):
-            raise ValueError(f"ALiBi positions take an additive mask: use attn_implementation 'eager' or 'sdpa' (the "
-                             f"unpadded path runs FlashAttention with ALiBi on its own), not {implementation!r}")
+            raise ValueError(
+                f"ALiBi positions take an additive mask: use attn_implementation 'eager' or 'sdpa' (the "
+                f"unpadded path runs FlashAttention with ALiBi on its own), not {implementation!r}"
+            )
         keys = position_ids if num_keys is None else position_ids[:, :num_keys]
         dtype = hidden_states.dtype
         bias = alibi_bias(slopes, position_ids, keys).to(dtype)
@@ -529,8 +559,9 @@ class Bert18LMHead(nn.Module):
         return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
 
 
-def mlm_logits(lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor,
-               labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def mlm_logits(
+    lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor, labels: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The MLM scores and their targets: at every position, or (``config.sparse_prediction`` with
     labels) at the labelled positions only, [targets, vocab] against ``labels[labels != -100]``.
 
@@ -822,29 +853,43 @@ class Bert18Model(Bert18PreTrainedModel):
             packed = self._packed_flag(attention_mask)
             if packed is not False and position_ids is None:
                 reference = input_ids if input_ids is not None else inputs_embeds
-                plain = self.embeddings.position_ids_for(input_ids, attention_mask, reference.shape[:2],
-                                                         reference.device)
+                plain = self.embeddings.position_ids_for(
+                    input_ids, attention_mask, reference.shape[:2], reference.device
+                )
                 position_ids = torch.where(packed, sequence_positions_dense(attention_mask), plain)
         else:
             packed = is_packed(attention_mask)  # read once: every path below depends on it
             if packed and uses_two_streams:
-                raise ValueError("two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
-                                 "several (values above 1)")
+                raise ValueError(
+                    "two-stream attention (PLM) orders one sequence per row; this attention_mask packs "
+                    "several (values above 1)"
+                )
             if packed and position_ids is None:  # several sequences per row: each counts from 0
                 position_ids = sequence_positions(attention_mask)
             reference = input_ids if input_ids is not None else inputs_embeds
             if not uses_two_streams and self._unpads(attention_mask, packed, reference.shape[1]):  # never with eager
                 if attention_mask is None:
                     attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-                return self._unpadded_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                              output_hidden_states, output_attentions, task_type_ids, **kwargs)
-        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask,
-                                     task_type_ids=task_type_ids)
+                return self._unpadded_forward(
+                    input_ids,
+                    attention_mask,
+                    token_type_ids,
+                    position_ids,
+                    inputs_embeds,
+                    output_hidden_states,
+                    output_attentions,
+                    task_type_ids,
+                    **kwargs,
+                )
+        embeddings = self.embeddings(
+            input_ids, token_type_ids, position_ids, inputs_embeds, attention_mask, task_type_ids=task_type_ids
+        )
         num_keys, rotary_positions = None, None
         if self.config.position_embedding_type in ("rotary", "alibi"):
             if position_ids is None:
-                position_ids = self.embeddings.position_ids_for(input_ids, attention_mask, embeddings.shape[:2],
-                                                                embeddings.device)
+                position_ids = self.embeddings.position_ids_for(
+                    input_ids, attention_mask, embeddings.shape[:2], embeddings.device
+                )
             rotary_positions = position_ids.expand(embeddings.shape[:2])
         if not uses_two_streams:
             hidden, mask = embeddings, self._padded_mask(embeddings, attention_mask, packed)
@@ -853,18 +898,26 @@ class Bert18Model(Bert18PreTrainedModel):
                 mask = {"full_attention": mask, "sliding_attention": local}
         else:
             if self.config.has_local_attention:
-                raise ValueError("two-stream attention (PLM) with local attention layers is not supported: the "
-                                 "query rows have no place in a window; use layer_types=None for PLM")
+                raise ValueError(
+                    "two-stream attention (PLM) with local attention layers is not supported: the "
+                    "query rows have no place in a window; use layer_types=None for PLM"
+                )
             hidden, mask = self._two_stream_inputs(embeddings, attention_mask, content_mask, query_embeds, query_mask)
             num_keys = embeddings.shape[1]
             if rotary_positions is not None and query_embeds is not None:
                 if query_position_ids is None:
-                    raise ValueError("rotary and ALiBi positions with query_embeds need query_position_ids "
-                                     "[batch, queries]")
+                    raise ValueError(
+                        "rotary and ALiBi positions with query_embeds need query_position_ids [batch, queries]"
+                    )
                 rotary_positions = torch.cat([rotary_positions, query_position_ids.to(rotary_positions)], dim=1)
         sequence, hidden_states, attentions = self.encoder(
-            hidden, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-            num_keys=num_keys, position_ids=rotary_positions, **kwargs
+            hidden,
+            mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            num_keys=num_keys,
+            position_ids=rotary_positions,
+            **kwargs,
         )
         query = None
         if num_keys is not None:  # split the query rows off the token rows
@@ -913,8 +966,13 @@ class Bert18Model(Bert18PreTrainedModel):
             return False
         return attention_mask.max() > 1
 
-    def _padded_mask(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None,
-                     packed: bool | torch.Tensor, window: int | None = None) -> Any:
+    def _padded_mask(
+        self,
+        embeddings: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        packed: bool | torch.Tensor,
+        window: int | None = None,
+    ) -> Any:
         """The attention implementation's mask for a padded batch; packed rows keep sequences apart.
 
         ``packed`` is a bool, or (in an exported graph) a 0-d tensor: token i may then attend to token j
@@ -931,23 +989,32 @@ class Bert18Model(Bert18PreTrainedModel):
             return ((q - kv).abs() <= window) | padding[b, q]
 
         if packed is False:
-            return create_bidirectional_mask(config=self.config, inputs_embeds=embeddings,
-                                             attention_mask=attention_mask,
-                                             and_mask_function=in_window if window is not None else None)
+            return create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=embeddings,
+                attention_mask=attention_mask,
+                and_mask_function=in_window if window is not None else None,
+            )
         sequence = attention_mask
         if packed is True:
+
             def same_sequence(b, h, q, kv):
                 return sequence[b, q] == sequence[b, kv]
         else:
+
             def same_sequence(b, h, q, kv):
                 return (sequence[b, q] == sequence[b, kv]) | ~packed
+
         if window is not None:
+
             def allowed(b, h, q, kv):
                 return same_sequence(b, h, q, kv) & in_window(b, h, q, kv)
         else:
             allowed = same_sequence
         return create_bidirectional_mask(
-            config=self.config, inputs_embeds=embeddings, attention_mask=sequence.ne(0),
+            config=self.config,
+            inputs_embeds=embeddings,
+            attention_mask=sequence.ne(0),
             and_mask_function=allowed,
         )
 
@@ -984,8 +1051,12 @@ class Bert18Model(Bert18PreTrainedModel):
         in_attention = self.config.position_embedding_type in ("rotary", "alibi")  # positions read by attention
         positions = batch.gather(position_ids.expand(shape)) if in_attention else None
         sequence, hidden_states, _ = self.encoder(
-            embeddings, None, output_hidden_states=output_hidden_states, unpadded=batch, position_ids=positions,
-            **kwargs
+            embeddings,
+            None,
+            output_hidden_states=output_hidden_states,
+            unpadded=batch,
+            position_ids=positions,
+            **kwargs,
         )
         sequence = batch.scatter(sequence)
         return Bert18ModelOutput(
@@ -1007,28 +1078,37 @@ class Bert18Model(Bert18PreTrainedModel):
         in the form the attention implementation takes (additive for eager, boolean for SDPA)."""
         implementation = self.config._attn_implementation
         if implementation not in PER_EXAMPLE_MASK_ATTENTION:
-            raise ValueError(f"per-example attention masks (content_mask, query_mask) need one of "
-                             f"{PER_EXAMPLE_MASK_ATTENTION} attention, not {implementation!r}: load the model with "
-                             "attn_implementation='sdpa'")
+            raise ValueError(
+                f"per-example attention masks (content_mask, query_mask) need one of "
+                f"{PER_EXAMPLE_MASK_ATTENTION} attention, not {implementation!r}: load the model with "
+                "attn_implementation='sdpa'"
+            )
         batch, length = embeddings.shape[:2]
         if content_mask is None:
             content_mask = torch.ones(batch, length, length, dtype=torch.bool, device=embeddings.device)
         if content_mask.shape != (batch, length, length):
-            raise ValueError(f"content_mask must be [batch, length, length] = {[batch, length, length]}, "
-                             f"got {list(content_mask.shape)}")
+            raise ValueError(
+                f"content_mask must be [batch, length, length] = {[batch, length, length]}, "
+                f"got {list(content_mask.shape)}"
+            )
         rows, hidden = [content_mask.bool()], embeddings
         if query_embeds is not None:
             queries = query_embeds.shape[1]
             if query_mask is None or query_mask.shape != (batch, queries, length):
                 got = None if query_mask is None else list(query_mask.shape)
-                raise ValueError(f"query_embeds need a query_mask of [batch, queries, length] = "
-                                 f"{[batch, queries, length]}, got {got}")
+                raise ValueError(
+                    f"query_embeds need a query_mask of [batch, queries, length] = "
+                    f"{[batch, queries, length]}, got {got}"
+                )
             rows.append(query_mask.bool())
             hidden = torch.cat([embeddings, query_embeds.to(embeddings.dtype)], dim=1)
         allowed = torch.cat(rows, dim=1)
         # transformers builds the implementation's mask (and the padding) from this index function.
         mask = create_bidirectional_mask(
-            config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, encoder_hidden_states=embeddings,
+            config=self.config,
+            inputs_embeds=hidden,
+            attention_mask=attention_mask,
+            encoder_hidden_states=embeddings,
             and_mask_function=lambda b, h, q, kv: allowed[b, q, kv],
         )
         return hidden, mask
@@ -1064,8 +1144,11 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         if self.lm_head is None:  # nothing to tie without an LM head
             self._tied_weights_keys = {}
         self.heads = nn.ModuleDict(
-            {task: nn.Linear(config.hidden_size, PRETRAINING_TASKS[task].classes(config))
-             for task in tasks if not PRETRAINING_TASKS[task].predicts_vocabulary}
+            {
+                task: nn.Linear(config.hidden_size, PRETRAINING_TASKS[task].classes(config))
+                for task in tasks
+                if not PRETRAINING_TASKS[task].predicts_vocabulary
+            }
         )
         # The query stream's own input: what a target knows besides its position (XLNet's w).
         self.plm_query = nn.Parameter(torch.empty(config.effective_embedding_size)) if "plm" in tasks else None
@@ -1116,11 +1199,20 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         tasks = self.config.pretraining_tasks
         for task in PRETRAINING_TASKS.values():
             if given[task.label] is not None and task.name not in tasks:
-                raise ValueError(f"{task.label} given, but task {task.name!r} is not in config.pretraining_tasks "
-                                 f"{tasks}")
+                raise ValueError(
+                    f"{task.label} given, but task {task.name!r} is not in config.pretraining_tasks {tasks}"
+                )
         two_stream_arguments = self._plm_streams(
-            input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
-            plm_labels, plm_content_mask, plm_query_mask, plm_target_positions, task_type_ids,
+            input_ids,
+            inputs_embeds,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            plm_labels,
+            plm_content_mask,
+            plm_query_mask,
+            plm_target_positions,
+            task_type_ids,
         )
         outputs = self.bert18(
             input_ids,
@@ -1136,8 +1228,10 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         )
         sequence, pooled = outputs.last_hidden_state, outputs.pooler_output
         if any(given[PRETRAINING_TASKS[t].label] is not None for t in SEQUENCE_TASKS) and is_packed(attention_mask):
-            raise ValueError("sentence-level labels with packed rows: a packed row holds several sequences but one "
-                             f"pooled [CLS]; prepare one example per row for {', '.join(SEQUENCE_TASKS)}")
+            raise ValueError(
+                "sentence-level labels with packed rows: a packed row holds several sequences but one "
+                f"pooled [CLS]; prepare one example per row for {', '.join(SEQUENCE_TASKS)}"
+            )
         prediction_logits = None
         if "mlm" in tasks:
             prediction_logits, given["labels"] = mlm_logits(self.lm_head, self.config, sequence, labels)
@@ -1149,8 +1243,11 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             task_logits["plm"] = self.lm_head(outputs.query_last_hidden_state)
         all_logits = {"mlm": prediction_logits, **task_logits}
         targets = {task: given[PRETRAINING_TASKS[task].label] for task in tasks}
-        sums = {task: summed_cross_entropy(all_logits[task], target) for task, target in targets.items()
-                if target is not None}
+        sums = {
+            task: summed_cross_entropy(all_logits[task], target)
+            for task, target in targets.items()
+            if target is not None
+        }
         task_losses = {task: total / count.clamp(min=1) for task, (total, count) in sums.items()}
         loss = None
         if sums:
@@ -1185,8 +1282,10 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         missing = [name for name, value in inputs.items() if value is None]
         if len(missing) == len(inputs):
             if labels is not None:
-                raise ValueError("plm_labels need plm_content_mask, plm_query_mask and plm_target_positions: "
-                                 "collate with bert18.collators.PermutationLMCollator")
+                raise ValueError(
+                    "plm_labels need plm_content_mask, plm_query_mask and plm_target_positions: "
+                    "collate with bert18.collators.PermutationLMCollator"
+                )
             return {}
         if missing:
             raise ValueError(f"the PLM inputs come together; missing {missing} (PermutationLMCollator makes all)")
@@ -1212,19 +1311,27 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
         rows = query_mask.bool().gather(1, index[..., None].expand(-1, -1, shape[1]))
         # A padding slot (-1) sees every token: never an empty row (SDPA would give NaN), never used.
         rows = rows | targets.lt(0)[..., None]
-        return {"content_mask": content_mask, "query_embeds": queries, "query_mask": rows,
-                "query_position_ids": position_ids.expand(shape).gather(1, index)}
+        return {
+            "content_mask": content_mask,
+            "query_embeds": queries,
+            "query_mask": rows,
+            "query_position_ids": position_ids.expand(shape).gather(1, index),
+        }
 
 
 # Every registered task's labels are an explicit argument of the forward: the Trainer drops the batch
 # columns its signature lacks, and ``given`` reads them by the registry's names.
-_LABELS_NOT_IN_FORWARD = sorted({task.label for task in PRETRAINING_TASKS.values()}
-                                - set(inspect.signature(Bert18ForPreTraining.forward).parameters))
+_LABELS_NOT_IN_FORWARD = sorted(
+    {task.label for task in PRETRAINING_TASKS.values()}
+    - set(inspect.signature(Bert18ForPreTraining.forward).parameters)
+)
 
 
 if _LABELS_NOT_IN_FORWARD:
-    raise TypeError(f"Bert18ForPreTraining.forward lacks the label argument(s) {_LABELS_NOT_IN_FORWARD} of "
-                    "registered pretraining tasks: add each as a keyword argument defaulting to None")
+    raise TypeError(
+        f"Bert18ForPreTraining.forward lacks the label argument(s) {_LABELS_NOT_IN_FORWARD} of "
+        "registered pretraining tasks: add each as a keyword argument defaulting to None"
+    )
 
 
 class Bert18ForMaskedLM(Bert18PreTrainedModel):
@@ -1525,7 +1632,8 @@ class Bert18ForLongSequenceClassification(Bert18PreTrainedModel):
         hidden, pooling = config.hidden_size, config.long_pooling
         self.chunk_attention = (
             nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
-            if pooling == "attention" else None
+            if pooling == "attention"
+            else None
         )
         self.chunk_lstm = (
             nn.LSTM(hidden, hidden // 2, batch_first=True, bidirectional=True) if pooling == "lstm" else None
@@ -1535,12 +1643,17 @@ class Bert18ForLongSequenceClassification(Bert18PreTrainedModel):
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
-    def _chunk_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                       token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    def _chunk_vectors(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
         return self.bert18(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).pooler_output
 
-    def encode_chunks(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_chunks(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The pooled [CLS] vector of every chunk, [total chunks, H], ``config.chunk_batch_size`` at a time."""
         total = input_ids.size(0)
         size = self.config.chunk_batch_size or total
@@ -1554,8 +1667,9 @@ class Bert18ForLongSequenceClassification(Bert18PreTrainedModel):
                 vectors.append(self._chunk_vectors(*piece))
         return torch.cat(vectors)
 
-    def _group_by_document(self, vectors: torch.Tensor, num_chunks: torch.Tensor | None,
-                           chunk_document_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _group_by_document(
+        self, vectors: torch.Tensor, num_chunks: torch.Tensor | None, chunk_document_ids: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """[total chunks, H] -> [documents, most chunks, H] (zero-padded) and its chunk mask."""
         total = vectors.size(0)
         if (num_chunks is None) == (chunk_document_ids is None):

@@ -105,8 +105,9 @@ class ParameterReport:
         return "\n".join(lines)
 
 
-def count_parameters(config_or_model: Bert18Config | nn.Module | str,
-                     add_pooling_layer: bool | None = None) -> ParameterReport:
+def count_parameters(
+    config_or_model: Bert18Config | nn.Module | str, add_pooling_layer: bool | None = None
+) -> ParameterReport:
     """Count the parameters of a bert18 model, a config (its ``Bert18Model``) or a preset name, by
     component. Heads of a task model appear as ``head: <module name>``.
 
@@ -127,8 +128,9 @@ def count_parameters(config_or_model: Bert18Config | nn.Module | str,
     else:
         raise TypeError(f"expected a Bert18Config, a bert18 model or a preset name, got {type(config_or_model)}")
     name = name or type(model).__name__
-    components = {c if isinstance(c, str) else part: 0 for _, c in _COMPONENTS
-                  for part in ((c,) if isinstance(c, str) else c)}
+    components = {
+        c if isinstance(c, str) else part: 0 for _, c in _COMPONENTS for part in ((c,) if isinstance(c, str) else c)
+    }
     for param_name, param in model.named_parameters():  # yields shared and tied tensors once
         local = param_name.removeprefix("bert18.")
         component = next((c for pattern, c in _COMPONENTS if re.fullmatch(pattern, local)), None)

@@ -156,9 +156,7 @@ def _text_batches(texts: Iterable[Any]) -> Callable[[], Iterator[list[str]]]:
         while batch := list(itertools.islice(iterator, _BATCH_SIZE)):
             for position, text in enumerate(batch):
                 if not isinstance(text, str):
-                    raise TypeError(
-                        f"training texts must be str; item {index + position} is {type(text).__name__}"
-                    )
+                    raise TypeError(f"training texts must be str; item {index + position} is {type(text).__name__}")
             index += len(batch)
             yield batch
 
@@ -293,9 +291,15 @@ def _word_counts(tokenizer: Tokenizer, corpus: _Corpus) -> Counter[str]:
     return counts
 
 
-def _deterministic_merges(counts: Counter[str], vocab_size: int, min_frequency: int, specials: Sequence[str],
-                          limit_alphabet: int | None, prefix: str = "", suffix: str = ""
-                          ) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _deterministic_merges(
+    counts: Counter[str],
+    vocab_size: int,
+    min_frequency: int,
+    specials: Sequence[str],
+    limit_alphabet: int | None,
+    prefix: str = "",
+    suffix: str = "",
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The vocabulary and merges of ``tokenizers``' ``BpeTrainer`` / ``WordPieceTrainer`` merge loop
     (WordPiece: a ``prefix`` such as ``##`` on every symbol but a word's first; character-level BPE:
     a ``suffix`` such as ``</w>`` on a word's last symbol), made deterministic.
@@ -367,7 +371,7 @@ def _deterministic_merges(counts: Counter[str], vocab_size: int, min_frequency: 
             break
         first, second = tokens[pair[0]], tokens[pair[1]]
         merges.append((first, second))
-        merged_id = add(first + (second[len(prefix):] if prefix and second.startswith(prefix) else second))
+        merged_id = add(first + (second[len(prefix) :] if prefix and second.startswith(prefix) else second))
         touched = set()
         for index in sorted(where.pop(pair, ())):
             symbols = words[index]
@@ -497,9 +501,7 @@ def train_tokenizer(
 
     corpus = _as_corpus(texts_or_files, text_column)
     tokenizer, trainer_class = _build_pipeline(algorithm, style, lowercase, strip_accents, split_cjk)
-    special_tokens = [
-        AddedToken(token, special=True, normalized=False, lstrip=token == "<mask>") for token in specials
-    ]
+    special_tokens = [AddedToken(token, special=True, normalized=False, lstrip=token == "<mask>") for token in specials]
     unk = specials[1] if style == "bert" else specials[3]
     if algorithm == "unigram":
         trainer = trainer_class(
@@ -529,8 +531,9 @@ def train_tokenizer(
             vocab, _ = _deterministic_merges(counts, vocab_size, min_frequency, specials, limit_alphabet, prefix="##")
             tokenizer.model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##")
         else:
-            vocab, merges = _deterministic_merges(counts, vocab_size, min_frequency, specials, limit_alphabet,
-                                                  suffix="</w>")
+            vocab, merges = _deterministic_merges(
+                counts, vocab_size, min_frequency, specials, limit_alphabet, suffix="</w>"
+            )
             tokenizer.model = models.BPE(vocab=vocab, merges=merges, unk_token=unk, end_of_word_suffix="</w>")
         tokenizer.add_special_tokens(special_tokens)
     else:
@@ -560,8 +563,12 @@ def train_tokenizer(
             ("</s>", ids["</s>"]), ("<s>", ids["<s>"]), trim_offsets=True, add_prefix_space=False
         )
         token_roles = {
-            "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
-            "pad_token": "<pad>", "unk_token": "<unk>",
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "cls_token": "<s>",
+            "sep_token": "</s>",
+            "pad_token": "<pad>",
+            "unk_token": "<unk>",
         }
         input_names = ["input_ids", "attention_mask"]
 

@@ -36,9 +36,14 @@ def main() -> None:
     output = Path(recipe.training.output_dir)
     torch.save(run.trainer.accelerator.unwrap_model(run.trainer.model).state_dict(), output / f"rank{rank}.pt")
     losses = [entry["loss"] for entry in run.trainer.state.log_history if "loss" in entry]
-    record = {"rank": rank, "world_size": recipe.training.world_size, "seen": recorder.seen, "losses": losses,
-              "token_ids": sorted(recorder.token_ids),
-              "distributed_type": str(run.trainer.accelerator.distributed_type)}
+    record = {
+        "rank": rank,
+        "world_size": recipe.training.world_size,
+        "seen": recorder.seen,
+        "losses": losses,
+        "token_ids": sorted(recorder.token_ids),
+        "distributed_type": str(run.trainer.accelerator.distributed_type),
+    }
     (output / f"rank{rank}.json").write_text(json.dumps(record))
 
 

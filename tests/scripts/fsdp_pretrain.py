@@ -55,9 +55,13 @@ def sharding_record(model: torch.nn.Module) -> dict:
     inner = model.bert18 if hasattr(model, "bert18") else model
     words = inner.embeddings.word_embeddings
     decoder = model.lm_head.decoder
-    return {"units": sorted(units), "groups": sorted(sorted(names) for names in groups.values()),
-            "tied": decoder.weight is words.weight, "model_class": type(model).__name__,
-            "parameter_types": sorted({type(p).__name__ for p in model.parameters()})}
+    return {
+        "units": sorted(units),
+        "groups": sorted(sorted(names) for names in groups.values()),
+        "tied": decoder.weight is words.weight,
+        "model_class": type(model).__name__,
+        "parameter_types": sorted({type(p).__name__ for p in model.parameters()}),
+    }
 
 
 def wrap_with_embeddings_as_a_unit(accelerator, config) -> str:
@@ -70,8 +74,10 @@ def wrap_with_embeddings_as_a_unit(accelerator, config) -> str:
 
     plugin = accelerator.state.fsdp_plugin
     accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(
-        fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
-        transformer_cls_names_to_wrap=["Bert18Embeddings", *Bert18ForPreTraining._no_split_modules])
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        transformer_cls_names_to_wrap=["Bert18Embeddings", *Bert18ForPreTraining._no_split_modules],
+    )
     try:
         model = fsdp2_prepare_model(accelerator, Bert18ForPreTraining(config))
         model(input_ids=torch.randint(5, config.vocab_size, (2, 8)))
@@ -98,11 +104,15 @@ def main() -> None:
         if recipe.training.process_index == 0:
             trainer = run.trainer
             record = {
-                "name": entry["name"], "world_size": recipe.training.world_size,
+                "name": entry["name"],
+                "world_size": recipe.training.world_size,
                 "distributed_type": str(trainer.accelerator.distributed_type),
                 "losses": {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log},
-                "task_metrics": {log["step"]: {k: v for k, v in log.items() if k.endswith(("_loss", "_accuracy"))}
-                                 for log in trainer.state.log_history if "loss" in log},
+                "task_metrics": {
+                    log["step"]: {k: v for k, v in log.items() if k.endswith(("_loss", "_accuracy"))}
+                    for log in trainer.state.log_history
+                    if "loss" in log
+                },
                 "global_step": trainer.state.global_step,
             }
             if trainer.is_fsdp_enabled:

@@ -32,8 +32,9 @@ from ..configuration_bert18 import PRETRAINING_TASKS
 # and token-level (padded with -100). Vocabulary tasks (0 classes) get theirs from a collator:
 # "labels" (MLM) from the masking collators, "plm_labels" from PermutationLMCollator.
 SEQUENCE_LABELS = tuple(task.label for task in PRETRAINING_TASKS.values() if task.level == "sequence")
-TOKEN_LABELS = tuple(task.label for task in PRETRAINING_TASKS.values()
-                     if task.level == "token" and not task.predicts_vocabulary)
+TOKEN_LABELS = tuple(
+    task.label for task in PRETRAINING_TASKS.values() if task.level == "token" and not task.predicts_vocabulary
+)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -152,8 +153,10 @@ class DynamicCollator(SharedEpoch):
             except TypeError:
                 value = -1
             if value < 0:
-                raise ValueError(f"column 'example_index' must hold non-negative integers (an example's position "
-                                 f"in its dataset), got {index!r}: keep the column prepare_pretraining_dataset wrote")
+                raise ValueError(
+                    f"column 'example_index' must hold non-negative integers (an example's position "
+                    f"in its dataset), got {index!r}: keep the column prepare_pretraining_dataset wrote"
+                )
             indices.append(value)
         return example_keys(self.seed, self.epoch, np.asarray(indices, dtype=np.uint64))
 
@@ -202,8 +205,9 @@ class DynamicCollator(SharedEpoch):
                 eligible[row, : len(given)] &= ~np.asarray(given, dtype=bool)
         return ids, lengths, eligible
 
-    def model_inputs(self, examples: Sequence[dict[str, Any]], input_ids: np.ndarray, lengths: np.ndarray,
-                     labels: np.ndarray | None) -> dict[str, torch.Tensor]:
+    def model_inputs(
+        self, examples: Sequence[dict[str, Any]], input_ids: np.ndarray, lengths: np.ndarray, labels: np.ndarray | None
+    ) -> dict[str, torch.Tensor]:
         """The batch the model takes from padded [batch, length] ids (and MLM labels): attention
         mask, segments and every task label present on the examples. Packed rows (``sequence_ids``)
         get an attention mask that numbers their sequences (0 padding, 1, 2, ...)."""
@@ -216,7 +220,8 @@ class DynamicCollator(SharedEpoch):
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
             "token_type_ids": torch.from_numpy(
-                self.pad([_or_empty(e.get("token_type_ids")) for e in examples], 0, width)),
+                self.pad([_or_empty(e.get("token_type_ids")) for e in examples], 0, width)
+            ),
         }
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels)
@@ -296,5 +301,14 @@ class SetEpochCallback(TrainerCallback):
             target.set_epoch(self.epoch)
 
 
-__all__ = ["DynamicCollator", "SetEpochCallback", "SharedEpoch", "SEQUENCE_LABELS", "TOKEN_LABELS",
-           "check_token_columns", "example_keys", "own_generator", "uniform"]
+__all__ = [
+    "DynamicCollator",
+    "SetEpochCallback",
+    "SharedEpoch",
+    "SEQUENCE_LABELS",
+    "TOKEN_LABELS",
+    "check_token_columns",
+    "example_keys",
+    "own_generator",
+    "uniform",
+]

@@ -47,8 +47,7 @@ from .mlm import LEVEL, PRIORITY, MLMCollator, numbered_units, word_starts
 LEVELS = ("basic", "phrase", "entity")
 # The span levels masked as whole units at each level (ERNIE's stages are cumulative).
 UNIT_KINDS = {"basic": (), "phrase": ("phrase",), "entity": ("phrase", "entity")}
-LevelSchedule = (Mapping[str, float] | Sequence[tuple[int, Mapping[str, float]]]
-                 | Mapping[int, Mapping[str, float]])
+LevelSchedule = Mapping[str, float] | Sequence[tuple[int, Mapping[str, float]]] | Mapping[int, Mapping[str, float]]
 
 
 def normalised_levels(levels: Mapping[str, float]) -> np.ndarray:
@@ -74,8 +73,10 @@ def level_schedule(levels: LevelSchedule | None, unit: str = "epoch") -> list[tu
     try:
         schedule = sorted((int(first), normalised_levels(probs)) for first, probs in levels)
     except (TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"a level schedule is a list of ({unit}, levels) pairs or a mapping {{{unit}: levels}}, "
-                         f"got {levels!r} ({error})") from None
+        raise ValueError(
+            f"a level schedule is a list of ({unit}, levels) pairs or a mapping {{{unit}: levels}}, "
+            f"got {levels!r} ({error})"
+        ) from None
     if not schedule or schedule[0][0] != 0:
         raise ValueError(f"a level schedule must start at {unit} 0")
     if len({first for first, _ in schedule}) != len(schedule):
@@ -137,9 +138,17 @@ class KnowledgeMaskingCollator(MLMCollator):
         replace_per_unit: bool = False,
         schedule_unit: str = "epoch",
     ):
-        super().__init__(tokenizer, mlm_probability, mask_replace_prob, random_replace_prob, granularity="whole_word",
-                         replace_per_unit=replace_per_unit, mask_count_per_batch=mask_count_per_batch, seed=seed,
-                         pad_to_multiple_of=pad_to_multiple_of)
+        super().__init__(
+            tokenizer,
+            mlm_probability,
+            mask_replace_prob,
+            random_replace_prob,
+            granularity="whole_word",
+            replace_per_unit=replace_per_unit,
+            mask_count_per_batch=mask_count_per_batch,
+            seed=seed,
+            pad_to_multiple_of=pad_to_multiple_of,
+        )
         if schedule_unit not in ("epoch", "step"):
             raise ValueError(f"schedule_unit must be 'epoch' or 'step', got {schedule_unit!r}")
         self.schedule_unit = schedule_unit
@@ -177,8 +186,9 @@ class KnowledgeMaskingCollator(MLMCollator):
         cumulative = np.cumsum(self.level_probabilities())
         return LEVELS[min(int(np.searchsorted(cumulative, uniform(key, 1, LEVEL)[0], side="right")), len(LEVELS) - 1)]
 
-    def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,
-                  key: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    def unit_plan(
+        self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray, key: np.uint64
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Unit of every token and one uniform draw per unit: words, and at the phrase (entity)
         level each phrase (phrase and entity) span one unit, widened to whole words."""
         level = self.draw_level(key)
@@ -191,7 +201,7 @@ class KnowledgeMaskingCollator(MLMCollator):
         for start, end in whole:  # one Python step per span, not per token
             # Inside the span no unit starts; its own start and the token after it keep their word
             # boundaries, so a span opening or closing inside a word joins that word's unit.
-            starts[start + 1:end] = False
+            starts[start + 1 : end] = False
         starts &= eligible
         for start, end in whole:  # a span opening on a special token opens at its first maskable one
             inside = np.flatnonzero(eligible[start:end])
@@ -200,8 +210,9 @@ class KnowledgeMaskingCollator(MLMCollator):
         starts[np.flatnonzero(eligible)[:1]] = True  # the first maskable token always opens a unit
         return numbered_units(starts, key, PRIORITY)
 
-    def _select_units(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
-                      eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _select_units(
+        self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray, eligible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ERNIE's selection: each unit on its own with probability ``mlm_probability``."""
         self._count_batch()
         priority = np.full(eligible.shape, np.inf)
@@ -218,12 +229,15 @@ class KnowledgeMaskingCollator(MLMCollator):
     @staticmethod
     def _spans(example: dict[str, Any], length: int) -> list[tuple[int, int, str]]:
         """The example's knowledge spans, checked: inside the sequence, disjoint, of a known kind."""
-        starts, ends, kinds = (() if example.get(f) is None else example[f] for f in ("span_starts", "span_ends",
-                                                                                      "span_kinds"))
+        starts, ends, kinds = (
+            () if example.get(f) is None else example[f] for f in ("span_starts", "span_ends", "span_kinds")
+        )
         name = f"example {example.get('example_index', '?')}"
         if not len(starts) == len(ends) == len(kinds):
-            raise ValueError(f"{name}: span_starts, span_ends and span_kinds differ in length "
-                             f"({len(starts)}, {len(ends)}, {len(kinds)})")
+            raise ValueError(
+                f"{name}: span_starts, span_ends and span_kinds differ in length "
+                f"({len(starts)}, {len(ends)}, {len(kinds)})"
+            )
         spans = sorted((int(s), int(e), k) for s, e, k in zip(starts, ends, kinds))
         previous_end = 0
         for s, e, kind in spans:
@@ -234,11 +248,18 @@ class KnowledgeMaskingCollator(MLMCollator):
             if not 0 <= s < e <= length:
                 raise ValueError(f"{name}: {kind} span [{s}, {e}) lies outside its {length} tokens")
             if s < previous_end:
-                raise ValueError(f"{name}: spans overlap at token {s}; a unit is masked all-or-none, so units "
-                                 "must be disjoint")
+                raise ValueError(
+                    f"{name}: spans overlap at token {s}; a unit is masked all-or-none, so units must be disjoint"
+                )
             previous_end = e
         return spans
 
 
-__all__ = ["LEVELS", "UNIT_KINDS", "KnowledgeMaskingCollator", "LevelScheduleCallback", "level_schedule",
-           "normalised_levels"]
+__all__ = [
+    "LEVELS",
+    "UNIT_KINDS",
+    "KnowledgeMaskingCollator",
+    "LevelScheduleCallback",
+    "level_schedule",
+    "normalised_levels",
+]

@@ -100,8 +100,9 @@ def length_distribution(longest: int, span_p: float | None = None) -> tuple[np.n
     return lengths, weights / weights.sum()
 
 
-def tile_units(starts: np.ndarray, eligible: np.ndarray, draws: np.ndarray, lengths: np.ndarray,
-               probabilities: np.ndarray) -> np.ndarray:
+def tile_units(
+    starts: np.ndarray, eligible: np.ndarray, draws: np.ndarray, lengths: np.ndarray, probabilities: np.ndarray
+) -> np.ndarray:
     """Boolean per token: does a unit of consecutive whole words begin here? The words (``starts``,
     from ``word_starts``) are tiled by ``tile_words`` (``draws``: one uniform number per word), and a
     unit also begins at the first word after a special token, so that no unit crosses one. N-gram
@@ -119,8 +120,12 @@ def numbered_units(starts: np.ndarray, key: np.uint64, stream: int) -> tuple[np.
     return units, uniform(key, int(units[-1]) + 1 if len(units) else 0, stream)
 
 
-def select_units(unit_of_token: np.ndarray, eligible: np.ndarray, priority: np.ndarray, budget: float,
-                 ) -> np.ndarray:
+def select_units(
+    unit_of_token: np.ndarray,
+    eligible: np.ndarray,
+    priority: np.ndarray,
+    budget: float,
+) -> np.ndarray:
     """Mask of the tokens of the units taken in ``priority`` order while at least half of each fits
     the budget: the expected number of tokens is the budget. When the very first unit is over
     twice the budget (a long entity first in line), it is skipped and whole units that fit are
@@ -221,11 +226,13 @@ class MLMCollator(DynamicCollator):
         vocabulary = np.arange(len(tokenizer), dtype=np.int64)
         self.random_pool = vocabulary[~np.isin(vocabulary, self.special_ids)]
         self.unit_lengths, self.unit_probabilities = (
-            length_distribution(max_ngram) if granularity == "ngram" else length_distribution(max_span, span_p))
+            length_distribution(max_ngram) if granularity == "ngram" else length_distribution(max_span, span_p)
+        )
 
     # -- units -----------------------------------------------------------------------------------
-    def unit_plan(self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray,
-                  key: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    def unit_plan(
+        self, example: dict[str, Any], ids: np.ndarray, eligible: np.ndarray, key: np.uint64
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Unit index of every token (meaningful where ``eligible``) and each unit's priority
         (units are taken lowest first): here uniformly random."""
         if self.granularity == "token":
@@ -233,8 +240,13 @@ class MLMCollator(DynamicCollator):
         else:
             starts = word_starts(ids, ~eligible, example.get("word_ids"), self.word_table)
             if self.granularity in ("ngram", "span"):
-                starts = tile_units(starts, eligible, uniform(key, int(starts.sum()), TILING), self.unit_lengths,
-                                    self.unit_probabilities)
+                starts = tile_units(
+                    starts,
+                    eligible,
+                    uniform(key, int(starts.sum()), TILING),
+                    self.unit_lengths,
+                    self.unit_probabilities,
+                )
         return numbered_units(starts, key, PRIORITY)
 
     # -- masking ---------------------------------------------------------------------------------
@@ -249,19 +261,20 @@ class MLMCollator(DynamicCollator):
         units = np.broadcast_to(np.arange(width), eligible.shape)
         return eligible & (rank + 0.5 < budget), priority, units
 
-    def _row_plans(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
-                   eligible: np.ndarray) -> Any:
+    def _row_plans(
+        self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray, eligible: np.ndarray
+    ) -> Any:
         """``(row, length, units, priority per unit)`` from ``unit_plan`` for every row with something to
         predict (a row of special tokens or [UNK] only has nothing)."""
         for row, example in enumerate(examples):
             length = len(example["input_ids"])
             if eligible[row, :length].any():
-                row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length],
-                                                         keys[row])
+                row_units, row_priority = self.unit_plan(example, ids[row, :length], eligible[row, :length], keys[row])
                 yield row, length, np.maximum(row_units, 0), row_priority
 
-    def _select_units(self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray,
-                      eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _select_units(
+        self, examples: list[dict[str, Any]], keys: np.ndarray, ids: np.ndarray, eligible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Word, n-gram, span or knowledge units, example by example (each vectorized)."""
         selected = np.zeros_like(eligible)
         priority = np.full(eligible.shape, np.inf)
@@ -278,8 +291,9 @@ class MLMCollator(DynamicCollator):
         in priority order over the whole batch, the last one cut if it does not fit."""
         rows, positions = np.nonzero(eligible)
         if self.mask_count_per_batch > len(rows):
-            raise ValueError(f"mask_count_per_batch={self.mask_count_per_batch} exceeds the batch's "
-                             f"{len(rows)} maskable tokens")
+            raise ValueError(
+                f"mask_count_per_batch={self.mask_count_per_batch} exceeds the batch's {len(rows)} maskable tokens"
+            )
         order = np.lexsort((positions, units[rows, positions], rows, priority[rows, positions]))
         chosen = order[: self.mask_count_per_batch]
         selected = np.zeros_like(eligible)

@@ -128,8 +128,9 @@ class PermutationLMCollator(DynamicCollator):
         wanted = np.maximum(np.floor(predictable / self.k + 0.5), 1).astype(np.int64)
         return np.minimum(wanted, np.where(specials > 0, predictable, np.maximum(predictable - 1, 0)))
 
-    def _span_priority(self, examples: list[dict[str, Any]], ids: np.ndarray, eligible: np.ndarray,
-                       keys: np.ndarray) -> np.ndarray:
+    def _span_priority(
+        self, examples: list[dict[str, Any]], ids: np.ndarray, eligible: np.ndarray, keys: np.ndarray
+    ) -> np.ndarray:
         """One random priority per span, shared by its tokens (a stable sort keeps them left to right)."""
         priority = np.full(eligible.shape, np.inf)
         for row, example in enumerate(examples):
@@ -139,24 +140,36 @@ class PermutationLMCollator(DynamicCollator):
                 continue
             starts = word_starts(ids[row, :length], ~row_eligible, example.get("word_ids"), self.word_table)
             spans, span_priority = numbered_units(
-                tile_units(starts, row_eligible, uniform(keys[row], int(starts.sum()), TILING), self.span_lengths,
-                           self.span_probabilities), keys[row], ORDER)
+                tile_units(
+                    starts,
+                    row_eligible,
+                    uniform(keys[row], int(starts.sum()), TILING),
+                    self.span_lengths,
+                    self.span_probabilities,
+                ),
+                keys[row],
+                ORDER,
+            )
             priority[row, :length] = np.where(row_eligible, span_priority[np.maximum(spans, 0)], np.inf)
         return priority
 
     def permute(self, examples: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Padded ids, lengths and the ``PLM_INPUTS`` arrays of the batch."""
         if any("sequence_ids" in e for e in examples):  # one order per row would mix the documents
-            raise ValueError("PermutationLMCollator orders one sequence per row, and these rows pack several "
-                             "(sequence_ids): prepare the data with packing 'full_sentences' or 'doc_sentences'")
+            raise ValueError(
+                "PermutationLMCollator orders one sequence per row, and these rows pack several "
+                "(sequence_ids): prepare the data with packing 'full_sentences' or 'doc_sentences'"
+            )
         ids, lengths, eligible = self.batch_arrays(examples)
         width = ids.shape[1]
         real = np.arange(width)[None, :] < lengths[:, None]
         empty = (~real | (ids == self.tokenizer.pad_token_id)).all(axis=1)
         if empty.any():
             index = examples[int(np.argmax(empty))].get("example_index", "?")
-            raise ValueError(f"example {index} is empty or all padding: there is nothing to order or predict; "
-                             "drop such rows before collating")
+            raise ValueError(
+                f"example {index} is empty or all padding: there is nothing to order or predict; "
+                "drop such rows before collating"
+            )
         keys = self.keys(examples)
         if self.granularity == "token":
             priority = np.where(eligible, uniform(keys, width, ORDER), np.inf)

@@ -53,21 +53,24 @@ class PretrainingCollator(DynamicCollator):
     ):
         super().__init__(tokenizer, seed, pad_to_multiple_of)
         self.word_table = word_start_table(tokenizer)
-        self.tasks = check_pretraining_tasks(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks,
-                                             "tasks")
+        self.tasks = check_pretraining_tasks(
+            tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks, "tasks"
+        )
         self.max_length = tasks.max_position_embeddings if isinstance(tasks, Bert18Config) else None
         if masking is not None and mlm_options:
             raise ValueError(f"pass either a masking collator or MLM options, not both ({sorted(mlm_options)})")
         if "mlm" in self.tasks:
-            self.masking = masking or MLMCollator(tokenizer, seed=seed, pad_to_multiple_of=pad_to_multiple_of,
-                                                  **mlm_options)
+            self.masking = masking or MLMCollator(
+                tokenizer, seed=seed, pad_to_multiple_of=pad_to_multiple_of, **mlm_options
+            )
         elif masking is not None or mlm_options:
             raise ValueError("masking options given, but 'mlm' is not among the pretraining tasks")
         else:
             self.masking = None
         if "plm" in self.tasks:
-            self.permutation = permutation or PermutationLMCollator(tokenizer, seed=seed,
-                                                                    pad_to_multiple_of=pad_to_multiple_of)
+            self.permutation = permutation or PermutationLMCollator(
+                tokenizer, seed=seed, pad_to_multiple_of=pad_to_multiple_of
+            )
         elif permutation is not None:
             raise ValueError("a permutation collator given, but 'plm' is not among the pretraining tasks")
         else:
@@ -96,12 +99,16 @@ class PretrainingCollator(DynamicCollator):
         labels = np.asarray(example["capitalization_labels"], dtype=np.int64)
         name = f"example {example.get('example_index', '?')}"
         if len(labels) == 0 and len(ids):
-            raise ValueError(f"{name}: column 'capitalization_labels' is empty: the rows were prepared without "
-                             "capitalization; prepare them again with 'capitalization' in the tasks "
-                             "(prepare_pretraining_dataset(..., config) with it in config.pretraining_tasks)")
+            raise ValueError(
+                f"{name}: column 'capitalization_labels' is empty: the rows were prepared without "
+                "capitalization; prepare them again with 'capitalization' in the tasks "
+                "(prepare_pretraining_dataset(..., config) with it in config.pretraining_tasks)"
+            )
         if len(labels) != len(ids):
-            raise ValueError(f"{name}: column 'capitalization_labels' has {len(labels)} labels for {len(ids)} tokens; "
-                             "it needs one per token: prepare the rows again")
+            raise ValueError(
+                f"{name}: column 'capitalization_labels' has {len(labels)} labels for {len(ids)} tokens; "
+                "it needs one per token: prepare the rows again"
+            )
         check_token_columns(example)
         starts = word_starts(ids, self.special_mask(example, ids), example.get("word_ids"), self.word_table)
         return labels_on_word_starts(labels, starts)
@@ -111,9 +118,11 @@ class PretrainingCollator(DynamicCollator):
         if self.max_length is not None:
             for example in examples:
                 if len(example["input_ids"]) > self.max_length:
-                    raise ValueError(f"example {example.get('example_index', '?')} has {len(example['input_ids'])} "
-                                     f"tokens, more than the model's max_position_embeddings ({self.max_length}); "
-                                     "prepare the data with max_length <= that")
+                    raise ValueError(
+                        f"example {example.get('example_index', '?')} has {len(example['input_ids'])} "
+                        f"tokens, more than the model's max_position_embeddings ({self.max_length}); "
+                        "prepare the data with max_length <= that"
+                    )
         if "capitalization" in self.tasks:
             examples = [{**e, "capitalization_labels": self._word_start_capitalization(e)} for e in examples]
         permutation = {}

@@ -42,8 +42,9 @@ def _draw_copy(batch: dict[str, list], masking: Any, copy: int) -> dict[str, lis
     }
 
 
-def static_masking(dataset: datasets.Dataset, masking: Any, dupe_factor: int = 10, batch_size: int = 1000,
-                   num_proc: int | None = None) -> datasets.Dataset:
+def static_masking(
+    dataset: datasets.Dataset, masking: Any, dupe_factor: int = 10, batch_size: int = 1000, num_proc: int | None = None
+) -> datasets.Dataset:
     """``dupe_factor`` copies of every example of ``dataset`` with masks drawn once, by ``masking`` (an
     ``MLMCollator`` of any granularity or a ``KnowledgeMaskingCollator``) at epochs 0, 1, ... .
 
@@ -54,8 +55,10 @@ def static_masking(dataset: datasets.Dataset, masking: Any, dupe_factor: int = 1
     if not isinstance(dupe_factor, int) or isinstance(dupe_factor, bool) or dupe_factor < 1:
         raise ValueError(f"dupe_factor must be a positive integer, got {dupe_factor!r}")
     if isinstance(dataset, datasets.IterableDataset) or not isinstance(dataset, datasets.Dataset):
-        raise ValueError("static masking stores every copy: it needs a map-style datasets.Dataset of packed rows, "
-                         f"got {type(dataset).__name__} (stream with dynamic masking instead)")
+        raise ValueError(
+            "static masking stores every copy: it needs a map-style datasets.Dataset of packed rows, "
+            f"got {type(dataset).__name__} (stream with dynamic masking instead)"
+        )
     missing = [c for c in ("input_ids", "example_index") if c not in dataset.column_names]
     if missing:
         raise ValueError(f"static masking needs the columns {missing} of prepare_pretraining_dataset's packed rows")
@@ -69,8 +72,15 @@ def static_masking(dataset: datasets.Dataset, masking: Any, dupe_factor: int = 1
     features["mask_targets"] = datasets.Sequence(datasets.Value(id_type))
     features["static_copy"] = datasets.Value("uint8" if dupe_factor <= 256 else "uint16")
     copies = [
-        dataset.map(_draw_copy, batched=True, batch_size=batch_size, num_proc=num_proc, features=features,
-                    fn_kwargs={"masking": masking, "copy": copy}, desc=f"static masks, copy {copy + 1}/{dupe_factor}")
+        dataset.map(
+            _draw_copy,
+            batched=True,
+            batch_size=batch_size,
+            num_proc=num_proc,
+            features=features,
+            fn_kwargs={"masking": masking, "copy": copy},
+            desc=f"static masks, copy {copy + 1}/{dupe_factor}",
+        )
         for copy in range(dupe_factor)
     ]
     return datasets.concatenate_datasets(copies)
@@ -84,8 +94,10 @@ class StaticMasks(DynamicCollator):
         """Padded corrupted ids, MLM labels and lengths, as ``MLMCollator.mask`` returns them."""
         missing = [c for c in ("mask_positions", "mask_targets") if c not in examples[0]]
         if missing:
-            raise ValueError(f"StaticMasks reads stored masks, and the examples have no {missing}: prepare the data "
-                             "with bert18.collators.static_masking")
+            raise ValueError(
+                f"StaticMasks reads stored masks, and the examples have no {missing}: prepare the data "
+                "with bert18.collators.static_masking"
+            )
         ids, lengths, _ = self.batch_arrays(examples)
         labels = np.full(ids.shape, -100, dtype=np.int64)
         for row, example in enumerate(examples):

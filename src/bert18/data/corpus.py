@@ -34,10 +34,18 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 # Not documentation of a library: test suites, the IDE, demos, easter eggs.
-_SKIPPED_MODULES = frozenset({"test", "idlelib", "turtledemo", "lib2to3", "ensurepip", "pydoc_data", "this",
-                              "antigravity", "__phello__"})
-_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
-             ".parquet": "parquet", ".csv": "csv"}
+_SKIPPED_MODULES = frozenset(
+    {"test", "idlelib", "turtledemo", "lib2to3", "ensurepip", "pydoc_data", "this", "antigravity", "__phello__"}
+)
+_BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+}
 # Compressed text, JSON lines and CSV shards: read through a decompressing stream (streaming) or by
 # ``datasets``, which infers the compression from the same suffixes (map-style).
 _COMPRESSIONS = (".gz", ".zst", ".bz2", ".xz")
@@ -54,7 +62,8 @@ def _format_suffix(path: Path) -> str:
 def _public_docstrings_from_source(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     nodes = [tree] + [
-        node for node in tree.body
+        node
+        for node in tree.body
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and not node.name.startswith("_")
     ]
     return [doc for node in nodes if (doc := ast.get_docstring(node))]
@@ -67,8 +76,11 @@ def _public_docstrings_from_compiled(name: str) -> list[str]:
             module = importlib.import_module(name)
         except ImportError:  # platform-specific (winreg) or missing system library (readline)
             return []
-    members = [member for member_name, member in sorted(vars(module).items())
-               if not member_name.startswith("_") and (inspect.isroutine(member) or inspect.isclass(member))]
+    members = [
+        member
+        for member_name, member in sorted(vars(module).items())
+        if not member_name.startswith("_") and (inspect.isroutine(member) or inspect.isclass(member))
+    ]
     return [doc for obj in [module, *members] if (doc := inspect.getdoc(obj))]
 
 
@@ -139,11 +151,15 @@ def _corpus_files(source: str | os.PathLike | list) -> list[Path]:
                 raise FileNotFoundError(f"no corpus file matches {item}")
             files.extend(found)
         elif path.is_dir():  # every data file below it; a README.md there is documentation, not corpus
-            found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and _format_suffix(p) in _BUILDERS and _format_suffix(p) != ".md")
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and _format_suffix(p) in _BUILDERS and _format_suffix(p) != ".md"
+            )
             if not found:
-                raise ValueError(f"no corpus files ({', '.join(_BUILDERS)}, optionally {', '.join(_COMPRESSIONS)}) "
-                                 f"under {path}")
+                raise ValueError(
+                    f"no corpus files ({', '.join(_BUILDERS)}, optionally {', '.join(_COMPRESSIONS)}) under {path}"
+                )
             files.extend(found)
         else:
             files.append(path)
@@ -185,8 +201,12 @@ def load_corpus(
         if streaming:  # the built-in corpus is small: build it, then stream it in 8 shards
             return builtin_corpus(load_kwargs.get("cache_dir")).to_iterable_dataset(num_shards=8)
         return builtin_corpus(load_kwargs.get("cache_dir"))
-    is_local = (isinstance(source, list | tuple) or os.path.exists(source) or _is_glob(source)
-                or _format_suffix(Path(source)) in _BUILDERS)
+    is_local = (
+        isinstance(source, list | tuple)
+        or os.path.exists(source)
+        or _is_glob(source)
+        or _format_suffix(Path(source)) in _BUILDERS
+    )
     if is_local and streaming:  # the reader takes text_column itself
         return _stream_local_files(_corpus_files(source), documents, text_column, shard_seed)
     if is_local:
@@ -225,13 +245,18 @@ def _load_local_files(files: list[Path], streaming: bool, documents: str, load_k
     except datasets.exceptions.DatasetGenerationError as error:
         raise ValueError(f"cannot read corpus files {names}: {error.__cause__ or error}") from error
     if builder == "text":
-        dataset = dataset.map(_split_blocks, batched=True, fn_kwargs={"documents": documents},
-                              features=datasets.Features({"text": datasets.Value("string")}))
+        dataset = dataset.map(
+            _split_blocks,
+            batched=True,
+            fn_kwargs={"documents": documents},
+            features=datasets.Features({"text": datasets.Value("string")}),
+        )
     return dataset
 
 
-def write_sample_corpus(folder: str | os.PathLike, megabytes: float, num_shards: int = 8, seed: int = 0,
-                        compression: str | None = None) -> list[Path]:
+def write_sample_corpus(
+    folder: str | os.PathLike, megabytes: float, num_shards: int = 8, seed: int = 0, compression: str | None = None
+) -> list[Path]:
     """Write a corpus of about ``megabytes`` MB of distinct documents into ``num_shards`` ``.txt`` shards.
 
     Each document is 3 to 24 sentences drawn at random from the built-in corpus (real English
@@ -299,8 +324,10 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as error:
-                    raise ValueError(f"corpus shard {path}, line {number}: not UTF-8 text (byte {error.start} of the "
-                                     f"line: {error.reason}); convert the file (e.g. iconv -t UTF-8)") from None
+                    raise ValueError(
+                        f"corpus shard {path}, line {number}: not UTF-8 text (byte {error.start} of the "
+                        f"line: {error.reason}); convert the file (e.g. iconv -t UTF-8)"
+                    ) from None
                 if "\x00" in line:
                     raise ValueError(f"corpus shard {path}, line {number}: NUL byte; the file looks binary, not text")
                 yield number, line
@@ -333,11 +360,14 @@ def _json_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"corpus shard {path}, line {number}: malformed JSON ({error.msg} at column "
-                             f"{error.colno})") from None
+            raise ValueError(
+                f"corpus shard {path}, line {number}: malformed JSON ({error.msg} at column {error.colno})"
+            ) from None
         if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
-            raise ValueError(f"corpus shard {path}, line {number}: expected a JSON object with a string "
-                             f"{text_column!r} field, got {str(row)[:80]}")
+            raise ValueError(
+                f"corpus shard {path}, line {number}: expected a JSON object with a string "
+                f"{text_column!r} field, got {str(row)[:80]}"
+            )
         yield {"text": row[text_column]}
 
 
@@ -349,15 +379,15 @@ def _parquet_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
     except Exception as error:  # pyarrow raises ArrowInvalid and friends
         raise ValueError(f"corpus shard {path}: not a readable parquet file ({error})") from error
     if text_column not in reader.schema_arrow.names:
-        raise ValueError(f"corpus shard {path} has no column {text_column!r}; its columns: "
-                         f"{reader.schema_arrow.names}")
+        raise ValueError(f"corpus shard {path} has no column {text_column!r}; its columns: {reader.schema_arrow.names}")
     row = 0
     for batch in reader.iter_batches(batch_size=1024, columns=[text_column]):
         for text in batch.column(0).to_pylist():
             row += 1
             if not isinstance(text, str):
-                raise ValueError(f"corpus shard {path}, row {row}: column {text_column!r} holds "
-                                 f"{type(text).__name__}, not text")
+                raise ValueError(
+                    f"corpus shard {path}, row {row}: column {text_column!r} holds {type(text).__name__}, not text"
+                )
             yield {"text": text}
 
 
@@ -384,16 +414,19 @@ def _shard_documents(shards: list[str], documents: str, text_column: str) -> Ite
             logger.warning("corpus shard %s holds no document: skipped", path)
 
 
-def _stream_local_files(files: list[Path], documents: str, text_column: str,
-                        shard_seed: int | None) -> datasets.IterableDataset:
+def _stream_local_files(
+    files: list[Path], documents: str, text_column: str, shard_seed: int | None
+) -> datasets.IterableDataset:
     """Local files as a stream of ``{"text"}`` documents, one shard per file, read incrementally."""
     if documents not in _DOCUMENT_MODES:
         raise ValueError(f"documents must be one of {list(_DOCUMENT_MODES)}, got {documents!r}")
     formats = {_BUILDERS.get(_format_suffix(path)) for path in files}
     if None in formats or len(formats) > 1 or "csv" in formats:
         suffixes = sorted({"".join(path.suffixes) for path in files})
-        raise ValueError("streamed corpus files must share one format of .txt/.text/.md, .json/.jsonl or .parquet "
-                         f"(optionally {'/'.join(_COMPRESSIONS)}); got {suffixes}")
+        raise ValueError(
+            "streamed corpus files must share one format of .txt/.text/.md, .json/.jsonl or .parquet "
+            f"(optionally {'/'.join(_COMPRESSIONS)}); got {suffixes}"
+        )
     for path in files:
         if not path.is_file():
             raise FileNotFoundError(f"corpus file not found: {path}")
@@ -401,7 +434,8 @@ def _stream_local_files(files: list[Path], documents: str, text_column: str,
     if shard_seed is not None:
         names = [names[i] for i in np.random.default_rng(shard_seed).permutation(len(names))]
     return datasets.IterableDataset.from_generator(
-        _shard_documents, features=datasets.Features({"text": datasets.Value("string")}),
+        _shard_documents,
+        features=datasets.Features({"text": datasets.Value("string")}),
         gen_kwargs={"shards": names, "documents": documents, "text_column": text_column},
     )
 

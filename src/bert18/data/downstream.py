@@ -54,11 +54,15 @@ def module_classification(
     if test_every < 2:
         raise ValueError(f"test_every must be at least 2 (1 would leave no training passage), got {test_every}")
     found = {row: _passages(text, sentences_per_passage, min_words) for row, text in enumerate(corpus["text"])}
-    eligible = sorted((row for row, spans in found.items() if len(spans) >= passages_per_label),
-                      key=lambda row: (-len(found[row]), corpus[row]["module"]))
+    eligible = sorted(
+        (row for row, spans in found.items() if len(spans) >= passages_per_label),
+        key=lambda row: (-len(found[row]), corpus[row]["module"]),
+    )
     if len(eligible) < num_labels:
-        raise ValueError(f"only {len(eligible)} documents have {passages_per_label} passages of "
-                         f"{sentences_per_passage} sentences; lower num_labels or passages_per_label")
+        raise ValueError(
+            f"only {len(eligible)} documents have {passages_per_label} passages of "
+            f"{sentences_per_passage} sentences; lower num_labels or passages_per_label"
+        )
     chosen = sorted(eligible[:num_labels], key=lambda row: corpus[row]["module"])
     names = [corpus[row]["module"] for row in chosen]
     splits: dict[str, dict[str, list]] = {"train": defaultdict(list), "test": defaultdict(list)}
@@ -66,14 +70,26 @@ def module_classification(
         text = corpus[row]["text"]
         for index, (start, end) in enumerate(found[row][:passages_per_label]):
             split = splits["test" if index % test_every == test_every - 1 else "train"]
-            for column, value in (("text", text[start:end]), ("label", label), ("document", row),
-                                  ("start", start), ("end", end)):
+            for column, value in (
+                ("text", text[start:end]),
+                ("label", label),
+                ("document", row),
+                ("start", start),
+                ("end", end),
+            ):
                 split[column].append(value)
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names),
-                                  "document": datasets.Value("int64"), "start": datasets.Value("int64"),
-                                  "end": datasets.Value("int64")})
-    return datasets.DatasetDict({name: datasets.Dataset.from_dict(dict(columns), features=features)
-                                 for name, columns in splits.items()})
+    features = datasets.Features(
+        {
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=names),
+            "document": datasets.Value("int64"),
+            "start": datasets.Value("int64"),
+            "end": datasets.Value("int64"),
+        }
+    )
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict(dict(columns), features=features) for name, columns in splits.items()}
+    )
 
 
 def remove_passages(corpus: datasets.Dataset, passages: Iterable[dict]) -> datasets.Dataset:

@@ -96,6 +96,8 @@ def reordering_label(order: Sequence[int]) -> int:
         rank += remaining.index(value) * math.factorial(k - 1 - position)
         remaining.remove(value)
     return sentence_reordering_classes(k - 1) + rank
+
+
 _SPAN_COLUMNS = ("span_starts", "span_ends", "span_kinds")
 
 
@@ -131,8 +133,10 @@ class PairTemplate:
             types = tokenizer.create_token_type_ids_from_sequences([-1], [-2])
             sequences = [{-1: 0, -2: 1}.get(token) for token in ids]
         else:
-            raise ValueError(f"cannot read the pair layout of {type(tokenizer).__name__}: it is neither a fast "
-                             "tokenizer nor has build_inputs_with_special_tokens")
+            raise ValueError(
+                f"cannot read the pair layout of {type(tokenizer).__name__}: it is neither a fast "
+                "tokenizer nor has build_inputs_with_special_tokens"
+            )
         runs: list[tuple[Any, list[int], list[int]]] = []  # (sequence id, token ids, type ids)
         for token, type_id, sequence in zip(ids, types, sequences):
             if not runs or runs[-1][0] != sequence:
@@ -254,12 +258,16 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         self.template = PairTemplate.from_tokenizer(tokenizer)
         if isinstance(tasks, Bert18Config):
             if max_length > tasks.max_position_embeddings:
-                raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings "
-                                 f"({tasks.max_position_embeddings})")
+                raise ValueError(
+                    f"max_length {max_length} exceeds the model's max_position_embeddings "
+                    f"({tasks.max_position_embeddings})"
+                )
             type_ids = {self.template.type_a, self.template.type_b, *self.template.middle_types}
             if max(type_ids) >= tasks.type_vocab_size:
-                raise ValueError(f"the tokenizer's pair uses token type {max(type_ids)}, but the config has "
-                                 f"type_vocab_size={tasks.type_vocab_size}")
+                raise ValueError(
+                    f"the tokenizer's pair uses token type {max(type_ids)}, but the config has "
+                    f"type_vocab_size={tasks.type_vocab_size}"
+                )
         self.max_length = max_length
         # A pair has two segments; a reordered paragraph up to max_segments, each closed by the separator.
         segments = self.max_segments if self.reordering else 2
@@ -267,16 +275,24 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         specials = self.template.num_special_tokens + (segments - 2) * len(self.template.middle)
         self.budget = max_length - specials
         if self.budget < segments:
-            raise ValueError(f"max_length {max_length} leaves {self.budget} tokens after the tokenizer's "
-                             f"{specials} special tokens: each of the {segments} segments needs at least one token")
+            raise ValueError(
+                f"max_length {max_length} leaves {self.budget} tokens after the tokenizer's "
+                f"{specials} special tokens: each of the {segments} segments needs at least one token"
+            )
         self.seed, self.short_seq_prob, self.epoch = int(seed), float(short_seq_prob), 0
 
         self._read_documents(documents)
         self.stats: dict[str, int] = {
-            "documents": self.num_documents, "chunks": 0, "items": 0, "short_target_chunks": 0,
-            "skipped_one_sentence_chunks": 0, "skipped_no_distant_segment": 0, "skipped_short_paragraphs": 0,
+            "documents": self.num_documents,
+            "chunks": 0,
+            "items": 0,
+            "short_target_chunks": 0,
+            "skipped_one_sentence_chunks": 0,
+            "skipped_no_distant_segment": 0,
+            "skipped_short_paragraphs": 0,
             "sentences_over_budget": int((np.diff(self._sentence_ptr) > self.budget).sum()),
-            "fallback_no_other_document": 0, "truncated_pairs": 0,
+            "fallback_no_other_document": 0,
+            "truncated_pairs": 0,
         }
         self._other_documents = np.flatnonzero(np.diff(self._doc_ptr) > 0)  # documents B may come from
         self.single_document = len(self._other_documents) < 2
@@ -290,14 +306,18 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         names = check_pretraining_tasks(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks, "tasks")
         arranged = [name for name in ARRANGED_TASKS if name in names]
         if len(arranged) > 1:
-            raise ValueError(f"tasks {arranged} cannot share examples: each would label the same pair differently "
-                             "(NSP: is B the next segment; SOP: are A and B in order; sentence distance: adjacent / "
-                             "same document / other document), and sentence reordering shows a paragraph's segments "
-                             "shuffled, not a pair; pick one of them")
+            raise ValueError(
+                f"tasks {arranged} cannot share examples: each would label the same pair differently "
+                "(NSP: is B the next segment; SOP: are A and B in order; sentence distance: adjacent / "
+                "same document / other document), and sentence reordering shows a paragraph's segments "
+                "shuffled, not a pair; pick one of them"
+            )
         documents = tasks_where(needs_documents=True)
         if not any(name in documents for name in names):
-            raise ValueError(f"none of the tasks {names} needs sentence pairs or paragraphs ({', '.join(documents)}); "
-                             "pack sentences instead (prepare_pretraining_dataset)")
+            raise ValueError(
+                f"none of the tasks {names} needs sentence pairs or paragraphs ({', '.join(documents)}); "
+                "pack sentences instead (prepare_pretraining_dataset)"
+            )
         return tuple(names)
 
     @staticmethod
@@ -307,9 +327,11 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         if max_segments is None:
             return configured or DEFAULT_REORDERING_SEGMENTS
         if configured is not None and max_segments != configured:
-            raise ValueError(f"max_segments={max_segments} disagrees with the config's "
-                             f"sentence_reordering_max_segments={configured}, which sizes the model's head; "
-                             "set one of them")
+            raise ValueError(
+                f"max_segments={max_segments} disagrees with the config's "
+                f"sentence_reordering_max_segments={configured}, which sizes the model's head; "
+                "set one of them"
+            )
         if not isinstance(max_segments, int | np.integer) or not 1 <= max_segments <= MAX_REORDERING_SEGMENTS:
             raise ValueError(f"max_segments must be an integer in 1..{MAX_REORDERING_SEGMENTS}, got {max_segments!r}")
         return int(max_segments)
@@ -317,17 +339,24 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
     def _read_documents(self, documents: datasets.Dataset) -> None:
         """Flatten the columns into numpy arrays once: tokens, word ids, labels and spans, with pointers."""
         if isinstance(documents, datasets.IterableDataset):
-            raise TypeError("documents is a streaming IterableDataset: draw its pairs with "
-                            "bert18.data.stream_sentence_pairs (pairs from a bounded window of documents)")
+            raise TypeError(
+                "documents is a streaming IterableDataset: draw its pairs with "
+                "bert18.data.stream_sentence_pairs (pairs from a bounded window of documents)"
+            )
         if not isinstance(documents, datasets.Dataset):
             raise TypeError(f"documents must be a datasets.Dataset, got {type(documents).__name__}")
         for name in ("input_ids", "word_ids"):
-            if name == "word_ids" and isinstance(documents.features.get("input_ids"), datasets.List) and not \
-                    isinstance(documents.features["input_ids"].feature, datasets.List):
+            if (
+                name == "word_ids"
+                and isinstance(documents.features.get("input_ids"), datasets.List)
+                and not isinstance(documents.features["input_ids"].feature, datasets.List)
+            ):
                 _nested_column(documents.with_format("arrow")[:1], "input_ids")  # packed rows: say so
             if name not in documents.column_names:
-                raise ValueError(f"documents have no column {name!r} (columns: {documents.column_names}); "
-                                 "expected grouped documents from prepare_pretraining_dataset")
+                raise ValueError(
+                    f"documents have no column {name!r} (columns: {documents.column_names}); "
+                    "expected grouped documents from prepare_pretraining_dataset"
+                )
         if len(documents) == 0:
             raise ValueError("documents is empty")
         table = documents.with_format("arrow")[:]
@@ -372,8 +401,9 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
             keys = np.repeat(np.arange(self.num_documents), np.diff(self._sentence_ptr[self._doc_ptr]))
             self._doc_keys, self._doc_counts = np.unique(keys * self._vocab + self._tokens, return_counts=True)
 
-    def _read_spans(self, table: pa.Table | None, sentences_per_doc: np.ndarray,
-                    tokens_per_sentence: np.ndarray) -> None:
+    def _read_spans(
+        self, table: pa.Table | None, sentences_per_doc: np.ndarray, tokens_per_sentence: np.ndarray
+    ) -> None:
         """Knowledge spans as flat arrays in corpus token positions, with a pointer per sentence."""
         if table is None:
             self._span_ptr = np.zeros(len(tokens_per_sentence) + 1, dtype=np.int64)
@@ -412,8 +442,10 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
                 short = rng.random() < self.short_seq_prob
                 target = int(rng.integers(2, self.budget + 1)) if short else self.budget
                 stop, total = start + 1, lengths[start]
-                while stop < end and (total + lengths[stop] <= target or (
-                        stop - start < self.min_sentences and total + lengths[stop] <= self.budget)):
+                while stop < end and (
+                    total + lengths[stop] <= target
+                    or (stop - start < self.min_sentences and total + lengths[stop] <= self.budget)
+                ):
                     total += lengths[stop]
                     stop += 1
                 self.stats["chunks"] += 1
@@ -433,9 +465,11 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         self.stats["items"] = len(items)
         if not items:
             if self.reordering:
-                raise ValueError(f"no chunk of these documents has {self.min_sentences} sentences within "
-                                 f"{self.budget} tokens for sentence_reordering (max_segments={self.max_segments}): "
-                                 f"{self.stats}")
+                raise ValueError(
+                    f"no chunk of these documents has {self.min_sentences} sentences within "
+                    f"{self.budget} tokens for sentence_reordering (max_segments={self.max_segments}): "
+                    f"{self.stats}"
+                )
             task = self.pair_task or "sentence"
             raise ValueError(f"no chunk of these documents can make a {task} pair: {self.stats}")
 
@@ -448,20 +482,39 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
 
     def _log_rules(self) -> None:
         stats = self.stats
-        logger.info("%d pair items from %d chunks of %d documents (max_length %d, %d short targets); skipped: "
-                    "%d one-sentence chunks, %d chunks with no distant segment", stats["items"], stats["chunks"],
-                    stats["documents"], self.max_length, stats["short_target_chunks"],
-                    stats["skipped_one_sentence_chunks"], stats["skipped_no_distant_segment"])
+        logger.info(
+            "%d pair items from %d chunks of %d documents (max_length %d, %d short targets); skipped: "
+            "%d one-sentence chunks, %d chunks with no distant segment",
+            stats["items"],
+            stats["chunks"],
+            stats["documents"],
+            self.max_length,
+            stats["short_target_chunks"],
+            stats["skipped_one_sentence_chunks"],
+            stats["skipped_no_distant_segment"],
+        )
         if self.reordering:
-            logger.info("sentence reordering: %d chunks skipped with fewer than %d sentences (max_segments) within "
-                        "%d tokens", stats["skipped_short_paragraphs"], self.min_sentences, self.budget)
+            logger.info(
+                "sentence reordering: %d chunks skipped with fewer than %d sentences (max_segments) within %d tokens",
+                stats["skipped_short_paragraphs"],
+                self.min_sentences,
+                self.budget,
+            )
         if stats["sentences_over_budget"]:
             use = "are skipped (a paragraph fits whole)" if self.reordering else "only serve as truncated B segments"
-            logger.warning("%d sentences are longer than the budget of %d tokens: they %s (prepare with the same "
-                           "max_length and tokenizer)", stats["sentences_over_budget"], self.budget, use)
+            logger.warning(
+                "%d sentences are longer than the budget of %d tokens: they %s (prepare with the same "
+                "max_length and tokenizer)",
+                stats["sentences_over_budget"],
+                self.budget,
+                use,
+            )
         if self.single_document and self.pair_task in ("nsp", "sentence_distance"):
-            fallback = ("label 1 takes B from the same document, not adjacent to A" if self.pair_task == "nsp"
-                        else "labels are drawn from {0, 1} only")
+            fallback = (
+                "label 1 takes B from the same document, not adjacent to A"
+                if self.pair_task == "nsp"
+                else "labels are drawn from {0, 1} only"
+            )
             logger.warning("only one document: no other document for %s, so %s", self.pair_task, fallback)
 
     # ------------------------------------------------------------------ access
@@ -535,7 +588,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
 
     def _fill(self, doc: int, s0: int, limit: int, remaining: int) -> _Segment:
         """Whole sentences from ``s0`` (before ``limit``) while they fit ``remaining`` tokens; at least one."""
-        ends = self._sentence_ptr[s0 + 1:limit + 1] - self._sentence_ptr[s0]
+        ends = self._sentence_ptr[s0 + 1 : limit + 1] - self._sentence_ptr[s0]
         s1 = s0 + max(1, int(np.searchsorted(ends, remaining, side="right")))
         return self._segment(doc, s0, s1)
 
@@ -579,7 +632,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         out = np.full(self._num_special_tokens(len(values)) + sum(map(len, values)), fill, dtype=np.int64)
         start = len(t.prefix)
         for part in values:
-            out[start:start + len(part)] = part
+            out[start : start + len(part)] = part
             start += len(part) + len(t.middle)
         return out.tolist()
 
@@ -595,18 +648,21 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         pair's token types A, B, A, ...; a separator takes the type of the segment it closes (BERT:
         ``[CLS] A [SEP] B [SEP] A [SEP]`` typed ``0 0 0 1 1 0 0``), as the pair template does."""
         t = self.template
-        ids = [self._tokens[s.lo:s.hi] for s in parts]
+        ids = [self._tokens[s.lo : s.hi] for s in parts]
         words, offset = [], 0
         for s in parts:
-            words.append(self._words[s.lo:s.hi] - self._words[s.lo] + offset)
+            words.append(self._words[s.lo : s.hi] - self._words[s.lo] + offset)
             offset = int(words[-1].max()) + 1
         kinds = [t.type_a if j % 2 == 0 else t.type_b for j in range(len(parts))]
         input_ids, types = [*t.prefix], [*t.prefix_types]
         for j, (segment, kind) in enumerate(zip(ids, kinds)):
             closing = len(parts) - 1 == j
             separator = t.suffix if closing else t.middle
-            separator_types = (t.suffix_types if kind == t.type_b else (t.type_a,) * len(t.suffix)) if closing \
+            separator_types = (
+                (t.suffix_types if kind == t.type_b else (t.type_a,) * len(t.suffix))
+                if closing
                 else (t.middle_types if kind == t.type_a else (t.type_b,) * len(t.middle))
+            )
             input_ids += [*segment.tolist(), *separator]
             types += [*[kind] * len(segment), *separator_types]
         example: dict[str, Any] = {
@@ -624,7 +680,8 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         example["span_kinds"] = [x for span in spans for x in span[2]]
         if self._capitals is not None:
             example["capitalization_labels"] = self._layout(
-                [self._word_start_labels(self._capitals[s.lo:s.hi], w) for s, w in zip(parts, words)], -100)
+                [self._word_start_labels(self._capitals[s.lo : s.hi], w) for s, w in zip(parts, words)], -100
+            )
         if self.token_document_relation:
             labels: list[np.ndarray] = [np.zeros(0)] * len(parts)
             for doc in dict.fromkeys(s.doc for s in parts):  # the segments of one document together
@@ -642,7 +699,7 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
 
     def _token_document_labels(self, doc: int, shown: list[_Segment]) -> np.ndarray:
         """For the tokens ``shown`` (segments of document ``doc``): 1 where the token id occurs elsewhere in it."""
-        tokens = np.concatenate([self._tokens[s.lo:s.hi] for s in shown])
+        tokens = np.concatenate([self._tokens[s.lo : s.hi] for s in shown])
         in_document = self._doc_counts[np.searchsorted(self._doc_keys, doc * self._vocab + tokens)]
         shown_ids, shown_counts = np.unique(tokens, return_counts=True)
         in_pair = shown_counts[np.searchsorted(shown_ids, tokens)]
@@ -657,8 +714,11 @@ class SentencePairDataset(SharedEpoch, torch.utils.data.Dataset):
         ends = np.minimum(self._span_ends[first:last], segment.hi)
         keep = np.flatnonzero(starts < ends)
         shift = offset - segment.lo
-        return ((starts[keep] + shift).tolist(), (ends[keep] + shift).tolist(),
-                [self._span_kinds[first + k] for k in keep.tolist()])
+        return (
+            (starts[keep] + shift).tolist(),
+            (ends[keep] + shift).tolist(),
+            [self._span_kinds[first + k] for k in keep.tolist()],
+        )
 
 
 __all__ = ["PAIR_TASKS", "PairTemplate", "SentencePairDataset"]

@@ -66,8 +66,12 @@ def token_id_type(tokenizer: PreTrainedTokenizerBase) -> str:
 
 def _fields(capitalization: bool, spans: bool, words: bool = True) -> tuple[str, ...]:
     """The per-token fields stored: what the collators read for these tasks and span sources."""
-    return ("input_ids", *(("word_ids",) if words else ()), *(("capitalization_labels",) if capitalization else ()),
-            *(SPAN_COLUMNS if spans else ()))
+    return (
+        "input_ids",
+        *(("word_ids",) if words else ()),
+        *(("capitalization_labels",) if capitalization else ()),
+        *(SPAN_COLUMNS if spans else ()),
+    )
 
 
 def marks_word_starts(tokenizer: PreTrainedTokenizerFast) -> bool:
@@ -81,8 +85,14 @@ def marks_word_starts(tokenizer: PreTrainedTokenizerFast) -> bool:
     return model.get("type") == "WordPiece" and model.get("continuing_subword_prefix") == "##"
 
 
-def _document_spans(text: str, row: int, user_spans: list[dict] | None, span_column: str | None,
-                    lexicon: LexiconMatcher | None, entities: bool) -> list[tuple[int, int, str]]:
+def _document_spans(
+    text: str,
+    row: int,
+    user_spans: list[dict] | None,
+    span_column: str | None,
+    lexicon: LexiconMatcher | None,
+    entities: bool,
+) -> list[tuple[int, int, str]]:
     """Character spans of one document from every configured source, validated."""
     spans = []
     for span in user_spans or []:
@@ -100,8 +110,9 @@ def _document_spans(text: str, row: int, user_spans: list[dict] | None, span_col
     return sorted(spans)
 
 
-def _on_word_boundaries(spans: list[tuple[int, int, str]],
-                        words: Sequence[Sequence[int]]) -> list[tuple[int, int, str]]:
+def _on_word_boundaries(
+    spans: list[tuple[int, int, str]], words: Sequence[Sequence[int]]
+) -> list[tuple[int, int, str]]:
     """The character spans that start at a word's start and end at a word's end (``word_column``'s words):
     a lexicon or mined phrase matched inside running Chinese text may begin or end mid-word (国政 in 中国政府)."""
     starts, ends = {start for start, _ in words}, {end for _, end in words}
@@ -126,9 +137,12 @@ def _clip_spans(spans: Any, lo: int, hi: int) -> list[tuple[int, int, str]]:
     return [(max(s, lo) - lo, min(e, hi) - lo, kind) for s, e, kind in spans if s < hi and e > lo]
 
 
-def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int,
-            words: Sequence[int | None] | Callable[[], Sequence[int | None]] | None = None,
-            ) -> list[tuple[int, int]]:
+def _pieces(
+    text: str,
+    offsets: list[tuple[int, int]],
+    max_tokens: int,
+    words: Sequence[int | None] | Callable[[], Sequence[int | None]] | None = None,
+) -> list[tuple[int, int]]:
     """Token ranges of the document's sentences, each cut into pieces of at most ``max_tokens``,
     at word boundaries when ``words`` (the tokens' word ids, or a function returning them, called
     only when a sentence is too long) are given (``cut_at_words``).
@@ -150,16 +164,23 @@ def _pieces(text: str, offsets: list[tuple[int, int]], max_tokens: int,
     return [(i, min(i + max_tokens, hi)) for lo, hi in bounds for i in range(lo, hi, max_tokens)]
 
 
-def _words_from_spans(spans: Sequence[Sequence[int]], offsets: Sequence[tuple[int, int]], row: int, column: str,
-                      length: int) -> list[int]:
+def _words_from_spans(
+    spans: Sequence[Sequence[int]], offsets: Sequence[tuple[int, int]], row: int, column: str, length: int
+) -> list[int]:
     """Each token's word: the index of the ``[start, end)`` character span (``column``) holding its first
     character; a token outside every span is a word of its own. So Chinese characters, one token each,
     share the id of the word a segmenter (or the corpus's gold segmentation) put them in."""
     bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2) if len(spans) else np.zeros((0, 2), dtype=np.int64)
-    if len(bounds) and ((bounds[:, 0] >= bounds[:, 1]).any() or (bounds[1:, 0] < bounds[:-1, 1]).any()
-                        or bounds[0, 0] < 0 or bounds[-1, 1] > length):
-        raise ValueError(f"row {row}, column {column!r}: word spans must be [start, end) character pairs, "
-                         f"in order, disjoint, within the text's {length} characters")
+    if len(bounds) and (
+        (bounds[:, 0] >= bounds[:, 1]).any()
+        or (bounds[1:, 0] < bounds[:-1, 1]).any()
+        or bounds[0, 0] < 0
+        or bounds[-1, 1] > length
+    ):
+        raise ValueError(
+            f"row {row}, column {column!r}: word spans must be [start, end) character pairs, "
+            f"in order, disjoint, within the text's {length} characters"
+        )
     starts = np.asarray([start for start, _ in offsets], dtype=np.int64)
     word = np.searchsorted(bounds[:, 0], starts, side="right") - 1
     inside = (word >= 0) & (starts < bounds[np.maximum(word, 0), 1]) if len(bounds) else np.zeros(len(starts), bool)
@@ -167,10 +188,21 @@ def _words_from_spans(spans: Sequence[Sequence[int]], offsets: Sequence[tuple[in
     return np.where(inside, word, len(bounds) + np.arange(len(starts))).tolist()
 
 
-def _tokenize_batch(batch: dict[str, list], indices: list[int], tokenizer: PreTrainedTokenizerFast,
-                    max_sentence_tokens: int, text_column: str, span_column: str | None,
-                    lexicon: LexiconMatcher | None, entities: bool, capitalization: bool, offsets_kept: bool,
-                    code_version: str, words_kept: bool = True, word_column: str | None = None) -> dict[str, list]:
+def _tokenize_batch(
+    batch: dict[str, list],
+    indices: list[int],
+    tokenizer: PreTrainedTokenizerFast,
+    max_sentence_tokens: int,
+    text_column: str,
+    span_column: str | None,
+    lexicon: LexiconMatcher | None,
+    entities: bool,
+    capitalization: bool,
+    offsets_kept: bool,
+    code_version: str,
+    words_kept: bool = True,
+    word_column: str | None = None,
+) -> dict[str, list]:
     del code_version  # only part of the datasets cache key: new bert18 code, new cache
     texts = batch[text_column]
     for text, row in zip(texts, indices):
@@ -233,17 +265,32 @@ def _code_version() -> str:
     return hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 
-def _features(grouped: bool, kept: dict[str, Any], id_type: str, capitalization: bool, spans: bool,
-              offsets: bool = False, sequence_ids: bool = False, max_length: int = 512,
-              words: bool = True) -> datasets.Features:
+def _features(
+    grouped: bool,
+    kept: dict[str, Any],
+    id_type: str,
+    capitalization: bool,
+    spans: bool,
+    offsets: bool = False,
+    sequence_ids: bool = False,
+    max_length: int = 512,
+    words: bool = True,
+) -> datasets.Features:
     """Declared output types, the smallest that hold the values (a first batch without any span
     must not type the span columns as null either)."""
+
     def nested(value: str) -> Any:
         value = datasets.Value(value)
         return datasets.List(datasets.List(value)) if grouped else datasets.List(value)
 
-    types = {"input_ids": id_type, "word_ids": "uint8", "capitalization_labels": "int8", "span_starts": "uint16",
-             "span_ends": "uint16", "span_kinds": "string"}
+    types = {
+        "input_ids": id_type,
+        "word_ids": "uint8",
+        "capitalization_labels": "int8",
+        "span_starts": "uint16",
+        "span_ends": "uint16",
+        "span_kinds": "string",
+    }
     fields = {name: nested(types[name]) for name in _fields(capitalization, spans, words)}
     if grouped:
         if offsets:
@@ -298,8 +345,10 @@ def tokenize_documents(
         raise ValueError(f"max_sentence_tokens must be at least 1, got {max_sentence_tokens}")
     columns = dataset.column_names
     if columns is None:
-        raise ValueError("this streaming dataset does not declare its columns; give it features first, e.g. "
-                         "dataset.cast(datasets.Features({'text': datasets.Value('string')}))")
+        raise ValueError(
+            "this streaming dataset does not declare its columns; give it features first, e.g. "
+            "dataset.cast(datasets.Features({'text': datasets.Value('string')}))"
+        )
     for column in (text_column, span_column, word_column):
         if column is not None and column not in columns:
             raise ValueError(f"dataset has no column {column!r}; its columns: {columns}")
@@ -315,26 +364,47 @@ def tokenize_documents(
         with_indices=True,
         num_proc=num_proc,
         remove_columns=removed,
-        features=_features(grouped=True, kept=kept, id_type=token_id_type(tokenizer), capitalization=capitalization,
-                           spans=bool(span_column or lexicon is not None or capitalized_entities), offsets=offsets,
-                           words=word_ids),
-        fn_kwargs=dict(tokenizer=tokenizer, max_sentence_tokens=max_sentence_tokens, text_column=text_column,
-                       span_column=span_column, lexicon=lexicon, entities=capitalized_entities,
-                       capitalization=capitalization, offsets_kept=offsets, code_version=_code_version(),
-                       words_kept=word_ids, word_column=word_column),
+        features=_features(
+            grouped=True,
+            kept=kept,
+            id_type=token_id_type(tokenizer),
+            capitalization=capitalization,
+            spans=bool(span_column or lexicon is not None or capitalized_entities),
+            offsets=offsets,
+            words=word_ids,
+        ),
+        fn_kwargs=dict(
+            tokenizer=tokenizer,
+            max_sentence_tokens=max_sentence_tokens,
+            text_column=text_column,
+            span_column=span_column,
+            lexicon=lexicon,
+            entities=capitalized_entities,
+            capitalization=capitalization,
+            offsets_kept=offsets,
+            code_version=_code_version(),
+            words_kept=word_ids,
+            word_column=word_column,
+        ),
         desc="Tokenizing sentences",
     )
-    filter_kwargs = {} if isinstance(dataset, datasets.IterableDataset) else {
-        "num_proc": num_proc, "desc": "Dropping empty documents"}
-    kept_rows = tokenized.filter(lambda counts: [n > 0 for n in counts], input_columns="num_tokens", batched=True,
-                                 **filter_kwargs)
+    filter_kwargs = (
+        {}
+        if isinstance(dataset, datasets.IterableDataset)
+        else {"num_proc": num_proc, "desc": "Dropping empty documents"}
+    )
+    kept_rows = tokenized.filter(
+        lambda counts: [n > 0 for n in counts], input_columns="num_tokens", batched=True, **filter_kwargs
+    )
     if isinstance(kept_rows, datasets.Dataset):
         if len(kept_rows) < len(tokenized):
             logger.info("dropped %d of %d documents with no tokens", len(tokenized) - len(kept_rows), len(tokenized))
         dropped_spans = sum(kept_rows["dropped_spans"])
         if dropped_spans:
-            logger.info("dropped %d knowledge spans (overlapping another, cutting a word of word_column, or "
-                        "covering no token)", dropped_spans)
+            logger.info(
+                "dropped %d knowledge spans (overlapping another, cutting a word of word_column, or covering no token)",
+                dropped_spans,
+            )
     return kept_rows.remove_columns(["num_tokens", "dropped_spans"])
 
 
@@ -380,20 +450,28 @@ class _RowPacker:
         self._start_row()
         self.document_ended = False
 
-    def add(self, ids: list[int], words: list[int], capitals: list[int] | None,
-            spans: tuple[list, list, list] | None) -> None:
+    def add(
+        self, ids: list[int], words: list[int], capitals: list[int] | None, spans: tuple[list, list, list] | None
+    ) -> None:
         """One sentence: its ids, word ids (from 0, modulo 256), capitalization labels and spans, if kept."""
         room = self.max_length - 2
         if len(ids) > room:  # longer than a row: cut, as tokenize_documents would have for this length
             # at word boundaries when the word ids are kept (no row starts with "##ing"), else every room tokens
-            pieces = (cut_at_words(words, room) if len(words) == len(ids)
-                      else [(lo, min(lo + room, len(ids))) for lo in range(0, len(ids), room)])
+            pieces = (
+                cut_at_words(words, room)
+                if len(words) == len(ids)
+                else [(lo, min(lo + room, len(ids))) for lo in range(0, len(ids), room)]
+            )
             for lo, hi in pieces:
                 inside = _clip_spans(zip(*spans), lo, hi) if spans is not None else None
-                self.add(ids[lo:hi], [(w - words[lo]) & 255 for w in words[lo:hi]],
-                         capitals[lo:hi] if capitals is not None else None,
-                         None if inside is None else ([s for s, _, _ in inside], [e for _, e, _ in inside],
-                                                      [k for _, _, k in inside]))
+                self.add(
+                    ids[lo:hi],
+                    [(w - words[lo]) & 255 for w in words[lo:hi]],
+                    capitals[lo:hi] if capitals is not None else None,
+                    None
+                    if inside is None
+                    else ([s for s, _, _ in inside], [e for _, e, _ in inside], [k for _, _, k in inside]),
+                )
             return
         new_document = self.document_ended and len(self.row["input_ids"]) > 1
         between = {"sep": 1, "sequence": 2}.get(self.boundary, 0) if new_document else 0
@@ -428,8 +506,15 @@ class _RowPacker:
 _BOUNDARIES = {"full_sentences": "sep", "doc_sentences": None, "packed_documents": "sequence"}
 
 
-def _pack_batch(batch: dict[str, list], max_length: int, cls_id: int, sep_id: int, boundary: str | None,
-                fields: tuple[str, ...], code_version: str) -> dict[str, list]:
+def _pack_batch(
+    batch: dict[str, list],
+    max_length: int,
+    cls_id: int,
+    sep_id: int,
+    boundary: str | None,
+    fields: tuple[str, ...],
+    code_version: str,
+) -> dict[str, list]:
     del code_version  # only part of the datasets cache key
     packer = _RowPacker(max_length, cls_id, sep_id, boundary, fields)
     capitals = batch.get("capitalization_labels") if packer.capitalization else None
@@ -487,11 +572,24 @@ def pack_sentences(
         batch_size=batch_size,
         num_proc=num_proc,
         remove_columns=list(documents.features),
-        features=_features(grouped=False, kept={}, id_type=id_type, capitalization=capitalization, spans=spans,
-                           sequence_ids=mode == "packed_documents", max_length=max_length, words=words),
-        fn_kwargs=dict(max_length=max_length, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
-                       boundary=_BOUNDARIES[mode], fields=_fields(capitalization, spans, words),
-                       code_version=_code_version()),
+        features=_features(
+            grouped=False,
+            kept={},
+            id_type=id_type,
+            capitalization=capitalization,
+            spans=spans,
+            sequence_ids=mode == "packed_documents",
+            max_length=max_length,
+            words=words,
+        ),
+        fn_kwargs=dict(
+            max_length=max_length,
+            cls_id=tokenizer.cls_token_id,
+            sep_id=tokenizer.sep_token_id,
+            boundary=_BOUNDARIES[mode],
+            fields=_fields(capitalization, spans, words),
+            code_version=_code_version(),
+        ),
         desc="Packing sentences",
     )
 
@@ -534,19 +632,27 @@ def prepare_pretraining_dataset(
     if max_length < 4:
         raise ValueError(f"max_length must leave room for special tokens and text: at least 4, got {max_length}")
     if isinstance(tasks, Bert18Config) and max_length > tasks.max_position_embeddings:
-        raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings "
-                         f"({tasks.max_position_embeddings})")
+        raise ValueError(
+            f"max_length {max_length} exceeds the model's max_position_embeddings ({tasks.max_position_embeddings})"
+        )
     grouped = bool(DOCUMENT_TASKS & set(task_list))
     capitalization = "capitalization" in task_list
-    keep_words = grouped or word_column is not None or (not marks_word_starts(tokenizer) if word_ids is None
-                                                        else word_ids)
+    keep_words = (
+        grouped or word_column is not None or (not marks_word_starts(tokenizer) if word_ids is None else word_ids)
+    )
     documents = tokenize_documents(
-        dataset, tokenizer,
+        dataset,
+        tokenizer,
         # room for the special tokens of a pair ([CLS] A [SEP] B [SEP]; RoBERTa <s> A </s></s> B </s>) or a row
         max_sentence_tokens=max_length - (tokenizer.num_special_tokens_to_add(pair=True) if grouped else 2),
-        text_column=text_column, span_column=span_column, lexicon=lexicon,
-        capitalized_entities=capitalized_entities, capitalization=capitalization, num_proc=num_proc,
-        word_ids=keep_words, word_column=word_column,
+        text_column=text_column,
+        span_column=span_column,
+        lexicon=lexicon,
+        capitalized_entities=capitalized_entities,
+        capitalization=capitalization,
+        num_proc=num_proc,
+        word_ids=keep_words,
+        word_column=word_column,
     )
     if grouped:
         return documents
@@ -560,6 +666,12 @@ def prepare_pretraining_dataset(
     return packed.add_column("example_index", np.arange(len(packed)))
 
 
-__all__ = ["DOCUMENT_TASKS", "PACKING_MODES", "marks_word_starts", "token_id_type", "tokenize_documents",
-           "pack_sentences", "prepare_pretraining_dataset"]
-
+__all__ = [
+    "DOCUMENT_TASKS",
+    "PACKING_MODES",
+    "marks_word_starts",
+    "token_id_type",
+    "tokenize_documents",
+    "pack_sentences",
+    "prepare_pretraining_dataset",
+]

@@ -89,11 +89,13 @@ _SPACE = re.compile(r"\s*")
 # Abbreviations that never end a sentence (compared lowercased, without the final period). Words that
 # often do end one ("etc.", "et al.", "Inc.", "Ltd.") are left out: they end a sentence only before an
 # uppercase word, like any other word. So are words that are also English words ("sun", "sat").
-_ABBREVIATIONS = frozenset("""
+_ABBREVIATIONS = frozenset(
+    """
     mr mrs ms mx dr prof sr jr st mt rev hon gen capt lt sgt gov pres messrs mme mlle
     vs v cf viz ca approx esp incl excl resp dept univ assn ibid
     jan feb mar apr jun jul aug sep sept oct nov dec tue tues thu thur thurs
-""".split())
+""".split()
+)
 # Abbreviations that hold only before a number: "Fig. 3", "No. 5", "p. 12".
 _NUMBER_ABBREVIATIONS = frozenset("no nos fig figs vol vols p pp eq eqs sec ch art ref refs ex ver".split())
 _DOTTED = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")  # e.g, i.e, U.S, a.m, U.S.A (the last period is the candidate's)
@@ -131,8 +133,12 @@ def split_sentences(text: str) -> list[str]:
     return [text[start:end] for start, end in sentence_spans(text)]
 
 
-def cut_at_words(word_ids: Sequence[int | None], max_tokens: int, lo: int = 0, hi: int | None = None,
-                 ) -> list[tuple[int, int]]:
+def cut_at_words(
+    word_ids: Sequence[int | None],
+    max_tokens: int,
+    lo: int = 0,
+    hi: int | None = None,
+) -> list[tuple[int, int]]:
     """Token ranges covering ``[lo, hi)`` of a tokenized sentence, each at most ``max_tokens`` long,
     cut only where a word begins (``word_ids`` changes), so no piece starts with a word's
     continuation (``##ing``). A single word longer than ``max_tokens`` (a URL, a long identifier)
@@ -157,6 +163,7 @@ def cut_at_words(word_ids: Sequence[int | None], max_tokens: int, lo: int = 0, h
 
 
 # --- pass 1: blocks of lines -------------------------------------------------------------------------
+
 
 def _blocks(text: str) -> Iterator[tuple[int, int, bool]]:
     """Cut ``text`` into blocks of whole lines: ``(start, end, is_doctest_example)``."""
@@ -205,6 +212,7 @@ def _indent_width(indentation: str) -> int:
 
 
 # --- pass 2: sentences inside a block ----------------------------------------------------------------
+
 
 def _sentence_ends(text: str, start: int, end: int) -> list[int]:
     """Positions in ``[start, end]`` where a sentence of the block ``text[start:end]`` ends; the last is ``end``."""
@@ -288,6 +296,7 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 # --- over a dataset ----------------------------------------------------------------------------------
 
+
 class SplitDocuments(NamedTuple):
     """What :func:`split_documents` returns: unpack it as ``dataset, num_dropped = split_documents(...)``."""
 
@@ -335,9 +344,7 @@ def split_documents(
         desc="Splitting sentences",
     )
     num_dropped = len(dataset) - len(result)
-    logger.info(
-        "split_documents: %d documents kept, %d dropped (empty or whitespace only)", len(result), num_dropped
-    )
+    logger.info("split_documents: %d documents kept, %d dropped (empty or whitespace only)", len(result), num_dropped)
     return SplitDocuments(result, num_dropped)
 
 

@@ -66,17 +66,32 @@ def example_index(key: int, position: int) -> int:
 class WindowedExamplesIterable(_BaseExamplesIterable):
     """``datasets`` examples iterable: ``transform`` applied to consecutive windows of ``window`` rows."""
 
-    def __init__(self, ex_iterable: _BaseExamplesIterable, transform: WindowTransform, window: int, seed: int,
-                 features: datasets.Features, repeat: bool = False, epoch: int = 0,
-                 lineage: tuple[tuple[int, int], ...] = ()):
+    def __init__(
+        self,
+        ex_iterable: _BaseExamplesIterable,
+        transform: WindowTransform,
+        window: int,
+        seed: int,
+        features: datasets.Features,
+        repeat: bool = False,
+        epoch: int = 0,
+        lineage: tuple[tuple[int, int], ...] = (),
+    ):
         super().__init__()
         self.ex_iterable = ex_iterable
         self.transform, self.window, self.seed, self.repeat = transform, window, seed, repeat
         self._features, self.epoch, self.lineage = features, epoch, lineage
 
     def _copy(self, ex_iterable: _BaseExamplesIterable | None = None, **changes: Any) -> "WindowedExamplesIterable":
-        values = dict(transform=self.transform, window=self.window, seed=self.seed, features=self._features,
-                      repeat=self.repeat, epoch=self.epoch, lineage=self.lineage)
+        values = dict(
+            transform=self.transform,
+            window=self.window,
+            seed=self.seed,
+            features=self._features,
+            repeat=self.repeat,
+            epoch=self.epoch,
+            lineage=self.lineage,
+        )
         return WindowedExamplesIterable(ex_iterable or self.ex_iterable, **{**values, **changes})
 
     # --- the protocol datasets uses to shuffle, shard and seed a pipeline
@@ -100,16 +115,23 @@ class WindowedExamplesIterable(_BaseExamplesIterable):
         return self._copy(self.ex_iterable.shuffle_data_sources(generator))
 
     def shard_data_sources(self, num_shards: int, index: int, contiguous: bool = True) -> "WindowedExamplesIterable":
-        return self._copy(self.ex_iterable.shard_data_sources(num_shards, index, contiguous=contiguous),
-                          lineage=(*self.lineage, (int(index), int(num_shards))))
+        return self._copy(
+            self.ex_iterable.shard_data_sources(num_shards, index, contiguous=contiguous),
+            lineage=(*self.lineage, (int(index), int(num_shards))),
+        )
 
     def reshard_data_sources(self) -> "WindowedExamplesIterable":
         return self._copy(self.ex_iterable.reshard_data_sources())
 
     def _init_state_dict(self) -> dict:
         self._inner_state = self.ex_iterable._init_state_dict()
-        self._state_dict = {"pass": 0, "window_index": 0, "previous_state": None, "yielded_in_window": 0,
-                            "type": type(self).__name__}
+        self._state_dict = {
+            "pass": 0,
+            "window_index": 0,
+            "previous_state": None,
+            "yielded_in_window": 0,
+            "type": type(self).__name__,
+        }
         return self._state_dict
 
     # --- iteration
@@ -144,8 +166,14 @@ class WindowedExamplesIterable(_BaseExamplesIterable):
                 outputs = self.transform(rows, key)
                 for position in range(skip, len(outputs)):
                     if state is not None:
-                        state.update({"pass": pass_, "window_index": window_index, "previous_state": before,
-                                      "yielded_in_window": position + 1})
+                        state.update(
+                            {
+                                "pass": pass_,
+                                "window_index": window_index,
+                                "previous_state": before,
+                                "yielded_in_window": position + 1,
+                            }
+                        )
                     yield f"{pass_}_{window_index}_{position}", outputs[position]
                 skip = 0
                 window_index += 1
@@ -157,8 +185,14 @@ class WindowedExamplesIterable(_BaseExamplesIterable):
             logger.info("stream exhausted: starting pass %d", pass_)
 
 
-def windowed(dataset: datasets.IterableDataset, transform: WindowTransform, window: int, seed: int,
-             features: datasets.Features, repeat: bool = False) -> datasets.IterableDataset:
+def windowed(
+    dataset: datasets.IterableDataset,
+    transform: WindowTransform,
+    window: int,
+    seed: int,
+    features: datasets.Features,
+    repeat: bool = False,
+) -> datasets.IterableDataset:
     """``dataset`` read ``window`` rows at a time, each window replaced by ``transform(rows, key)``
     (see the module docstring): an ``IterableDataset`` with ``features``."""
     if not isinstance(dataset, datasets.IterableDataset):
@@ -167,8 +201,11 @@ def windowed(dataset: datasets.IterableDataset, transform: WindowTransform, wind
         raise ValueError(f"window must be at least 1 row, got {window}")
     ex_iterable = WindowedExamplesIterable(dataset._ex_iterable, transform, window, int(seed), features, repeat)
     return datasets.IterableDataset(
-        ex_iterable=ex_iterable, info=datasets.DatasetInfo(features=features), split=dataset._split,
-        formatting=dataset._formatting, distributed=deepcopy(dataset._distributed),
+        ex_iterable=ex_iterable,
+        info=datasets.DatasetInfo(features=features),
+        split=dataset._split,
+        formatting=dataset._formatting,
+        distributed=deepcopy(dataset._distributed),
         token_per_repo_id=dataset._token_per_repo_id,
     )
 
@@ -201,8 +238,14 @@ class WindowPairs:
     its items in a random order. Negatives (NSP label 1, sentence-distance class 2) come from other
     documents of the window; the chunks and every draw are seeded by the window key."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str] | Bert18Config, max_length: int,
-                 short_seq_prob: float, document_features: datasets.Features):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        tasks: Sequence[str] | Bert18Config,
+        max_length: int,
+        short_seq_prob: float,
+        document_features: datasets.Features,
+    ):
         self.tokenizer, self.tasks, self.max_length = tokenizer, tasks, max_length
         self.short_seq_prob, self.document_features = short_seq_prob, document_features
         self.schema = document_features.arrow_schema
@@ -212,14 +255,23 @@ class WindowPairs:
         table = InMemoryTable(pa.Table.from_pylist(rows, schema=self.schema))
         try:
             with _quiet("bert18.data.pairs"):
-                pairs = SentencePairDataset(datasets.Dataset(table), self.tokenizer, self.tasks, self.max_length,
-                                            seed=key & _MASK63, short_seq_prob=self.short_seq_prob)
+                pairs = SentencePairDataset(
+                    datasets.Dataset(table),
+                    self.tokenizer,
+                    self.tasks,
+                    self.max_length,
+                    seed=key & _MASK63,
+                    short_seq_prob=self.short_seq_prob,
+                )
         except ValueError as error:
             if not str(error).startswith("no chunk of these documents"):
                 raise
             self.windows_without_pairs += 1  # e.g. a last window of one one-sentence document
-            logger.warning("a window of %d documents makes no pair: skipped (%d such windows in this process)",
-                           len(rows), self.windows_without_pairs)
+            logger.warning(
+                "a window of %d documents makes no pair: skipped (%d such windows in this process)",
+                len(rows),
+                self.windows_without_pairs,
+            )
             return []
         order = np.random.default_rng(key).permutation(len(pairs))
         items = []
@@ -234,8 +286,10 @@ def pair_features(tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str] | Ber
     """The fields ``SentencePairDataset`` items carry for ``tasks``."""
     names = list(tasks.pretraining_tasks if isinstance(tasks, Bert18Config) else tasks)
     int32, int64 = datasets.Value("int32"), datasets.Value("int64")
-    fields = {name: datasets.List(int32) for name in ("input_ids", "token_type_ids", "special_tokens_mask",
-                                                      "word_ids", "span_starts", "span_ends")}
+    fields = {
+        name: datasets.List(int32)
+        for name in ("input_ids", "token_type_ids", "special_tokens_mask", "word_ids", "span_starts", "span_ends")
+    }
     fields["span_kinds"] = datasets.List(datasets.Value("string"))
     for task in PRETRAINING_TASKS.values():  # per-token labels the items carry (the vocabulary tasks' come later)
         if task.name in names and task.level == "token" and not task.predicts_vocabulary:
@@ -247,10 +301,16 @@ def pair_features(tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str] | Ber
     return datasets.Features(fields)
 
 
-def stream_sentence_pairs(documents: datasets.IterableDataset, tokenizer: PreTrainedTokenizerBase,
-                          tasks: Sequence[str] | Bert18Config, max_length: int = 512, seed: int = 0,
-                          short_seq_prob: float = 0.1, window: int = 256,
-                          repeat: bool = False) -> datasets.IterableDataset:
+def stream_sentence_pairs(
+    documents: datasets.IterableDataset,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: Sequence[str] | Bert18Config,
+    max_length: int = 512,
+    seed: int = 0,
+    short_seq_prob: float = 0.1,
+    window: int = 256,
+    repeat: bool = False,
+) -> datasets.IterableDataset:
     """Sentence pairs from a stream of grouped documents (``prepare_pretraining_dataset`` on an
     ``IterableDataset`` with a sentence-level task): the streaming counterpart of ``SentencePairDataset``.
 
@@ -261,15 +321,27 @@ def stream_sentence_pairs(documents: datasets.IterableDataset, tokenizer: PreTra
     better mixed order, a smaller one less memory.
     """
     if not isinstance(documents, datasets.IterableDataset):
-        raise TypeError("stream_sentence_pairs takes a datasets.IterableDataset of grouped documents; for a "
-                        "datasets.Dataset use SentencePairDataset")
+        raise TypeError(
+            "stream_sentence_pairs takes a datasets.IterableDataset of grouped documents; for a "
+            "datasets.Dataset use SentencePairDataset"
+        )
     if documents.features is None or "input_ids" not in documents.features:
-        raise ValueError("documents must be grouped documents from prepare_pretraining_dataset (a stream with "
-                         f"declared features and an 'input_ids' column), got features {documents.features}")
+        raise ValueError(
+            "documents must be grouped documents from prepare_pretraining_dataset (a stream with "
+            f"declared features and an 'input_ids' column), got features {documents.features}"
+        )
     SentencePairDataset._check_tasks(tasks)
     transform = WindowPairs(tokenizer, tasks, max_length, short_seq_prob, documents.features)
     return windowed(documents, transform, window, seed, pair_features(tokenizer, tasks), repeat=repeat)
 
 
-__all__ = ["ShuffledRows", "WindowPairs", "WindowedExamplesIterable", "example_index", "pair_features",
-           "stream_sentence_pairs", "window_key", "windowed"]
+__all__ = [
+    "ShuffledRows",
+    "WindowPairs",
+    "WindowedExamplesIterable",
+    "example_index",
+    "pair_features",
+    "stream_sentence_pairs",
+    "window_key",
+    "windowed",
+]

@@ -82,8 +82,10 @@ def _check_positive(name: str, value: int, what: str) -> None:
 def check_training_arguments(training: TrainingArguments) -> None:
     """What TrainingArguments accepts but cannot mean: checked when a recipe is read, before anything is written."""
     if training.max_steps == 0 or training.max_steps < -1:
-        raise ValueError(f"max_steps must be a positive number of optimizer steps, or -1 to train num_train_epochs; "
-                         f"got {training.max_steps}")
+        raise ValueError(
+            f"max_steps must be a positive number of optimizer steps, or -1 to train num_train_epochs; "
+            f"got {training.max_steps}"
+        )
     if training.max_steps == -1 and not training.num_train_epochs > 0:
         raise ValueError(f"num_train_epochs must be positive (or set max_steps), got {training.num_train_epochs}")
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
@@ -99,8 +101,6 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """``value`` among ``choices``, or a ValueError naming ``name``, the choices and the value."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
-
-
 
 
 def check_literals(arguments: Any) -> None:
@@ -120,8 +120,10 @@ class PretrainModelArguments:
     preset: Preset = field(default="tiny", metadata={"help": f"architecture preset: {', '.join(PRESETS)}"})
     config_overrides: dict | str | None = field(
         default=None,
-        metadata={"help": "Bert18Config fields over the preset, e.g. {hidden_size: 128, num_hidden_layers: 4} "
-                          "(a JSON object on the command line)"},
+        metadata={
+            "help": "Bert18Config fields over the preset, e.g. {hidden_size: 128, num_hidden_layers: 4} "
+            "(a JSON object on the command line)"
+        },
     )
     pretraining_tasks: list[str] | None = field(
         default=None, metadata={"help": f"tasks to train (default: the preset's); from {', '.join(PRETRAINING_TASKS)}"}
@@ -131,14 +133,18 @@ class PretrainModelArguments:
     )
     task_schedule: list | str | None = field(
         default=None,
-        metadata={"help": "ERNIE 2.0 continual multi-task learning: stages [{step: 0, tasks: [mlm]}, {step: 2000, "
-                          "tasks: [mlm, sop], weights: {sop: 0.5}}, ...]; tasks outside the stage weigh 0 "
-                          "(bert18.training.schedules; a JSON list on the command line)"},
+        metadata={
+            "help": "ERNIE 2.0 continual multi-task learning: stages [{step: 0, tasks: [mlm]}, {step: 2000, "
+            "tasks: [mlm, sop], weights: {sop: 0.5}}, ...]; tasks outside the stage weigh 0 "
+            "(bert18.training.schedules; a JSON list on the command line)"
+        },
     )
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "continue pretraining this checkpoint (bert18, or BERT/RoBERTa/ALBERT converted on the fly) "
-                          "instead of starting from random weights"},
+        metadata={
+            "help": "continue pretraining this checkpoint (bert18, or BERT/RoBERTa/ALBERT converted on the fly) "
+            "instead of starting from random weights"
+        },
     )
     tokenizer_name_or_path: str | None = field(
         default=None,
@@ -182,8 +188,10 @@ class PretrainDataArguments:
     max_length: int = field(default=128, metadata={"help": "longest example in tokens, special tokens included"})
     packing: PackingMode = field(
         default="full_sentences",
-        metadata={"help": "rows without sentence tasks: full_sentences (RoBERTa, across documents), doc_sentences, "
-                          "or packed_documents (several documents per row, kept apart by the attention)"},
+        metadata={
+            "help": "rows without sentence tasks: full_sentences (RoBERTa, across documents), doc_sentences, "
+            "or packed_documents (several documents per row, kept apart by the attention)"
+        },
     )
     short_seq_prob: float = field(default=0.1, metadata={"help": "share of sentence pairs with a short target length"})
     mine_phrases: bool = field(default=False, metadata={"help": "mine phrases (NPMI) for knowledge masking"})
@@ -199,24 +207,32 @@ class PretrainDataArguments:
     )
     span_column: str | None = field(
         default=None,
-        metadata={"help": "a corpus column of knowledge spans per document ([{start, end, kind}], characters; "
-                          "e.g. gold entities: bert18.data.chinese)"},
+        metadata={
+            "help": "a corpus column of knowledge spans per document ([{start, end, kind}], characters; "
+            "e.g. gold entities: bert18.data.chinese)"
+        },
     )
     word_column: str | None = field(
         default=None,
-        metadata={"help": "a corpus column of word spans per document ([[start, end], ...]): words for whole-word "
-                          "and knowledge masking when the tokenizer splits text into characters (Chinese)"},
+        metadata={
+            "help": "a corpus column of word spans per document ([[start, end], ...]): words for whole-word "
+            "and knowledge masking when the tokenizer splits text into characters (Chinese)"
+        },
     )
     num_proc: int | None = field(default=None, metadata={"help": "processes for data preparation"})
     streaming: bool = field(
         default=False,
-        metadata={"help": "stream the corpus (files read incrementally, or a Hub dataset with streaming=True) and "
-                          "prepare it as it is read: memory independent of the corpus size; needs max_steps"},
+        metadata={
+            "help": "stream the corpus (files read incrementally, or a Hub dataset with streaming=True) and "
+            "prepare it as it is read: memory independent of the corpus size; needs max_steps"
+        },
     )
     stream_window: int = field(
         default=256,
-        metadata={"help": "streaming: documents (sentence tasks) or packed rows read at a time, shuffled together; "
-                          "sentence-pair negatives come from the same window"},
+        metadata={
+            "help": "streaming: documents (sentence tasks) or packed rows read at a time, shuffled together; "
+            "sentence-pair negatives come from the same window"
+        },
     )
 
     def __post_init__(self):
@@ -224,8 +240,9 @@ class PretrainDataArguments:
         if self.stream_window < 1:
             raise ValueError(f"stream_window must be at least 1, got {self.stream_window}")
         if self.max_length < 4:
-            raise ValueError(f"max_length must leave room for special tokens and text: at least 4, "
-                             f"got {self.max_length}")
+            raise ValueError(
+                f"max_length must leave room for special tokens and text: at least 4, got {self.max_length}"
+            )
         if not 0 <= self.short_seq_prob <= 1:
             raise ValueError(f"short_seq_prob must lie in [0, 1], got {self.short_seq_prob}")
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -248,33 +265,44 @@ class MaskingArguments:
     span_p: float = field(default=0.2, metadata={"help": "geometric parameter of span lengths (SpanBERT)"})
     max_span: int = field(default=10, metadata={"help": "longest masked span"})
     knowledge_levels: dict | str | None = field(
-        default=None, metadata={"help": "probabilities of basic/phrase/entity masking, drawn per row, e.g. "
-                                        "{basic: 1, entity: 1} (default: equal)"}
+        default=None,
+        metadata={
+            "help": "probabilities of basic/phrase/entity masking, drawn per row, e.g. "
+            "{basic: 1, entity: 1} (default: equal)"
+        },
     )
     knowledge_schedule: dict | str | None = field(
-        default=None, metadata={"help": "ERNIE's stages by optimizer step instead: {first step: levels}, e.g. "
-                                        "{0: {basic: 1}, 2000: {phrase: 1}, 4000: {entity: 1}}"}
+        default=None,
+        metadata={
+            "help": "ERNIE's stages by optimizer step instead: {first step: levels}, e.g. "
+            "{0: {basic: 1}, 2000: {phrase: 1}, 4000: {entity: 1}}"
+        },
     )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "pad batch lengths to a multiple"})
     dupe_factor: int | None = field(
         default=None,
-        metadata={"help": "static masking as the original BERT: masks drawn once at preparation, this many copies "
-                          "of each row (BERT: 10); default none: dynamic masking, fresh masks every epoch"},
+        metadata={
+            "help": "static masking as the original BERT: masks drawn once at preparation, this many copies "
+            "of each row (BERT: 10); default none: dynamic masking, fresh masks every epoch"
+        },
     )
 
     def __post_init__(self):
         check_literals(self)
         if self.dupe_factor is not None and self.dupe_factor < 1:
-            raise ValueError(f"dupe_factor must be a positive integer (or unset for dynamic masking), "
-                             f"got {self.dupe_factor}")
+            raise ValueError(
+                f"dupe_factor must be a positive integer (or unset for dynamic masking), got {self.dupe_factor}"
+            )
         self.knowledge_levels = json_mapping(self.knowledge_levels, "knowledge_levels")
         # Checked here, when the recipe is read, not at the first batch after the output folder is written.
         _check_range("mlm_probability", self.mlm_probability, 0, 1, "the share of tokens to predict")
         _check_range("mask_replace_prob", self.mask_replace_prob, 0, 1, "a share", closed=True)
         _check_range("random_replace_prob", self.random_replace_prob, 0, 1, "a share", closed=True)
         if self.mask_replace_prob + self.random_replace_prob > 1:
-            raise ValueError(f"mask_replace_prob + random_replace_prob must be at most 1, got "
-                             f"{self.mask_replace_prob} + {self.random_replace_prob}")
+            raise ValueError(
+                f"mask_replace_prob + random_replace_prob must be at most 1, got "
+                f"{self.mask_replace_prob} + {self.random_replace_prob}"
+            )
         _check_positive("max_ngram", self.max_ngram, "the longest n-gram, in words (ALBERT: 3)")
         _check_positive("max_span", self.max_span, "the longest span, in words (SpanBERT: 10)")
         if not 0 < self.span_p <= 1:
@@ -289,8 +317,10 @@ class MaskingArguments:
         self.knowledge_schedule = json_mapping(self.knowledge_schedule, "knowledge_schedule")
         if self.knowledge_schedule is not None:
             if self.knowledge_levels is not None:
-                raise ValueError("knowledge_levels (a level per row) and knowledge_schedule (a level per step) "
-                                 "exclude each other: set one")
+                raise ValueError(
+                    "knowledge_levels (a level per row) and knowledge_schedule (a level per step) "
+                    "exclude each other: set one"
+                )
             try:
                 level_schedule(self.knowledge_schedule, "step")
                 # integer steps, whether from YAML or a JSON string, so a resumed run compares equal
@@ -311,8 +341,10 @@ class RunArguments:
     license: str | None = field(default=None, metadata={"help": "license of the model, for the model card"})
     optimizer: Optimizer = field(
         default="trainer",
-        metadata={"help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
-                          "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"},
+        metadata={
+            "help": f"{' or '.join(OPTIMIZERS)}: the Trainer's own (TrainingArguments.optim, AdamW by default) "
+            "or LAMB as ALBERT and NVIDIA's BERT use it (bert18.training.optim)"
+        },
     )
 
     def __post_init__(self):
@@ -326,19 +358,25 @@ class PretrainRunArguments(RunArguments):
     plot: bool = field(default=True, metadata={"help": "write task_curves.png (per-task loss and accuracy)"})
     phases: list | str | None = field(
         default=None,
-        metadata={"help": "train in phases, each a mapping of the keys that change, e.g. [{max_length: 128, "
-                          "max_steps: 900000}, {max_length: 512, max_steps: 100000}] (BERT's two sequence "
-                          "lengths); later phases carry the optimizer state (bert18.training.phases)"},
+        metadata={
+            "help": "train in phases, each a mapping of the keys that change, e.g. [{max_length: 128, "
+            "max_steps: 900000}, {max_length: 512, max_steps: 100000}] (BERT's two sequence "
+            "lengths); later phases carry the optimizer state (bert18.training.phases)"
+        },
     )
     sequence_length_warmup: dict | str | None = field(
         default=None,
-        metadata={"help": "train on rows cut to a length growing linearly over the first steps, e.g. {start: 64, "
-                          "steps: 1000} (Li et al. 2022; DeepSpeed's seqlen curriculum; bert18.training.warmup)"},
+        metadata={
+            "help": "train on rows cut to a length growing linearly over the first steps, e.g. {start: 64, "
+            "steps: 1000} (Li et al. 2022; DeepSpeed's seqlen curriculum; bert18.training.warmup)"
+        },
     )
     batch_size_warmup: dict | str | None = field(
         default=None,
-        metadata={"help": "micro-batches of rows per device growing linearly over the first steps, e.g. {start: 4, "
-                          "steps: 1000}, to per_device_train_batch_size (ModernBERT; bert18.training.warmup)"},
+        metadata={
+            "help": "micro-batches of rows per device growing linearly over the first steps, e.g. {start: 4, "
+            "steps: 1000}, to per_device_train_batch_size (ModernBERT; bert18.training.warmup)"
+        },
     )
 
     def __post_init__(self):
@@ -348,8 +386,13 @@ class PretrainRunArguments(RunArguments):
         self.batch_size_warmup = json_value(self.batch_size_warmup, "batch_size_warmup", dict)
 
 
-PRETRAIN_DATACLASSES = (PretrainModelArguments, PretrainDataArguments, MaskingArguments, PretrainRunArguments,
-                        TrainingArguments)
+PRETRAIN_DATACLASSES = (
+    PretrainModelArguments,
+    PretrainDataArguments,
+    MaskingArguments,
+    PretrainRunArguments,
+    TrainingArguments,
+)
 
 
 @dataclass
@@ -383,16 +426,24 @@ def dataclass_keys(dataclass_types: Sequence[type]) -> list[str]:
     return [f.name for dataclass_type in dataclass_types for f in fields(dataclass_type) if f.init]
 
 
-def _check_keys(keys: Sequence[str], source: str, dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
-                command: str = PRETRAIN_COMMAND) -> None:
+def _check_keys(
+    keys: Sequence[str],
+    source: str,
+    dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
+    command: str = PRETRAIN_COMMAND,
+) -> None:
     valid = dataclass_keys(dataclass_types)
     for key in keys:
         if key not in valid:
-            other = next((name for name, family in RECIPE_FAMILIES.items()
-                          if name != command and key in dataclass_keys(family)), None)
+            other = next(
+                (name for name, family in RECIPE_FAMILIES.items() if name != command and key in dataclass_keys(family)),
+                None,
+            )
             if other is not None:  # e.g. plot or masking in a fine-tuning recipe
-                raise ValueError(f"{source}: {key!r} is a `{other}` key, which `{command}` does not read: remove it "
-                                 f"(see `{command} --help`)")
+                raise ValueError(
+                    f"{source}: {key!r} is a `{other}` key, which `{command}` does not read: remove it "
+                    f"(see `{command} --help`)"
+                )
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{source}: unknown recipe key {key!r}{hint} (see `{command} --help`)")
@@ -417,8 +468,9 @@ def find_recipe(path_or_name: str | Path) -> Path:
     raise FileNotFoundError(f"recipe not found: {path_or_name} (a YAML file, or one of {known})")
 
 
-def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
-                     command: str = PRETRAIN_COMMAND) -> dict[str, Any]:
+def load_recipe_yaml(
+    path_or_name: str | Path, dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES, command: str = PRETRAIN_COMMAND
+) -> dict[str, Any]:
     """The mapping of a recipe (a YAML file or a packaged recipe's name), its keys checked against
     ``dataclass_types`` (the pretraining recipe's by default)."""
     path = find_recipe(path_or_name)
@@ -437,8 +489,9 @@ def load_recipe_yaml(path_or_name: str | Path, dataclass_types: Sequence[type] =
     return values
 
 
-def recipe_parser(dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES,
-                  command: str = PRETRAIN_COMMAND) -> HfArgumentParser:
+def recipe_parser(
+    dataclass_types: Sequence[type] = PRETRAIN_DATACLASSES, command: str = PRETRAIN_COMMAND
+) -> HfArgumentParser:
     """The ``HfArgumentParser`` of a recipe family (pretraining by default); errors raise instead of exiting."""
     return HfArgumentParser(dataclass_types, prog=command, exit_on_error=False)
 
@@ -460,9 +513,13 @@ def _parse_error(error: argparse.ArgumentError) -> ValueError:
     return ValueError(f"command line: {f'--{name}: ' if name else ''}{error.message}")
 
 
-def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None = None,
-                      overrides: Sequence[str] = (), values: dict[str, Any] | None = None,
-                      command: str = PRETRAIN_COMMAND) -> list[Any]:
+def parse_dataclasses(
+    dataclass_types: Sequence[type],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    values: dict[str, Any] | None = None,
+    command: str = PRETRAIN_COMMAND,
+) -> list[Any]:
     """One instance of each of ``dataclass_types`` from a recipe: the YAML at ``path`` or a packaged
     recipe's name (optional), then ``values``, then ``--key=value`` ``overrides``.
 
@@ -480,8 +537,12 @@ def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None =
     except argparse.ArgumentError as error:
         raise _parse_error(error) from None
     if remaining:
-        _check_keys([item.split("=", 1)[0].lstrip("-") for item in remaining if item.startswith("--")],
-                    "command line", dataclass_types, command)
+        _check_keys(
+            [item.split("=", 1)[0].lstrip("-") for item in remaining if item.startswith("--")],
+            "command line",
+            dataclass_types,
+            command,
+        )
         raise ValueError(f"command line: cannot parse {' '.join(remaining)} (overrides are --key=value)")
     for arguments in parsed:
         if isinstance(arguments, TrainingArguments):
@@ -516,8 +577,12 @@ def _merge_mapping_overrides(defaults: dict[str, Any], overrides: Sequence[str])
     return remaining
 
 
-def run_recipe_command(argv: Sequence[str] | None, command: str, parser: Callable[[], HfArgumentParser],
-                       run: Callable[[str | None, list[str]], int]) -> int:
+def run_recipe_command(
+    argv: Sequence[str] | None,
+    command: str,
+    parser: Callable[[], HfArgumentParser],
+    run: Callable[[str | None, list[str]], int],
+) -> int:
     """The body of ``bert18 pretrain`` / ``bert18 finetune``: ``[RECIPE] [--key=value ...]`` handed
     to ``run(path, overrides)``, ``--help`` listing every key, bad recipes an error and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -531,13 +596,17 @@ def run_recipe_command(argv: Sequence[str] | None, command: str, parser: Callabl
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before training started (the Trainer saves a checkpoint once it has)
-        print(f"{command}: interrupted; rerun the same command to start again (with --resume_from_checkpoint=true "
-              "once a checkpoint was saved)", file=sys.stderr)
+        print(
+            f"{command}: interrupted; rerun the same command to start again (with --resume_from_checkpoint=true "
+            "once a checkpoint was saved)",
+            file=sys.stderr,
+        )
         return 130
 
 
-def parse_pretrain_recipe(path: str | Path | None = None, overrides: Sequence[str] = (),
-                          **values: Any) -> PretrainRecipe:
+def parse_pretrain_recipe(
+    path: str | Path | None = None, overrides: Sequence[str] = (), **values: Any
+) -> PretrainRecipe:
     """Parse a pretraining recipe: the YAML at ``path`` or a packaged recipe's name (optional), then
     ``values``, then ``--key=value`` ``overrides``.
 

@@ -46,8 +46,10 @@ def task_curves(log_history: list[dict[str, Any]], tasks: list[str]) -> Curves:
 
 def final_task_metrics(log_history: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:
     """The last logged value of each task's metrics: ``{"train"|"eval": {"<task>_loss": value, ...}}``."""
-    return {split: {key: points[-1][1] for key, points in curves.items()}
-            for split, curves in task_curves(log_history, tasks).items()}
+    return {
+        split: {key: points[-1][1] for key, points in curves.items()}
+        for split, curves in task_curves(log_history, tasks).items()
+    }
 
 
 def plot_task_curves(log_history: list[dict[str, Any]], tasks: list[str], path: str | Path) -> Path | None:
@@ -104,8 +106,11 @@ class TaskProgressCallback(ProgressCallback):
         super().on_log(args, state, control, logs=logs, **kwargs)
         if not state.is_world_process_zero or self.training_bar is None or not logs:
             return
-        shown = {task: f"{logs[f'{task}_loss']:.3g}/{logs[f'{task}_accuracy']:.0%}"
-                 for task in self.tasks if f"{task}_loss" in logs}
+        shown = {
+            task: f"{logs[f'{task}_loss']:.3g}/{logs[f'{task}_accuracy']:.0%}"
+            for task in self.tasks
+            if f"{task}_loss" in logs
+        }
         if shown:
             self.training_bar.set_postfix(shown, refresh=False)
 
@@ -126,8 +131,10 @@ class InterruptCallback(TrainerCallback):
         if self.requested:  # the second Ctrl-C: the user means it
             raise KeyboardInterrupt
         self.requested = True
-        logger.warning("%s received: stopping after this step with a checkpoint (again to stop at once)",
-                       signal.Signals(signum).name)
+        logger.warning(
+            "%s received: stopping after this step with a checkpoint (again to stop at once)",
+            signal.Signals(signum).name,
+        )
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.requested = False
@@ -165,5 +172,12 @@ def format_metrics(metrics: dict[str, float], tasks: list[str], prefix: str = ""
     return "\n".join(lines)
 
 
-__all__ = ["InterruptCallback", "PLOT_FILE", "TaskProgressCallback", "final_task_metrics", "format_metrics",
-           "plot_task_curves", "task_curves"]
+__all__ = [
+    "InterruptCallback",
+    "PLOT_FILE",
+    "TaskProgressCallback",
+    "final_task_metrics",
+    "format_metrics",
+    "plot_task_curves",
+    "task_curves",
+]

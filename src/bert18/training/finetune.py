@@ -82,9 +82,11 @@ def prepare_task(recipe: FinetuneRecipe, tokenizer: Any) -> TaskData:
     try:
         train, eval_ = load_splits(data)
     except ConnectionError as error:  # a Hub dataset without a network: one line, not datasets' traceback
-        raise ValueError(f"dataset {data.dataset!r} is no local file or folder, and the Hub cannot be reached "
-                         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
-                         "path, or load the dataset once where there is a network (it is then cached)") from None
+        raise ValueError(
+            f"dataset {data.dataset!r} is no local file or folder, and the Hub cannot be reached "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
+            "path, or load the dataset once where there is a network (it is then cached)"
+        ) from None
     if task == "sequence-classification":
         return prepare_sequence_classification(train, eval_, tokenizer, data, recipe.model.max_chunks)
     if task == "token-classification":
@@ -115,8 +117,10 @@ def build_model(recipe: FinetuneRecipe, task: TaskData) -> torch.nn.Module:
         transformers.set_seed(recipe.training.seed)
         model = model_class(model.config)
     if data.max_length > model.config.max_position_embeddings:
-        raise ValueError(f"max_length {data.max_length} exceeds max_position_embeddings "
-                         f"{model.config.max_position_embeddings} of {args.model_name_or_path}")
+        raise ValueError(
+            f"max_length {data.max_length} exceeds max_position_embeddings "
+            f"{model.config.max_position_embeddings} of {args.model_name_or_path}"
+        )
     if args.attn_implementation is not None:
         model.set_attn_implementation(args.attn_implementation)
     if args.mode == "frozen":
@@ -152,8 +156,11 @@ def _rebuilds(path: str, config: Bert18Config) -> bool:
     except (OSError, ValueError):
         return False
     labels = len(saved["id2label"]) if saved.get("id2label") else saved.get("num_labels", 2)
-    return (saved.get("model_type") == config.model_type and labels == config.num_labels
-            and saved.get("problem_type") == config.problem_type)
+    return (
+        saved.get("model_type") == config.model_type
+        and labels == config.num_labels
+        and saved.get("problem_type") == config.problem_type
+    )
 
 
 def build_optimizer(recipe: FinetuneRecipe, model: torch.nn.Module) -> torch.optim.Optimizer | None:
@@ -236,15 +243,26 @@ def build_finetuning(recipe: FinetuneRecipe, callbacks: Sequence[TrainerCallback
     run_callbacks = RunCallbacks(others=list(callbacks))
     data = recipe.data
     trainer = FinetuneTrainer(
-        model=model, args=training, train_dataset=task.train,
+        model=model,
+        args=training,
+        train_dataset=task.train,
         eval_dataset=task.eval if recipe.model.task != "question-answering" else None,
-        data_collator=task.collator, processing_class=tokenizer, compute_metrics=task.compute_metrics,
-        optimizers=(optimizer, None), callbacks=run_callbacks.for_trainer(),
+        data_collator=task.collator,
+        processing_class=tokenizer,
+        compute_metrics=task.compute_metrics,
+        optimizers=(optimizer, None),
+        callbacks=run_callbacks.for_trainer(),
         optimizer_cls_and_kwargs=None if optimizer is not None else trainer_optimizer(recipe.run.optimizer, training),
-        card_info={"task": recipe.model.task, "base_model": recipe.model.model_name_or_path,
-                   "dataset": data.dataset, "mode": "from scratch" if recipe.model.from_scratch else recipe.model.mode,
-                   "dataset_on_hub": data.dataset not in BUILTIN_DATASETS and not Path(data.dataset).exists(),
-                   "recipe": RECIPE_FILE, "language": recipe.run.language, "license": recipe.run.license},
+        card_info={
+            "task": recipe.model.task,
+            "base_model": recipe.model.model_name_or_path,
+            "dataset": data.dataset,
+            "mode": "from scratch" if recipe.model.from_scratch else recipe.model.mode,
+            "dataset_on_hub": data.dataset not in BUILTIN_DATASETS and not Path(data.dataset).exists(),
+            "recipe": RECIPE_FILE,
+            "language": recipe.run.language,
+            "license": recipe.run.license,
+        },
     )
     run_callbacks.install(trainer)
     return FinetuningRun(recipe, trainer, tokenizer, task, resume, run_callbacks)
@@ -262,8 +280,11 @@ def run_finetuning(recipe: FinetuneRecipe, callbacks: Sequence[TrainerCallback] 
         return {**finished, "trainer": trainer}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     start = "random weights shaped as " if recipe.model.from_scratch else ""
-    say(training, f"fine-tuning {start}{recipe.model.model_name_or_path} for {recipe.model.task} ({recipe.model.mode}, "
-                  f"{trainable:,} trainable parameters) on {len(task.train)} examples -> {training.output_dir}")
+    say(
+        training,
+        f"fine-tuning {start}{recipe.model.model_name_or_path} for {recipe.model.task} ({recipe.model.mode}, "
+        f"{trainable:,} trainable parameters) on {len(task.train)} examples -> {training.output_dir}",
+    )
     if training.process_index == 0:
         write_recipe(recipe)
     result = trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
@@ -280,21 +301,41 @@ def run_finetuning(recipe: FinetuneRecipe, callbacks: Sequence[TrainerCallback] 
             metrics.update(trainer.evaluate())
     save_run(trainer, metrics)
     push_run(trainer)
-    say(training, "metrics:\n" + "\n".join(f"  {key:<28}{value:.4f}" if isinstance(value, float)
-                                           else f"  {key:<28}{value}" for key, value in sorted(metrics.items())))
+    say(
+        training,
+        "metrics:\n"
+        + "\n".join(
+            f"  {key:<28}{value:.4f}" if isinstance(value, float) else f"  {key:<28}{value}"
+            for key, value in sorted(metrics.items())
+        ),
+    )
     say(training, f"saved model, tokenizer, model card and all_results.json to {training.output_dir}")
-    return {"metrics": metrics, "log_history": trainer.state.log_history, "model": training.output_dir,
-            "answers": answers, "trainer": trainer}
+    return {
+        "metrics": metrics,
+        "log_history": trainer.state.log_history,
+        "model": training.output_dir,
+        "answers": answers,
+        "trainer": trainer,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bert18 finetune [RECIPE.yaml] [--key=value ...]``; ``--help`` lists every key. Exit code 130
     when Ctrl-C stopped the run (its checkpoint saved)."""
+
     def run(path: str | None, overrides: list[str]) -> int:
         return 130 if "interrupted_at" in run_finetuning(parse_finetune_recipe(path, overrides)) else 0
 
     return run_recipe_command(argv, "bert18 finetune", finetune_parser, run)
 
 
-__all__ = ["FinetuneTrainer", "FinetuningRun", "MODEL_CLASSES", "build_finetuning", "build_model", "main",
-           "prepare_task", "run_finetuning"]
+__all__ = [
+    "FinetuneTrainer",
+    "FinetuningRun",
+    "MODEL_CLASSES",
+    "build_finetuning",
+    "build_model",
+    "main",
+    "prepare_task",
+    "run_finetuning",
+]

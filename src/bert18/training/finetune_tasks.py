@@ -69,8 +69,9 @@ def classification_metrics(names: list[str], regression: bool) -> Callable[[Eval
         results: dict[str, float] = {}
         for name in names:
             averaged = name in ("f1", "precision", "recall")  # macro: every class counts alike
-            values = _metric(name, predictions.tolist(), references.tolist(),
-                             **({"average": "macro"} if averaged else {}))
+            values = _metric(
+                name, predictions.tolist(), references.tolist(), **({"average": "macro"} if averaged else {})
+            )
             results.update({f"macro_{k}" if averaged else k: float(v) for k, v in values.items()})
         return results
 
@@ -80,16 +81,23 @@ def classification_metrics(names: list[str], regression: bool) -> Callable[[Eval
 # --- sequence classification --------------------------------------------------------------------
 
 
-def prepare_sequence_classification(train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any,
-                                    data: FinetuneDataArguments, max_chunks: int) -> TaskData:
+def prepare_sequence_classification(
+    train: datasets.Dataset,
+    eval_: datasets.Dataset | None,
+    tokenizer: Any,
+    data: FinetuneDataArguments,
+    max_chunks: int,
+) -> TaskData:
     columns = data.text_columns or default_text_columns(train, SEQUENCE_TEXT_DEFAULTS, "sequence-classification")
     if len(columns) not in (1, 2):
         raise ValueError(f"sequence classification reads one text or a pair, got text_columns {columns}")
     label_column = data.label_column or "label"
     strategy = data.long_text_strategy.removeprefix("truncate-")
     if len(columns) == 2 and strategy != "head":
-        raise ValueError(f"long_text_strategy={data.long_text_strategy} applies to one text column; "
-                         f"a pair ({', '.join(columns)}) is truncated from the head only")
+        raise ValueError(
+            f"long_text_strategy={data.long_text_strategy} applies to one text column; "
+            f"a pair ({', '.join(columns)}) is truncated from the head only"
+        )
     for split, dataset in (("train", train), ("eval", eval_)):
         if dataset is not None:
             require_columns(dataset, [*columns, label_column], split, "text/label")
@@ -113,24 +121,36 @@ def prepare_sequence_classification(train: datasets.Dataset, eval_: datasets.Dat
                     raise ValueError(
                         f"{split} row {row}: the text in column {columns[0]!r} has {len(input_ids) - 2} tokens, "
                         f"{needed} chunks of max_length={data.max_length}, more than max_chunks={max_chunks}; raise "
-                        "max_chunks, set chunk_overflow=truncate, or use a truncate-* strategy")
+                        "max_chunks, set chunk_overflow=truncate, or use a truncate-* strategy"
+                    )
         return datasets.Dataset.from_dict({**encoded, "labels": ids})
 
     if strategy == "head":
         collator: Callable = DataCollatorWithPadding(tokenizer)
     else:
-        collator = LongDocumentCollator(tokenizer, strategy=strategy, max_length=data.max_length,
-                                        max_chunks=max_chunks, on_overflow=data.chunk_overflow)
+        collator = LongDocumentCollator(
+            tokenizer,
+            strategy=strategy,
+            max_length=data.max_length,
+            max_chunks=max_chunks,
+            on_overflow=data.chunk_overflow,
+        )
     names = data.metrics or (["pearsonr", "spearmanr"] if labels.regression else ["accuracy", "f1"])
-    return TaskData(encode(train, "train"), encode(eval_, "eval") if eval_ is not None else None, collator,
-                    labels, classification_metrics(names, labels.regression))
+    return TaskData(
+        encode(train, "train"),
+        encode(eval_, "eval") if eval_ is not None else None,
+        collator,
+        labels,
+        classification_metrics(names, labels.regression),
+    )
 
 
 # --- token classification ---------------------------------------------------------------------
 
 
-def prepare_token_classification(train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any,
-                                 data: FinetuneDataArguments) -> TaskData:
+def prepare_token_classification(
+    train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any, data: FinetuneDataArguments
+) -> TaskData:
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("token classification needs a fast tokenizer (word_ids align labels to words)")
     (words_column,) = data.text_columns or ["tokens"]
@@ -141,19 +161,24 @@ def prepare_token_classification(train: datasets.Dataset, eval_: datasets.Datase
         require_columns(dataset, [words_column, label_column], split, "words/tags")
         for row, (words, tags) in enumerate(zip(dataset[words_column], dataset[label_column])):
             if not words or not all(isinstance(w, str) and w.strip() for w in words):
-                raise ValueError(f"{split} row {row}: column {words_column!r} must be a non-empty list of "
-                                 f"non-empty words, got {words!r}")
+                raise ValueError(
+                    f"{split} row {row}: column {words_column!r} must be a non-empty list of "
+                    f"non-empty words, got {words!r}"
+                )
             if not isinstance(tags, list) or len(tags) != len(words):
-                raise ValueError(f"{split} row {row}: {len(words)} words in {words_column!r} but "
-                                 f"{len(tags) if isinstance(tags, list) else tags!r} tags in {label_column!r}")
+                raise ValueError(
+                    f"{split} row {row}: {len(words)} words in {words_column!r} but "
+                    f"{len(tags) if isinstance(tags, list) else tags!r} tags in {label_column!r}"
+                )
     labels = read_labels(train, label_column, per_token=True)
     if eval_ is not None:
         check_same_classes(train, eval_, label_column, "eval", per_token=True)
 
     def encode(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
         tags = label_ids(dataset, label_column, labels, split, per_token=True)
-        encoded = tokenizer(list(dataset[words_column]), is_split_into_words=True, truncation=True,
-                            max_length=data.max_length)
+        encoded = tokenizer(
+            list(dataset[words_column]), is_split_into_words=True, truncation=True, max_length=data.max_length
+        )
         aligned = []
         for row, row_tags in enumerate(tags):
             previous, row_labels = None, []
@@ -179,8 +204,13 @@ def prepare_token_classification(train: datasets.Dataset, eval_: datasets.Datase
             results.update({k: float(v) for k, v in values.items() if not isinstance(v, dict)})  # overall_* only
         return results
 
-    return TaskData(encode(train, "train"), encode(eval_, "eval") if eval_ is not None else None,
-                    DataCollatorForTokenClassification(tokenizer), labels, compute)
+    return TaskData(
+        encode(train, "train"),
+        encode(eval_, "eval") if eval_ is not None else None,
+        DataCollatorForTokenClassification(tokenizer),
+        labels,
+        compute,
+    )
 
 
 # --- multiple choice --------------------------------------------------------------------------
@@ -202,10 +232,13 @@ class MultipleChoiceCollator:
         return batch
 
 
-def prepare_multiple_choice(train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any,
-                            data: FinetuneDataArguments) -> TaskData:
-    columns = data.text_columns or ["context", *sorted(c for c in train.column_names if c.startswith(("choice",
-                                                                                                       "ending")))]
+def prepare_multiple_choice(
+    train: datasets.Dataset, eval_: datasets.Dataset | None, tokenizer: Any, data: FinetuneDataArguments
+) -> TaskData:
+    columns = data.text_columns or [
+        "context",
+        *sorted(c for c in train.column_names if c.startswith(("choice", "ending"))),
+    ]
     if len(columns) < 3:
         raise ValueError(f"multiple choice needs text_columns [context, choice, choice, ...], got {columns}")
     context, choices = columns[0], columns[1:]
@@ -217,19 +250,37 @@ def prepare_multiple_choice(train: datasets.Dataset, eval_: datasets.Dataset | N
         answers = list(dataset[label_column])
         for row, answer in enumerate(answers):
             if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-                raise ValueError(f"{split} row {row}: label column {label_column!r} must be the index of the right "
-                                 f"choice, 0..{len(choices) - 1}, got {answer!r}")
+                raise ValueError(
+                    f"{split} row {row}: label column {label_column!r} must be the index of the right "
+                    f"choice, 0..{len(choices) - 1}, got {answer!r}"
+                )
         rows, columns_ = [], {c: list(dataset[c]) for c in columns}
         for row in range(len(dataset)):
-            pairs = tokenizer([columns_[context][row]] * len(choices), [columns_[c][row] for c in choices],
-                              truncation=True, max_length=data.max_length)
+            pairs = tokenizer(
+                [columns_[context][row]] * len(choices),
+                [columns_[c][row] for c in choices],
+                truncation=True,
+                max_length=data.max_length,
+            )
             rows.append(dict(pairs))
         return datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in rows[0]} | {"labels": answers})
 
     names = data.metrics or ["accuracy"]
-    return TaskData(encode(train, "train"), encode(eval_, "eval") if eval_ is not None else None,
-                    MultipleChoiceCollator(tokenizer), None, classification_metrics(names, regression=False))
+    return TaskData(
+        encode(train, "train"),
+        encode(eval_, "eval") if eval_ is not None else None,
+        MultipleChoiceCollator(tokenizer),
+        None,
+        classification_metrics(names, regression=False),
+    )
 
 
-__all__ = ["AnswerWindows", "MultipleChoiceCollator", "TaskData", "classification_metrics", "prepare_multiple_choice",
-           "prepare_sequence_classification", "prepare_token_classification"]
+__all__ = [
+    "AnswerWindows",
+    "MultipleChoiceCollator",
+    "TaskData",
+    "classification_metrics",
+    "prepare_multiple_choice",
+    "prepare_sequence_classification",
+    "prepare_token_classification",
+]

@@ -45,13 +45,20 @@ def write_model_card(
     name = model_name or Path(output_dir).resolve().name
     metrics = final_metrics(state, tasks)
     hub_dataset = corpus if corpus != "builtin" and not Path(corpus).exists() else None
-    dataset_name = hub_dataset or ("Python standard-library documentation (bert18 built-in corpus)"
-                                   if corpus == "builtin" else Path(corpus).name)
+    dataset_name = hub_dataset or (
+        "Python standard-library documentation (bert18 built-in corpus)" if corpus == "builtin" else Path(corpus).name
+    )
     results = [
-        EvalResult(task_type=task, task_name=PRETRAINING_TASKS[task].title,
-                   dataset_type=hub_dataset or "bert18-corpus", dataset_name=dataset_name,
-                   dataset_split="held-out documents", metric_type=metric,
-                   metric_name=f"{task} {metric}", metric_value=round(value, 4))
+        EvalResult(
+            task_type=task,
+            task_name=PRETRAINING_TASKS[task].title,
+            dataset_type=hub_dataset or "bert18-corpus",
+            dataset_name=dataset_name,
+            dataset_split="held-out documents",
+            metric_type=metric,
+            metric_name=f"{task} {metric}",
+            metric_value=round(value, 4),
+        )
         for key, value in metrics["eval"].items()
         for task, metric in [key.rsplit("_", 1)]
     ]
@@ -75,15 +82,24 @@ def write_model_card(
 def _metric_rows(metrics: dict[str, dict[str, float]], tasks: list[str]) -> str:
     rows = ["| task | train loss | train accuracy | eval loss | eval accuracy |", "|---|---|---|---|---|"]
     for task in tasks:
-        values = [metrics[split].get(f"{task}_{metric}") for split in ("train", "eval")
-                  for metric in ("loss", "accuracy")]
+        values = [
+            metrics[split].get(f"{task}_{metric}") for split in ("train", "eval") for metric in ("loss", "accuracy")
+        ]
         cells = [("-" if v is None else f"{v:.4f}") for v in values]
         rows.append(f"| {PRETRAINING_TASKS[task].title} | {' | '.join(cells)} |")
     return "\n".join(rows)
 
 
-def _body(data: ModelCardData, name: str, config: Any, tasks: list[str], corpus: str, recipe: str | None,
-          state: TrainerState, metrics: dict[str, dict[str, float]]) -> str:
+def _body(
+    data: ModelCardData,
+    name: str,
+    config: Any,
+    tasks: list[str],
+    corpus: str,
+    recipe: str | None,
+    state: TrainerState,
+    metrics: dict[str, dict[str, float]],
+) -> str:
     auto = "AutoModelForMaskedLM" if "mlm" in tasks else "AutoModel"
     sharing = "" if config.layer_sharing == "none" else f", {config.layer_sharing} layers shared"
     factorized = "" if config.embedding_size in (None, config.hidden_size) else f", embeddings {config.embedding_size}"
@@ -134,8 +150,11 @@ _NOT_METRICS = ("_runtime", "_per_second", "_samples", "epoch")
 
 def evaluation_results(metrics: dict[str, Any]) -> dict[str, float]:
     """The evaluation metrics of a run (``eval_accuracy`` -> ``accuracy``), timings and counters left out."""
-    return {key.removeprefix("eval_"): float(value) for key, value in metrics.items()
-            if key.startswith("eval_") and isinstance(value, int | float) and not key.endswith(_NOT_METRICS)}
+    return {
+        key.removeprefix("eval_"): float(value)
+        for key, value in metrics.items()
+        if key.startswith("eval_") and isinstance(value, int | float) and not key.endswith(_NOT_METRICS)
+    }
 
 
 def write_finetune_model_card(
@@ -176,10 +195,17 @@ def write_finetune_model_card(
         license=license,
         model_name=name,
         eval_results=[
-            EvalResult(task_type=pipeline or task, dataset_type=hub_dataset or dataset, dataset_name=dataset,
-                       metric_type=metric, metric_name=metric, metric_value=round(value, 4))
+            EvalResult(
+                task_type=pipeline or task,
+                dataset_type=hub_dataset or dataset,
+                dataset_name=dataset,
+                metric_type=metric,
+                metric_name=metric,
+                metric_value=round(value, 4),
+            )
             for metric, value in results.items()
-        ] or None,
+        ]
+        or None,
     )
     recipe_note = f" Recipe: `{recipe}`." if recipe else ""
     rows = "\n".join(f"| {metric} | {value:.4f} |" for metric, value in results.items()) or "| (no evaluation) | - |"
@@ -213,5 +239,4 @@ model = {auto}.from_pretrained("{name}", trust_remote_code=True)
     return path
 
 
-__all__ = ["FINETUNE_PIPELINES", "evaluation_results", "final_metrics", "write_finetune_model_card",
-           "write_model_card"]
+__all__ = ["FINETUNE_PIPELINES", "evaluation_results", "final_metrics", "write_finetune_model_card", "write_model_card"]

@@ -39,9 +39,7 @@ def _lamb_class() -> type[torch.optim.Optimizer]:
     try:
         from pytorch_optimizer import Lamb as _Lamb
     except ImportError as error:
-        raise ImportError(
-            "optimizer: lamb needs the pytorch_optimizer package: pip install 'bert18[lamb]'"
-        ) from error
+        raise ImportError("optimizer: lamb needs the pytorch_optimizer package: pip install 'bert18[lamb]'") from error
 
     class Lamb(_Lamb):
         """``pytorch_optimizer.Lamb`` with the published recipes' trust ratio (no clamp on ||w||)."""
@@ -68,12 +66,18 @@ def lamb_param_groups(params: Iterable[tuple[str, nn.Parameter]], weight_decay: 
     ]
 
 
-def create_lamb(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                eps: float = 1e-6, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def create_lamb(
+    groups: list[dict[str, Any]],
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
     """A LAMB optimizer over ``groups`` (torch parameter groups; a group may set ``adam=True`` to skip
     the trust ratio and its own ``weight_decay``)."""
-    return _lamb_class()(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, weight_decouple=False,
-                         adam_debias=True)
+    return _lamb_class()(
+        groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, weight_decouple=False, adam_debias=True
+    )
 
 
 class LambFactory:
@@ -81,8 +85,9 @@ class LambFactory:
     the Trainer calls ``LambFactory()(model, **kwargs)`` after wrapping the model (DDP, FSDP), so the
     groups are built from the parameters that will really be stepped."""
 
-    def __call__(self, model: nn.Module, *, lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float) -> torch.optim.Optimizer:
+    def __call__(
+        self, model: nn.Module, *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
+    ) -> torch.optim.Optimizer:
         return create_lamb(lamb_param_groups(model.named_parameters(), weight_decay), lr, betas, eps, weight_decay)
 
 
@@ -94,8 +99,12 @@ def trainer_optimizer(name: str, training: Any) -> tuple[type, dict[str, Any]] |
     if name == "trainer":
         return None
     _lamb_class()  # fail at set-up, not at the first step, when pytorch_optimizer is missing
-    kwargs = {"lr": training.learning_rate, "betas": (training.adam_beta1, training.adam_beta2),
-              "eps": training.adam_epsilon, "weight_decay": training.weight_decay}
+    kwargs = {
+        "lr": training.learning_rate,
+        "betas": (training.adam_beta1, training.adam_beta2),
+        "eps": training.adam_epsilon,
+        "weight_decay": training.weight_decay,
+    }
     return LambFactory, kwargs
 
 

@@ -58,27 +58,39 @@ def phase_recipes(recipe: Any) -> list[Any]:
         parts: dict[str, dict[str, Any]] = {"data": {}, "masking": {}, "training": {}}
         for key, value in changes.items():
             if key in model_keys:
-                raise ValueError(f"phases[{index - 1}] sets {key!r}: the model keys are the same in every phase "
-                                 "(set them once, outside phases)")
+                raise ValueError(
+                    f"phases[{index - 1}] sets {key!r}: the model keys are the same in every phase "
+                    "(set them once, outside phases)"
+                )
             if key not in owners:
                 close = difflib.get_close_matches(key, list(owners), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"phases[{index - 1}]: {key!r} is not a key a phase can set{hint}")
             parts[owners[key]][key] = value
         folder = output / f"phase-{index}"
-        training = _replace_training(recipe.training, output_dir=str(folder), resume_from_checkpoint=None,
-                                     **parts["training"])
+        training = _replace_training(
+            recipe.training, output_dir=str(folder), resume_from_checkpoint=None, **parts["training"]
+        )
         model = recipe.model
         if previous is not None:  # continue the previous phase's weights and vocabulary
             model = dataclasses.replace(model, model_name_or_path=str(previous), tokenizer_name_or_path=str(previous))
         run = dataclasses.replace(recipe.run, phases=None, overwrite_output_dir=False)
-        recipes.append(type(recipe)(model, dataclasses.replace(recipe.data, **parts["data"]),
-                                    dataclasses.replace(recipe.masking, **parts["masking"]), run, training))
+        recipes.append(
+            type(recipe)(
+                model,
+                dataclasses.replace(recipe.data, **parts["data"]),
+                dataclasses.replace(recipe.masking, **parts["masking"]),
+                run,
+                training,
+            )
+        )
         previous = folder
     longest = max(phase.data.max_length for phase in recipes) if recipes else 0
     if (positions := _max_positions(recipe)) is not None and longest > positions:
-        raise ValueError(f"phases reach max_length {longest}, beyond the model's max_position_embeddings "
-                         f"({positions}): raise it in config_overrides so every phase fits")
+        raise ValueError(
+            f"phases reach max_length {longest}, beyond the model's max_position_embeddings "
+            f"({positions}): raise it in config_overrides so every phase fits"
+        )
     return recipes
 
 
@@ -107,9 +119,12 @@ def carry_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) ->
     saved = torch.load(path, map_location="cpu", weights_only=True)
     current = optimizer.state_dict()
     if len(saved["param_groups"]) != len(current["param_groups"]) or any(
-            len(a["params"]) != len(b["params"]) for a, b in zip(saved["param_groups"], current["param_groups"])):
-        raise ValueError(f"{path}: the previous phase's optimizer holds other parameters than this phase's; "
-                         "phases must train the same model with the same optimizer")
+        len(a["params"]) != len(b["params"]) for a, b in zip(saved["param_groups"], current["param_groups"])
+    ):
+        raise ValueError(
+            f"{path}: the previous phase's optimizer holds other parameters than this phase's; "
+            "phases must train the same model with the same optimizer"
+        )
     optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
 
 
@@ -122,13 +137,20 @@ def _check_output_dir(recipe: Any) -> bool:
     if recipe.run.overwrite_output_dir:
         clear_output_dir(training)
     resume = str(training.resume_from_checkpoint or "").lower() in ("true", "last", "yes")
-    if training.resume_from_checkpoint is not None and not resume and str(training.resume_from_checkpoint).lower() \
-            not in ("false", "no", "none", ""):
-        raise ValueError("a run in phases resumes with resume_from_checkpoint=true (each phase from its own last "
-                         f"checkpoint), not from a given folder ({training.resume_from_checkpoint})")
+    if (
+        training.resume_from_checkpoint is not None
+        and not resume
+        and str(training.resume_from_checkpoint).lower() not in ("false", "no", "none", "")
+    ):
+        raise ValueError(
+            "a run in phases resumes with resume_from_checkpoint=true (each phase from its own last "
+            f"checkpoint), not from a given folder ({training.resume_from_checkpoint})"
+        )
     if output.is_dir() and any(output.iterdir()) and not resume:
-        raise FileExistsError(f"output_dir {output} already holds a run: pass --resume_from_checkpoint=true to "
-                              "continue it, --overwrite_output_dir=true to replace it, or choose another output_dir")
+        raise FileExistsError(
+            f"output_dir {output} already holds a run: pass --resume_from_checkpoint=true to "
+            "continue it, --overwrite_output_dir=true to replace it, or choose another output_dir"
+        )
     return resume
 
 
@@ -158,8 +180,7 @@ def run_phases(recipe: Any, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
                 if training.process_index == 0:
                     shutil.rmtree(folder)  # a phase that never reached a checkpoint starts again
         carry = previous / FINAL_OPTIMIZER if previous is not None else None
-        result = run_pretraining(phase, initial_optimizer_state=carry, save_optimizer_state=True,
-                                 callbacks=callbacks)
+        result = run_pretraining(phase, initial_optimizer_state=carry, save_optimizer_state=True, callbacks=callbacks)
         if "interrupted_at" in result:
             return result
         if phase.training.process_index == 0:

@@ -80,6 +80,7 @@ from .warmup import TRUNCATABLE_TASKS, BatchSizeWarmup, SequenceLengthWarmup
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class PretrainingRun:
     """Everything a pretraining recipe builds, ready for ``trainer.train`` (``FinetuningRun``'s peer)."""
@@ -117,8 +118,10 @@ def stream_documents(recipe: PretrainRecipe) -> tuple[datasets.IterableDataset, 
         corpus = corpus.take(data.max_documents)
     if data.validation_fraction == 0:
         return corpus, None
-    split = [corpus.filter(functools.partial(_keep, fraction=data.validation_fraction, held=held),
-                           input_columns="text") for held in (False, True)]
+    split = [
+        corpus.filter(functools.partial(_keep, fraction=data.validation_fraction, held=held), input_columns="text")
+        for held in (False, True)
+    ]
     return split[0], split[1]
 
 
@@ -127,9 +130,11 @@ def _open_corpus(data: Any, **kwargs: Any) -> Any:
     try:
         return load_corpus(data.corpus, text_column=data.text_column, **kwargs)
     except ConnectionError as error:
-        raise ValueError(f"corpus {data.corpus!r} is no local file or folder, and the Hub cannot be reached "
-                         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
-                         "path, or load the dataset once where there is a network (it is then cached)") from None
+        raise ValueError(
+            f"corpus {data.corpus!r} is no local file or folder, and the Hub cannot be reached "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): give a local "
+            "path, or load the dataset once where there is a network (it is then cached)"
+        ) from None
 
 
 def load_documents(recipe: PretrainRecipe) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -145,8 +150,9 @@ def load_documents(recipe: PretrainRecipe) -> tuple[datasets.Dataset, datasets.D
         return corpus, None
     held_out = max(1, round(data.validation_fraction * len(corpus)))
     if held_out >= len(corpus):
-        raise ValueError(f"validation_fraction {data.validation_fraction} leaves no training document "
-                         f"out of {len(corpus)}")
+        raise ValueError(
+            f"validation_fraction {data.validation_fraction} leaves no training document out of {len(corpus)}"
+        )
     split = corpus.train_test_split(test_size=held_out, seed=recipe.training.seed)
     return split["train"], split["test"]
 
@@ -162,12 +168,20 @@ def load_or_train_tokenizer(recipe: PretrainRecipe, documents: datasets.Dataset)
     with training.main_process_first(desc="training the tokenizer"):
         if not folder.is_dir():  # the main process trains; a resumed run keeps its vocabulary
             count = "a stream of" if isinstance(documents, datasets.IterableDataset) else len(documents)
-            say(training, f"training a {model.tokenizer_algorithm} vocabulary of {model.tokenizer_vocab_size} "
-                           f"on {count} documents -> {folder}")
-            tokenizer = train_tokenizer(documents, algorithm=model.tokenizer_algorithm,
-                                        vocab_size=model.tokenizer_vocab_size, lowercase=model.tokenizer_lowercase,
-                                        special_tokens_style=model.tokenizer_style,
-                                        model_max_length=recipe.data.max_length, show_progress=False)
+            say(
+                training,
+                f"training a {model.tokenizer_algorithm} vocabulary of {model.tokenizer_vocab_size} "
+                f"on {count} documents -> {folder}",
+            )
+            tokenizer = train_tokenizer(
+                documents,
+                algorithm=model.tokenizer_algorithm,
+                vocab_size=model.tokenizer_vocab_size,
+                lowercase=model.tokenizer_lowercase,
+                special_tokens_style=model.tokenizer_style,
+                model_max_length=recipe.data.max_length,
+                show_progress=False,
+            )
             build_config(recipe, tokenizer)  # what the vocabulary decides, checked before anything is written
             with folder_written_whole(folder) as staging:  # an interrupted save never leaves half a tokenizer
                 tokenizer.save_pretrained(staging)
@@ -192,7 +206,6 @@ def build_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase) -> 
     if recipe.model.model_name_or_path is not None:
         config = transformers.AutoConfig.from_pretrained(recipe.model.model_name_or_path)
         if config.model_type != Bert18Config.model_type:
-
             config = config_from_transformers(config.to_dict())
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -209,8 +222,10 @@ def build_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase) -> 
             "trained with, or leave vocab_size out of config_overrides so it follows the tokenizer"
         )
     if recipe.data.max_length > config.max_position_embeddings:
-        raise ValueError(f"max_length {recipe.data.max_length} exceeds max_position_embeddings "
-                         f"{config.max_position_embeddings} of the model")
+        raise ValueError(
+            f"max_length {recipe.data.max_length} exceeds max_position_embeddings "
+            f"{config.max_position_embeddings} of the model"
+        )
     return config
 
 
@@ -236,8 +251,15 @@ def _knowledge_lexicon(recipe: PretrainRecipe, documents: datasets.Dataset) -> L
     return lexicon
 
 
-def build_examples(recipe: PretrainRecipe, documents: datasets.Dataset | None, tokenizer: PreTrainedTokenizerBase,
-                   config: Bert18Config, lexicon: LexiconMatcher | None, seed: int, repeat: bool = False) -> Any:
+def build_examples(
+    recipe: PretrainRecipe,
+    documents: datasets.Dataset | None,
+    tokenizer: PreTrainedTokenizerBase,
+    config: Bert18Config,
+    lexicon: LexiconMatcher | None,
+    seed: int,
+    repeat: bool = False,
+) -> Any:
     """Packed rows, or sentence pairs when a task needs documents (``DOCUMENT_TASKS``); from a
     stream, a stream of them (endless with ``repeat``, for training with ``max_steps``)."""
     if documents is None:
@@ -246,44 +268,82 @@ def build_examples(recipe: PretrainRecipe, documents: datasets.Dataset | None, t
     if isinstance(documents, datasets.IterableDataset):
         grouped = bool(DOCUMENT_TASKS & set(config.pretraining_tasks))
         prepared = prepare_pretraining_dataset(
-            documents, tokenizer, config, max_length=data.max_length, lexicon=lexicon,
-            capitalized_entities=data.capitalized_entities, packing=data.packing, seed=seed,
-            window=data.stream_window, repeat=repeat and not grouped, span_column=data.span_column,
+            documents,
+            tokenizer,
+            config,
+            max_length=data.max_length,
+            lexicon=lexicon,
+            capitalized_entities=data.capitalized_entities,
+            packing=data.packing,
+            seed=seed,
+            window=data.stream_window,
+            repeat=repeat and not grouped,
+            span_column=data.span_column,
             word_column=data.word_column,
         )
         if grouped:
-            return stream_sentence_pairs(prepared, tokenizer, config, max_length=data.max_length, seed=seed,
-                                         short_seq_prob=data.short_seq_prob, window=data.stream_window, repeat=repeat)
+            return stream_sentence_pairs(
+                prepared,
+                tokenizer,
+                config,
+                max_length=data.max_length,
+                seed=seed,
+                short_seq_prob=data.short_seq_prob,
+                window=data.stream_window,
+                repeat=repeat,
+            )
         return prepared
     prepared = prepare_pretraining_dataset(
-        documents, tokenizer, config, max_length=data.max_length, lexicon=lexicon,
-        capitalized_entities=data.capitalized_entities, packing=data.packing, num_proc=data.num_proc,
-        span_column=data.span_column, word_column=data.word_column,
+        documents,
+        tokenizer,
+        config,
+        max_length=data.max_length,
+        lexicon=lexicon,
+        capitalized_entities=data.capitalized_entities,
+        packing=data.packing,
+        num_proc=data.num_proc,
+        span_column=data.span_column,
+        word_column=data.word_column,
     )
     if DOCUMENT_TASKS & set(config.pretraining_tasks):
-        return SentencePairDataset(prepared, tokenizer, config, max_length=data.max_length, seed=seed,
-                                   short_seq_prob=data.short_seq_prob)
+        return SentencePairDataset(
+            prepared, tokenizer, config, max_length=data.max_length, seed=seed, short_seq_prob=data.short_seq_prob
+        )
     return prepared
 
 
-def build_collator(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase, config: Bert18Config,
-                   seed: int) -> PretrainingCollator:
+def build_collator(
+    recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase, config: Bert18Config, seed: int
+) -> PretrainingCollator:
     masking = recipe.masking
     if "mlm" not in config.pretraining_tasks:
         return PretrainingCollator(tokenizer, config, seed=seed, pad_to_multiple_of=masking.pad_to_multiple_of)
-    shared = dict(mlm_probability=masking.mlm_probability, mask_replace_prob=masking.mask_replace_prob,
-                  random_replace_prob=masking.random_replace_prob, seed=seed,
-                  pad_to_multiple_of=masking.pad_to_multiple_of)
+    shared = dict(
+        mlm_probability=masking.mlm_probability,
+        mask_replace_prob=masking.mask_replace_prob,
+        random_replace_prob=masking.random_replace_prob,
+        seed=seed,
+        pad_to_multiple_of=masking.pad_to_multiple_of,
+    )
     if masking.masking == "knowledge":
         if masking.knowledge_schedule is not None:  # ERNIE's stages by step (LevelScheduleCallback keeps count)
-            knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_schedule, schedule_unit="step",
-                                                 **shared)
+            knowledge = KnowledgeMaskingCollator(
+                tokenizer, levels=masking.knowledge_schedule, schedule_unit="step", **shared
+            )
         else:
             knowledge = KnowledgeMaskingCollator(tokenizer, levels=masking.knowledge_levels, **shared)
-        return PretrainingCollator(tokenizer, config, masking=knowledge, seed=seed,
-                                   pad_to_multiple_of=masking.pad_to_multiple_of)
-    return PretrainingCollator(tokenizer, config, granularity=masking.masking, max_ngram=masking.max_ngram,
-                               span_p=masking.span_p, max_span=masking.max_span, **shared)
+        return PretrainingCollator(
+            tokenizer, config, masking=knowledge, seed=seed, pad_to_multiple_of=masking.pad_to_multiple_of
+        )
+    return PretrainingCollator(
+        tokenizer,
+        config,
+        granularity=masking.masking,
+        max_ngram=masking.max_ngram,
+        span_p=masking.span_p,
+        max_span=masking.max_span,
+        **shared,
+    )
 
 
 def _check_static_masking(recipe: PretrainRecipe, config: Bert18Config) -> None:
@@ -291,14 +351,18 @@ def _check_static_masking(recipe: PretrainRecipe, config: Bert18Config) -> None:
     if recipe.masking.dupe_factor is None:
         return
     if recipe.data.streaming:
-        raise ValueError("dupe_factor (static masking) stores every masked copy: it needs a prepared map-style "
-                         "dataset, not streaming: true (a stream is masked dynamically)")
+        raise ValueError(
+            "dupe_factor (static masking) stores every masked copy: it needs a prepared map-style "
+            "dataset, not streaming: true (a stream is masked dynamically)"
+        )
     if "mlm" not in config.pretraining_tasks:
         raise ValueError("dupe_factor (static masking) draws MLM masks, and 'mlm' is not among the pretraining tasks")
     if DOCUMENT_TASKS & set(config.pretraining_tasks):
-        raise ValueError(f"dupe_factor (static masking) stores packed MLM rows; the tasks "
-                         f"{sorted(DOCUMENT_TASKS & set(config.pretraining_tasks))} draw sentence pairs per epoch: "
-                         "use dynamic masking (unset dupe_factor) or MLM-only tasks")
+        raise ValueError(
+            f"dupe_factor (static masking) stores packed MLM rows; the tasks "
+            f"{sorted(DOCUMENT_TASKS & set(config.pretraining_tasks))} draw sentence pairs per epoch: "
+            "use dynamic masking (unset dupe_factor) or MLM-only tasks"
+        )
 
 
 def _sequence_length_warmup(recipe: PretrainRecipe, config: Bert18Config) -> SequenceLengthWarmup | None:
@@ -315,8 +379,10 @@ def _batch_size_warmup(recipe: PretrainRecipe) -> BatchSizeWarmup | None:
     if recipe.run.batch_size_warmup is None:
         return None
     if recipe.data.streaming:
-        raise ValueError("batch_size_warmup orders a prepared dataset's examples itself; a stream keeps its own "
-                         "order: unset batch_size_warmup or set streaming=false")
+        raise ValueError(
+            "batch_size_warmup orders a prepared dataset's examples itself; a stream keeps its own "
+            "order: unset batch_size_warmup or set streaming=false"
+        )
     return BatchSizeWarmup.from_recipe(recipe.run.batch_size_warmup, recipe.training.per_device_train_batch_size)
 
 
@@ -343,8 +409,10 @@ def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallbac
     if recipe.data.streaming and training.max_steps <= 0:
         raise ValueError("streaming: a stream has no length to count epochs in; set max_steps (e.g. --max_steps=1000)")
     if recipe.data.streaming and (recipe.data.span_column or recipe.data.word_column):
-        raise ValueError("span_column and word_column are read from a map-style corpus; the streamed corpus carries "
-                         "its text only: set streaming=false, or leave those keys unset")
+        raise ValueError(
+            "span_column and word_column are read from a map-style corpus; the streamed corpus carries "
+            "its text only: set streaming=false, or leave those keys unset"
+        )
     resume = check_output_dir(recipe)
     train_documents, eval_documents = load_documents(recipe)
     tokenizer = load_or_train_tokenizer(recipe, train_documents)
@@ -352,30 +420,44 @@ def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallbac
     seed = training.data_seed if training.data_seed is not None else training.seed
     collator = build_collator(recipe, tokenizer, config, seed)  # checks the masking settings before any write
     if recipe.masking.knowledge_schedule is not None and training.dataloader_persistent_workers:
-        raise ValueError("knowledge_schedule counts batches per epoch in the data loader's workers, which "
-                         "persistent workers never restart: set dataloader_persistent_workers=false")
+        raise ValueError(
+            "knowledge_schedule counts batches per epoch in the data loader's workers, which "
+            "persistent workers never restart: set dataloader_persistent_workers=false"
+        )
     schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
     length_warmup = _sequence_length_warmup(recipe, config)
     batch_warmup = _batch_size_warmup(recipe)
     _check_static_masking(recipe, config)
     if training.process_index == 0:
         write_recipe(recipe)
-    if recipe.masking.masking == "knowledge" and not (recipe.data.mine_phrases or recipe.data.entity_lexicon
-                                                      or recipe.data.capitalized_entities or recipe.data.span_column):
-        logger.warning("knowledge masking without mine_phrases, entity_lexicon, capitalized_entities or "
-                       "span_column has no spans: it masks whole words only")
+    if recipe.masking.masking == "knowledge" and not (
+        recipe.data.mine_phrases
+        or recipe.data.entity_lexicon
+        or recipe.data.capitalized_entities
+        or recipe.data.span_column
+    ):
+        logger.warning(
+            "knowledge masking without mine_phrases, entity_lexicon, capitalized_entities or "
+            "span_column has no spans: it masks whole words only"
+        )
     with training.main_process_first(desc="data preparation"):
         lexicon = _knowledge_lexicon(recipe, train_documents)
         train_dataset = build_examples(recipe, train_documents, tokenizer, config, lexicon, seed, repeat=True)
         eval_dataset = build_examples(recipe, eval_documents, tokenizer, config, lexicon, seed)
     if recipe.masking.dupe_factor is not None:  # BERT's static masks: drawn once, dupe_factor copies
         with training.main_process_first(desc="static masks"):
-            train_dataset = static_masking(train_dataset, collator.masking, recipe.masking.dupe_factor,
-                                           num_proc=recipe.data.num_proc)
+            train_dataset = static_masking(
+                train_dataset, collator.masking, recipe.masking.dupe_factor, num_proc=recipe.data.num_proc
+            )
             if eval_dataset is not None:
                 eval_dataset = static_masking(eval_dataset, collator.masking, 1)
-        collator = PretrainingCollator(tokenizer, config, masking=StaticMasks(tokenizer), seed=seed,
-                                       pad_to_multiple_of=recipe.masking.pad_to_multiple_of)
+        collator = PretrainingCollator(
+            tokenizer,
+            config,
+            masking=StaticMasks(tokenizer),
+            seed=seed,
+            pad_to_multiple_of=recipe.masking.pad_to_multiple_of,
+        )
     model = build_model(recipe, config)
     # the collator reads word ids, spans and example indices
     args = dataclasses.replace(training, remove_unused_columns=False)
@@ -384,8 +466,13 @@ def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallbac
         others.append(LevelScheduleCallback(collator.masking))
     run_callbacks = RunCallbacks(progress=TaskProgressCallback(list(config.pretraining_tasks)), others=others)
     trainer = Bert18Trainer(
-        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=collator, processing_class=tokenizer, callbacks=run_callbacks.for_trainer(),
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=run_callbacks.for_trainer(),
         card_info={"corpus": recipe.data.corpus, "language": recipe.run.language, "license": recipe.run.license},
         optimizer_cls_and_kwargs=trainer_optimizer(recipe.run.optimizer, args),
     )
@@ -397,8 +484,12 @@ def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallbac
     return PretrainingRun(recipe, trainer, tokenizer, config, train_dataset, eval_dataset, resume, run_callbacks)
 
 
-def run_pretraining(recipe: PretrainRecipe, initial_optimizer_state: str | Path | None = None,
-                    save_optimizer_state: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+def run_pretraining(
+    recipe: PretrainRecipe,
+    initial_optimizer_state: str | Path | None = None,
+    save_optimizer_state: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
     """Build, train, evaluate and save (steps 1-7), with ``callbacks`` added to the trainer's; returns
     the final ``metrics`` and where things went (``model``, ``plot``); after Ctrl-C, ``interrupted_at``
     and the ``checkpoint`` to resume from instead.
@@ -415,9 +506,12 @@ def run_pretraining(recipe: PretrainRecipe, initial_optimizer_state: str | Path 
     trainer.initial_optimizer_state = initial_optimizer_state
     tasks = list(run.config.pretraining_tasks)
     examples = "a stream of" if isinstance(run.train_dataset, datasets.IterableDataset) else len(run.train_dataset)
-    say(training, f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
-                   f"{examples} examples -> {training.output_dir}"
-                   + (f", resuming from {run.resume_from_checkpoint}" if run.resume_from_checkpoint else ""))
+    say(
+        training,
+        f"pretraining {run.config.num_hidden_layers}-layer bert18 ({', '.join(tasks)}) on "
+        f"{examples} examples -> {training.output_dir}"
+        + (f", resuming from {run.resume_from_checkpoint}" if run.resume_from_checkpoint else ""),
+    )
     result = trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
     if (stopped := interrupted(run.callbacks, training)) is not None:
         return stopped
@@ -430,15 +524,22 @@ def run_pretraining(recipe: PretrainRecipe, initial_optimizer_state: str | Path 
     save_run(trainer, metrics)
     outputs = {"model": training.output_dir}
     if trainer.is_world_process_zero():
-        if recipe.run.plot and (plot := plot_task_curves(trainer.state.log_history, tasks,
-                                                         Path(training.output_dir) / PLOT_FILE)):
+        if recipe.run.plot and (
+            plot := plot_task_curves(trainer.state.log_history, tasks, Path(training.output_dir) / PLOT_FILE)
+        ):
             outputs["plot"] = str(plot)
         prefix = "eval_" if run.eval_dataset is not None else ""
         shown = metrics if prefix else final_task_metrics(trainer.state.log_history, tasks)["train"]
-        say(training, f"per-task metrics ({'held-out documents' if prefix else 'last training steps'}):\n"
-                      + format_metrics(shown, tasks, prefix))
-        say(training, f"saved model, tokenizer, model card and metrics to {training.output_dir}"
-                      + (f"; curves in {outputs['plot']}" if "plot" in outputs else ""))
+        say(
+            training,
+            f"per-task metrics ({'held-out documents' if prefix else 'last training steps'}):\n"
+            + format_metrics(shown, tasks, prefix),
+        )
+        say(
+            training,
+            f"saved model, tokenizer, model card and metrics to {training.output_dir}"
+            + (f"; curves in {outputs['plot']}" if "plot" in outputs else ""),
+        )
     push_run(trainer)
     return {"metrics": metrics, **outputs}
 
@@ -446,6 +547,7 @@ def run_pretraining(recipe: PretrainRecipe, initial_optimizer_state: str | Path 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bert18 pretrain [RECIPE.yaml] [--key=value ...]``; ``--help`` lists every key. Exit code 130
     when Ctrl-C stopped the run (its checkpoint saved)."""
+
     def run(path: str | None, overrides: list[str]) -> int:
         return 130 if "interrupted_at" in run_pretraining(parse_pretrain_recipe(path, overrides)) else 0
 

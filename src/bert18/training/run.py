@@ -69,8 +69,10 @@ def resume_checkpoint(training: TrainingArguments) -> str | None:
     if str(value).lower() in ("true", "last", "yes"):
         last = get_last_checkpoint(training.output_dir) if Path(training.output_dir).is_dir() else None
         if last is None:
-            raise ValueError(f"resume_from_checkpoint={value}, but {training.output_dir} holds no checkpoint-N folder "
-                             "to resume from: run without resume_from_checkpoint to start (again) from the beginning")
+            raise ValueError(
+                f"resume_from_checkpoint={value}, but {training.output_dir} holds no checkpoint-N folder "
+                "to resume from: run without resume_from_checkpoint to start (again) from the beginning"
+            )
         return last
     if not Path(value).is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint folder at {value}")
@@ -97,8 +99,10 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
     if output.is_dir() and not os.access(output, os.W_OK | os.X_OK):
         raise PermissionError(f"output_dir {output} is not writable: choose another output_dir")
     if not output.exists() and not os.access(_existing_parent(output), os.W_OK | os.X_OK):
-        raise PermissionError(f"output_dir {output} cannot be created in {_existing_parent(output)} (not writable): "
-                              "choose another output_dir")
+        raise PermissionError(
+            f"output_dir {output} cannot be created in {_existing_parent(output)} (not writable): "
+            "choose another output_dir"
+        )
     if recipe.run.overwrite_output_dir:
         clear_output_dir(training)
         return resume_checkpoint(training) if output.is_dir() else None
@@ -111,9 +115,11 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
             if differences:
                 raise FileExistsError(
                     f"output_dir {output} holds the start of another run that failed before its first checkpoint "
-                    f"({differences}): pass --overwrite_output_dir=true to replace it, or choose another output_dir")
-            logger.info("output_dir %s holds what a failed start of this recipe left (%s): starting again", output,
-                        listing)
+                    f"({differences}): pass --overwrite_output_dir=true to replace it, or choose another output_dir"
+                )
+            logger.info(
+                "output_dir %s holds what a failed start of this recipe left (%s): starting again", output, listing
+            )
             return None
         has_checkpoint = get_last_checkpoint(str(output)) is not None
         raise FileExistsError(
@@ -122,8 +128,10 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
             + "pass --overwrite_output_dir=true to replace it, or choose another output_dir"
         )
     if resume is not None and differences:
-        raise ValueError(f"output_dir {output} holds a different run: {differences}; "
-                         "resume with the same settings, or pass --overwrite_output_dir=true")
+        raise ValueError(
+            f"output_dir {output} holds a different run: {differences}; "
+            "resume with the same settings, or pass --overwrite_output_dir=true"
+        )
     return resume
 
 
@@ -166,8 +174,11 @@ def nothing_to_resume(checkpoint: str | None, training: TrainingArguments) -> di
     end of training, so the recipe returns instead of training; else None."""
     if (done := finished_checkpoint(checkpoint, training)) is None:
         return None
-    say(training, f"{checkpoint} already reached the end of training (step {done}): nothing to resume; raise "
-                  "max_steps or num_train_epochs to train further")
+    say(
+        training,
+        f"{checkpoint} already reached the end of training (step {done}): nothing to resume; raise "
+        "max_steps or num_train_epochs to train further",
+    )
     return {"finished_at": done, "checkpoint": checkpoint}
 
 
@@ -181,9 +192,10 @@ def check_hub(training: TrainingArguments) -> None:
         HfApi(token=training.hub_token).whoami()
     except Exception as error:  # offline, no token, a bad token: all say the same to the user
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({reason}); "
-                         "log in with `hf auth login`, or set push_to_hub=false and push the saved folder later"
-                         ) from None
+        raise ValueError(
+            f"push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({reason}); "
+            "log in with `hf auth login`, or set push_to_hub=false and push the saved folder later"
+        ) from None
 
 
 def write_recipe(recipe: RunRecipe) -> Path:

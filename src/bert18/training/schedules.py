@@ -60,8 +60,10 @@ class TaskSchedule:
                 raise ValueError(f"task_schedule[{index}] must be a mapping with 'step' and 'tasks', got {entry!r}")
             unknown_keys = set(entry) - {"step", "tasks", "weights"}
             if unknown_keys:
-                raise ValueError(f"task_schedule[{index}]: unknown key(s) {sorted(unknown_keys)} "
-                                 "(a stage has step, tasks and optional weights)")
+                raise ValueError(
+                    f"task_schedule[{index}]: unknown key(s) {sorted(unknown_keys)} "
+                    "(a stage has step, tasks and optional weights)"
+                )
             stage = TaskStage(int(entry["step"]), tuple(entry["tasks"]), dict(entry.get("weights") or {}))
         if stage.step < 0:
             raise ValueError(f"task_schedule[{index}]: step must be >= 0, got {stage.step}")
@@ -69,8 +71,10 @@ class TaskSchedule:
             raise ValueError(f"task_schedule[{index}]: a stage trains at least one task")
         for task in (*stage.tasks, *stage.weights):
             if task not in self.config.pretraining_tasks:
-                raise ValueError(f"task_schedule[{index}] names {task!r}, which is not in pretraining_tasks "
-                                 f"{self.config.pretraining_tasks}")
+                raise ValueError(
+                    f"task_schedule[{index}] names {task!r}, which is not in pretraining_tasks "
+                    f"{self.config.pretraining_tasks}"
+                )
         for task, weight in stage.weights.items():
             if task not in stage.tasks:
                 raise ValueError(f"task_schedule[{index}] weighs {task!r} but does not train it (add it to tasks)")
@@ -85,8 +89,10 @@ class TaskSchedule:
     def weights_at(self, step: int) -> dict[str, float]:
         """Every pretraining task's loss weight at ``step``: 0 for the tasks not yet introduced."""
         stage = self.stage_at(step)
-        return {task: float(stage.weights.get(task, self.base_weights[task])) if task in stage.tasks else 0.0
-                for task in self.config.pretraining_tasks}
+        return {
+            task: float(stage.weights.get(task, self.base_weights[task])) if task in stage.tasks else 0.0
+            for task in self.config.pretraining_tasks
+        }
 
 
 class TaskScheduleCallback(TrainerCallback):

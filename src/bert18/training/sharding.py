@@ -43,8 +43,11 @@ def saves_sharded_state(trainer: Any) -> bool:
     """True when ``trainer`` runs under FSDP with sharded state dicts: its own ``save_model`` would write
     no weights."""
     plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
-    return bool(getattr(trainer, "is_fsdp_enabled", False)) and plugin is not None and (
-        SHARDED_STATE_DICT in str(plugin.state_dict_type))
+    return (
+        bool(getattr(trainer, "is_fsdp_enabled", False))
+        and plugin is not None
+        and (SHARDED_STATE_DICT in str(plugin.state_dict_type))
+    )
 
 
 def unsharded_model(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> PreTrainedModel:
@@ -63,8 +66,9 @@ def unsharded_model(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> Pr
     tied = set(getattr(plain, "_tied_weights_keys", None) or {})  # {target: source}; tie_weights fills targets
     missing = [name for name in missing if name not in tied]
     if missing or unexpected:
-        raise RuntimeError(f"the gathered state dict does not fit {cls.__name__}: missing {missing}, "
-                           f"unexpected {unexpected}")
+        raise RuntimeError(
+            f"the gathered state dict does not fit {cls.__name__}: missing {missing}, unexpected {unexpected}"
+        )
     plain.tie_weights()
     return plain
 

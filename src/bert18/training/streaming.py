@@ -44,7 +44,8 @@ class StreamStateCallback(TrainerCallback):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} is missing: the checkpoint holds no stream position for rank {args.process_index}, so a "
-                "streamed run cannot resume exactly (resume with the same number of processes, or start over)")
+                "streamed run cannot resume exactly (resume with the same number of processes, or start over)"
+            )
         train_dataloader.load_state_dict(torch.load(path, weights_only=False))
         self._rng_to_sync = self.trainer is not None
         logger.info("resumed the data stream from %s", path)

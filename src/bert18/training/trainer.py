@@ -155,28 +155,45 @@ class Bert18Trainer(Trainer):
             return super().get_train_dataloader()
         dataset, collator = self.train_dataset, self.data_collator
         if isinstance(dataset, IterableDataset):
-            raise ValueError("batch_size_warmup orders a map-style dataset's examples itself; a stream keeps its own "
-                             "order: unset batch_size_warmup or streaming")
+            raise ValueError(
+                "batch_size_warmup orders a map-style dataset's examples itself; a stream keeps its own "
+                "order: unset batch_size_warmup or streaming"
+            )
         if isinstance(dataset, datasets.Dataset):
             dataset = self._remove_unused_columns(dataset, description="Training")
         else:
             collator = self._get_collator_with_removed_columns(collator, description="Training")
         args = self.args
         seed = args.data_seed if args.data_seed is not None else args.seed
-        sampler = WarmupBatchSampler(len(dataset), self.batch_size_warmup, args.gradient_accumulation_steps, seed,
-                                     args.world_size, args.process_index)
+        sampler = WarmupBatchSampler(
+            len(dataset),
+            self.batch_size_warmup,
+            args.gradient_accumulation_steps,
+            seed,
+            args.world_size,
+            args.process_index,
+        )
         others = [target for target in self.epoch_callback.targets if not isinstance(target, WarmupBatchSampler)]
         self.epoch_callback.targets = [*others, sampler]  # a loader built again replaces the last one's sampler
-        loader = self.accelerator.prepare(DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collator, num_workers=args.dataloader_num_workers,
-            pin_memory=args.dataloader_pin_memory, persistent_workers=args.dataloader_persistent_workers,
-            multiprocessing_context=args.dataloader_multiprocessing_context,
-            prefetch_factor=args.dataloader_prefetch_factor, in_order=args.dataloader_in_order,
-            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index)))
+        loader = self.accelerator.prepare(
+            DataLoader(
+                dataset,
+                batch_sampler=sampler,
+                collate_fn=collator,
+                num_workers=args.dataloader_num_workers,
+                pin_memory=args.dataloader_pin_memory,
+                persistent_workers=args.dataloader_persistent_workers,
+                multiprocessing_context=args.dataloader_multiprocessing_context,
+                prefetch_factor=args.dataloader_prefetch_factor,
+                in_order=args.dataloader_in_order,
+                worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+            )
+        )
         shard = getattr(loader, "batch_sampler", None)  # accelerate's BatchSamplerShard: make it a passthrough
         if getattr(shard, "batch_sampler", None) is sampler:
             shard.num_processes, shard.process_index = 1, 0
         return loader
+
     _warmup_length: int | None = None  # the longest row of the last step, logged as sequence_length
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
@@ -208,8 +225,9 @@ class Bert18Trainer(Trainer):
                 counts[task] = count
         return counts or None
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         """The Trainer's loss; for a pretraining model also records each task's loss and accuracy."""
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self._pretraining():
@@ -225,18 +243,24 @@ class Bert18Trainer(Trainer):
             logs = {**logs, "sequence_length": self._warmup_length}
         super().log(logs, start_time)
 
-    def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
-                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> Any:
         """The Trainer's loop plus per-task metrics; a pretraining model without ``compute_metrics``
         keeps only losses (gathering [batch, length, vocabulary] logits would fill the memory)."""
         if not self._pretraining():
-            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                           metric_key_prefix)
+            return super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
         self.eval_metrics.sums = None
         if self.compute_metrics is None:
             prediction_loss_only = True
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                         metric_key_prefix)
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         output.metrics.update(self.eval_metrics.report(self.accelerator, prefix=f"{metric_key_prefix}_"))
         return output
 
@@ -251,8 +275,9 @@ class Bert18Trainer(Trainer):
             return
         super().save_model(output_dir, _internal_call)
 
-    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
-                        ignore_keys: list[str] | None = None) -> Any:
+    def prediction_step(
+        self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: list[str] | None = None
+    ) -> Any:
         """The Trainer's step; for a pretraining model the per-task losses are not logits, so
         ``compute_metrics`` / ``preprocess_logits_for_metrics`` get ``(prediction_logits, task_logits)``
         first, as run_mlm.py's ``logits[0]`` expects of ``BertForPreTraining``."""
@@ -265,8 +290,12 @@ class Bert18Trainer(Trainer):
         if not self._pretraining():
             return super().create_model_card(**kwargs)
         if self.is_world_process_zero():
-            write_model_card(self.args.output_dir, self.accelerator.unwrap_model(self.model), self.state,
-                             **{**self.card_info, **{k: v for k, v in kwargs.items() if v is not None}})
+            write_model_card(
+                self.args.output_dir,
+                self.accelerator.unwrap_model(self.model),
+                self.state,
+                **{**self.card_info, **{k: v for k, v in kwargs.items() if v is not None}},
+            )
         return None
 
 

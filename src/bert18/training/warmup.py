@@ -60,8 +60,9 @@ def linear_warmup(step: int, start: int, full: int, steps: int, multiple_of: int
 def _read_recipe(name: str, value: Any, **fixed: int) -> dict[str, int]:
     """``{start, steps[, multiple_of]}`` from a recipe mapping, with ``fixed`` added, or a one-line error."""
     if not isinstance(value, Mapping) or not {"start", "steps"} <= set(value):
-        raise ValueError(f"{name} must be a mapping with 'start' and 'steps' (and optionally 'multiple_of'), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be a mapping with 'start' and 'steps' (and optionally 'multiple_of'), got {value!r}"
+        )
     unknown = set(value) - {"start", "steps", "multiple_of"}
     if unknown:
         raise ValueError(f"{name}: unknown key(s) {sorted(unknown)}; known: start, steps, multiple_of")
@@ -76,8 +77,10 @@ def _check_warmup(name: str, start: int, steps: int, full: int, multiple_of: int
     if steps < 1:
         raise ValueError(f"{name}: steps must be a positive number of optimizer steps, got {steps}")
     if start >= full:
-        raise ValueError(f"{name}: start ({start}) must be below the full value ({full_name}, {full}), or there "
-                         "is nothing to warm up")
+        raise ValueError(
+            f"{name}: start ({start}) must be below the full value ({full_name}, {full}), or there "
+            "is nothing to warm up"
+        )
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,11 @@ class SequenceLengthWarmup:
         """Refuse tasks whose labels do not sit on the positions truncation keeps or cuts."""
         refused = [task for task in tasks if task not in token_tasks]
         if refused:
-            raise ValueError(f"sequence_length_warmup truncates rows, which would cut the segments that the labels "
-                             f"of {refused} describe; use it with token-level tasks only "
-                             f"({', '.join(sorted(token_tasks))})")
+            raise ValueError(
+                f"sequence_length_warmup truncates rows, which would cut the segments that the labels "
+                f"of {refused} describe; use it with token-level tasks only "
+                f"({', '.join(sorted(token_tasks))})"
+            )
 
     def truncate(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         """``batch`` with every [batch, length, ...] entry cut to at most ``length(step)`` positions."""
@@ -153,8 +158,9 @@ class BatchSizeWarmup:
     multiple_of: int = 1
 
     def __post_init__(self):
-        _check_warmup("batch_size_warmup", self.start, self.steps, self.full, self.multiple_of,
-                      "per_device_train_batch_size")
+        _check_warmup(
+            "batch_size_warmup", self.start, self.steps, self.full, self.multiple_of, "per_device_train_batch_size"
+        )
 
     @classmethod
     def from_recipe(cls, value: Mapping[str, Any], full: int) -> "BatchSizeWarmup":
@@ -176,8 +182,15 @@ class WarmupBatchSampler(Sampler[list[int]]):
     which (the Trainer's ``SetEpochCallback`` calls it before each epoch's iterator starts).
     """
 
-    def __init__(self, num_examples: int, warmup: BatchSizeWarmup, accumulation: int, seed: int,
-                 num_processes: int = 1, process_index: int = 0):
+    def __init__(
+        self,
+        num_examples: int,
+        warmup: BatchSizeWarmup,
+        accumulation: int,
+        seed: int,
+        num_processes: int = 1,
+        process_index: int = 0,
+    ):
         if num_examples < 1:
             raise ValueError("batch_size_warmup needs a non-empty training set")
         self.num_examples, self.warmup, self.accumulation = num_examples, warmup, accumulation
