@@ -265,34 +265,12 @@ def build_examples(
     if documents is None:
         return None
     data = recipe.data
-    if isinstance(documents, datasets.IterableDataset):
-        grouped = bool(DOCUMENT_TASKS & set(config.pretraining_tasks))
-        prepared = prepare_pretraining_dataset(
-            documents,
-            tokenizer,
-            config,
-            max_length=data.max_length,
-            lexicon=lexicon,
-            capitalized_entities=data.capitalized_entities,
-            packing=data.packing,
-            seed=seed,
-            window=data.stream_window,
-            repeat=repeat and not grouped,
-            span_column=data.span_column,
-            word_column=data.word_column,
-        )
-        if grouped:
-            return stream_sentence_pairs(
-                prepared,
-                tokenizer,
-                config,
-                max_length=data.max_length,
-                seed=seed,
-                short_seq_prob=data.short_seq_prob,
-                window=data.stream_window,
-                repeat=repeat,
-            )
-        return prepared
+    grouped = bool(DOCUMENT_TASKS & set(config.pretraining_tasks))
+    streamed = isinstance(documents, datasets.IterableDataset)
+    if streamed:  # read in shuffled windows; endless for training (pairs repeat their own stream)
+        source = dict(seed=seed, window=data.stream_window, repeat=repeat and not grouped)
+    else:  # prepared whole, with num_proc processes
+        source = dict(num_proc=data.num_proc)
     prepared = prepare_pretraining_dataset(
         documents,
         tokenizer,
@@ -301,15 +279,26 @@ def build_examples(
         lexicon=lexicon,
         capitalized_entities=data.capitalized_entities,
         packing=data.packing,
-        num_proc=data.num_proc,
         span_column=data.span_column,
         word_column=data.word_column,
+        **source,
     )
-    if DOCUMENT_TASKS & set(config.pretraining_tasks):
-        return SentencePairDataset(
-            prepared, tokenizer, config, max_length=data.max_length, seed=seed, short_seq_prob=data.short_seq_prob
+    if not grouped:
+        return prepared
+    if streamed:
+        return stream_sentence_pairs(
+            prepared,
+            tokenizer,
+            config,
+            max_length=data.max_length,
+            seed=seed,
+            short_seq_prob=data.short_seq_prob,
+            window=data.stream_window,
+            repeat=repeat,
         )
-    return prepared
+    return SentencePairDataset(
+        prepared, tokenizer, config, max_length=data.max_length, seed=seed, short_seq_prob=data.short_seq_prob
+    )
 
 
 def build_collator(
