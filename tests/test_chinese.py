@@ -393,3 +393,19 @@ def test_knowledge_spans_never_cut_a_word_of_the_word_column(paragraphs, chinese
             kinds.add(kind)
             spans += 1
     assert kinds == {"entity", "phrase"} and spans > 1000
+
+
+def test_word_runs_stop_at_unlisted_punctuation_and_edges_may_sit_in_gaps():
+    """Phrase mining over given words breaks a run at unlisted punctuation between two words, refuses texts
+    and word lists of different lengths, and a span edge in text no word covers cuts no word."""
+    from bert18.data import PhraseMiner
+    from bert18.data.prepare import _on_word_boundaries
+
+    miner = PhraseMiner(min_count=1, threshold=-1.0).fit(
+        ["中国，政府", "中国政府"], [[[0, 2], [3, 5]], [[0, 2], [2, 4]]]
+    )
+    assert miner.counts[("中国", "政府")] == 1  # from the second text only
+    with pytest.raises(ValueError, match="texts and words differ in length"):
+        PhraseMiner().fit(["a", "b"], [[[0, 1]]])
+    words = [[0, 1], [1, 2], [10, 12]]  # 我 在 ... 工作: "New York" (2-10) left unsegmented
+    assert _on_word_boundaries([(2, 10, "entity"), (1, 11, "phrase")], words, 12) == [(2, 10, "entity")]

@@ -292,3 +292,12 @@ def test_two_ranks_under_batch_warmup_match_one_process(tmp_path, minilm_path):
     reference = torch.load(one / "rank0.pt")
     for name, value in torch.load(two / "rank0.pt").items():
         assert torch.allclose(value, reference[name], atol=1e-6), name
+
+
+def test_warmups_are_part_of_the_run_and_refused_with_phases(tmp_path, minilm_path):
+    recipe = parse_recipe(TINY, output_dir=str(tmp_path / "run"), tokenizer_name_or_path=minilm_path, **SMALL)
+    assert recipe.identity()["sequence_length_warmup"] == {"start": 16, "steps": 6}  # a resume must keep it
+    with pytest.raises(ValueError, match="sequence_length_warmup with phases: each phase is a new run"):
+        parse_recipe(TINY, output_dir=str(tmp_path / "run"), phases=[{"max_steps": 2}], **SMALL)
+    one = parse_recipe(TINY, output_dir=str(tmp_path / "run"), pretraining_tasks="mlm")
+    assert one.model.pretraining_tasks == ["mlm"]

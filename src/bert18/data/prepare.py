@@ -111,12 +111,15 @@ def _document_spans(
 
 
 def _on_word_boundaries(
-    spans: list[tuple[int, int, str]], words: Sequence[Sequence[int]]
+    spans: list[tuple[int, int, str]], words: Sequence[Sequence[int]], text_length: int
 ) -> list[tuple[int, int, str]]:
-    """The character spans that start at a word's start and end at a word's end (``word_column``'s words):
-    a lexicon or mined phrase matched inside running Chinese text may begin or end mid-word (国政 in 中国政府)."""
-    starts, ends = {start for start, _ in words}, {end for _, end in words}
-    return [span for span in spans if span[0] in starts and span[1] in ends]
+    """The character spans that neither start nor end strictly inside a word of ``word_column``: a lexicon
+    or mined phrase matched in running Chinese text may begin or end mid-word (国政 in 中国/政府). Text
+    outside every listed word (a gap the segmenter left) may hold a span's edge."""
+    inside = np.zeros(text_length + 1, dtype=bool)
+    for start, end in words:
+        inside[start + 1 : end] = True
+    return [span for span in spans if not inside[span[0]] and not inside[span[1]]]
 
 
 def _word_capitalization(text: str, offsets: list[tuple[int, int]], word_ids: list[int]) -> list[int]:
@@ -226,7 +229,7 @@ def _tokenize_batch(
             user = batch[span_column][doc] if span_column else None
             spans = _document_spans(text, row, user, span_column, lexicon, entities)
             if word_column is not None:  # a unit never cuts a word: whole-word and knowledge masking agree
-                aligned = _on_word_boundaries(spans, batch[word_column][doc])
+                aligned = _on_word_boundaries(spans, batch[word_column][doc], len(text))
                 dropped += len(spans) - len(aligned)
                 spans = aligned
             token_spans, cut = char_spans_to_token_spans(spans, offsets, return_dropped=True)

@@ -24,6 +24,7 @@ word boundaries for free: "cat" never matches inside "concatenate", "Python" mat
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from collections import Counter
@@ -349,13 +350,22 @@ def _segments(text: str) -> Iterator[list[str]]:
         yield segment
 
 
+_MISSING = object()  # zip_longest's filler: texts and word lists of different lengths
+
+
 def _word_segments(text: str, words: Sequence[Sequence[int]]) -> Iterator[list[str]]:
     """Lowercased runs of the given words (``[start, end]`` character spans, e.g. a Chinese segmenter's or
-    gold annotation's) that cross no punctuation, number or identifier: a word made of anything but
-    letters (CJK ideographs included) ends the run, as ``_segments`` ends one at a non-word."""
+    gold annotation's) that cross no punctuation, number, identifier or blank line, as ``_segments``
+    reads them: a word made of anything but letters (CJK ideographs included) ends the run, and so does
+    unlisted text between two words other than spaces on one line."""
     segment: list[str] = []
+    previous_end = None
     for start, end in words:
-        word = text[start:end]
+        word, gap = text[start:end], text[previous_end:start] if previous_end is not None else ""
+        previous_end = end
+        if segment and (gap.strip() or "\n\n" in gap):
+            yield segment
+            segment = []
         if _LETTERS_RE.fullmatch(word):
             segment.append(word.lower())
         elif segment:
@@ -413,9 +423,15 @@ class PhraseMiner:
         phrases are then runs of those words (中国 政府), not of single characters."""
         self.counts.clear()
         self.num_words = 0
-        word_lists = iter(words) if words is not None else None
-        for text in texts:
-            segments = _segments(text) if word_lists is None else _word_segments(text, next(word_lists))
+        pairs = (
+            itertools.zip_longest(texts, words, fillvalue=_MISSING)
+            if words is not None
+            else ((text, None) for text in texts)
+        )
+        for text, text_words in pairs:
+            if text is _MISSING or text_words is _MISSING:
+                raise ValueError("PhraseMiner.fit: texts and words differ in length (one word list per text)")
+            segments = _segments(text) if text_words is None else _word_segments(text, text_words)
             for segment in segments:
                 self.num_words += len(segment)
                 for n in range(1, self.max_n + 1):

@@ -168,7 +168,8 @@ class PretrainModelArguments:
         Bert18Config.check_keys(self.config_overrides, "config_overrides")  # before anything is written
         self.task_loss_weights = json_mapping(self.task_loss_weights, "task_loss_weights")
         self.task_schedule = json_value(self.task_schedule, "task_schedule", list)
-        check_pretraining_tasks(self.pretraining_tasks or [])
+        if self.pretraining_tasks is not None:  # one name ("mlm") is a list of one task, not of its letters
+            self.pretraining_tasks = check_pretraining_tasks(self.pretraining_tasks)
 
 
 @dataclass
@@ -384,6 +385,12 @@ class PretrainRunArguments(RunArguments):
         self.phases = json_value(self.phases, "phases", list)
         self.sequence_length_warmup = json_value(self.sequence_length_warmup, "sequence_length_warmup", dict)
         self.batch_size_warmup = json_value(self.batch_size_warmup, "batch_size_warmup", dict)
+        warmups = [key for key in ("sequence_length_warmup", "batch_size_warmup") if getattr(self, key) is not None]
+        if self.phases and warmups:
+            raise ValueError(
+                f"{' and '.join(warmups)} with phases: each phase is a new run from step 0, so the warm-up would "
+                "start again in every phase; warm up a run without phases (phases are a length schedule already)"
+            )
 
 
 PRETRAIN_DATACLASSES = (
@@ -406,8 +413,13 @@ class PretrainRecipe:
     training: TrainingArguments
 
     def identity(self) -> dict[str, Any]:
-        """The settings that define the run (model, data, masking), as plain values."""
-        return {**asdict(self.model), **asdict(self.data), **asdict(self.masking)}
+        """The settings that define the run (model, data, masking, the warm-ups whose schedule decides
+        each step's batch), as plain values."""
+        warmups = {
+            "sequence_length_warmup": self.run.sequence_length_warmup,
+            "batch_size_warmup": self.run.batch_size_warmup,
+        }
+        return {**asdict(self.model), **asdict(self.data), **asdict(self.masking), **warmups}
 
 
 PRETRAIN_COMMAND = "bert18 pretrain"
