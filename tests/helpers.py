@@ -1,5 +1,6 @@
 """Helpers shared by the tests, as transformers' ``BertModelTester`` is for theirs: one tiny config
-builder, one ERNIE task list and a callback that interrupts a run, so a test states only what it changes.
+builder, a small pretraining run's recipe overrides, one ERNIE task list and a callback
+that interrupts a run, so a test states only what it changes.
 
 Imported as ``from helpers import ...`` (pytest puts ``tests/`` on ``sys.path``: the folder has no
 ``__init__.py``). The shared fixtures (the MiniLM checkpoint and tokenizer, the built-in corpus) are in
@@ -9,11 +10,35 @@ Imported as ``from helpers import ...`` (pytest puts ``tests/`` on ``sys.path``:
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from bert18 import Bert18Config
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The demo's pretraining recipe, which the recipe tests shrink with ``SMALL_RUN``.
+TINY_RECIPE = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
+#: Recipe overrides that make a pretraining run take seconds on a CPU: a 2-layer H=32 model on rows of
+#: 64 tokens, logging every step, no evaluation, checkpoint, report, progress bar or loader workers.
+SMALL_RUN = dict(
+    config_overrides={
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 64,
+    },
+    max_length=64,
+    logging_steps=1,
+    eval_strategy="no",
+    save_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+)
 
 #: ERNIE's pretraining tasks, as the ``ernie-base`` recipe trains them.
 ERNIE_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]

@@ -12,6 +12,8 @@ import torch
 import yaml
 from ctrl_c import SendSignal
 from helpers import ERNIE_TASKS as ERNIE
+from helpers import ROOT, SMALL_RUN
+from helpers import TINY_RECIPE as TINY
 from huggingface_hub import ModelCard
 from transformers.trainer_callback import ProgressCallback
 
@@ -20,32 +22,16 @@ from bert18.training.arguments import recipe_keys
 from bert18.training.callbacks import final_task_metrics, task_curves
 from bert18.training.pretrain import build_pretraining
 
-ROOT = Path(__file__).resolve().parent.parent
 # finetune-*.yaml are fine-tuning recipes (tests/test_finetune.py parses them with their own parser)
 RECIPES = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml") if not p.stem.startswith("finetune-"))
 ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate_configs").glob("*.yaml"))
-TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 # A very small model and corpus: each run takes seconds on a CPU.
 SMALL = dict(
-    config_overrides={
-        "hidden_size": 32,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "max_position_embeddings": 64,
-    },
-    max_length=64,
+    SMALL_RUN,
     max_documents=24,
     tokenizer_vocab_size=1500,
     per_device_train_batch_size=8,
     per_device_eval_batch_size=16,
-    logging_steps=1,
-    eval_strategy="no",
-    save_strategy="no",
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    dataloader_num_workers=0,
 )
 
 

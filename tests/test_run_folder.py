@@ -11,34 +11,20 @@ from pathlib import Path
 import datasets
 import huggingface_hub
 import pytest
+from helpers import ROOT, SMALL_RUN
+from helpers import TINY_RECIPE as TINY
 
 import bert18.training.pretrain as pretrain
 from bert18.cli import main
 from bert18.training import parse_recipe, run_pretraining
 from bert18.training.pretrain import RECIPE_FILE, TOKENIZER_FOLDER, build_pretraining
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={
-        "hidden_size": 32,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "max_position_embeddings": 64,
-    },
-    max_length=64,
+    SMALL_RUN,
     max_documents=24,
     tokenizer_vocab_size=1500,
     per_device_train_batch_size=8,
     per_device_eval_batch_size=16,
-    logging_steps=1,
-    eval_strategy="no",
-    save_strategy="no",
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    dataloader_num_workers=0,
     validation_fraction=0.0,
     plot=False,
 )

@@ -1,12 +1,11 @@
 """ERNIE 2.0's continual multi-task learning: stages switch at the configured steps, inactive tasks do
 not train, and a run resumed across a stage boundary reproduces the uninterrupted one."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from helpers import ERNIE_TASKS as ERNIE
-from helpers import StopAt
+from helpers import SMALL_RUN, StopAt
+from helpers import TINY_RECIPE as TINY
 from transformers import TrainerCallback
 
 from bert18 import Bert18Config
@@ -14,28 +13,11 @@ from bert18.training import parse_recipe
 from bert18.training.pretrain import build_pretraining
 from bert18.training.schedules import TaskSchedule
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={
-        "hidden_size": 32,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "max_position_embeddings": 64,
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-    },
-    max_length=64,
+    SMALL_RUN,
+    config_overrides={**SMALL_RUN["config_overrides"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
     max_documents=8,
     per_device_train_batch_size=8,
-    logging_steps=1,
-    eval_strategy="no",
-    save_strategy="no",
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    dataloader_num_workers=0,
     validation_fraction=0.0,
     weight_decay=0.0,
     max_steps=8,

@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import StopAt
+from helpers import ROOT, SMALL_RUN, StopAt
+from helpers import TINY_RECIPE as TINY
 from transformers import TrainerCallback
 
 from bert18.training import parse_recipe
@@ -24,29 +24,12 @@ from bert18.training.warmup import (
     linear_warmup,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 SMALL = dict(
-    config_overrides={
-        "hidden_size": 32,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "max_position_embeddings": 64,
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.0,
-    },
-    max_length=64,
+    SMALL_RUN,
+    config_overrides={**SMALL_RUN["config_overrides"], "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.0},
     max_documents=8,
     per_device_train_batch_size=4,
     gradient_accumulation_steps=2,
-    logging_steps=1,
-    eval_strategy="no",
-    save_strategy="no",
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    dataloader_num_workers=0,
     validation_fraction=0.0,
     max_steps=8,
     pretraining_tasks=["mlm", "capitalization"],
