@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
+from helpers import SMALL_RUN
 from scipy import stats
 from transformers import TrainerState
 
@@ -261,33 +262,23 @@ def test_the_model_card_names_the_task(tmp_path):
 def test_a_recipe_pretrains_sentence_reordering_with_its_m(tmp_path):
     """The recipe layer end to end: m set through config_overrides, the task's data, head, per-task metrics
     and the saved config (a 3-class head for m = 2)."""
-    recipe = parse_recipe(
-        "tiny-demo",
-        output_dir=str(tmp_path / "run"),
-        pretraining_tasks=["mlm", "sentence_reordering"],
-        config_overrides={
-            "hidden_size": 32,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "max_position_embeddings": 64,
-            "sentence_reordering_max_segments": 2,
-        },
-        max_length=64,
+    overrides = dict(
+        SMALL_RUN,
+        config_overrides={**SMALL_RUN["config_overrides"], "sentence_reordering_max_segments": 2},
         max_documents=24,
         tokenizer_vocab_size=1500,
         per_device_train_batch_size=8,
         per_device_eval_batch_size=16,
-        logging_steps=1,
         max_steps=3,
         eval_strategy="steps",
         eval_steps=3,
         validation_fraction=0.2,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+    )
+    recipe = parse_recipe(
+        "tiny-demo",
+        output_dir=str(tmp_path / "run"),
+        pretraining_tasks=["mlm", "sentence_reordering"],
+        **overrides,
     )
     metrics = run_pretraining(recipe)["metrics"]
     assert 0 <= metrics["eval_sentence_reordering_accuracy"] <= 1 and metrics["eval_sentence_reordering_loss"] > 0
