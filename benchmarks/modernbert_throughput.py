@@ -14,6 +14,8 @@ printed side by side.
   uncased WordPiece, each batch padded to its longest row). transformers runs twice: as shipped
   (``sparse_prediction=False``, its default) and with ``sparse_prediction=True`` (the vocabulary projection on
   the masked tokens only, as bert18's recipes do), so the gain of unpadding shows apart from the sparse head.
+  bert18 also runs its last layer's output projection and feed-forward on the masked tokens alone (the only
+  final states the sparse head reads; every token still gives keys and values).
 - **Inference** (feature extraction, ``inference_mode``): the encoders only (``ModernBertModel`` and
   ``Bert18Model``) on the corpus's paragraphs of ``benchmarks/inference_throughput.py``, padded to the longest
   of each batch.
@@ -82,13 +84,21 @@ def build_models(size: str, device: torch.device, attention: str) -> dict[str, t
     return {name: model.to(device) for name, model in models.items()}
 
 
-def forward_work(config: transformers.ModernBertConfig, batches: list[dict], unpadded: bool, sparse: bool) -> float:
+def forward_work(
+    config: transformers.ModernBertConfig,
+    batches: list[dict],
+    unpadded: bool,
+    sparse: bool,
+    final_layer_on_targets: bool = False,
+) -> float:
     """Multiply-accumulates of the forward matmuls over ``batches`` (backward is about twice as many, in the same
     proportions): projections, gated feed-forward, attention scores and values, the MLM head's transform and its
     vocabulary projection. Padded: every slot of every row; ``unpadded``: the real tokens (attention within each
-    row's real length); ``sparse``: the head on the masked tokens only. A bound on what skipping work can buy."""
+    row's real length); ``sparse``: the head on the masked tokens only, and (with ``final_layer_on_targets``, as
+    bert18 does) the last layer's output projection and feed-forward too. A bound on what skipping work can buy."""
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_token = layers * (4 * hidden * hidden + 3 * hidden * inner)
+    after_attention = hidden * hidden + 3 * hidden * inner  # output projection, gated feed-forward
+    per_token = layers * (3 * hidden * hidden + after_attention)
     head = hidden * hidden + hidden * config.vocab_size
     work = 0.0
     for batch in batches:
@@ -98,6 +108,8 @@ def forward_work(config: transformers.ModernBertConfig, batches: list[dict], unp
         pairs = float((lengths**2).sum()) if unpadded else float(rows * slots * slots)
         targets = float((batch["labels"] != -100).sum()) if sparse else tokens
         work += tokens * per_token + layers * 2 * hidden * pairs + targets * head
+        if final_layer_on_targets:
+            work -= (tokens - targets) * after_attention
     return work
 
 
@@ -136,9 +148,11 @@ def pretraining(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     report(rates)
     config = models["transformers"].config
     shipped = forward_work(config, batches, unpadded=False, sparse=False)
-    ours, sparse = forward_work(config, batches, True, True), forward_work(config, batches, False, True)
+    ours = forward_work(config, batches, unpadded=True, sparse=True, final_layer_on_targets=True)
+    sparse = forward_work(config, batches, unpadded=False, sparse=True)
     print(
-        f"work bound: with padding and unmasked head rows skipped bert18 does {shipped / ours:.2f}x less matmul "
+        f"work bound: with padding and unmasked rows of the head and last layer skipped bert18 does "
+        f"{shipped / ours:.2f}x less matmul "
         f"work than transformers as shipped ({shipped / sparse:.2f}x for its sparse prediction alone): the most "
         "that skipping work can buy"
     )

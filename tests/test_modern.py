@@ -296,6 +296,67 @@ def test_packed_rows_equal_the_sequences_alone():
     assert torch.allclose(packed, torch.cat([first, second]), atol=1e-5)
 
 
+FINAL_LAYER_CASES = {"bert": ("tiny", {}), **COMBINATIONS}
+
+
+@pytest.mark.parametrize("combination", sorted(FINAL_LAYER_CASES))
+@pytest.mark.parametrize("model_class", ["Bert18ForMaskedLM", "Bert18ForPreTraining"])
+def test_final_layer_on_the_targets_only_equals_the_full_final_layer(combination, model_class):
+    """Sparse MLM runs the last layer's output projection, residual and feed-forward on the masked
+    positions alone: the loss, the logits and every gradient equal those of the full final layer (asked
+    for with ``output_hidden_states``), on every attention path, packed rows included, and the last
+    feed-forward really sees the targets only."""
+    preset, fields = FINAL_LAYER_CASES[combination]
+    config = Bert18Config.from_preset(preset, **{**SMALL, **fields, "sparse_prediction": True})
+    config.pretraining_tasks = ["mlm"]
+    ids, mask = padded_batch(length=20)
+    mask[2, 6:12] = 2  # a packed row too: its second sequence attends to itself only
+    labels = ids.masked_fill(torch.rand(ids.shape, generator=torch.Generator().manual_seed(3)) > 0.3, -100)
+    labels = labels.masked_fill(mask == 0, -100)
+    targets = int(labels.ne(-100).sum())
+    for implementation, unpad in (("eager", True), ("sdpa", False), ("sdpa", True)):
+        results = {}
+        for full in (False, True):
+            model = randomize(getattr(bert18, model_class)(copy.deepcopy(config))).train()
+            model.config.unpad_inputs = unpad
+            model.set_attn_implementation(implementation)
+            rows = []
+            last_ffn = model.bert18.encoder.feed_forward[-1]
+            hook = last_ffn.register_forward_hook(
+                lambda module, args, out, rows=rows: rows.append(args[0].shape[:-1].numel())
+            )
+            out = model(ids, attention_mask=mask, labels=labels, output_hidden_states=full)
+            hook.remove()
+            out.loss.backward()
+            logits = out.logits if model_class == "Bert18ForMaskedLM" else out.prediction_logits
+            results[full] = out.loss, logits, {n: p.grad for n, p in model.named_parameters()}, rows[-1]
+        (loss, logits, grads, last_rows), (full_loss, full_logits, full_grads, full_rows) = (
+            results[False],
+            results[True],
+        )
+        assert last_rows == targets < full_rows, (implementation, unpad)
+        torch.testing.assert_close(loss, full_loss, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-5)
+        for name, grad in full_grads.items():
+            torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=f"{implementation} {unpad} {name}")
+
+
+def test_states_at_returns_the_states_of_those_positions():
+    """``Bert18Model(states_at=...)``: the final states at those positions, as ``last_hidden_state[states_at]``
+    of the full forward; refused with two streams' outputs of every layer."""
+    preset, fields = COMBINATIONS["modernbert"]
+    model = randomize(bert18.Bert18Model(Bert18Config.from_preset(preset, **{**SMALL, **fields})))
+    ids, mask = padded_batch(length=20)
+    chosen = (torch.arange(20)[None, :] % 3 == 0) & mask.bool()
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask).last_hidden_state
+        picked = model(ids, attention_mask=mask, states_at=chosen)
+    assert picked.pooler_output is None
+    torch.testing.assert_close(picked.last_hidden_state, full[chosen], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="output_hidden_states"):
+        model(ids, attention_mask=mask, states_at=chosen, output_hidden_states=True)
+
+
 @pytest.mark.parametrize(
     "field,value,message",
     [

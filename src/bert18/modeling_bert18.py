@@ -292,7 +292,12 @@ class Bert18Attention(GradientCheckpointingLayer):
         self.pre_norm = config.norm_position == "pre"
         self.layer_norm = make_norm(config) if with_norm else None
 
-    def _residual(self, hidden_states: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    def _residual(
+        self, hidden_states: torch.Tensor, update: torch.Tensor, output_rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if output_rows is not None:  # only these rows go on: the output projection and residual skip the rest
+            hidden_states = hidden_states.flatten(0, -2).index_select(0, output_rows)
+            update = update.flatten(0, -2).index_select(0, output_rows)
         update = self.dropout(self.output(update))
         return hidden_states + update if self.pre_norm else self.layer_norm(hidden_states + update)
 
@@ -306,6 +311,7 @@ class Bert18Attention(GradientCheckpointingLayer):
         window: int | None = None,
         skip_norm: bool = False,
         alibi: tuple[torch.Tensor, torch.Tensor] | None = None,
+        output_rows: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``num_keys``: only the first ``num_keys`` rows give keys and values; the rows after them
@@ -315,7 +321,9 @@ class Bert18Attention(GradientCheckpointingLayer):
         tokens attend within ``window`` positions either side (the padded paths' masks already say so;
         the variable-length kernels and FlashAttention take it as an argument). ``skip_norm``: pre-norm's
         first layer, whose input is already normalized. ``alibi``: unpadded ALiBi, (slopes, positions); the padded
-        paths carry it in their additive masks."""
+        paths carry it in their additive masks. ``output_rows``: the indices, among the rows flattened to
+        [rows, hidden], of the only rows to return (every row still gives keys and values): the final layer of
+        a sparse MLM step, whose output projection, residual and feed-forward then run on the targets alone."""
         inputs = hidden_states
         if self.pre_norm and not skip_norm and self.layer_norm is not None:
             inputs = self.layer_norm(hidden_states)
@@ -330,7 +338,7 @@ class Bert18Attention(GradientCheckpointingLayer):
             context = varlen_attention(
                 query, key, value, unpadded, self.scaling, dropout, window=window, alibi=alibi
             ).reshape(tokens, -1)
-            return self._residual(hidden_states, context), None
+            return self._residual(hidden_states, context, output_rows), None
         batch, length, _ = inputs.shape
         query, key, value = (
             proj(inputs).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
@@ -356,7 +364,7 @@ class Bert18Attention(GradientCheckpointingLayer):
         context = context.reshape(batch, length, -1)
         if self.config._attn_implementation != "eager":
             weights = None  # fused kernels build no weights (flex returns its log-sum-exp in that slot)
-        return self._residual(hidden_states, context), weights
+        return self._residual(hidden_states, context, output_rows), weights
 
 
 class Bert18FeedForward(GradientCheckpointingLayer):
@@ -442,12 +450,17 @@ class Bert18Encoder(nn.Module):
         output_attentions: bool = False,
         num_keys: int | None = None,
         unpadded: UnpaddedBatch | None = None,
+        output_rows: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         """``num_keys``: with two streams, the content rows; ``unpadded``: the hidden states are the
         real tokens of that batch (see ``Bert18Attention``). ``attention_mask`` may map each layer type
         (``full_attention``, ``sliding_attention``) to its mask. ``position_ids``: every row's position
-        ([batch, rows], or [tokens] unpadded), read by rotary positions."""
+        ([batch, rows], or [tokens] unpadded), read by rotary positions. ``output_rows``: return the final
+        states of these rows only ([rows], indices into the rows flattened to [rows, hidden]), which the last
+        layer alone computes after its attention (see ``Bert18Model.forward``'s ``states_at``)."""
+        if output_rows is not None and output_hidden_states:
+            raise ValueError("output_rows returns the final states of some rows: it cannot output every layer's")
         position_ids = kwargs.pop("position_ids", None)
         rotary = self.rotary_tables(position_ids, hidden_states.dtype)
         alibi = None
@@ -474,6 +487,7 @@ class Bert18Encoder(nn.Module):
                 window=self.half_window if kind == "sliding_attention" else None,
                 skip_norm=self.pre_norm and i == 0,
                 alibi=alibi,
+                output_rows=output_rows if i == self.num_layers - 1 else None,
                 **kwargs,
             )
             hidden_states = self.feed_forward[i % len(self.feed_forward)](hidden_states)
@@ -559,14 +573,33 @@ class Bert18LMHead(nn.Module):
         return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
 
 
+def sparse_final_positions(
+    config: Bert18Config, labels: torch.Tensor | None, output_hidden_states: bool | None
+) -> torch.Tensor | None:
+    """The labelled positions ([batch, length] booleans) when only their final states are needed, so the
+    encoder may compute those alone (``Bert18Model.forward``'s ``states_at``): ``config.sparse_prediction``
+    with labels, no hidden states asked for, and not while exporting (the positions' count is data)."""
+    if labels is None or not config.sparse_prediction or torch.compiler.is_exporting():
+        return None
+    wants_hidden = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+    return None if wants_hidden else labels.ne(-100)
+
+
 def mlm_logits(
-    lm_head: nn.Module, config: Bert18Config, sequence: torch.Tensor, labels: torch.Tensor | None
+    lm_head: nn.Module,
+    config: Bert18Config,
+    sequence: torch.Tensor,
+    labels: torch.Tensor | None,
+    states_at: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The MLM scores and their targets: at every position, or (``config.sparse_prediction`` with
     labels) at the labelled positions only, [targets, vocab] against ``labels[labels != -100]``.
+    ``states_at``: ``sequence`` holds the final states at these positions only (``sparse_final_positions``).
 
     The vocabulary projection is most of a small model's step and ~85% of positions carry no
     label: gathering first skips that work and the memory of [batch, length, vocab] logits."""
+    if states_at is not None:
+        return lm_head(sequence), labels[states_at]
     if labels is None or not config.sparse_prediction:
         return lm_head(sequence), labels
     selected = labels.ne(-100)
@@ -820,6 +853,7 @@ class Bert18Model(Bert18PreTrainedModel):
         query_mask: torch.Tensor | None = None,
         task_type_ids: torch.Tensor | None = None,
         query_position_ids: torch.Tensor | None = None,
+        states_at: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
         """Encode a batch. ``attention_mask`` is 1 for tokens and 0 for padding ([batch, length]).
@@ -843,12 +877,24 @@ class Bert18Model(Bert18PreTrainedModel):
         for consecutive sequences); each attends only to itself and counts its positions from 0.
         With ``sdpa`` or ``flash_attention_2`` attention and ``config.unpad_inputs``, a batch with
         padding or packing runs the encoder on its real tokens only (see ``attention_bert18``).
+
+        ``states_at`` ([batch, length] booleans): ``last_hidden_state`` is then the final state at these
+        positions only, [positions, hidden] in the order of ``states_at.nonzero()`` (``sequence[states_at]``),
+        and there is no pooled output. Every token still gives keys and values at every layer, but the last
+        layer runs its output projection, residual and feed-forward on those positions alone: the MLM heads'
+        sparse prediction needs no other final state (with 30% masking that skips about half of the last
+        layer's work). Not with two streams or ``output_hidden_states``.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         output_attentions, output_hidden_states = self._output_flags(output_attentions, output_hidden_states)
         uses_two_streams = content_mask is not None or query_embeds is not None  # PLM's content + query streams
         exporting = torch.compiler.is_exporting()
+        if states_at is not None and (uses_two_streams or output_hidden_states or exporting):
+            raise ValueError(
+                "states_at (final states at some positions only) works without two-stream attention, "
+                "output_hidden_states and export"
+            )
         if exporting:  # torch.export, ONNX (dynamo): no Python branch may read the mask's values
             packed = self._packed_flag(attention_mask)
             if packed is not False and position_ids is None:
@@ -879,6 +925,7 @@ class Bert18Model(Bert18PreTrainedModel):
                     output_hidden_states,
                     output_attentions,
                     task_type_ids,
+                    states_at,
                     **kwargs,
                 )
         embeddings = self.embeddings(
@@ -917,6 +964,7 @@ class Bert18Model(Bert18PreTrainedModel):
             output_attentions=output_attentions,
             num_keys=num_keys,
             position_ids=rotary_positions,
+            output_rows=states_at.reshape(-1).nonzero().squeeze(1) if states_at is not None else None,
             **kwargs,
         )
         query = None
@@ -929,9 +977,10 @@ class Bert18Model(Bert18PreTrainedModel):
             real = attention_mask.ne(0).unsqueeze(-1).to(sequence.dtype)
             sequence = sequence * real
             hidden_states = tuple(h * real for h in hidden_states) if hidden_states is not None else None
+        pooled = self.pooler(sequence, attention_mask) if self.pooler is not None and states_at is None else None
         return Bert18ModelOutput(
             last_hidden_state=sequence,
-            pooler_output=self.pooler(sequence, attention_mask) if self.pooler is not None else None,
+            pooler_output=pooled,
             hidden_states=hidden_states,
             attentions=attentions,
             query_last_hidden_state=query,
@@ -1028,10 +1077,12 @@ class Bert18Model(Bert18PreTrainedModel):
         output_hidden_states: bool,
         output_attentions: bool = False,
         task_type_ids: torch.Tensor | None = None,
+        states_at: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Bert18ModelOutput:
         """Embed and encode the real tokens only, as a [tokens, hidden] matrix; pad the results back.
-        Variable-length kernels build no attention weights: ``attentions`` is then empty, as under SDPA."""
+        Variable-length kernels build no attention weights: ``attentions`` is then empty, as under SDPA.
+        ``states_at``: see ``forward``."""
         reference = input_ids if input_ids is not None else inputs_embeds
         shape, device = reference.shape[:2], reference.device
         self.embeddings.check_length(shape[1])
@@ -1050,18 +1101,28 @@ class Bert18Model(Bert18PreTrainedModel):
         ).squeeze(1)
         in_attention = self.config.position_embedding_type in ("rotary", "alibi")  # positions read by attention
         positions = batch.gather(position_ids.expand(shape)) if in_attention else None
+        rows = None
+        if states_at is not None:
+            rows = batch.gather(states_at).nonzero().squeeze(1)
+            if rows.numel() != int(states_at.sum()):  # some at padding: every final state, picked after the scatter
+                rows = None
         sequence, hidden_states, _ = self.encoder(
             embeddings,
             None,
             output_hidden_states=output_hidden_states,
             unpadded=batch,
             position_ids=positions,
+            output_rows=rows,
             **kwargs,
         )
-        sequence = batch.scatter(sequence)
+        if rows is None:
+            sequence = batch.scatter(sequence)
+            if states_at is not None:
+                sequence = sequence[states_at]
+        pooled = self.pooler(sequence, attention_mask) if self.pooler is not None and states_at is None else None
         return Bert18ModelOutput(
             last_hidden_state=sequence,
-            pooler_output=self.pooler(sequence, attention_mask) if self.pooler is not None else None,
+            pooler_output=pooled,
             hidden_states=tuple(batch.scatter(h) for h in hidden_states) if hidden_states is not None else None,
             attentions=() if output_attentions else None,
         )
@@ -1214,6 +1275,8 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             plm_target_positions,
             task_type_ids,
         )
+        # MLM alone reads no final state but the targets': the last layer computes those only.
+        states_at = sparse_final_positions(self.config, labels, output_hidden_states) if tasks == ["mlm"] else None
         outputs = self.bert18(
             input_ids,
             attention_mask=attention_mask,
@@ -1223,6 +1286,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             task_type_ids=task_type_ids,
+            states_at=states_at,
             **two_stream_arguments,
             **kwargs,
         )
@@ -1234,7 +1298,7 @@ class Bert18ForPreTraining(Bert18PreTrainedModel):
             )
         prediction_logits = None
         if "mlm" in tasks:
-            prediction_logits, given["labels"] = mlm_logits(self.lm_head, self.config, sequence, labels)
+            prediction_logits, given["labels"] = mlm_logits(self.lm_head, self.config, sequence, labels, states_at)
         task_logits = {
             task: head(pooled if PRETRAINING_TASKS[task].level == "sequence" else sequence)
             for task, head in self.heads.items()
@@ -1369,6 +1433,7 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
     ) -> MaskedLMOutput:
         """``labels``: target ids at masked positions, -100 elsewhere. ``num_items_in_batch`` (from the
         Trainer): the masked tokens of the whole accumulation step, to divide the summed loss by."""
+        states_at = sparse_final_positions(self.config, labels, output_hidden_states)
         outputs = self.bert18(
             input_ids,
             attention_mask=attention_mask,
@@ -1378,9 +1443,10 @@ class Bert18ForMaskedLM(Bert18PreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             task_type_ids=task_type_ids,
+            states_at=states_at,
             **kwargs,
         )
-        logits, targets = mlm_logits(self.lm_head, self.config, outputs.last_hidden_state, labels)
+        logits, targets = mlm_logits(self.lm_head, self.config, outputs.last_hidden_state, labels, states_at)
         loss = None
         if labels is not None:
             loss = normalise_task_losses({"mlm": summed_cross_entropy(logits, targets)}, num_items_in_batch)["mlm"]
