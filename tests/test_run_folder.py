@@ -268,3 +268,22 @@ def test_resuming_a_finished_run_trains_no_extra_step(tmp_path, minilm_path, cap
     assert json.loads((output / "trainer_state.json").read_text())["global_step"] == 2
     more = run_pretraining(small(tmp_path, minilm_path, resume_from_checkpoint="true", **{**common, "max_steps": 3}))
     assert "metrics" in more and json.loads((output / "trainer_state.json").read_text())["global_step"] == 3
+
+
+def test_overwrite_never_deletes_the_checkpoint_it_is_asked_to_resume(tmp_path, capsys):
+    """overwrite_output_dir with resume_from_checkpoint=true, or a checkpoint inside output_dir, is refused
+    before anything is deleted (it used to delete the checkpoint and start over silently); a checkpoint of
+    another run stays a valid start for a replaced folder."""
+    output = tmp_path / "run"
+    (output / "checkpoint-4").mkdir(parents=True)
+    (output / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    before = tree(output)
+    for resume in ("true", str(output / "checkpoint-4")):
+        command = ["pretrain", "tiny-demo", f"--output_dir={output}", *SMALL_CLI, "--overwrite_output_dir=true"]
+        assert main([*command, f"--resume_from_checkpoint={resume}"]) == 2
+        assert "overwrite_output_dir=true would delete" in one_line_error(capsys, "bert18 pretrain")
+        assert tree(output) == before
+    elsewhere = tmp_path / "other" / "checkpoint-2"
+    elsewhere.mkdir(parents=True)
+    recipe = small(tmp_path, overwrite_output_dir=True, resume_from_checkpoint=str(elsewhere))
+    assert pretrain.check_output_dir(recipe) == str(elsewhere) and not output.exists()

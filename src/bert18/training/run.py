@@ -79,8 +79,27 @@ def resume_checkpoint(training: TrainingArguments) -> str | None:
     return str(value)
 
 
+def refuse_resuming_from_what_overwrite_deletes(training: TrainingArguments) -> None:
+    """``overwrite_output_dir`` with ``resume_from_checkpoint`` asking to resume from inside that folder
+    (``true``, or a checkpoint in it) contradict each other: honouring the first would delete the checkpoint
+    and silently start over. Raised before anything is deleted."""
+    value = str(training.resume_from_checkpoint or "")
+    if value.lower() in ("", "false", "no", "none"):
+        return
+    checkpoint = Path(value).absolute()
+    if value.lower() in ("true", "last", "yes") or Path(training.output_dir).absolute() in (
+        checkpoint,
+        *checkpoint.parents,
+    ):
+        raise ValueError(
+            f"overwrite_output_dir=true would delete {training.output_dir}, from which "
+            f"resume_from_checkpoint={value} resumes: pass one of the two"
+        )
+
+
 def clear_output_dir(training: TrainingArguments) -> None:
     """Empty ``output_dir`` (``overwrite_output_dir``): the main process removes it, the others wait."""
+    refuse_resuming_from_what_overwrite_deletes(training)
     with training.main_process_first(desc="clearing output_dir"):
         if training.process_index == 0 and Path(training.output_dir).is_dir():
             shutil.rmtree(training.output_dir)
@@ -104,8 +123,10 @@ def check_output_dir(recipe: RunRecipe) -> str | None:
             "choose another output_dir"
         )
     if recipe.run.overwrite_output_dir:
+        refuse_resuming_from_what_overwrite_deletes(training)
+        resume = resume_checkpoint(training)  # another run's checkpoint: checked before anything is deleted
         clear_output_dir(training)
-        return resume_checkpoint(training) if output.is_dir() else None
+        return resume
     resume = resume_checkpoint(training)
     held = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
     differences = _recipe_differences(recipe, output / RECIPE_FILE)
