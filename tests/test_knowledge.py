@@ -242,9 +242,32 @@ def test_step_schedule_follows_the_optimizer_step(tokenizer):
         KnowledgeMaskingCollator(tokenizer, schedule_unit="batch")
 
 
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_step_schedule_with_persistent_workers_follows_every_epoch_start(tokenizer, workers):
+    """Persistent DataLoader workers outlive the epoch: they still see each epoch's start step (shared memory,
+    as the epoch) and count their batches from it, so three epochs switch levels at the same steps as masking
+    in the main process (the recipe refused persistent workers with a step schedule before)."""
+    import torch.utils.data
+
+    rows = _entity_rows(tokenizer, 40)  # five batches of eight per epoch
+    collator = KnowledgeMaskingCollator(
+        tokenizer, levels={0: {"basic": 1}, 3: {"entity": 1}, 7: {"basic": 1}, 12: {"entity": 1}}, schedule_unit="step"
+    )
+    loader = torch.utils.data.DataLoader(
+        rows, batch_size=8, collate_fn=collator, num_workers=workers, persistent_workers=workers > 0
+    )
+    seen = []
+    for epoch in range(3):
+        collator.set_epoch(epoch)
+        collator.set_step(epoch * 5)  # as LevelScheduleCallback at each epoch start
+        seen += _levels_seen(list(loader))
+    assert seen == ["basic"] * 3 + ["entity"] * 4 + ["basic"] * 5 + ["entity"] * 3
+
+
 def test_step_schedule_in_the_recipe_resumes_exactly(tmp_path, minilm_path):
     """knowledge_schedule through the Trainer: the stages switch at their steps (evaluation batches do not
-    count), and a run interrupted at step 3 and resumed draws the same masks: the same losses as one run."""
+    count), and a run interrupted at step 3 and resumed, or masked by two persistent workers across its
+    epochs, draws the same masks: the same losses as one run."""
 
     from bert18.training import parse_recipe
     from bert18.training.pretrain import build_pretraining
@@ -297,6 +320,15 @@ def test_step_schedule_in_the_recipe_resumes_exactly(tmp_path, minilm_path):
     _, first = train("resumed", stop=True)  # stopped after checkpoint-3
     _, second = train("resumed", resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-3"))
     assert {**first, **second} == straight_losses
+    # Over three epochs of 17 batches, two persistent workers (dealt 9 and 8 batches of the first) mask each
+    # batch at its step as the main process does: the same losses.
+    # A last stage at step 12, inside the second epoch.
+    staged = dict(
+        max_steps=20, knowledge_schedule={0: {"basic": 1}, 2: {"phrase": 1}, 5: {"entity": 1}, 12: {"basic": 1}}
+    )
+    _, longer = train("longer", **staged)
+    _, persistent = train("persistent", dataloader_num_workers=2, dataloader_persistent_workers=True, **staged)
+    assert persistent == longer
 
 
 def test_level_schedule_callback_keeps_evaluation_out_of_the_count(tokenizer):

@@ -25,8 +25,10 @@ epoch or, with ``schedule_unit="step"``, by optimizer step.
 from the worker's id, as ``DataLoader`` deals batches to its workers in turn).
 ``LevelScheduleCallback`` gives it the global step at each epoch start (so a resumed run, whose
 skipped batches are never collated, counts from its checkpoint) and keeps evaluation batches out
-of the count. The level of a batch is then a function of the data order alone, never of timing:
-reproducible, and the same after a resume.
+of the count. That start lives in shared memory, as the epoch does (``SharedEpoch``), so persistent
+workers, which outlive the epoch, see each new start and count again from it. The level of a batch
+is then a function of the data order alone, never of timing: reproducible, and the same after a
+resume.
 
 Spans come with the examples as token ranges (``span_starts``, ``span_ends``, ``span_kinds``),
 produced by ``bert18.data.prepare_pretraining_dataset`` from user spans, a lexicon, mined phrases
@@ -154,23 +156,46 @@ class KnowledgeMaskingCollator(MLMCollator):
         self.schedule_unit = schedule_unit
         self.schedule = level_schedule(levels, schedule_unit)
         self.level_counts = dict.fromkeys((*LEVELS, "no_span_fallback"), 0)
-        # Step counting (schedule_unit="step"): the global step at the epoch's start, the batches
-        # masked since, and the optimizer step of the batch being masked.
-        self.epoch_start_step = 0
+        # Step counting (schedule_unit="step"): how many starts were set, the global step at the last epoch
+        # start and the accumulation, shared with every DataLoader worker (persistent ones included); each
+        # process counts the batches it masked since the start it last saw, and the optimizer step of the
+        # batch being masked.
+        self._step_state = torch.tensor([0, 0, 1], dtype=torch.int64).share_memory_()
+        self._start_seen = 0
         self.batches_masked = 0
-        self.accumulation_steps = 1
         self.step = 0
+
+    @property
+    def epoch_start_step(self) -> int:
+        return int(self._step_state[1].item())
+
+    @epoch_start_step.setter
+    def epoch_start_step(self, step: int) -> None:
+        self._step_state[1] = int(step)
+
+    @property
+    def accumulation_steps(self) -> int:
+        return int(self._step_state[2].item())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # a plain pickle restores private memory: share it again (see SharedEpoch)
+        if not self._step_state.is_shared():
+            self._step_state.share_memory_()
 
     def set_step(self, step: int, accumulation_steps: int = 1) -> None:
         """The next batch masked is the first of optimizer step ``step`` (``LevelScheduleCallback``
         calls this at every epoch start, resumed epochs included)."""
         if accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps}")
-        self.epoch_start_step, self.batches_masked, self.accumulation_steps = int(step), 0, int(accumulation_steps)
-        self.step = int(step)
+        state = self._step_state
+        state[0], state[1], state[2] = state[0] + 1, int(step), int(accumulation_steps)
+        self._start_seen, self.batches_masked, self.step = int(state[0].item()), 0, int(step)
 
     def _count_batch(self) -> None:
         """The optimizer step of the batch now masked, from the count of batches masked since the epoch began."""
+        start = int(self._step_state[0].item())
+        if start != self._start_seen:  # an epoch began since this process last masked (a persistent worker)
+            self._start_seen, self.batches_masked = start, 0
         worker = torch.utils.data.get_worker_info()
         index = self.batches_masked if worker is None else self.batches_masked * worker.num_workers + worker.id
         self.step = self.epoch_start_step + index // self.accumulation_steps

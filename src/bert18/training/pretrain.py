@@ -408,11 +408,6 @@ def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallbac
     config = build_config(recipe, tokenizer)
     seed = training.data_seed if training.data_seed is not None else training.seed
     collator = build_collator(recipe, tokenizer, config, seed)  # checks the masking settings before any write
-    if recipe.masking.knowledge_schedule is not None and training.dataloader_persistent_workers:
-        raise ValueError(
-            "knowledge_schedule counts batches per epoch in the data loader's workers, which "
-            "persistent workers never restart: set dataloader_persistent_workers=false"
-        )
     schedule = TaskSchedule(recipe.model.task_schedule, config) if recipe.model.task_schedule else None
     length_warmup = _sequence_length_warmup(recipe, config)
     batch_warmup = _batch_size_warmup(recipe)
