@@ -378,11 +378,19 @@ def test_resuming_a_different_run_is_refused(tmp_path, minilm_path):
         build_pretraining(changed)
 
 
-@pytest.mark.parametrize("optimizer", ["trainer", pytest.param("lamb", marks=pytest.mark.slow)])
-def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, optimizer):
+@pytest.mark.parametrize(
+    "optimizer,tasks",
+    [
+        ("trainer", []),
+        pytest.param("lamb", [], marks=pytest.mark.slow),
+        pytest.param("trainer", ["--pretraining_tasks", "mlm"], marks=pytest.mark.slow, id="trainer-mlm-only"),
+    ],
+)
+def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, optimizer, tasks):
     """`accelerate launch` with two gloo ranks: disjoint examples, identical replicas, and the
     weights of one process taking the same global batch (with AdamW, and with LAMB, whose trust
-    ratio reads whole tensors: correct under DDP because every rank steps on the averaged gradient)."""
+    ratio reads whole tensors: correct under DDP because every rank steps on the averaged gradient).
+    MLM alone runs the last layer on the masked positions only: DDP still finds every parameter used."""
     script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
     overrides += [
@@ -392,6 +400,7 @@ def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, o
         "--max_steps=3",
         "--validation_fraction=0",
         f"--optimizer={optimizer}",
+        *tasks,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = tmp_path / "two"
