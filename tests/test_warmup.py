@@ -202,6 +202,20 @@ def test_streaming_refuses_batch_warmup(tmp_path, minilm_path):
         build_pretraining(recipe)
 
 
+def test_split_batches_refuses_batch_warmup(tmp_path, minilm_path):
+    """accelerate's split_batches cuts one batch across the processes: refused in one line, before anything is
+    written (it failed at the first batch with accelerate's message about a missing batch size)."""
+    recipe = parse_recipe(
+        TINY,
+        output_dir=str(tmp_path / "run"),
+        tokenizer_name_or_path=minilm_path,
+        **{**SMALL, **BATCH_WARMUP, "accelerator_config": {"split_batches": True}},
+    )
+    with pytest.raises(ValueError, match="split_batches=true cuts one batch across the processes"):
+        build_pretraining(recipe)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("warmup", [{}, BATCH_WARMUP], ids=["sequence_length", "batch_size"])
 def test_resume_inside_the_warmup_is_exact(tmp_path, minilm_path, warmup):
     """Stopped after step 3 (still warming up), resumed to step 8: the uninterrupted run's batches and weights."""

@@ -372,6 +372,11 @@ def _batch_size_warmup(recipe: PretrainRecipe) -> BatchSizeWarmup | None:
             "batch_size_warmup orders a prepared dataset's examples itself; a stream keeps its own "
             "order: unset batch_size_warmup or set streaming=false"
         )
+    if getattr(recipe.training.accelerator_config, "split_batches", False):
+        raise ValueError(
+            "batch_size_warmup gives every process its own rows per step; accelerator_config's "
+            "split_batches=true cuts one batch across the processes instead: unset one of the two"
+        )
     return BatchSizeWarmup.from_recipe(recipe.run.batch_size_warmup, recipe.training.per_device_train_batch_size)
 
 
