@@ -184,6 +184,32 @@ def test_every_example_once_per_pass_on_any_number_of_ranks(world):
     assert order[:23] != order[23:46]  # each pass its own permutation
 
 
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_a_batch_straddling_two_passes_never_holds_an_example_twice(world):
+    """Each pass's first examples avoid the previous pass's last ones, so no global batch repeats an
+    example (the plain permutations put one twice in 2 of 34, 9 of 41 and 20 of 45 straddling batches on 1,
+    2 and 3 ranks here), and every pass is still a whole permutation."""
+    examples, warmup = 61, BatchSizeWarmup(start=2, steps=5, full=5)  # 61 >= 4 x the largest global batch
+    samplers = [
+        WarmupBatchSampler(examples, warmup, accumulation=1, seed=7, num_processes=world, process_index=rank)
+        for rank in range(world)
+    ]
+    order, straddling = [], 0
+    for epoch in range(40):
+        per_rank = []
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+            per_rank.append(list(sampler))
+        for batches in zip(*per_rank):
+            batch = [index for rank_batch in batches for index in rank_batch]
+            assert len(set(batch)) == len(batch), (epoch, batch)
+            straddling += (len(order) // examples) != ((len(order) + len(batch) - 1) // examples)
+            order.extend(batch)
+    assert straddling >= 10
+    for number in range(len(order) // examples):
+        assert sorted(order[number * examples : (number + 1) * examples]) == list(range(examples)), number
+
+
 def test_batch_sizes_follow_the_warmup_under_the_trainer(tmp_path, minilm_path):
     run, recorder = _run(tmp_path, minilm_path, "run", **BATCH_WARMUP)
     # rows(t) = 1 + 3 t / 4 rounded down: 1, 1, 2, 3, then the full 4; 2 micro-batches per step

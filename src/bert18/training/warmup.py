@@ -22,10 +22,12 @@ one over its first tokens, as GPT-3 did. Here the rows per device of the micro-b
 grow by the same linear rule, from ``start`` to ``per_device_train_batch_size`` over ``steps``
 optimizer steps (rounded down to a multiple of ``multiple_of``). Nothing is dropped or repeated: the
 data is one endless sequence of passes, each a fresh permutation of the whole dataset (seeded), cut
-into the batches of the schedule, so every example is seen once per pass; a Trainer epoch is a fixed
-number of batches (those of a pass at the full batch size), and its boundary falls where it falls
-inside a pass. The batch of a step is a pure function of the step, so every rank takes its own slice
-of the same global batch, and a resumed run reads the batches the uninterrupted one would have.
+into the batches of the schedule, so every example is seen once per pass, and a batch that straddles
+two passes never holds one twice (each pass's first examples avoid the previous pass's last). A
+Trainer epoch is a fixed number of batches (those of a pass at the full batch size), and its boundary
+falls where it falls inside a pass. The batch of a step is a pure function of the step, so every
+rank takes its own slice of the same global batch, and a resumed run reads the batches the
+uninterrupted one would have.
 Map-style datasets only: a stream's order is the stream's (a streamed run refuses the key).
 """
 
@@ -216,12 +218,32 @@ class WarmupBatchSampler(Sampler[list[int]]):
         before = int(self._rows_before_step[done]) + (step - done) * self.warmup.full
         return before * self.accumulation + micro * self.warmup.rows(step)
 
+    def _permutation(self, number: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, number]).permutation(self.num_examples)
+
+    def _pass_order(self, number: int) -> np.ndarray:
+        """Pass ``number``'s order: its seeded permutation, with every example among its first ``W`` (the
+        largest global batch) that is also among the previous permutation's last ``W`` swapped with the first
+        free example after them. A batch straddling the two passes then never holds an example twice, and
+        each pass's tail stays as drawn (what the next pass avoids). Needs ``4 W`` examples (a swap partner
+        always exists); a smaller dataset keeps its permutations as drawn."""
+        order = self._permutation(number)
+        width = self.warmup.full * self.num_processes
+        if number == 0 or self.num_examples < 4 * width:
+            return order
+        tail = set(self._permutation(number - 1)[-width:].tolist())
+        free = (j for j in range(width, self.num_examples - width) if int(order[j]) not in tail)
+        for i in range(width):
+            if int(order[i]) in tail:
+                j = next(free)
+                order[i], order[j] = order[j], order[i]
+        return order
+
     def _example(self, position: int) -> int:
         """The example at ``position`` of the endless sequence of shuffled passes."""
         number, offset = divmod(position, self.num_examples)
         if number != self._pass:
-            self._pass = number
-            self._order = np.random.default_rng([self.seed, number]).permutation(self.num_examples)
+            self._pass, self._order = number, self._pass_order(number)
         return int(self._order[offset])
 
     def __iter__(self) -> Iterator[list[int]]:
