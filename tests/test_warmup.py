@@ -157,30 +157,36 @@ def test_batch_rows_follow_the_rule():
         BatchSizeWarmup.from_recipe({"start": 4, "steps": 3}, full=4)
 
 
-@pytest.mark.parametrize("world", [1, 2, 3])
-def test_every_example_once_per_pass_on_any_number_of_ranks(world):
-    """The ranks' batches, put back in global order, are whole permutations of the dataset, one per pass,
-    and each rank's micro-batches of step t hold rows(t) examples."""
-    warmup = BatchSizeWarmup(start=1, steps=7, full=5)
-    samplers = [
-        WarmupBatchSampler(23, warmup, accumulation=2, seed=3, num_processes=world, process_index=rank)
-        for rank in range(world)
-    ]
-    order, batch_index = [], 0
-    for epoch in range(6):
+def global_batches(examples: int, warmup: BatchSizeWarmup, accumulation: int, seed: int, world: int, epochs: int):
+    """Every rank's batches of each Trainer epoch, in global order: one list of ``world`` batches per batch."""
+    samplers = [WarmupBatchSampler(examples, warmup, accumulation, seed, world, rank) for rank in range(world)]
+    for epoch in range(epochs):
         per_rank = []
         for sampler in samplers:
             sampler.set_epoch(epoch)
             per_rank.append(list(sampler))
         assert len({len(batches) for batches in per_rank}) == 1 and len(per_rank[0]) == len(samplers[0])
-        for batches in zip(*per_rank):
-            assert all(len(batch) == warmup.rows(batch_index // 2) for batch in batches), batch_index
-            order.extend(index for batch in batches for index in batch)
-            batch_index += 1
-    passes = len(order) // 23
-    assert passes >= 3
+        yield from zip(*per_rank)
+
+
+def assert_whole_passes(order: list[int], examples: int) -> int:
+    """Each pass of ``order`` is a permutation of the examples; returns the number of passes."""
+    passes = len(order) // examples
     for number in range(passes):
-        assert sorted(order[number * 23 : (number + 1) * 23]) == list(range(23)), number
+        assert sorted(order[number * examples : (number + 1) * examples]) == list(range(examples)), number
+    return passes
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_example_once_per_pass_on_any_number_of_ranks(world):
+    """The ranks' batches, put back in global order, are whole permutations of the dataset, one per pass,
+    and each rank's micro-batches of step t hold rows(t) examples."""
+    warmup = BatchSizeWarmup(start=1, steps=7, full=5)
+    order = []
+    for batch_index, batches in enumerate(global_batches(23, warmup, accumulation=2, seed=3, world=world, epochs=6)):
+        assert all(len(batch) == warmup.rows(batch_index // 2) for batch in batches), batch_index
+        order.extend(index for batch in batches for index in batch)
+    assert assert_whole_passes(order, 23) >= 3
     assert order[:23] != order[23:46]  # each pass its own permutation
 
 
@@ -190,24 +196,14 @@ def test_a_batch_straddling_two_passes_never_holds_an_example_twice(world):
     example (the plain permutations put one twice in 2 of 34, 9 of 41 and 20 of 45 straddling batches on 1,
     2 and 3 ranks here), and every pass is still a whole permutation."""
     examples, warmup = 61, BatchSizeWarmup(start=2, steps=5, full=5)  # 61 >= 4 x the largest global batch
-    samplers = [
-        WarmupBatchSampler(examples, warmup, accumulation=1, seed=7, num_processes=world, process_index=rank)
-        for rank in range(world)
-    ]
     order, straddling = [], 0
-    for epoch in range(40):
-        per_rank = []
-        for sampler in samplers:
-            sampler.set_epoch(epoch)
-            per_rank.append(list(sampler))
-        for batches in zip(*per_rank):
-            batch = [index for rank_batch in batches for index in rank_batch]
-            assert len(set(batch)) == len(batch), (epoch, batch)
-            straddling += (len(order) // examples) != ((len(order) + len(batch) - 1) // examples)
-            order.extend(batch)
+    for batches in global_batches(examples, warmup, accumulation=1, seed=7, world=world, epochs=40):
+        batch = [index for rank_batch in batches for index in rank_batch]
+        assert len(set(batch)) == len(batch), batch
+        straddling += (len(order) // examples) != ((len(order) + len(batch) - 1) // examples)
+        order.extend(batch)
     assert straddling >= 10
-    for number in range(len(order) // examples):
-        assert sorted(order[number * examples : (number + 1) * examples]) == list(range(examples)), number
+    assert_whole_passes(order, examples)
 
 
 def test_batch_sizes_follow_the_warmup_under_the_trainer(tmp_path, minilm_path):
