@@ -9,6 +9,12 @@ positions, MLM with BERT's 15% and 80/10/10 on packed windows of 128 tokens (bat
 ``--lr`` with 5% warm-up and linear decay. A seed sets the initial weights, the batches and the masks;
 the held-out masks are the same for every run.
 
+A fifth arm, ``sinusoidal-scaled``, is the sinusoidal code with its fixed table multiplied by
+0.02 * sqrt(2) (about 1/35). bert18's sinusoids, like DistilBERT's option, are added at amplitude 1 to word
+vectors initialised at std 0.02, so after the LayerNorm the sum is almost only position (the Transformer
+multiplies its word vectors by sqrt(width) first); in this short run the unscaled model learns nothing
+from its context, and the scaled arm shows what the code does once it can.
+
 Learned positions cannot extrapolate: a table has a row per position, and training at 128 tokens only
 ever updates rows 0-127. The script gives the table 512 rows, so rows 128-511 exist but keep their random
 initialisation (normal, std 0.02; AdamW's decoupled weight decay shrinks them by under 1%); that is what
@@ -29,13 +35,14 @@ target sees changes:
   first 128 positions of the window (trained positions, but untrained keys around them) or beyond.
 
 Prints Markdown tables: loss per target (nats) for each code and context, mean ± standard deviation over
-seeds, and the change from 128 tokens on each seed. ``docs/evidence.md`` (its question 5
-section) and ``docs/questions/05-learned-positions.md`` quote a run of the defaults (``--types rotary
-alibi`` runs two of the codes, as the slow test in ``tests/test_evidence.py`` does).
+seeds, and the change from 128 tokens on each seed. ``docs/evidence.md`` (its question 5 section) and
+``docs/questions/05-learned-positions.md`` quote a run of the defaults (``--types`` picks the arms; the
+slow test in ``tests/test_evidence.py`` runs three of them).
 """
 
 import argparse
 import json
+import math
 
 import datasets
 import numpy as np
@@ -46,7 +53,8 @@ from bert18 import Bert18Config, Bert18ForMaskedLM
 from bert18.data import builtin_corpus
 from bert18.tokenization import train_tokenizer
 
-TYPES = ("learned", "sinusoidal", "rotary", "alibi")
+# The four codes, and the sinusoids scaled down to the word vectors' size (see the module docstring).
+TYPES = ("learned", "sinusoidal", "sinusoidal-scaled", "rotary", "alibi")
 TRAINED = 128
 CONTEXTS = (8, 32, 128, 256, 512)
 LONGEST = max(CONTEXTS)
@@ -120,7 +128,7 @@ def run(kind: str, seed: int, tokenizer, train_rows: torch.Tensor, evaluation, a
         "tiny",
         vocab_size=len(tokenizer),
         max_position_embeddings=LONGEST,
-        position_embedding_type=kind,
+        position_embedding_type=kind.removesuffix("-scaled"),
         pretraining_tasks=["mlm"],
         pad_token_id=tokenizer.pad_token_id,
         hidden_dropout_prob=0.0,  # cramming: no dropout in a short pretraining run
@@ -129,6 +137,8 @@ def run(kind: str, seed: int, tokenizer, train_rows: torch.Tensor, evaluation, a
     )
     torch.manual_seed(seed)
     model = Bert18ForMaskedLM(config)
+    if kind == "sinusoidal-scaled":  # the fixed table's rms (1/sqrt 2) brought down to the word vectors' std
+        model.bert18.embeddings.sinusoidal_table.mul_(config.initializer_range * math.sqrt(2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: rate(s, args.steps))
     rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
