@@ -35,11 +35,21 @@ from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_p
 
 FINETUNE_RECIPE = "finetune-modules"
 STARTS = {"pretrained": False, "random start": True}  # arm -> the recipe's from_scratch
-FILL_MASK_PROMPTS = [
-    "Return a new [MASK] containing the items of the list.",
-    "Raise a [MASK] if the file does not exist.",
-    "The default value of the argument is [MASK].",
-]
+# Cloze sentences for fill-mask, each with the word it hides: one sentence of each module's test
+# passages (cut out of the pretraining text, so the model never read them), the hidden word a
+# content word the tokenizer keeps whole. Chosen before measuring any recipe on them; the answers
+# are the pipeline's top 5, unfiltered.
+FILL_MASK_CLOZES = {
+    "Return an ASCII-only representation of an [MASK].": "object",  # builtins
+    "This is necessary to compare [MASK] with unknown or inconsistent encoding.": "files",  # difflib
+    "The test runner's display [MASK] can be controlled in two ways.": "output",  # doctest
+    "Return true if the object is a code [MASK].": "object",  # inspect
+    "Log a [MASK] with severity 'ERROR' on the root logger.": "message",  # logging
+    "Return a duplicate of a file [MASK].": "descriptor",  # posix
+    "Convert data to floats and compute the arithmetic [MASK].": "mean",  # statistics
+    "At runtime, functions marked this way should return a [MASK].": "boolean",  # typing
+}
+FILL_MASK_PROMPTS = list(FILL_MASK_CLOZES)
 
 
 def _step(number: int, title: str) -> None:
@@ -66,13 +76,21 @@ def fill_mask(model_dir: Path, prompts: Sequence[str] = FILL_MASK_PROMPTS) -> di
 
 
 def finetune(
-    model_dir: Path, output_dir: Path, seed: int, epochs: float, learning_rate: float, from_scratch: bool = False
+    model_dir: str | os.PathLike,
+    output_dir: Path,
+    seed: int,
+    epochs: float,
+    learning_rate: float,
+    from_scratch: bool = False,
+    **overrides: Any,
 ) -> dict[str, float]:
     """Fine-tune ``model_dir`` on the module task with the ``finetune-modules`` recipe (from random weights
-    of its architecture with ``from_scratch``); test loss, accuracy and macro-F1. What the recipe prints
-    goes to ``finetuning.log`` next to ``output_dir``, so the demo's comparison stays one line a run."""
+    of its architecture with ``from_scratch``); test loss, accuracy and macro-F1. ``overrides`` are more
+    recipe keys (``mode="partial"``, ``freeze_layers=3``, ...). What the recipe prints goes to
+    ``finetuning.log`` next to ``output_dir``, so the demo's comparison stays one line a run."""
     recipe = parse_finetune_recipe(
         FINETUNE_RECIPE,
+        **overrides,
         model_name_or_path=str(model_dir),
         from_scratch=from_scratch,
         output_dir=str(output_dir),
@@ -133,7 +151,7 @@ def run_demo(
     _step(3, "fill-mask with the pretrained model (AutoModelForMaskedLM)")
     guesses = fill_mask(pretrained_dir)
     for prompt, top in guesses.items():
-        print(f"  {prompt!r} -> {top}")
+        print(f"  {prompt!r} -> {top}   (the passage says {FILL_MASK_CLOZES[prompt]!r})")
 
     _step(4, "fine-tuning on the module task: pretrained weights vs the same model from random weights")
     seeds = range(seed, seed + finetune_seeds)
