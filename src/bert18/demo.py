@@ -6,7 +6,8 @@
    tiny bert18 with the ERNIE 2.0 task set (knowledge masking, sentence distance, capitalization,
    token-document relation) under the HF Trainer, prints each task's held-out loss and accuracy
    and writes their curves.
-3. Shows fill-mask predictions of the pretrained model.
+3. Shows fill-mask predictions of the pretrained model on cloze sentences of the test passages
+   (``FILL_MASK_CLOZES``: never read in pretraining, each hiding a content word), unfiltered.
 4. Fine-tunes it on the downstream task with the ``finetune-modules`` fine-tuning recipe (what
    ``bert18 finetune finetune-modules`` runs) and, with the same recipe, seeds and hyper-parameters,
    the same architecture from random weights (the recipe's ``from_scratch: true``): test loss,
