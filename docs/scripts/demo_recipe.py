@@ -41,6 +41,7 @@ import datasets
 import numpy as np
 import torch
 import transformers
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from bert18.configuration_bert18 import PRETRAINING_TASKS
 from bert18.data.downstream import module_classification
@@ -75,6 +76,21 @@ def majority_baselines(run) -> dict[str, float]:
             labels = batch[PRETRAINING_TASKS[task].label]
             counts[task].update(labels[labels != -100].tolist())
     return {task: max(c.values()) / sum(c.values()) for task, c in counts.items() if c}
+
+
+def hidden_word_ranks(model_dir: Path) -> dict[str, int]:
+    """Where each cloze's hidden word stands among the model's answers (0: first), a graded measure of
+    fill-mask beneath the top 5: a model that uses the context moves the hidden word up."""
+    model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ranks = {}
+    for prompt, hidden in FILL_MASK_CLOZES.items():
+        encoded = tokenizer(prompt, return_tensors="pt")
+        position = int((encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0])
+        with torch.no_grad():
+            scores = model(**encoded).logits[0, position]
+        ranks[prompt] = int((scores > scores[tokenizer.convert_tokens_to_ids(hidden)]).sum())
+    return ranks
 
 
 def held_out_draws(run, draws: int) -> dict[str, tuple[float, float]]:
@@ -136,6 +152,7 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
     }
     draws = held_out_draws(run, 10) if hasattr(run.eval_dataset, "set_epoch") else {}
     guesses = fill_mask(model_dir)
+    ranks = hidden_word_ranks(model_dir)
 
     # the demo's fine-tuning: the finetune-modules recipe (bert18.demo.finetune), both starts, same seeds
     runs: dict[str, list[dict[str, float]]] = {"pretrained": [], "random": []}
@@ -154,6 +171,7 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
         "held_out_10_draws": draws,
         "fill_mask": guesses,
         "content_first": sum(is_content_word(top[0]) for top in guesses.values()),
+        "hidden_word_ranks": ranks,
         "hidden_word_in_top5": sum(FILL_MASK_CLOZES[prompt] in top for prompt, top in guesses.items()),
         "finetuning": runs,
         "gains": gains,
@@ -183,7 +201,8 @@ def main() -> None:
     for name, (accuracy, share) in result["held_out_10_draws"].items():
         print(f"{name:<24} over 10 draws of the held-out pairs: accuracy {accuracy:.3f}  majority class {share:.3f}")
     for prompt, top in guesses.items():
-        print(f"  {prompt!r} -> {top}  (hidden: {FILL_MASK_CLOZES[prompt]!r})")
+        hidden, rank = FILL_MASK_CLOZES[prompt], result["hidden_word_ranks"][prompt]
+        print(f"  {prompt!r} -> {top}  (hidden: {hidden!r}, ranked {rank + 1})")
     for seed, (p, r) in enumerate(zip(runs["pretrained"], runs["random"])):
         print(
             f"seed {seed}: pretrained {p['accuracy']:.1%} (loss {p['loss']:.3f})  random {r['accuracy']:.1%} "
@@ -196,7 +215,8 @@ def main() -> None:
     summary += " | 10 draws " + " ".join(f"{t} {a:.3f}/{m:.3f}" for t, (a, m) in result["held_out_10_draws"].items())
     summary += (
         f" | fill: {result['content_first']}/{len(guesses)} content words first, "
-        f"{result['hidden_word_in_top5']}/{len(guesses)} hidden word in top 5 {[top[0] for top in guesses.values()]}"
+        f"{result['hidden_word_in_top5']}/{len(guesses)} hidden word in top 5, median rank "
+        f"{np.median(list(result['hidden_word_ranks'].values())) + 1:.0f} {[top[0] for top in guesses.values()]}"
     )
     if gains:
         p_acc = [r["accuracy"] for r in runs["pretrained"]]
