@@ -114,13 +114,14 @@ def finetune(
 
 def run_demo(
     output_dir: str | os.PathLike = "demo-output",
-    steps: int = 600,
+    steps: int | None = None,
     seed: int = 0,
     finetune_epochs: float = 15,
     finetune_learning_rate: float = 3e-4,
     finetune_seeds: int = 3,
 ) -> dict[str, Any]:
-    """Run the four steps above, printing as it goes; returns the measured figures (fine-tuning:
+    """Run the four steps above, printing as it goes (``steps``: pretraining steps, default the
+    ``tiny-demo`` recipe's); returns the measured figures (fine-tuning:
     the means over ``finetune_seeds`` seeds from ``seed`` on, each run's figures under ``runs``)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -136,16 +137,20 @@ def run_demo(
     )
     print(f"pretraining text (the built-in corpus minus the test passages) -> {corpus_file}")
 
-    _step(2, f"pretraining a tiny bert18 with the ERNIE 2.0 task set for {steps} steps (recipe tiny-demo)")
     pretrained_dir = output_dir / "pretrained"
     recipe = parse_recipe(
         "tiny-demo",
         output_dir=str(pretrained_dir),
         corpus=str(corpus_file),
-        max_steps=steps,
         seed=seed,
         overwrite_output_dir=True,
         disable_tqdm=True,
+        **({} if steps is None else {"max_steps": steps}),  # None: the recipe's
+    )
+    _step(
+        2,
+        f"pretraining a tiny bert18 with the ERNIE 2.0 task set for {recipe.training.max_steps} steps of "
+        f"{recipe.training.per_device_train_batch_size} (recipe tiny-demo)",
     )
     pretraining = run_pretraining(recipe)
 
