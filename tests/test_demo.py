@@ -6,7 +6,35 @@ import pytest
 import yaml
 from helpers import ERNIE_TASKS
 
-from bert18.demo import run_demo
+from bert18.data import builtin_corpus
+from bert18.data.downstream import module_classification, remove_passages
+from bert18.demo import FILL_MASK_CLOZES, FILL_MASK_PROMPTS, run_demo
+
+
+def test_fill_mask_prompts_are_unseen_sentences_of_the_test_passages():
+    """The demo's cloze prompts are fair: each, with its hidden word put back, is a sentence of one module's
+    test passages, which the pretraining text does not contain; the hidden word is a word of that text
+    (a content word the model could have learnt), one [MASK] per prompt, one prompt per module."""
+    task = module_classification()
+    names = task["test"].features["label"].names
+
+    def flat(text: str) -> str:
+        return " ".join(text.split())
+
+    passages = [(flat(row["text"]), names[row["label"]]) for row in task["test"]]
+    pretraining = [flat(text) for text in remove_passages(builtin_corpus(), task["test"])["text"]]
+    words = {word.strip(".,:;()'\"").lower() for text in pretraining for word in text.split()}
+    modules = []
+    assert list(FILL_MASK_CLOZES) == FILL_MASK_PROMPTS
+    for prompt, hidden in FILL_MASK_CLOZES.items():
+        assert prompt.count("[MASK]") == 1
+        sentence = prompt.replace("[MASK]", hidden)
+        found = [module for text, module in passages if sentence in text]
+        assert found, f"{sentence!r} is in no test passage"
+        modules.append(found[0])
+        assert not any(sentence in text for text in pretraining), f"{sentence!r} is in the pretraining text"
+        assert hidden in words
+    assert sorted(modules) == sorted(names)
 
 
 @pytest.mark.slow

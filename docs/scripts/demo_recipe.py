@@ -3,19 +3,27 @@
     python docs/scripts/demo_recipe.py src/bert18/recipes/tiny-demo.yaml [--key=value ...] [--seeds 3] [--json out.json]
 
 Every ``--key=value`` after the recipe overrides a recipe key, exactly as on the ``bert18 pretrain``
-command line (``--mlm_probability=0.3``, ``--config_overrides={hidden_dropout_prob: 0.0}``), so one
-change at a time can be measured against the packaged recipe. The script reproduces the demo's four
-steps: the module-classification task's test passages are cut out of the built-in corpus, the recipe
-pretrains on the rest (``bert18.training.build_pretraining``, the code under ``bert18 pretrain``),
-fill-mask answers are read with transformers' pipeline, and the pretrained model and the same
-architecture from random weights are fine-tuned with the same seeds and hyper-parameters (the
-demo's: learning rate 3e-4, 15 epochs, batch 16, linear decay). It prints
+command line (``--mlm_probability=0.3``, ``'--config_overrides={"hidden_dropout_prob": 0.0}'``), so one
+change at a time can be measured against the packaged recipe. The script runs the demo's own code
+(``bert18.demo``) for its four steps: the module-classification task's test passages are cut out of
+the built-in corpus, the recipe pretrains on the rest (``bert18.training.build_pretraining``, the code
+under ``bert18 pretrain``), fill-mask answers are read with transformers' pipeline, and the
+pretrained model and the same architecture from random weights are fine-tuned by the
+``finetune-modules`` recipe (``bert18.demo.finetune``, what ``bert18 finetune`` runs) with the same
+seeds and hyper-parameters (the demo's: learning rate 3e-4, 15 epochs, batch 16, linear decay). It
+prints
 
 - each pretraining task's held-out accuracy beside its majority class (the share of the most
   frequent label among the held-out targets, drawn by the same collator: the accuracy of a model
-  that learnt nothing but the label frequencies; for MLM, the most frequent target token);
-- the top-5 fill-mask answers for the demo's three prompts;
-- the test accuracy and loss per fine-tuning seed, pretrained and random, and their differences.
+  that learnt nothing but the label frequencies; for MLM, the most frequent target token), with
+  the held-out accuracy at each evaluation during pretraining;
+- the same over 10 draws of the held-out pairs (one draw is 107 sentence pairs: too few to tell a
+  few points from chance);
+- the top-5 fill-mask answers for the demo's cloze prompts (``bert18.demo.FILL_MASK_CLOZES``), how
+  many start with a content word (``FUNCTION_WORDS`` counts, it never filters) and how many have the
+  hidden word in their top 5;
+- the test accuracy and loss per fine-tuning seed, pretrained and random, and their differences
+  (``--seeds 0``: none, the pretraining figures alone).
 
 Run it with ``OMP_NUM_THREADS=1`` on a shared machine; on one core a run of the packaged recipe
 takes about 6 minutes (pretraining ~4, fine-tuning 2 x 3 seeds ~2).
@@ -26,7 +34,6 @@ import json
 import sys
 import tempfile
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -34,20 +41,28 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForMaskedLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from bert18.configuration_bert18 import PRETRAINING_TASKS
-from bert18.data import builtin_corpus
-from bert18.data.downstream import module_classification, remove_passages
-from bert18.modeling_bert18 import Bert18ForSequenceClassification
+from bert18.data.downstream import module_classification
+from bert18.demo import FILL_MASK_CLOZES, fill_mask, finetune, pretraining_corpus
 from bert18.training import parse_recipe
 from bert18.training.pretrain import build_pretraining
 
-PROMPTS = [
-    "Return a new [MASK] containing the items of the list.",
-    "Raise a [MASK] if the file does not exist.",
-    "The default value of the argument is [MASK].",
-]
+# Function words and punctuation: a fill-mask answer among them is no content word of the corpus.
+# Used to count the answers, never to filter them (the answers printed are the pipeline's top 5).
+FUNCTION_WORDS = frozenset(
+    """a an the this that these those it its they them their he she we you i is are was were be been
+    being am has have had do does did will would shall should can could may might must of in on at by
+    for with from to into onto over under about as than then so such and or but nor not no if when
+    while where which who whom whose what how why there here all any each some one other same only
+    also just very more most""".split()
+)
+
+
+def is_content_word(answer: str) -> bool:
+    """A word of letters or digits (not a continuation piece) and not a function word."""
+    return answer.isalnum() and answer.lower() not in FUNCTION_WORDS
 
 
 def majority_baselines(run) -> dict[str, float]:
@@ -58,81 +73,61 @@ def majority_baselines(run) -> dict[str, float]:
     for start in range(0, len(rows), 64):
         batch = collator(rows[start : start + 64])
         for task in counts:
-            labels = batch[PRETRAINING_TASKS[task][0]]
+            labels = batch[PRETRAINING_TASKS[task].label]
             counts[task].update(labels[labels != -100].tolist())
     return {task: max(c.values()) / sum(c.values()) for task, c in counts.items() if c}
 
 
-def fill_mask(model_dir: Path) -> dict[str, list[str]]:
-    model = AutoModelForMaskedLM.from_pretrained(model_dir)
+def hidden_word_ranks(model_dir: Path) -> dict[str, int]:
+    """Where each cloze's hidden word stands among the model's answers (0: first), a graded measure of
+    fill-mask beneath the top 5: a model that uses the context moves the hidden word up."""
+    model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    fill = transformers.pipeline("fill-mask", model=model, tokenizer=tokenizer, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {p: [g["token_str"] for g in fill(p, top_k=5)] for p in PROMPTS}
+    ranks = {}
+    for prompt, hidden in FILL_MASK_CLOZES.items():
+        encoded = tokenizer(prompt, return_tensors="pt")
+        position = int((encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0])
+        with torch.no_grad():
+            scores = model(**encoded).logits[0, position]
+        ranks[prompt] = int((scores > scores[tokenizer.convert_tokens_to_ids(hidden)]).sum())
+    return ranks
 
 
-def finetune(
-    model,
-    tokenizer,
-    task: datasets.DatasetDict,
-    seed: int,
-    output_dir: str,
-    epochs: float = 15,
-    learning_rate: float = 3e-4,
-) -> dict[str, float]:
-    """The demo's fine-tuning: test accuracy and loss on the module task."""
-    encoded = task.map(
-        lambda b: tokenizer(b["text"], truncation=True, max_length=128),
-        batched=True,
-        remove_columns=["text", "document", "start", "end"],
-    )
-    args = TrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=epochs,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=64,
-        learning_rate=learning_rate,
-        warmup_steps=0.1,
-        weight_decay=0.01,
-        lr_scheduler_type="linear",
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["test"],
-        processing_class=tokenizer,
-        compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())},
-    )
-    trainer.train()
-    metrics = trainer.evaluate()
-    return {"accuracy": metrics["eval_accuracy"], "loss": metrics["eval_loss"]}
+def held_out_draws(run, draws: int) -> dict[str, tuple[float, float]]:
+    """Each task's held-out accuracy and majority share over ``draws`` pairings of the held-out documents
+    (epochs 0, 1, ... of the held-out pair dataset): 107 pairs are one draw, too few to tell 40% from
+    37% apart, so the pairs are drawn again. Runs after training: it changes nothing the
+    model saw. Returns {task: (mean accuracy over the draws, majority share of all their targets)}."""
+    accuracy: dict[str, list[float]] = {task: [] for task in run.config.pretraining_tasks}
+    counts: dict[str, Counter] = {task: Counter() for task in accuracy}
+    for draw in range(draws):
+        run.eval_dataset.set_epoch(draw)
+        rows = [dict(row) for row in run.eval_dataset]  # the trainer's evaluation always draws epoch 0
+        metrics = run.trainer.evaluate(eval_dataset=rows, metric_key_prefix="draw")
+        for task in accuracy:
+            accuracy[task].append(metrics[f"draw_{task}_accuracy"])
+        for start in range(0, len(rows), 64):
+            batch = run.trainer.data_collator(rows[start : start + 64])
+            for task in counts:
+                labels = batch[PRETRAINING_TASKS[task].label]
+                counts[task].update(labels[labels != -100].tolist())
+    return {task: (float(np.mean(accuracy[task])), max(c.values()) / sum(c.values())) for task, c in counts.items()}
 
 
 def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
-    """Pretrain with the recipe (plus ``--key=value`` overrides) and measure it as described above."""
+    """Pretrain with the recipe (plus ``--key=value`` overrides) and measure it as described above;
+    ``seeds=0`` stops after fill-mask (the pretraining figures alone)."""
     torch.set_num_threads(1)
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     work = Path(tempfile.mkdtemp(prefix="demo-recipe-"))
     task = module_classification()
-    corpus_file = work / "pretraining-corpus.jsonl"
-    remove_passages(builtin_corpus(), task["test"]).select_columns(["text"]).to_json(corpus_file, lines=True)
     model_dir = work / "pretrained"
     recipe = parse_recipe(
         recipe_path,
         overrides,
         output_dir=str(model_dir),
-        corpus=str(corpus_file),
+        corpus=str(pretraining_corpus(work, task)),
         overwrite_output_dir=True,
         disable_tqdm=True,
         report_to=[],
@@ -147,27 +142,37 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
     run.trainer.save_model()
     pretrain_seconds = time.perf_counter() - start
     held_out = {name: metrics.get(f"eval_{name}_accuracy") for name in run.config.pretraining_tasks}
+    curves = {  # the held-out accuracies at each evaluation during pretraining
+        name: [
+            (entry["step"], entry[f"eval_{name}_accuracy"])
+            for entry in run.trainer.state.log_history
+            if f"eval_{name}_accuracy" in entry
+        ]
+        for name in run.config.pretraining_tasks
+    }
+    draws = held_out_draws(run, 10) if hasattr(run.eval_dataset, "set_epoch") else {}
     guesses = fill_mask(model_dir)
+    ranks = hidden_word_ranks(model_dir)
 
-    names = task["train"].features["label"].names
-    labels = dict(num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # the demo's fine-tuning: the finetune-modules recipe (bert18.demo.finetune), both starts, same seeds
     runs: dict[str, list[dict[str, float]]] = {"pretrained": [], "random": []}
     start = time.perf_counter()
     for seed in range(seeds):
-        transformers.set_seed(seed)
-        pretrained = Bert18ForSequenceClassification.from_pretrained(model_dir, **labels)
-        transformers.set_seed(seed)
-        scratch = Bert18ForSequenceClassification(pretrained.config)
-        runs["pretrained"].append(finetune(pretrained, tokenizer, task, seed, str(work / "ft")))
-        runs["random"].append(finetune(scratch, tokenizer, task, seed, str(work / "ft")))
+        for arm, from_scratch in (("pretrained", False), ("random", True)):
+            folder = work / f"finetuned-{arm}" / f"seed-{seed}"
+            runs[arm].append(finetune(model_dir, folder, seed, 15, 3e-4, from_scratch))
     finetune_seconds = time.perf_counter() - start
     gains = [p["accuracy"] - r["accuracy"] for p, r in zip(runs["pretrained"], runs["random"])]
     return {
         "overrides": overrides,
         "held_out_accuracy": held_out,
         "majority": majority,
+        "curves": curves,
+        "held_out_10_draws": draws,
         "fill_mask": guesses,
+        "content_first": sum(is_content_word(top[0]) for top in guesses.values()),
+        "hidden_word_ranks": ranks,
+        "hidden_word_in_top5": sum(FILL_MASK_CLOZES[prompt] in top for prompt, top in guesses.items()),
         "finetuning": runs,
         "gains": gains,
         "pretrain_seconds": pretrain_seconds,
@@ -178,7 +183,7 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
-    parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (0, 1, ...)")
+    parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (0, 1, ...); 0: pretraining only")
     parser.add_argument("--json", help="write the measurements here")
     parser.add_argument("--label", default="", help="a name for this run in the printed line")
     args, overrides = parser.parse_known_args()
@@ -188,26 +193,40 @@ def main() -> None:
         result[k] for k in ("held_out_accuracy", "majority", "fill_mask", "finetuning", "gains")
     )
     for name in held_out:
-        print(f"{name:<24} held-out accuracy {held_out[name]:.3f}  majority class {majority.get(name, 0):.3f}")
+        curve = " ".join(f"{step}: {value:.3f}" for step, value in result["curves"][name])
+        print(
+            f"{name:<24} held-out accuracy {held_out[name]:.3f}  majority class {majority.get(name, 0):.3f}"
+            f"  (during pretraining {curve})"
+        )
+    for name, (accuracy, share) in result["held_out_10_draws"].items():
+        print(f"{name:<24} over 10 draws of the held-out pairs: accuracy {accuracy:.3f}  majority class {share:.3f}")
     for prompt, top in guesses.items():
-        print(f"  {prompt!r} -> {top}")
+        hidden, rank = FILL_MASK_CLOZES[prompt], result["hidden_word_ranks"][prompt]
+        print(f"  {prompt!r} -> {top}  (hidden: {hidden!r}, ranked {rank + 1})")
     for seed, (p, r) in enumerate(zip(runs["pretrained"], runs["random"])):
         print(
             f"seed {seed}: pretrained {p['accuracy']:.1%} (loss {p['loss']:.3f})  random {r['accuracy']:.1%} "
             f"(loss {r['loss']:.3f})  gain {gains[seed] * 100:+.1f}"
         )
-    p_acc = [r["accuracy"] for r in runs["pretrained"]]
-    r_acc = [r["accuracy"] for r in runs["random"]]
-    print(
+    summary = (
         f"SUMMARY {args.label or ' '.join(overrides) or 'recipe'}: mlm {held_out.get('mlm', 0):.3f} | "
         + " ".join(f"{t} {held_out[t]:.3f}/{majority.get(t, 0):.3f}" for t in held_out if t != "mlm")
-        + f" | pretrained {np.mean(p_acc):.1%} ± {np.std(p_acc):.1%}"
-        + f" random {np.mean(r_acc):.1%} ± {np.std(r_acc):.1%}"
-        + f" | gains {' '.join(f'{g * 100:+.1f}' for g in gains)} | min gain {min(gains) * 100:+.1f}"
-        + f" | fill {[top[0] for top in guesses.values()]}"
-        + f" | {result['pretrain_seconds']:.0f}s + {result['finetune_seconds']:.0f}s",
-        flush=True,
     )
+    summary += " | 10 draws " + " ".join(f"{t} {a:.3f}/{m:.3f}" for t, (a, m) in result["held_out_10_draws"].items())
+    summary += (
+        f" | fill: {result['content_first']}/{len(guesses)} content words first, "
+        f"{result['hidden_word_in_top5']}/{len(guesses)} hidden word in top 5, median rank "
+        f"{np.median(list(result['hidden_word_ranks'].values())) + 1:.0f} {[top[0] for top in guesses.values()]}"
+    )
+    if gains:
+        p_acc = [r["accuracy"] for r in runs["pretrained"]]
+        r_acc = [r["accuracy"] for r in runs["random"]]
+        summary += (
+            f" | pretrained {np.mean(p_acc):.1%} ± {np.std(p_acc):.1%}"
+            f" random {np.mean(r_acc):.1%} ± {np.std(r_acc):.1%}"
+            f" | gains {' '.join(f'{g * 100:+.1f}' for g in gains)} | min gain {min(gains) * 100:+.1f}"
+        )
+    print(summary + f" | {result['pretrain_seconds']:.0f}s + {result['finetune_seconds']:.0f}s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

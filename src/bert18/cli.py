@@ -5,14 +5,15 @@ import sys
 
 
 def _demo(args: argparse.Namespace) -> None:
+    steps = {} if args.steps is None else {"steps": args.steps}  # none given: each demo's own default
     if args.language == "zh":
         from .demo_zh import run_chinese_demo
 
-        run_chinese_demo(args.output_dir or "demo-output-zh", steps=args.steps, seed=args.seed)
+        run_chinese_demo(args.output_dir or "demo-output-zh", **steps, seed=args.seed)
         return
     from .demo import run_demo
 
-    run_demo(args.output_dir or "demo-output", steps=args.steps, seed=args.seed)
+    run_demo(args.output_dir or "demo-output", **steps, seed=args.seed)
 
 
 def _pretrain(argv: list[str]) -> int:
@@ -117,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="en: the built-in corpus and the module task; zh: the People's Daily with ERNIE 1.0's "
         "knowledge masking, Chinese NER and review sentiment (needs bert18[zh])",
     )
-    demo.add_argument("--steps", type=int, default=600, help="pretraining steps of the tiny model")
+    demo.add_argument(
+        "--steps", type=int, default=None, help="pretraining steps of the tiny model (default: 1200 for en, 600 for zh)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
 

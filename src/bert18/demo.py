@@ -6,7 +6,8 @@
    tiny bert18 with the ERNIE 2.0 task set (knowledge masking, sentence distance, capitalization,
    token-document relation) under the HF Trainer, prints each task's held-out loss and accuracy
    and writes their curves.
-3. Shows fill-mask predictions of the pretrained model.
+3. Shows fill-mask predictions of the pretrained model on cloze sentences of the test passages
+   (``FILL_MASK_CLOZES``: never read in pretraining, each hiding a content word), unfiltered.
 4. Fine-tunes it on the downstream task with the ``finetune-modules`` fine-tuning recipe (what
    ``bert18 finetune finetune-modules`` runs) and, with the same recipe, seeds and hyper-parameters,
    the same architecture from random weights (the recipe's ``from_scratch: true``): test loss,
@@ -35,11 +36,21 @@ from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_p
 
 FINETUNE_RECIPE = "finetune-modules"
 STARTS = {"pretrained": False, "random start": True}  # arm -> the recipe's from_scratch
-FILL_MASK_PROMPTS = [
-    "Return a new [MASK] containing the items of the list.",
-    "Raise a [MASK] if the file does not exist.",
-    "The default value of the argument is [MASK].",
-]
+# Cloze sentences for fill-mask, each with the word it hides: one sentence of each module's test
+# passages (cut out of the pretraining text, so the model never read them), the hidden word a
+# content word the tokenizer keeps whole. Chosen before measuring any recipe on them; the answers
+# are the pipeline's top 5, unfiltered.
+FILL_MASK_CLOZES = {
+    "Return an ASCII-only representation of an [MASK].": "object",  # builtins
+    "This is necessary to compare [MASK] with unknown or inconsistent encoding.": "files",  # difflib
+    "The test runner's display [MASK] can be controlled in two ways.": "output",  # doctest
+    "Return true if the object is a code [MASK].": "object",  # inspect
+    "Log a [MASK] with severity 'ERROR' on the root logger.": "message",  # logging
+    "Return a duplicate of a file [MASK].": "descriptor",  # posix
+    "Convert data to floats and compute the arithmetic [MASK].": "mean",  # statistics
+    "At runtime, functions marked this way should return a [MASK].": "boolean",  # typing
+}
+FILL_MASK_PROMPTS = list(FILL_MASK_CLOZES)
 
 
 def _step(number: int, title: str) -> None:
@@ -66,13 +77,21 @@ def fill_mask(model_dir: Path, prompts: Sequence[str] = FILL_MASK_PROMPTS) -> di
 
 
 def finetune(
-    model_dir: Path, output_dir: Path, seed: int, epochs: float, learning_rate: float, from_scratch: bool = False
+    model_dir: str | os.PathLike,
+    output_dir: Path,
+    seed: int,
+    epochs: float,
+    learning_rate: float,
+    from_scratch: bool = False,
+    **overrides: Any,
 ) -> dict[str, float]:
     """Fine-tune ``model_dir`` on the module task with the ``finetune-modules`` recipe (from random weights
-    of its architecture with ``from_scratch``); test loss, accuracy and macro-F1. What the recipe prints
-    goes to ``finetuning.log`` next to ``output_dir``, so the demo's comparison stays one line a run."""
+    of its architecture with ``from_scratch``); test loss, accuracy and macro-F1. ``overrides`` are more
+    recipe keys (``mode="partial"``, ``freeze_layers=3``, ...). What the recipe prints goes to
+    ``finetuning.log`` next to ``output_dir``, so the demo's comparison stays one line a run."""
     recipe = parse_finetune_recipe(
         FINETUNE_RECIPE,
+        **overrides,
         model_name_or_path=str(model_dir),
         from_scratch=from_scratch,
         output_dir=str(output_dir),
@@ -95,13 +114,14 @@ def finetune(
 
 def run_demo(
     output_dir: str | os.PathLike = "demo-output",
-    steps: int = 600,
+    steps: int | None = None,
     seed: int = 0,
     finetune_epochs: float = 15,
     finetune_learning_rate: float = 3e-4,
     finetune_seeds: int = 3,
 ) -> dict[str, Any]:
-    """Run the four steps above, printing as it goes; returns the measured figures (fine-tuning:
+    """Run the four steps above, printing as it goes (``steps``: pretraining steps, default the
+    ``tiny-demo`` recipe's); returns the measured figures (fine-tuning:
     the means over ``finetune_seeds`` seeds from ``seed`` on, each run's figures under ``runs``)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -117,23 +137,27 @@ def run_demo(
     )
     print(f"pretraining text (the built-in corpus minus the test passages) -> {corpus_file}")
 
-    _step(2, f"pretraining a tiny bert18 with the ERNIE 2.0 task set for {steps} steps (recipe tiny-demo)")
     pretrained_dir = output_dir / "pretrained"
     recipe = parse_recipe(
         "tiny-demo",
         output_dir=str(pretrained_dir),
         corpus=str(corpus_file),
-        max_steps=steps,
         seed=seed,
         overwrite_output_dir=True,
         disable_tqdm=True,
+        **({} if steps is None else {"max_steps": steps}),  # None: the recipe's
+    )
+    _step(
+        2,
+        f"pretraining a tiny bert18 with the ERNIE 2.0 task set for {recipe.training.max_steps} steps of "
+        f"{recipe.training.per_device_train_batch_size} (recipe tiny-demo)",
     )
     pretraining = run_pretraining(recipe)
 
     _step(3, "fill-mask with the pretrained model (AutoModelForMaskedLM)")
     guesses = fill_mask(pretrained_dir)
     for prompt, top in guesses.items():
-        print(f"  {prompt!r} -> {top}")
+        print(f"  {prompt!r} -> {top}   (the passage says {FILL_MASK_CLOZES[prompt]!r})")
 
     _step(4, "fine-tuning on the module task: pretrained weights vs the same model from random weights")
     seeds = range(seed, seed + finetune_seeds)
