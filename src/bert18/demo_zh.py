@@ -9,8 +9,9 @@
 3. Shows fill-mask predictions of the pretrained model.
 4. Fine-tunes it with the fine-tuning recipes ``finetune-people-daily-ner`` (named entities on the
    held-out documents) and ``finetune-chinese-reviews`` (sentiment of product reviews), next to the
-   same architecture from random weights (the same recipe with ``from_scratch: true``), with three
-   seeds each: the gain of the pretrained start per seed, beside the seed-to-seed spread.
+   same architecture from random weights (the same recipe with ``from_scratch: true``): named
+   entities with three seeds (the gain of the pretrained start per seed, beside the seed-to-seed
+   spread), reviews with one.
 """
 
 import contextlib
@@ -26,9 +27,11 @@ from .demo import STARTS, fill_mask
 from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_pretraining
 
 FILL_MASK_PROMPTS = ["新华社北京一月一日[MASK]", "我国经济持续快速[MASK]展", "中国共产[MASK]中央委员会"]
-TASKS = {  # recipe, the metric shown, training examples used (three seeds x two starts in a CPU's few minutes)
-    "named entities": ("finetune-people-daily-ner", "eval_overall_f1", 1500),
-    "review sentiment": ("finetune-chinese-reviews", "eval_accuracy", 1500),
+# recipe, the metric shown, training examples used, fine-tuning seeds (None: finetune_seeds); the demo's
+# transfer task is named entities (the text pretraining reads), three seeds per start in a CPU's few minutes.
+TASKS = {
+    "named entities": ("finetune-people-daily-ner", "eval_overall_f1", 2000, None),
+    "review sentiment": ("finetune-chinese-reviews", "eval_accuracy", 2000, 1),
 }
 
 
@@ -49,8 +52,8 @@ def run_chinese_demo(
     output_dir: str | os.PathLike = "demo-output-zh",
     steps: int = 600,
     seed: int = 0,
-    finetune_epochs: float = 3,
-    finetune_learning_rate: float = 3e-4,  # at 1e-3 fine-tuning overwrote what pretraining learnt (README)
+    finetune_epochs: float = 4,
+    finetune_learning_rate: float = 3e-4,  # at 1e-3 the pretrained start lost to the random one (README)
     finetune_seeds: int = 3,
 ) -> dict[str, Any]:
     """Run the four steps above, printing as it goes; returns the measured figures (fine-tuning: per
@@ -82,15 +85,14 @@ def run_chinese_demo(
         print(f"  {prompt} -> {top}")
 
     _step(4, "fine-tuning recipes: pretrained weights vs the same model from random weights")
-    seeds = range(seed, seed + finetune_seeds)
     print(
-        f"  same seeds ({', '.join(map(str, seeds))}) and hyper-parameters for both starts: learning rate "
-        f"{finetune_learning_rate:g}, {finetune_epochs:g} epochs, batch 32"
+        f"  the same seeds and hyper-parameters for both starts: learning rate {finetune_learning_rate:g}, "
+        f"{finetune_epochs:g} epochs, batch 32"
     )
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for task, (name, metric, examples) in TASKS.items():
+    for task, (name, metric, examples, task_seeds) in TASKS.items():
         scores: dict[str, list[float]] = {start: [] for start in STARTS}
-        for run_seed in seeds:
+        for run_seed in range(seed, seed + (task_seeds or finetune_seeds)):
             for start, from_scratch in STARTS.items():
                 finetuning = parse_finetune_recipe(
                     name,
