@@ -37,7 +37,7 @@ def test_demo_pretraining_beats_a_random_start(tmp_path):
 
 @pytest.mark.slow
 def test_chinese_demo_pretraining_does_not_hurt_named_entities(tmp_path):
-    """`make demo-zh` (about 20 minutes on one loaded core): the Chinese vocabulary, ERNIE 1.0 knowledge masking on
+    """`make demo-zh` (9 minutes on one core): the Chinese vocabulary, ERNIE 1.0 knowledge masking on
     the People's Daily, fill-mask, and both fine-tuning recipes from the pretrained and the random start. On
     named entities (held-out documents, three seeds) the pretrained start is ahead on average and never
     behind (measured: F1 gains +0.037, +0.000, +0.021 with a seed-to-seed spread of 0.032, README, Chinese:
