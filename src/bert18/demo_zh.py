@@ -9,13 +9,17 @@
 3. Shows fill-mask predictions of the pretrained model.
 4. Fine-tunes it with the fine-tuning recipes ``finetune-people-daily-ner`` (named entities on the
    held-out documents) and ``finetune-chinese-reviews`` (sentiment of product reviews), next to the
-   same architecture from random weights (the same recipe with ``from_scratch: true``).
+   same architecture from random weights (the same recipe with ``from_scratch: true``): named
+   entities with three seeds (the gain of the pretrained start per seed, beside the seed-to-seed
+   spread), reviews with one.
 """
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import transformers
 
 from .data.chinese import people_daily_documents, people_daily_splits
@@ -23,9 +27,11 @@ from .demo import STARTS, fill_mask
 from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_pretraining
 
 FILL_MASK_PROMPTS = ["新华社北京一月一日[MASK]", "我国经济持续快速[MASK]展", "中国共产[MASK]中央委员会"]
-TASKS = {  # recipe, the metric shown, training examples used (a CPU's few minutes)
-    "named entities": ("finetune-people-daily-ner", "eval_overall_f1", 4000),
-    "review sentiment": ("finetune-chinese-reviews", "eval_accuracy", 4000),
+# recipe, the metric shown, training examples used, fine-tuning seeds (None: finetune_seeds); the demo's
+# transfer task is named entities (the text pretraining reads), three seeds per start in a CPU's few minutes.
+TASKS = {
+    "named entities": ("finetune-people-daily-ner", "eval_overall_f1", 2000, None),
+    "review sentiment": ("finetune-chinese-reviews", "eval_accuracy", 2000, 1),
 }
 
 
@@ -46,10 +52,12 @@ def run_chinese_demo(
     output_dir: str | os.PathLike = "demo-output-zh",
     steps: int = 600,
     seed: int = 0,
-    finetune_epochs: float = 2,
-    finetune_learning_rate: float = 1e-3,
+    finetune_epochs: float = 4,
+    finetune_learning_rate: float = 3e-4,  # at 1e-3 the pretrained start lost to the random one (README)
+    finetune_seeds: int = 3,
 ) -> dict[str, Any]:
-    """Run the four steps above, printing as it goes; returns the measured figures."""
+    """Run the four steps above, printing as it goes; returns the measured figures (fine-tuning: per
+    task and start, the scores of ``finetune_seeds`` seeds from ``seed`` on, their mean and spread)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     transformers.logging.set_verbosity_error()
@@ -77,27 +85,47 @@ def run_chinese_demo(
         print(f"  {prompt} -> {top}")
 
     _step(4, "fine-tuning recipes: pretrained weights vs the same model from random weights")
-    results: dict[str, dict[str, float]] = {}
-    for task, (name, metric, examples) in TASKS.items():
-        for start, from_scratch in STARTS.items():
-            finetuning = parse_finetune_recipe(
-                name,
-                model_name_or_path=str(pretrained),
-                from_scratch=from_scratch,
-                output_dir=str(output_dir / f"{name}-{start.replace(' ', '-')}"),
-                max_train_samples=examples,
-                max_eval_samples=1000,
-                num_train_epochs=finetune_epochs,
-                learning_rate=finetune_learning_rate,
-                max_length=128,
-                use_cpu=True,
-                eval_strategy="no",
-                disable_tqdm=True,
-                seed=seed,
-                overwrite_output_dir=True,
-            )
-            score = run_finetuning(finetuning)["metrics"][metric]
-            results.setdefault(task, {})[start] = score
-            print(f"  {task:<17} {start:<13} {metric.removeprefix('eval_')} {score:.3f}", flush=True)
-    print(f"\nall outputs in {output_dir.resolve()}")
+    print(
+        f"  the same seeds and hyper-parameters for both starts: learning rate {finetune_learning_rate:g}, "
+        f"{finetune_epochs:g} epochs, batch 32"
+    )
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, (name, metric, examples, task_seeds) in TASKS.items():
+        scores: dict[str, list[float]] = {start: [] for start in STARTS}
+        for run_seed in range(seed, seed + (task_seeds or finetune_seeds)):
+            for start, from_scratch in STARTS.items():
+                finetuning = parse_finetune_recipe(
+                    name,
+                    model_name_or_path=str(pretrained),
+                    from_scratch=from_scratch,
+                    output_dir=str(output_dir / f"{name}-{start.replace(' ', '-')}" / f"seed-{run_seed}"),
+                    max_train_samples=examples,
+                    max_eval_samples=1000,
+                    num_train_epochs=finetune_epochs,
+                    learning_rate=finetune_learning_rate,
+                    max_length=128,
+                    use_cpu=True,
+                    eval_strategy="no",
+                    disable_tqdm=True,
+                    seed=run_seed,
+                    data_seed=run_seed,
+                    overwrite_output_dir=True,
+                )
+                with open(output_dir / "finetuning.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+                    scores[start].append(run_finetuning(finetuning)["metrics"][metric])
+                label = metric.removeprefix("eval_")
+                print(f"  {task:<17} seed {run_seed}  {start:<13} {label} {scores[start][-1]:.3f}", flush=True)
+        results[task] = {
+            start: {"runs": runs, "mean": float(np.mean(runs)), "spread": float(np.std(runs))}
+            for start, runs in scores.items()
+        }
+        gains = np.array(scores["pretrained"]) - np.array(scores["random start"])
+        spread = max(figures["spread"] for figures in results[task].values())
+        print(
+            f"  {task:<17} mean: pretrained {results[task]['pretrained']['mean']:.3f}, random start "
+            f"{results[task]['random start']['mean']:.3f}; gain per seed {' '.join(f'{g:+.3f}' for g in gains)} "
+            f"(seed-to-seed spread {spread:.3f})",
+            flush=True,
+        )
+    print(f"\nall outputs in {output_dir.resolve()} (what each fine-tuning run printed: finetuning.log)")
     return {"pretraining": pretraining.get("metrics", {}), "fill_mask": guesses, "finetuning": results}
