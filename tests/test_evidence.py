@@ -56,9 +56,10 @@ def test_static_masks_are_no_better_than_dynamic():
 def test_each_sentence_head_wins_its_own_task_nsp_vs_sop():
     """ALBERT, Table 5, the part that reproduces at this scale: on held-out documents the SOP-trained head
     beats the NSP-trained one on SOP pairs, and the NSP-trained head beats the SOP-trained one on NSP pairs,
-    seed by seed. Two seeds of docs/scripts/nsp_vs_sop.py's defaults (the first two of the three on
-    docs/evidence.md, which are repeated exactly: seed s's models do not depend on the number of seeds)."""
-    results = script("nsp_vs_sop").experiment(seeds=2)
+    on each of the three seeds on docs/evidence.md. Run here: seed 0 of docs/scripts/nsp_vs_sop.py's defaults
+    (repeated exactly: seed s's models do not depend on the number of seeds; one seed keeps the test near
+    10 minutes on a loaded core; +4.8 and +4.9 points on seed 0)."""
+    results = script("nsp_vs_sop").experiment(seeds=1)
     print(results)
     nsp, sop = results["nsp"], results["sop"]
     for trained_on_nsp, trained_on_sop in zip(nsp, sop):
