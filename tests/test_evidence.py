@@ -81,3 +81,32 @@ def test_alibi_reads_past_the_trained_length_where_rotary_and_sinusoids_degrade(
     assert np.all(change["alibi"] < 0.005), change  # ALiBi no worse at 512 than at 128: -0.005 to -0.003 measured
     assert np.all(change["rotary"] - change["alibi"] > 0.08), change  # rotary loses more: 0.14-0.18 measured
     assert np.all(change["sinusoidal-scaled"] - change["alibi"] > 0.02), change  # the sinusoids too: 0.04-0.05
+
+
+@pytest.mark.slow
+def test_each_sentence_head_wins_its_own_task_nsp_vs_sop():
+    """ALBERT, Table 5, the part that reproduces at this scale: on held-out documents the SOP-trained head
+    beats the NSP-trained one on SOP pairs, and the NSP-trained head beats the SOP-trained one on NSP pairs,
+    on each of the three seeds on docs/evidence.md. Run here: seed 0 of docs/scripts/nsp_vs_sop.py's defaults
+    (repeated exactly: seed s's models do not depend on the number of seeds; one seed keeps the test near
+    10 minutes on a loaded core; +4.8 and +4.9 points on seed 0)."""
+    results = script("nsp_vs_sop").experiment(seeds=1)
+    print(results)
+    nsp, sop = results["nsp"], results["sop"]
+    for trained_on_nsp, trained_on_sop in zip(nsp, sop):
+        assert trained_on_sop["on_sop"] - trained_on_nsp["on_sop"] > 0.01  # +2.5 to +4.8 points measured
+        assert trained_on_nsp["on_nsp"] - trained_on_sop["on_nsp"] > 0.01  # +2.6 to +4.9 points measured
+        assert trained_on_sop["on_sop"] > 0.55  # chance is 0.5; 58.1-59.9% measured on 1,204 pairs
+
+
+@pytest.mark.slow
+def test_factorized_embeddings_halve_the_model_and_cost_mlm_accuracy_at_equal_steps():
+    """ALBERT, Table 3, at this scale (docs/evidence.md section 8): E = 32 under H = 128 halves the tiny
+    model's parameters, and at equal steps its held-out MLM accuracy is lower than E = H's (by 3.0 to 4.7
+    points on the three seeds there; 1.5 asked). Seed 0 of docs/scripts/albert_factorization.py's defaults."""
+    results = script("albert_factorization").experiment(seeds=1)
+    print(results)
+    bert = results["BERT-style (E = H, not shared)"][0]
+    factorized = results["factorized (E = 32, not shared)"][0]
+    assert factorized["parameters"] < 0.55 * bert["parameters"]  # 0.63M against 1.25M
+    assert bert["mlm_accuracy"] - factorized["mlm_accuracy"] > 0.015  # 9.8% against 6.8% on seed 0
