@@ -278,11 +278,21 @@ def test_overwrite_never_deletes_the_checkpoint_it_is_asked_to_resume(tmp_path, 
     (output / "checkpoint-4").mkdir(parents=True)
     (output / "checkpoint-4" / "trainer_state.json").write_text("{}")
     before = tree(output)
-    for resume in ("true", str(output / "checkpoint-4")):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "link").symlink_to(output)
+    inside = [
+        output / "checkpoint-4",
+        tmp_path / "other" / ".." / "run" / "checkpoint-4",
+        tmp_path / "link" / "checkpoint-4",
+    ]
+    for resume in ("true", *map(str, inside)):  # also through ``..`` and a symbolic link
         command = ["pretrain", "tiny-demo", f"--output_dir={output}", *SMALL_CLI, "--overwrite_output_dir=true"]
         assert main([*command, f"--resume_from_checkpoint={resume}"]) == 2
         assert "overwrite_output_dir=true would delete" in one_line_error(capsys, "bert18 pretrain")
         assert tree(output) == before
+    linked = [*SMALL_CLI, f"--output_dir={tmp_path / 'link'}", "--overwrite_output_dir=true"]  # output_dir a link
+    assert main(["pretrain", "tiny-demo", *linked, f"--resume_from_checkpoint={output / 'checkpoint-4'}"]) == 2
+    assert "would delete" in one_line_error(capsys, "bert18 pretrain") and tree(output) == before
     elsewhere = tmp_path / "other" / "checkpoint-2"
     elsewhere.mkdir(parents=True)
     recipe = small(tmp_path, overwrite_output_dir=True, resume_from_checkpoint=str(elsewhere))

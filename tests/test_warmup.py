@@ -191,17 +191,18 @@ def test_every_example_once_per_pass_on_any_number_of_ranks(world):
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_a_batch_straddling_two_passes_never_holds_an_example_twice(world):
-    """Each pass's first examples avoid the previous pass's last ones, so no global batch repeats an
-    example (the plain permutations put one twice in 2 of 34, 9 of 41 and 20 of 45 straddling batches on 1,
-    2 and 3 ranks here), and every pass is still a whole permutation."""
-    examples, warmup = 61, BatchSizeWarmup(start=2, steps=5, full=5)  # 61 >= 4 x the largest global batch
+def test_an_optimizer_step_straddling_two_passes_never_holds_an_example_twice(world):
+    """Each pass's first examples avoid the previous pass's last ones, so no optimizer step (all ranks, both
+    micro-batches) repeats an example (the plain permutations put one twice in 5 of 38, 21 of 43 and 39 of 48
+    straddling steps on 1, 2 and 3 ranks here), and every pass is still a whole permutation."""
+    examples, warmup = 121, BatchSizeWarmup(start=2, steps=5, full=5)  # 121 >= 4 x the largest step (5 x 3 x 2)
     order, straddling = [], 0
-    for batches in global_batches(examples, warmup, accumulation=1, seed=7, world=world, epochs=40):
-        batch = [index for rank_batch in batches for index in rank_batch]
-        assert len(set(batch)) == len(batch), batch
-        straddling += (len(order) // examples) != ((len(order) + len(batch) - 1) // examples)
-        order.extend(batch)
+    micro_batches = global_batches(examples, warmup, accumulation=2, seed=7, world=world, epochs=40)
+    for first, second in zip(micro_batches, micro_batches, strict=True):  # the two micro-batches of a step
+        step = [index for rank_batch in (*first, *second) for index in rank_batch]
+        assert len(set(step)) == len(step), step
+        straddling += (len(order) // examples) != ((len(order) + len(step) - 1) // examples)
+        order.extend(step)
     assert straddling >= 10
     assert_whole_passes(order, examples)
 

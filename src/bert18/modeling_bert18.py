@@ -25,7 +25,8 @@ the heads and ``__all__``. Every choice is a ``Bert18Config`` field:
   real tokens only, with variable-length attention (``attention_bert18``); with MLM labels and
   ``sparse_prediction`` the head scores the labelled positions only, and when nothing else reads the
   final states the last layer computes them there alone, after its attention. All give the padded,
-  dense computation's results. ``torch.export`` / ONNX trace the padded path with tensor ops only (no
+  dense computation's results (without dropout, bit for bit up to float rounding; with it, the same
+  computation under other dropout draws). ``torch.export`` / ONNX trace the padded path with tensor ops only (no
   branch on the mask's values) and zero padding as the unpadded path does: the same outputs.
 - Two-stream attention (XLNet's permutation LM, seed questions 15-16): per-example [B, L, L] masks
   for the content stream, and a query stream appended after the content rows: it starts from a

@@ -134,8 +134,6 @@ def _check_output_dir(recipe: Any) -> bool:
 
     training = recipe.training
     output = Path(training.output_dir)
-    if recipe.run.overwrite_output_dir:
-        clear_output_dir(training)
     resume = str(training.resume_from_checkpoint or "").lower() in ("true", "last", "yes")
     if (
         training.resume_from_checkpoint is not None
@@ -146,6 +144,8 @@ def _check_output_dir(recipe: Any) -> bool:
             "a run in phases resumes with resume_from_checkpoint=true (each phase from its own last "
             f"checkpoint), not from a given folder ({training.resume_from_checkpoint})"
         )
+    if recipe.run.overwrite_output_dir:  # after every refusal: nothing is deleted for a run that cannot start
+        clear_output_dir(training)
     if output.is_dir() and any(output.iterdir()) and not resume:
         raise FileExistsError(
             f"output_dir {output} already holds a run: pass --resume_from_checkpoint=true to "

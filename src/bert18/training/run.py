@@ -86,8 +86,8 @@ def refuse_resuming_from_what_overwrite_deletes(training: TrainingArguments) -> 
     value = str(training.resume_from_checkpoint or "")
     if value.lower() in ("", "false", "no", "none"):
         return
-    checkpoint = Path(value).absolute()
-    if value.lower() in ("true", "last", "yes") or Path(training.output_dir).absolute() in (
+    checkpoint = Path(value).resolve()  # resolved: ``..`` and symbolic links cannot hide that it lies inside
+    if value.lower() in ("true", "last", "yes") or Path(training.output_dir).resolve() in (
         checkpoint,
         *checkpoint.parents,
     ):

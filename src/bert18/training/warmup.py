@@ -22,8 +22,8 @@ one over its first tokens, as GPT-3 did. Here the rows per device of the micro-b
 grow by the same linear rule, from ``start`` to ``per_device_train_batch_size`` over ``steps``
 optimizer steps (rounded down to a multiple of ``multiple_of``). Nothing is dropped or repeated: the
 data is one endless sequence of passes, each a fresh permutation of the whole dataset (seeded), cut
-into the batches of the schedule, so every example is seen once per pass, and a batch that straddles
-two passes never holds one twice (each pass's first examples avoid the previous pass's last). A
+into the batches of the schedule, so every example is seen once per pass, and an optimizer step that
+straddles two passes never holds one twice (each pass's first examples avoid the previous pass's last). A
 Trainer epoch is a fixed number of batches (those of a pass at the full batch size), and its boundary
 falls where it falls inside a pass. The batch of a step is a pure function of the step, so every
 rank takes its own slice of the same global batch, and a resumed run reads the batches the
@@ -223,12 +223,13 @@ class WarmupBatchSampler(Sampler[list[int]]):
 
     def _pass_order(self, number: int) -> np.ndarray:
         """Pass ``number``'s order: its seeded permutation, with every example among its first ``W`` (the
-        largest global batch) that is also among the previous permutation's last ``W`` swapped with the first
-        free example after them. A batch straddling the two passes then never holds an example twice, and
-        each pass's tail stays as drawn (what the next pass avoids). Needs ``4 W`` examples (a swap partner
-        always exists); a smaller dataset keeps its permutations as drawn."""
+        examples of the largest optimizer step, all ranks and micro-batches) that is also among the previous
+        permutation's last ``W`` swapped with the first free example after them. An optimizer step straddling
+        the two passes then never holds an example twice, and each pass's tail stays as drawn (what the next
+        pass avoids). Needs ``4 W`` examples (a swap partner always exists); a smaller dataset keeps its
+        permutations as drawn."""
         order = self._permutation(number)
-        width = self.warmup.full * self.num_processes
+        width = self.warmup.full * self.num_processes * self.accumulation  # the largest optimizer step
         if number == 0 or self.num_examples < 4 * width:
             return order
         tail = set(self._permutation(number - 1)[-width:].tolist())
