@@ -1,6 +1,6 @@
 """Helpers shared by the tests, as transformers' ``BertModelTester`` is for theirs: one tiny config
-builder, a small pretraining run's recipe overrides, one ERNIE task list and a callback
-that interrupts a run, so a test states only what it changes.
+builder, a small pretraining run's recipe overrides, one ERNIE task list, a callback that interrupts a
+run and the launcher of the multi-process runs, so a test states only what it changes.
 
 Imported as ``from helpers import ...`` (pytest puts ``tests/`` on ``sys.path``: the folder has no
 ``__init__.py``). The shared fixtures (the MiniLM checkpoint and tokenizer, the built-in corpus) are in
@@ -10,6 +10,10 @@ Imported as ``from helpers import ...`` (pytest puts ``tests/`` on ``sys.path``:
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,9 @@ from transformers import TrainerCallback
 from bert18 import Bert18Config
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Trains a recipe, then writes what each rank saw, its losses and weights (rank{r}.json, rank{r}.pt).
+DISTRIBUTED_PRETRAIN = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
+CPU_ACCELERATE_CONFIG = ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"
 #: The demo's pretraining recipe, which the recipe tests shrink with ``SMALL_RUN``.
 TINY_RECIPE = ROOT / "recipes" / "configs" / "tiny-demo.yaml"
 #: Recipe overrides that make a pretraining run take seconds on a CPU: a 2-layer H=32 model on rows of
@@ -79,3 +86,17 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+def run_distributed_pretrain(recipe: Path, *args: str, ranks: int = 1, launch_options: Sequence[str] = ()) -> None:
+    """``tests/scripts/distributed_pretrain.py`` on ``recipe`` with ``args``: one plain process, or (``ranks``
+    above 1) `accelerate launch` of that many gloo CPU ranks with ``cpu.yaml`` and ``launch_options``; one
+    thread each, offline. Asserts it succeeded, showing the end of what it printed."""
+    command = [sys.executable]
+    if ranks > 1:
+        command += ["-m", "accelerate.commands.launch", "--config_file", str(CPU_ACCELERATE_CONFIG), *launch_options]
+        command += ["--num_processes", str(ranks), "--main_process_port", "0"]
+    command += [str(DISTRIBUTED_PRETRAIN), str(recipe), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

@@ -12,7 +12,7 @@ import torch
 import yaml
 from ctrl_c import SendSignal
 from helpers import ERNIE_TASKS as ERNIE
-from helpers import ROOT, SMALL_RUN
+from helpers import ROOT, SMALL_RUN, run_distributed_pretrain
 from helpers import TINY_RECIPE as TINY
 from huggingface_hub import ModelCard
 from transformers.trainer_callback import ProgressCallback
@@ -391,7 +391,6 @@ def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, o
     weights of one process taking the same global batch (with AdamW, and with LAMB, whose trust
     ratio reads whole tensors: correct under DDP because every rank steps on the averaged gradient).
     MLM alone runs the last layer on the masked positions only: DDP still finds every parameter used."""
-    script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
     overrides += [
         "--config_overrides="
@@ -402,37 +401,9 @@ def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, o
         f"--optimizer={optimizer}",
         *tasks,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    two = tmp_path / "two"
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        "0",
-        str(script),
-        str(TINY),
-        f"--output_dir={two}",
-        *overrides,
-        "--per_device_train_batch_size=4",
-    ]
-    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    one = tmp_path / "one"
-    single = [
-        sys.executable,
-        str(script),
-        str(TINY),
-        f"--output_dir={one}",
-        *overrides,
-        "--per_device_train_batch_size=8",
-    ]
-    done = subprocess.run(single, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
+    two, one = tmp_path / "two", tmp_path / "one"
+    run_distributed_pretrain(TINY, f"--output_dir={two}", *overrides, "--per_device_train_batch_size=4", ranks=2)
+    run_distributed_pretrain(TINY, f"--output_dir={one}", *overrides, "--per_device_train_batch_size=8")
 
     ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
     alone = json.loads((one / "rank0.json").read_text())

@@ -20,6 +20,7 @@ import pytest
 import torch
 from datasets.distributed import split_dataset_by_node
 from helpers import ERNIE_TASKS as ERNIE
+from helpers import run_distributed_pretrain
 
 from bert18 import Bert18Config
 from bert18.collators import PretrainingCollator
@@ -376,7 +377,6 @@ def test_two_ranks_stream_disjoint_shards(tmp_path, minilm_path):
             " ".join(f"Sentence {s} of document {d} in the {tag} shard is here." for s in range(6)) for d in range(40)
         ]
         (corpus / f"{shard}.txt").write_text("\n\n".join(documents) + "\n", encoding="utf-8")
-    script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
     overrides += [
         f"--tokenizer_name_or_path={minilm_path}",
@@ -385,25 +385,8 @@ def test_two_ranks_stream_disjoint_shards(tmp_path, minilm_path):
         "--per_device_train_batch_size=4",
         "--save_strategy=no",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = tmp_path / "two"
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        "0",
-        str(script),
-        str(TINY),
-        f"--output_dir={two}",
-        *overrides,
-    ]
-    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_distributed_pretrain(TINY, f"--output_dir={two}", *overrides, ranks=2)
     ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert all(len(r["seen"]) >= 12 for r in ranks) and not set(ranks[0]["seen"]) & set(ranks[1]["seen"])

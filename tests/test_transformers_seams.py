@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import ROOT, run_distributed_pretrain, tiny_config
 from torch.nn import functional as F
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
@@ -289,12 +289,7 @@ def test_roberta_recipe_trains_on_two_ranks_with_activation_checkpointing(tmp_pa
     sizes small, gradient_checkpointing=true: the Trainer then builds DDP with find_unused_parameters=False,
     which stops at the first step if any parameter (the pooler, before) gets no gradient."""
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
     small = {
         "hidden_size": 32,
         "num_attention_heads": 2,
@@ -325,25 +320,13 @@ def test_roberta_recipe_trains_on_two_ranks_with_activation_checkpointing(tmp_pa
         "use_cpu": "true",
         "disable_tqdm": "true",
     }
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(root / "recipes" / "accelerate_configs" / "cpu.yaml"),
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        "0",
-        str(root / "tests" / "scripts" / "distributed_pretrain.py"),
-        str(root / "recipes" / "configs" / "roberta-base.yaml"),
+    run_distributed_pretrain(
+        ROOT / "recipes" / "configs" / "roberta-base.yaml",
         f"--output_dir={tmp_path}",
         *[f"--{key}={value}" for key, value in overrides.items()],
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=root)
-    assert done.returncode == 0, done.stderr[-3000:]
+        ranks=2,
+        launch_options=["--multi_gpu"],
+    )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2] and "MULTI_CPU" in ranks[0]["distributed_type"]
     assert len(ranks[0]["losses"]) == 3 and all(loss > 0 for loss in ranks[0]["losses"])

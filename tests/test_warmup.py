@@ -4,13 +4,10 @@ Batch size: the rows of each step follow the same rule, every example is seen on
 number of ranks, and a resumed run reads the uninterrupted run's batches."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import ROOT, SMALL_RUN, StopAt
+from helpers import SMALL_RUN, StopAt, run_distributed_pretrain
 from helpers import TINY_RECIPE as TINY
 from transformers import TrainerCallback
 
@@ -258,7 +255,6 @@ def test_two_ranks_under_batch_warmup_match_one_process(tmp_path, minilm_path):
     """`accelerate launch` with two gloo ranks, each warming up from 1 to 4 rows, against one process
     warming up from 2 to 8 (both 2, 4, 8 rows a step in all): disjoint examples, the same global batches,
     the one process's losses and weights (accelerate's own sharding must not cut the ranks' slices again)."""
-    script = ROOT / "tests" / "scripts" / "distributed_pretrain.py"
     skip = ("sequence_length_warmup", "config_overrides", "pretraining_tasks")
     overrides = [f"--{key}={value}" for key, value in SMALL.items() if key not in skip]
     overrides += ["--pretraining_tasks", *SMALL["pretraining_tasks"]]
@@ -268,38 +264,13 @@ def test_two_ranks_under_batch_warmup_match_one_process(tmp_path, minilm_path):
         "--max_steps=3",
         "--gradient_accumulation_steps=1",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two, one = tmp_path / "two", tmp_path / "one"
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        "0",
-        str(script),
-        str(TINY),
-        f"--output_dir={two}",
-        *overrides,
-        "--per_device_train_batch_size=4",
-        '--batch_size_warmup={"start": 1, "steps": 2}',
-    ]
-    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    single = [
-        sys.executable,
-        str(script),
-        str(TINY),
-        f"--output_dir={one}",
-        *overrides,
-        "--per_device_train_batch_size=8",
-        '--batch_size_warmup={"start": 2, "steps": 2, "multiple_of": 2}',
-    ]
-    done = subprocess.run(single, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
+    warmup = '--batch_size_warmup={"start": 1, "steps": 2}'
+    run_distributed_pretrain(
+        TINY, f"--output_dir={two}", *overrides, "--per_device_train_batch_size=4", warmup, ranks=2
+    )
+    warmup = '--batch_size_warmup={"start": 2, "steps": 2, "multiple_of": 2}'
+    run_distributed_pretrain(TINY, f"--output_dir={one}", *overrides, "--per_device_train_batch_size=8", warmup)
 
     ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
     alone = json.loads((one / "rank0.json").read_text())
