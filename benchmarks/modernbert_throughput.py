@@ -21,7 +21,9 @@ printed side by side.
   of each batch.
 
 Reported: real (non-padding) tokens/s, the median of ``--rounds`` (the models take turns within each round),
-and the ratio to transformers as shipped.
+and the ratio to transformers as shipped; the *work bound* (``forward_work``); and on CPU a profile of bert18's
+step: the share of matmuls, attention and the rest, and the rate its matmuls reach against square matmuls on
+the same machine (``where_the_time_goes``).
 On a shared machine the absolute figures move from run to run; the ratios, measured in one process on the
 same batches, move less.
 """
@@ -38,7 +40,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPES, autocast, pick_device, real_tokenizer, tokens_per_second
+from common import DTYPES, autocast, matmul_peak_flops, pick_device, real_tokenizer, tokens_per_second
 from inference_throughput import paragraphs
 from pretrain_throughput import optimizer_for, timed_steps, train_step
 
@@ -90,12 +92,14 @@ def forward_work(
     unpadded: bool,
     sparse: bool,
     final_layer_on_targets: bool = False,
+    attention: bool = True,
 ) -> float:
     """Multiply-accumulates of the forward matmuls over ``batches`` (backward is about twice as many, in the same
     proportions): projections, gated feed-forward, attention scores and values, the MLM head's transform and its
     vocabulary projection. Padded: every slot of every row; ``unpadded``: the real tokens (attention within each
     row's real length); ``sparse``: the head on the masked tokens only, and (with ``final_layer_on_targets``, as
-    bert18 does) the last layer's output projection and feed-forward too. A bound on what skipping work can buy."""
+    bert18 does) the last layer's output projection and feed-forward too; ``attention=False`` leaves out the scores
+    and values (the linear layers' work alone). A bound on what skipping work can buy."""
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     after_attention = hidden * hidden + 3 * hidden * inner  # output projection, gated feed-forward
     per_token = layers * (3 * hidden * hidden + after_attention)
@@ -107,7 +111,7 @@ def forward_work(
         tokens = float(lengths.sum()) if unpadded else float(rows * slots)
         pairs = float((lengths**2).sum()) if unpadded else float(rows * slots * slots)
         targets = float((batch["labels"] != -100).sum()) if sparse else tokens
-        work += tokens * per_token + layers * 2 * hidden * pairs + targets * head
+        work += tokens * per_token + attention * layers * 2 * hidden * pairs + targets * head
         if final_layer_on_targets:
             work -= (tokens - targets) * after_attention
     return work
@@ -156,7 +160,35 @@ def pretraining(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         f"work than transformers as shipped ({shipped / sparse:.2f}x for its sparse prediction alone): the most "
         "that skipping work can buy"
     )
+    if device.type == "cpu":
+        where_the_time_goes(models["bert18"], optimizers["bert18"], batches[1 : 1 + args.steps], dtype, device)
     models.clear()
+
+
+def where_the_time_goes(model, optimizer, batches: list[dict], dtype: torch.dtype, device: torch.device) -> None:
+    """Profile bert18's training steps: the share of matmuls, attention and the rest, and the rate its matmuls reach
+    against this machine's (the linear layers' work, forward and backward, over the matmuls' time). With its matmuls
+    near the machine's rate and the work bound reached, a faster kernel can only shave the rest."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for batch in batches:
+            train_step(model, optimizer, batch, dtype, device)
+    seconds: dict[str, float] = {"matmul": 0.0, "attention": 0.0, "rest": 0.0}
+    for event in profile.key_averages():
+        kind = "matmul" if event.key in MATMULS else "attention" if "scaled_dot_product" in event.key else "rest"
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    linear = 3 * forward_work(
+        model.config, batches, unpadded=True, sparse=True, final_layer_on_targets=True, attention=False
+    )  # backward: twice the forward's multiply-accumulates
+    rate, peak = 2 * linear / seconds["matmul"], matmul_peak_flops(device, dtype)
+    total = sum(seconds.values())
+    print(
+        f"bert18's step, profiled: matmuls {seconds['matmul'] / total:.0%} of its time at {rate / 1e9:,.0f} GFLOP/s, "
+        f"{rate / peak:.0%} of this machine's {peak / 1e9:,.0f} (square matmuls); attention "
+        f"{seconds['attention'] / total:.0%}, the rest {seconds['rest'] / total:.0%}"
+    )
+
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear")
 
 
 def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
