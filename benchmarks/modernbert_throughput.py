@@ -165,6 +165,9 @@ def pretraining(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     models.clear()
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")  # the kernels; aten::linear only dispatches to them
+
+
 def where_the_time_goes(model, optimizer, batches: list[dict], dtype: torch.dtype, device: torch.device) -> None:
     """Profile bert18's training steps: the share of matmuls, attention and the rest, and the rate its matmuls reach
     against this machine's (the linear layers' work, forward and backward, over the matmuls' time). With its matmuls
@@ -186,9 +189,6 @@ def where_the_time_goes(model, optimizer, batches: list[dict], dtype: torch.dtyp
         f"{rate / peak:.0%} of this machine's {peak / 1e9:,.0f} (square matmuls); attention "
         f"{seconds['attention'] / total:.0%}, the rest {seconds['rest'] / total:.0%}"
     )
-
-
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")  # the kernels; aten::linear only dispatches to them
 
 
 def inference(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:

@@ -6,9 +6,8 @@ with the held-out documents, and what a token alone tells does not carry over.
 ERNIE 2.0's token-document relation labels a token 1 when its id occurs in the segment's document outside
 the pair shown. How often that happens depends mostly on how long the document is, which the model never
 sees. For each split seed (the ``tiny-demo`` recipe's ``seed``: which 5% of the documents are held out,
-as ``bert18 pretrain`` splits them; the seed also draws the vocabulary's training order, the pairs and the
-masks) the script builds the demo's pretraining data exactly as ``make demo`` does
-(``bert18.training.build_pretraining``; nothing is trained) and prints
+as ``bert18 pretrain`` splits them; the seed also draws the pairs and the masks) the script builds the demo's
+pretraining data exactly as ``make demo`` does (``bert18.training.build_pretraining``; nothing is trained) and prints
 
 - the mean length in words of the training and the held-out documents;
 - the share of label 1 among the targets of the first pass's training pairs and of ``--draws`` draws of
