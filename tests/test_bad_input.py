@@ -102,6 +102,7 @@ def test_config_overrides_are_checked_and_merged():
         "num_attention_heads": 2,
         "intermediate_size": 512,
         "max_position_embeddings": 128,
+        "position_embedding_type": "rotary",
         "num_hidden_layers": 1,
     }
     weights = parse_recipe(TINY, ['--task_loss_weights={"mlm": 2}', '--task_loss_weights={"capitalization": 0.5}'])

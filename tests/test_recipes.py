@@ -107,6 +107,7 @@ def test_overrides_win_and_are_typed():
         "num_attention_heads": 2,
         "intermediate_size": 512,
         "max_position_embeddings": 128,
+        "position_embedding_type": "rotary",
     }  # merged into the recipe's (issue 17)
     assert recipe.data.mine_phrases is False
     assert parse_recipe(TINY, max_length=64).data.max_length == 64

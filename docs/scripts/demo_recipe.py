@@ -26,7 +26,7 @@ prints
   (``--seeds 0``: none, the pretraining figures alone).
 
 Run it with ``OMP_NUM_THREADS=1`` on a shared machine; on one core a run of the packaged recipe
-takes about 6 minutes (pretraining ~4, fine-tuning 2 x 3 seeds ~2).
+takes about 8 minutes (pretraining ~6.5, fine-tuning 2 x 3 seeds ~1.5).
 """
 
 import argparse

@@ -119,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         "knowledge masking, Chinese NER and review sentiment (needs bert18[zh])",
     )
     demo.add_argument(
-        "--steps", type=int, default=None, help="pretraining steps of the tiny model (default: 1200 for en, 600 for zh)"
+        "--steps",
+        type=int,
+        default=None,
+        help="pretraining steps of the tiny model (default: the recipe's, 2400 for en, 600 for zh)",
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
