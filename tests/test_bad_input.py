@@ -91,6 +91,25 @@ def test_capitalization_without_labels_says_how_to_prepare(tokenizer):
 TINY = "tiny-demo"
 
 
+def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minilm_path):
+    """Continuing MiniLM with rotary positions would silently drop its trained position table."""
+    from bert18.training import parse_recipe
+    from bert18.training.pretrain import build_model, build_pretraining
+
+    common = dict(
+        output_dir=str(tmp_path / "run"),
+        model_name_or_path=minilm_path,
+        tokenizer_name_or_path=minilm_path,
+        corpus="builtin",
+        pretraining_tasks=["mlm"],
+        use_cpu=True,
+    )
+    rotary = parse_recipe("roberta-base", ['--config_overrides={"position_embedding_type": "rotary"}'], **common)
+    with pytest.raises(ValueError, match=r"encoder does not fit .* 1 of its weights would be dropped .*position_emb"):
+        build_model(rotary, None)
+    assert build_pretraining(parse_recipe("roberta-base", [], **common, max_documents=8)).trainer
+
+
 def test_config_overrides_are_checked_and_merged():
     from bert18.training import parse_recipe
 

@@ -28,6 +28,7 @@ SIZES = {
     "intermediate_size": 64,
     "num_hidden_layers": 2,
     "max_position_embeddings": 64,
+    "position_embedding_type": "learned",  # each preset's own (tiny-demo's is rotary): a learned table to shard
     "hidden_dropout_prob": 0.0,
     "attention_probs_dropout_prob": 0.0,
 }

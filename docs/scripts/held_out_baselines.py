@@ -16,8 +16,8 @@ trained), takes the first pass's training pairs and ``--draws`` draws of the hel
   How often a token recurs depends mostly on how long its document is, which the model never sees.
 - **Sentence distance** (ERNIE 2.0: B adjacent to A, from A's document further away, or from another
   document, a third each): a multinomial logistic regression on three numbers of the unmasked pair, the
-  share of B's distinct tokens that also occur in A, the Jaccard overlap of their token sets, and B's
-  length: what lexical overlap alone buys, a reference for what a model of the pair could reach.
+  share of B's distinct tokens that also occur in A, the Jaccard overlap of their token sets, and the
+  number of B's distinct tokens: what lexical overlap alone buys, a reference for what a model of the pair could reach.
 """
 
 import argparse
@@ -61,7 +61,7 @@ def rule_accuracy(rule: dict[int, int], ids: np.ndarray, labels: np.ndarray) -> 
 
 
 def overlap_features(rows: list[dict], special: set[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: the share of B's distinct tokens found in A, the Jaccard overlap, B's length; the label."""
+    """Per pair: the share of B's distinct tokens found in A, the Jaccard overlap, B's distinct tokens; the label."""
     features, labels = [], []
     for row in rows:
         ids, types = np.asarray(row["input_ids"]), np.asarray(row["token_type_ids"])
@@ -77,6 +77,8 @@ def logistic_regression(features: np.ndarray, labels: np.ndarray, classes: int =
     mean, std = features.mean(axis=0), features.std(axis=0) + 1e-9
     x, y = torch.tensor((features - mean) / std), torch.tensor(labels)
     linear = torch.nn.Linear(x.shape[1], classes, dtype=torch.float64)
+    for parameter in linear.parameters():  # from zeros: the same fit on every run
+        torch.nn.init.zeros_(parameter)
     optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=200)
 
     def loss() -> torch.Tensor:
