@@ -109,6 +109,19 @@ def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minil
         build_model(rotary, None)
     assert build_pretraining(parse_recipe("roberta-base", [], **common, max_documents=8)).trainer
 
+    from bert18.training.finetune import run_finetuning
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+
+    finetune = parse_finetune_recipe(
+        "finetune-modules",
+        ['--config_overrides={"position_embedding_type": "rotary"}'],
+        model_name_or_path=minilm_path,
+        output_dir=str(tmp_path / "finetuned"),
+        use_cpu=True,
+    )
+    with pytest.raises(ValueError, match="encoder does not fit"):
+        run_finetuning(finetune)
+
 
 def test_config_overrides_are_checked_and_merged():
     from bert18.training import parse_recipe

@@ -55,6 +55,7 @@ from .optim import create_lamb, trainer_optimizer
 from .run import (
     RECIPE_FILE,
     RunCallbacks,
+    check_encoder_loaded,
     check_hub,
     check_output_dir,
     interrupted,
@@ -112,7 +113,10 @@ def build_model(recipe: FinetuneRecipe, task: TaskData) -> torch.nn.Module:
         model_class = Bert18ForLongSequenceClassification
         kwargs.update(long_pooling=args.long_pooling, max_chunks=args.max_chunks)
     transformers.set_seed(recipe.training.seed)  # the new head's initial weights follow the recipe's seed
-    model = model_class.from_pretrained(args.model_name_or_path, **{**args.config_overrides, **kwargs})
+    model, loading = model_class.from_pretrained(
+        args.model_name_or_path, output_loading_info=True, **{**args.config_overrides, **kwargs}
+    )
+    check_encoder_loaded(loading, args.model_name_or_path, args.config_overrides)
     if args.from_scratch:  # the same architecture (checkpoints of other libraries converted), fresh weights
         transformers.set_seed(recipe.training.seed)
         model = model_class(model.config)

@@ -64,6 +64,7 @@ from .run import (
     RECIPE_FILE,
     TOKENIZER_FOLDER,
     RunCallbacks,
+    check_encoder_loaded,
     check_hub,
     check_output_dir,
     interrupted,
@@ -389,30 +390,12 @@ def build_model(recipe: PretrainRecipe, config: Bert18Config) -> Bert18ForPreTra
         model, loading = Bert18ForPreTraining.from_pretrained(
             model_args.model_name_or_path, output_loading_info=True, **_config_overrides(recipe)
         )
-        _check_encoder_loaded(loading, model_args.model_name_or_path, model_args.config_overrides)
+        check_encoder_loaded(loading, model_args.model_name_or_path, model_args.config_overrides)
     else:
         model = Bert18ForPreTraining(config)
     if model_args.attn_implementation is not None:
         model.set_attn_implementation(model_args.attn_implementation)
     return model
-
-
-def _check_encoder_loaded(loading: dict[str, Any], source: str, overrides: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose encoder does not fit the config: an architecture key in config_overrides
-    (``position_embedding_type``, ...) would otherwise drop some of its trained weights, or start some
-    encoder weights random, with only a warning in the log. New heads, and a pooler the checkpoint lacks,
-    start random as they should."""
-    prefix = Bert18ForPreTraining.base_model_prefix + "."
-    dropped = sorted(key for key in loading["unexpected_keys"] if key.startswith(prefix))
-    fresh = sorted(
-        key for key in loading["missing_keys"] if key.startswith(prefix) and not key.startswith(prefix + "pooler.")
-    )
-    if dropped or fresh:
-        raise ValueError(
-            f"{source}'s encoder does not fit config_overrides {overrides}: {len(dropped)} of its weights would be "
-            f"dropped {dropped[:3]} and {len(fresh)} encoder weights would start random {fresh[:3]}; leave the "
-            "architecture keys out of config_overrides when continuing from a checkpoint"
-        )
 
 
 def build_pretraining(recipe: PretrainRecipe, callbacks: Sequence[TrainerCallback] = ()) -> PretrainingRun:

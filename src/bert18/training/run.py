@@ -33,6 +33,7 @@ from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..modeling_bert18 import Bert18PreTrainedModel
 from .callbacks import InterruptCallback, TaskProgressCallback
 
 logger = logging.getLogger(__name__)
@@ -217,6 +218,24 @@ def check_hub(training: TrainingArguments) -> None:
             f"push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({reason}); "
             "log in with `hf auth login`, or set push_to_hub=false and push the saved folder later"
         ) from None
+
+
+def check_encoder_loaded(loading: dict[str, Any], source: str, overrides: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose encoder does not fit the config: an architecture key in config_overrides
+    (``position_embedding_type``, ...) would otherwise drop some of its trained weights, or start some
+    encoder weights random, with only a warning in the log. New heads, and a pooler the checkpoint lacks,
+    start random as they should."""
+    prefix = Bert18PreTrainedModel.base_model_prefix + "."
+    dropped = sorted(key for key in loading["unexpected_keys"] if key.startswith(prefix))
+    fresh = sorted(
+        key for key in loading["missing_keys"] if key.startswith(prefix) and not key.startswith(prefix + "pooler.")
+    )
+    if dropped or fresh:
+        raise ValueError(
+            f"{source}'s encoder does not fit config_overrides {overrides}: {len(dropped)} of its weights would be "
+            f"dropped {dropped[:3]} and {len(fresh)} encoder weights would start random {fresh[:3]}; leave the "
+            "architecture keys out of config_overrides when continuing from a checkpoint"
+        )
 
 
 def write_recipe(recipe: RunRecipe) -> Path:
