@@ -92,7 +92,8 @@ TINY = "tiny-demo"
 
 
 def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minilm_path):
-    """Continuing MiniLM with rotary positions would silently drop its trained position table."""
+    """Continuing or fine-tuning MiniLM with rotary positions would silently drop its trained position table:
+    refused. Fewer layers, new task embeddings and a fine-tuning from random weights pass."""
     from bert18.training import parse_recipe
     from bert18.training.pretrain import build_model, build_pretraining
 
@@ -109,18 +110,26 @@ def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minil
         build_model(rotary, None)
     assert build_pretraining(parse_recipe("roberta-base", [], **common, max_documents=8)).trainer
 
-    from bert18.training.finetune import run_finetuning
+    # what an override removes or adds by design passes: the layers above a smaller depth, ERNIE's task embeddings
+    fewer = parse_recipe("roberta-base", ['--config_overrides={"num_hidden_layers": 3, "use_task_id": true}'], **common)
+    assert build_model(fewer, None).config.num_hidden_layers == 3
+
+    from bert18.training.finetune import build_finetuning
     from bert18.training.finetune_arguments import parse_finetune_recipe
 
-    finetune = parse_finetune_recipe(
-        "finetune-modules",
-        ['--config_overrides={"position_embedding_type": "rotary"}'],
-        model_name_or_path=minilm_path,
-        output_dir=str(tmp_path / "finetuned"),
-        use_cpu=True,
-    )
+    def finetuning(from_scratch: bool):
+        return parse_finetune_recipe(
+            "finetune-modules",
+            ['--config_overrides={"position_embedding_type": "rotary"}'],
+            model_name_or_path=minilm_path,
+            from_scratch=from_scratch,
+            output_dir=str(tmp_path / f"finetuned-{from_scratch}"),
+            use_cpu=True,
+        )
+
     with pytest.raises(ValueError, match="encoder does not fit"):
-        run_finetuning(finetune)
+        build_finetuning(finetuning(from_scratch=False))
+    assert build_finetuning(finetuning(from_scratch=True)).trainer  # its weights start random anyway
 
 
 def test_config_overrides_are_checked_and_merged():

@@ -116,10 +116,11 @@ def build_model(recipe: FinetuneRecipe, task: TaskData) -> torch.nn.Module:
     model, loading = model_class.from_pretrained(
         args.model_name_or_path, output_loading_info=True, **{**args.config_overrides, **kwargs}
     )
-    check_encoder_loaded(loading, args.model_name_or_path, args.config_overrides)
     if args.from_scratch:  # the same architecture (checkpoints of other libraries converted), fresh weights
         transformers.set_seed(recipe.training.seed)
         model = model_class(model.config)
+    else:  # weights kept: the checkpoint's encoder must fit the overrides
+        check_encoder_loaded(loading, model.config, args.model_name_or_path, args.config_overrides)
     if data.max_length > model.config.max_position_embeddings:
         raise ValueError(
             f"max_length {data.max_length} exceeds max_position_embeddings "

@@ -390,7 +390,7 @@ def build_model(recipe: PretrainRecipe, config: Bert18Config) -> Bert18ForPreTra
         model, loading = Bert18ForPreTraining.from_pretrained(
             model_args.model_name_or_path, output_loading_info=True, **_config_overrides(recipe)
         )
-        check_encoder_loaded(loading, model_args.model_name_or_path, model_args.config_overrides)
+        check_encoder_loaded(loading, model.config, model_args.model_name_or_path, model_args.config_overrides)
     else:
         model = Bert18ForPreTraining(config)
     if model_args.attn_implementation is not None:

@@ -22,6 +22,7 @@ and ``identity()``, the settings a resumed run must keep.
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -220,22 +221,32 @@ def check_hub(training: TrainingArguments) -> None:
         ) from None
 
 
-def check_encoder_loaded(loading: dict[str, Any], source: str, overrides: dict[str, Any]) -> None:
+def check_encoder_loaded(loading: dict[str, Any], config: Any, source: str, overrides: dict[str, Any]) -> None:
     """Refuse a checkpoint whose encoder does not fit the config: an architecture key in config_overrides
     (``position_embedding_type``, ...) would otherwise drop some of its trained weights, or start some
-    encoder weights random, with only a warning in the log. New heads, and a pooler the checkpoint lacks,
-    start random as they should."""
+    encoder weights random, with only a warning in the log. What an override adds or removes by design
+    passes: new heads, a pooler or ERNIE's task embeddings the checkpoint lacks (they start random), and
+    the layers above a smaller ``num_hidden_layers`` (the lower ones kept)."""
     prefix = Bert18PreTrainedModel.base_model_prefix + "."
-    dropped = sorted(key for key in loading["unexpected_keys"] if key.startswith(prefix))
-    fresh = sorted(
-        key for key in loading["missing_keys"] if key.startswith(prefix) and not key.startswith(prefix + "pooler.")
+    new_modules = (prefix + "pooler.", prefix + "embeddings.task_type_embeddings.")
+    dropped = sorted(
+        key
+        for key in loading["unexpected_keys"]
+        if key.startswith(prefix) and not _above_the_layers(key, prefix, config.num_hidden_layers)
     )
+    fresh = sorted(key for key in loading["missing_keys"] if key.startswith(prefix) and not key.startswith(new_modules))
     if dropped or fresh:
         raise ValueError(
             f"{source}'s encoder does not fit config_overrides {overrides}: {len(dropped)} of its weights would be "
             f"dropped {dropped[:3]} and {len(fresh)} encoder weights would start random {fresh[:3]}; leave the "
             "architecture keys out of config_overrides when continuing from a checkpoint"
         )
+
+
+def _above_the_layers(key: str, prefix: str, layers: int) -> bool:
+    """An encoder block's weight past the first ``layers`` blocks (``encoder.attention.5.query.weight``)."""
+    match = re.match(re.escape(prefix) + r"encoder\.(?:attention|feed_forward)\.(\d+)\.", key)
+    return match is not None and int(match.group(1)) >= layers
 
 
 def write_recipe(recipe: RunRecipe) -> Path:
