@@ -96,13 +96,13 @@ def logistic_regression(features: np.ndarray, labels: np.ndarray, classes: int =
     return predict
 
 
-def measure_split(seed: int, draws: int, work: Path) -> dict[str, float]:
+def measure_split(seed: int, draws: int, corpus: Path, work: Path) -> dict[str, float]:
     recipe = parse_recipe(
         str(RECIPE),
         [],
         seed=seed,
         output_dir=str(work / f"split-{seed}"),
-        corpus=str(pretraining_corpus(work, module_classification())),
+        corpus=str(corpus),
         overwrite_output_dir=True,
         report_to=[],
         save_strategy="no",
@@ -146,7 +146,8 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     work = Path(tempfile.mkdtemp(prefix="held-out-baselines-"))
-    results = {seed: measure_split(seed, args.draws, work) for seed in range(args.splits)}
+    corpus = pretraining_corpus(work, module_classification())  # the same documents for every split
+    results = {seed: measure_split(seed, args.draws, corpus, work) for seed in range(args.splits)}
     print("\ntoken-document relation")
     print(
         "| split seed | words per document, training / held-out | training: share of 1 / token rule "
