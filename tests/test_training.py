@@ -63,6 +63,32 @@ def test_evaluation_reports_the_pretraining_loss(setup, tmp_path):
     assert 5 < metrics["eval_loss"] < 20  # ln(30522) = 10.3 for MLM plus three small tasks
 
 
+def test_evaluation_reports_each_tasks_majority_class(setup, tmp_path):
+    """``eval_<task>_majority`` is the share of the most frequent label among the task's targets, as
+    counted on the collator's own batches of the same rows (what label frequencies alone would score)."""
+    tokenizer, pairs, config = setup
+    rows = torch.utils.data.Subset(pairs, range(48))
+    collator = PretrainingCollator(tokenizer, config)
+    trainer = Bert18Trainer(
+        model=Bert18ForPreTraining(config),
+        args=arguments(tmp_path, per_device_eval_batch_size=16),
+        eval_dataset=rows,
+        data_collator=collator,
+    )
+    metrics = trainer.evaluate()
+    counts = {task: torch.zeros(0, dtype=torch.long) for task in TASKS}
+    for start in range(0, 48, 16):
+        batch = collator([rows[i] for i in range(start, start + 16)])
+        for task, label in zip(TASKS, pretraining_label_names(config)):
+            targets = batch[label][batch[label] != -100]
+            counts[task] = torch.cat([counts[task], targets])
+    for task, targets in counts.items():
+        expected = torch.bincount(targets).max().item() / targets.numel()
+        assert metrics[f"eval_{task}_majority"] == pytest.approx(expected), task
+    assert 0.3 < metrics["eval_sentence_distance_majority"] < 0.6  # three classes, a third each in expectation
+    assert metrics["eval_mlm_majority"] < 0.5
+
+
 def test_gradient_accumulation_equals_one_big_batch(setup, tmp_path):
     """2 x 4 accumulated examples move the weights exactly as 1 x 8: every task normalised over the step."""
     tokenizer, pairs, config = setup

@@ -25,13 +25,14 @@ from transformers.trainer_callback import ProgressCallback
 logger = logging.getLogger(__name__)
 
 PLOT_FILE = "task_curves.png"
-_METRIC_SUFFIXES = ("_loss", "_accuracy")
+_METRIC_SUFFIXES = ("_loss", "_accuracy", "_majority")  # majority: evaluation only (TaskMetrics)
 
 Curves = dict[str, dict[str, list[tuple[int, float]]]]
 
 
 def task_curves(log_history: list[dict[str, Any]], tasks: list[str]) -> Curves:
-    """``{"train"|"eval": {"<task>_loss"|"<task>_accuracy": [(step, value), ...]}}`` from ``state.log_history``.
+    """``{"train"|"eval": {"<task>_loss"|"<task>_accuracy"|"<task>_majority": [(step, value), ...]}}`` from
+    ``state.log_history`` (the majority-class share is reported by evaluations only).
 
     NaN values (a task without targets in a logging interval) are left out."""
     curves: dict[str, dict[str, list]] = {"train": defaultdict(list), "eval": defaultdict(list)}
@@ -163,12 +164,15 @@ class InterruptCallback(TrainerCallback):
 
 
 def format_metrics(metrics: dict[str, float], tasks: list[str], prefix: str = "") -> str:
-    """One line per task: ``mlm  loss 3.912  accuracy 31.2%``."""
+    """One line per task: ``mlm  loss 3.912  accuracy 31.2%``, and ``(majority class 6.4%)`` where the
+    metrics hold the task's majority-class share (evaluation: ``TaskMetrics``)."""
     lines = []
     for task in tasks:
         loss, accuracy = metrics.get(f"{prefix}{task}_loss"), metrics.get(f"{prefix}{task}_accuracy")
+        majority = metrics.get(f"{prefix}{task}_majority")
         if loss is not None and not math.isnan(loss):
-            lines.append(f"  {task:<24} loss {loss:7.3f}   accuracy {accuracy:6.1%}")
+            baseline = f"   (majority class {majority:.1%})" if majority is not None else ""
+            lines.append(f"  {task:<24} loss {loss:7.3f}   accuracy {accuracy:6.1%}{baseline}")
     return "\n".join(lines)
 
 

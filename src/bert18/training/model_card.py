@@ -61,6 +61,7 @@ def write_model_card(
         )
         for key, value in metrics["eval"].items()
         for task, metric in [key.rsplit("_", 1)]
+        if metric != "majority"  # a property of the held-out labels, not a result of the model
     ]
     extra_tags = [tags] if isinstance(tags, str) else list(tags or [])
     data = ModelCardData(
@@ -80,11 +81,14 @@ def write_model_card(
 
 
 def _metric_rows(metrics: dict[str, dict[str, float]], tasks: list[str]) -> str:
-    rows = ["| task | train loss | train accuracy | eval loss | eval accuracy |", "|---|---|---|---|---|"]
+    rows = [
+        "| task | train loss | train accuracy | eval loss | eval accuracy | eval majority class |",
+        "|---|---|---|---|---|---|",
+    ]
     for task in tasks:
         values = [
             metrics[split].get(f"{task}_{metric}") for split in ("train", "eval") for metric in ("loss", "accuracy")
-        ]
+        ] + [metrics["eval"].get(f"{task}_majority")]
         cells = [("-" if v is None else f"{v:.4f}") for v in values]
         rows.append(f"| {PRETRAINING_TASKS[task].title} | {' | '.join(cells)} |")
     return "\n".join(rows)
@@ -120,7 +124,9 @@ Corpus: {corpus}. Steps: {state.global_step} (epoch {state.epoch or 0:.2f}).{f" 
 
 {_metric_rows(metrics, tasks)}
 
-Accuracies are over the predicted targets of each task ({", ".join(PRETRAINING_TASKS[t].label for t in tasks)}).
+Accuracies are over the predicted targets of each task ({", ".join(PRETRAINING_TASKS[t].label for t in tasks)});
+the majority class is the share of the most frequent label among the same held-out targets, what a model that
+learnt only the label frequencies would score.
 
 ## Use
 

@@ -48,25 +48,39 @@ def pretraining_label_names(config: Bert18Config) -> list[str]:
 
 
 class TaskMetrics:
-    """Per-task sums between two reports: summed loss, correct predictions, targets.
+    """Per-task sums between two reports: summed loss, correct predictions, targets; and, when
+    ``label_classes`` gives each task's number of labels, how often each label was the target.
 
     Kept as tensors on the model's device, so recording a step never waits for the device; the
-    values are read (and summed across processes) only when reported.
+    values are read (and summed across processes) only when reported. The label counts give the
+    **majority-class share** (``<task>_majority``): what a model that learnt nothing but the label
+    frequencies would score on the same targets, the baseline an accuracy is read against (90% on
+    capitalization is nothing when 90% of the words are lower-case). They are kept for evaluation
+    only: for MLM they are a vocabulary-sized vector per task.
     """
 
-    def __init__(self, tasks: list[str]):
+    def __init__(self, tasks: list[str], label_classes: list[int] | None = None):
         self.tasks = tasks
+        if label_classes is not None and len(label_classes) != len(tasks):
+            raise ValueError(f"label_classes has {len(label_classes)} entries for {len(tasks)} tasks")
+        self.label_classes = label_classes
+        self.reset()
+
+    def reset(self) -> None:
         self.sums: torch.Tensor | None = None  # [tasks, 3]: loss sum, correct, targets
+        self.label_counts: torch.Tensor | None = None  # every task's label counts, one after the other
 
     @torch.no_grad()
     def record(self, outputs: Any, inputs: dict[str, Any]) -> None:
-        rows = []
-        for task in self.tasks:
+        rows, label_counts = [], []
+        for j, task in enumerate(self.tasks):
             labels = inputs.get(PRETRAINING_TASKS[task].label)
             loss = (outputs.task_losses or {}).get(task)
             logits = outputs.prediction_logits if task == "mlm" else (outputs.task_logits or {}).get(task)
             if labels is None or loss is None:
                 rows.append(torch.zeros(3, device=loss.device if loss is not None else None))
+                if self.label_classes is not None:
+                    label_counts.append(torch.zeros(self.label_classes[j], dtype=torch.long))
                 continue
             keep = labels.ne(-100)
             count = keep.sum()
@@ -74,23 +88,37 @@ class TaskMetrics:
             # num_items_in_batch), so this batch's count undoes them, on every rank and micro-batch.
             loss_sum = loss.detach().float() * count
             rows.append(torch.stack([loss_sum, _correct(logits, labels, keep).float(), count.float()]))
+            if self.label_classes is not None:
+                label_counts.append(torch.bincount(labels[keep].reshape(-1), minlength=self.label_classes[j]))
         device = next((row.device for row in rows if row.device.type != "cpu"), rows[0].device)
         step = torch.stack([row.to(device) for row in rows])
         self.sums = step if self.sums is None else self.sums + step
+        if self.label_classes is not None:
+            counts = torch.cat([c.to(device) for c in label_counts])
+            self.label_counts = counts if self.label_counts is None else self.label_counts + counts
 
     def report(self, accelerator: Any, prefix: str = "") -> dict[str, float]:
-        """``{prefix}{task}_loss`` and ``{prefix}{task}_accuracy`` over every process; then reset.
+        """``{prefix}{task}_loss``, ``{prefix}{task}_accuracy`` and, with label counts,
+        ``{prefix}{task}_majority`` over every process; then reset.
 
         Every process must call it together (a collective sum) when several run."""
         sums = self.sums if self.sums is not None else torch.zeros(len(self.tasks), 3, device=accelerator.device)
-        self.sums = None
+        label_counts = self.label_counts
+        if self.label_classes is not None and label_counts is None:
+            label_counts = torch.zeros(sum(self.label_classes), dtype=torch.long, device=accelerator.device)
+        self.reset()
         if accelerator.num_processes > 1:
             sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum")
+            if label_counts is not None:
+                label_counts = accelerator.reduce(label_counts.to(accelerator.device), reduction="sum")
+        per_task = label_counts.split(self.label_classes) if label_counts is not None else [None] * len(self.tasks)
         metrics = {}
-        for task, (loss_sum, correct, count) in zip(self.tasks, sums.tolist()):
+        for task, (loss_sum, correct, count), labels in zip(self.tasks, sums.tolist(), per_task):
             if count > 0:
                 metrics[f"{prefix}{task}_loss"] = loss_sum / count
                 metrics[f"{prefix}{task}_accuracy"] = correct / count
+                if labels is not None:
+                    metrics[f"{prefix}{task}_majority"] = labels.max().item() / count
         return metrics
 
 
@@ -124,7 +152,10 @@ class Bert18Trainer(Trainer):
         if self._pretraining() and self.args.label_names is None:
             self.label_names = pretraining_label_names(config)
         self.train_metrics = TaskMetrics(self.pretraining_tasks)
-        self.eval_metrics = TaskMetrics(self.pretraining_tasks)
+        self.eval_metrics = TaskMetrics(
+            self.pretraining_tasks,
+            label_classes=[PRETRAINING_TASKS[t].classes(config) or config.vocab_size for t in self.pretraining_tasks],
+        )
         self.epoch_callback = SetEpochCallback(self.train_dataset, self.data_collator)
         self.add_callback(self.epoch_callback)
 
@@ -257,7 +288,7 @@ class Bert18Trainer(Trainer):
             return super().evaluation_loop(
                 dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
             )
-        self.eval_metrics.sums = None
+        self.eval_metrics.reset()
         if self.compute_metrics is None:
             prediction_loss_only = True
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
