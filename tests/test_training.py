@@ -11,6 +11,7 @@ from bert18 import Bert18Config, Bert18ForPreTraining
 from bert18.collators import PretrainingCollator
 from bert18.data import SentencePairDataset, prepare_pretraining_dataset
 from bert18.training import Bert18Trainer, pretraining_label_names
+from bert18.training.callbacks import format_metrics
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,9 @@ def test_evaluation_reports_each_tasks_majority_class(setup, tmp_path):
         assert metrics[f"eval_{task}_majority"] == pytest.approx(expected), task
     assert 0.3 < metrics["eval_sentence_distance_majority"] < 0.6  # three classes, a third each in expectation
     assert metrics["eval_mlm_majority"] < 0.5
+    printed = format_metrics(metrics, TASKS, "eval_").splitlines()
+    share = metrics["eval_capitalization_majority"]
+    assert printed[TASKS.index("capitalization")].endswith(f"(majority class {share:.1%})")
 
 
 def test_gradient_accumulation_equals_one_big_batch(setup, tmp_path):
