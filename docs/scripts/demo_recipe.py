@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import datasets
@@ -98,16 +99,25 @@ def held_out_draws(run, draws: int) -> dict[str, tuple[float, float]]:
     (epochs 0, 1, ... of the held-out pair dataset): 107 pairs are one draw, too few to tell 40% from
     37% apart, so the pairs are drawn again. Runs after training: it changes nothing the
     model saw. Returns {task: (mean accuracy over the draws, majority share of all their targets)}."""
+    return accuracy_over_draws(run, run.eval_dataset, range(draws))
+
+
+def accuracy_over_draws(run, dataset, epochs: Iterable[int], rows: int | None = None) -> dict[str, tuple[float, float]]:
+    """Each task's accuracy and majority share over the pairings ``epochs`` of a pair ``dataset`` (its
+    ``set_epoch`` draws the pairs), evaluated by the run's trainer and collator; ``rows``: that many rows
+    of each draw, picked at random (all when None). Returns {task: (mean accuracy over the draws, majority
+    share of all their targets)}; the trainer's own evaluation always draws epoch 0."""
     accuracy: dict[str, list[float]] = {task: [] for task in run.config.pretraining_tasks}
     counts: dict[str, Counter] = {task: Counter() for task in accuracy}
-    for draw in range(draws):
-        run.eval_dataset.set_epoch(draw)
-        rows = [dict(row) for row in run.eval_dataset]  # the trainer's evaluation always draws epoch 0
-        metrics = run.trainer.evaluate(eval_dataset=rows, metric_key_prefix="draw")
+    for epoch in epochs:
+        dataset.set_epoch(epoch)
+        picked = range(len(dataset)) if rows is None else np.random.default_rng(epoch).permutation(len(dataset))[:rows]
+        drawn = [dict(dataset[int(i)]) for i in picked]
+        metrics = run.trainer.evaluate(eval_dataset=drawn, metric_key_prefix="draw")
         for task in accuracy:
             accuracy[task].append(metrics[f"draw_{task}_accuracy"])
-        for start in range(0, len(rows), 64):
-            batch = run.trainer.data_collator(rows[start : start + 64])
+        for start in range(0, len(drawn), 64):
+            batch = run.trainer.data_collator(drawn[start : start + 64])
             for task in counts:
                 labels = batch[PRETRAINING_TASKS[task].label]
                 counts[task].update(labels[labels != -100].tolist())
