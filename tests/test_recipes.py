@@ -218,7 +218,12 @@ def test_model_card_metadata(trained):
     results = {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
     for task in ERNIE:
         assert results[(task, "accuracy")] == pytest.approx(outcome["metrics"][f"eval_{task}_accuracy"], abs=1e-4)
+    assert {metric for _, metric in results} == {"loss", "accuracy"}  # the majority class is no model result
     assert "Steps: 6" in card.text and "trust_remote_code=True" in card.text
+    # ... but the table shows it beside the accuracy, the last column of each task's row
+    majority = outcome["metrics"]["eval_capitalization_majority"]
+    row = next(line for line in card.text.splitlines() if line.startswith("| capitalization"))
+    assert "eval majority class |" in card.text and row.endswith(f"| {majority:.4f} |")
 
 
 def test_one_reading_of_the_log_serves_card_plot_and_summary(trained):

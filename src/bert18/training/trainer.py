@@ -51,12 +51,11 @@ class TaskMetrics:
     """Per-task sums between two reports: summed loss, correct predictions, targets; and, when
     ``label_classes`` gives each task's number of labels, how often each label was the target.
 
-    Kept as tensors on the model's device, so recording a step never waits for the device; the
-    values are read (and summed across processes) only when reported. The label counts give the
-    **majority-class share** (``<task>_majority``): what a model that learnt nothing but the label
-    frequencies would score on the same targets, the baseline an accuracy is read against (90% on
-    capitalization is nothing when 90% of the words are lower-case). They are kept for evaluation
-    only: for MLM they are a vocabulary-sized vector per task.
+    Kept as tensors on the model's device; the values are summed across processes and read only
+    when reported. The label counts give the **majority-class share** (``<task>_majority``): what a
+    model that learnt nothing but the label frequencies would score on the same targets, the
+    baseline an accuracy is read against (92% on capitalization is read against the 90% of words in
+    lower case). They are kept for evaluation only: for MLM they are a vocabulary-sized vector.
     """
 
     def __init__(self, tasks: list[str], label_classes: list[int] | None = None):
