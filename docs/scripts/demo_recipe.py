@@ -102,25 +102,34 @@ def held_out_draws(run, draws: int) -> dict[str, tuple[float, float]]:
     return accuracy_over_draws(run, run.eval_dataset, range(draws))
 
 
-def accuracy_over_draws(run, dataset, epochs: Iterable[int], rows: int | None = None) -> dict[str, tuple[float, float]]:
+def accuracy_over_draws(
+    run, dataset, epochs: Iterable[int], rows: int | None = None, new_masks: bool = False
+) -> dict[str, tuple[float, float]]:
     """Each task's accuracy and majority share over the pairings ``epochs`` of a pair ``dataset`` (its
     ``set_epoch`` draws the pairs), evaluated by the run's trainer and collator; ``rows``: that many rows
-    of each draw, picked at random (all when None). Returns {task: (mean accuracy over the draws, majority
-    share of all their targets)}; the trainer's own evaluation always draws epoch 0."""
+    of each draw, picked at random (all when None); ``new_masks``: the collator draws its masks for the
+    same epochs too (else it keeps the epoch training left it at), and is set back afterwards. Returns
+    {task: (mean accuracy over the draws, majority share of all their targets)}; the trainer's own
+    evaluation always draws epoch 0."""
     accuracy: dict[str, list[float]] = {task: [] for task in run.config.pretraining_tasks}
     counts: dict[str, Counter] = {task: Counter() for task in accuracy}
+    collator = run.trainer.data_collator
+    trained_epoch = collator.epoch
     for epoch in epochs:
         dataset.set_epoch(epoch)
+        if new_masks:
+            collator.set_epoch(epoch)
         picked = range(len(dataset)) if rows is None else np.random.default_rng(epoch).permutation(len(dataset))[:rows]
         drawn = [dict(dataset[int(i)]) for i in picked]
         metrics = run.trainer.evaluate(eval_dataset=drawn, metric_key_prefix="draw")
         for task in accuracy:
             accuracy[task].append(metrics[f"draw_{task}_accuracy"])
         for start in range(0, len(drawn), 64):
-            batch = run.trainer.data_collator(drawn[start : start + 64])
+            batch = collator(drawn[start : start + 64])
             for task in counts:
                 labels = batch[PRETRAINING_TASKS[task].label]
                 counts[task].update(labels[labels != -100].tolist())
+    collator.set_epoch(trained_epoch)
     return {task: (float(np.mean(accuracy[task])), max(c.values()) / sum(c.values())) for task, c in counts.items()}
 
 
@@ -191,7 +200,7 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("recipe")
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (0, 1, ...); 0: pretraining only")
     parser.add_argument("--json", help="write the measurements here")

@@ -1,15 +1,19 @@
 """What the demo's sentence-level and token-document tasks allow on held-out documents: simple baselines
 fitted on the training pairs, beside each task's held-out majority class.
 
-    python docs/scripts/held_out_baselines.py [--splits 3] [--draws 5] [--json out.json] [--key=value ...]
+    python docs/scripts/held_out_baselines.py [--corpus en|zh] [--splits 3] [--draws 5] [--json out.json]
+                                               [--key=value ...]
 
-For each split seed (the ``tiny-demo`` recipe's ``seed``: which 5% of the documents are held out, as
-``bert18 pretrain`` splits them; the seed also draws the pairs and the masks) the script builds the
-demo's pretraining data exactly as ``make demo`` does (``bert18.training.build_pretraining``; nothing is
-trained), takes the first pass's training pairs and ``--draws`` draws of the held-out pairs, and prints:
+For each split seed (the recipe's ``seed``: which 5% of the documents are held out, as ``bert18
+pretrain`` splits them; the seed also draws the pairs and the masks) the script builds the pretraining
+data (``bert18.training.build_pretraining``; nothing is trained): ``en``, the demo's, exactly as ``make
+demo`` does (``tiny-demo``); ``zh``, ``docs/scripts/document_tasks.py``'s (``tiny-demo-zh`` with the two
+document tasks, on the People's Daily). It takes the first pass's training pairs and ``--draws`` draws of
+the held-out pairs, and prints:
 
 - **Token-document relation** (ERNIE 2.0: 1 when the token's id occurs in the segment's document
-  outside the pair shown): the mean length in words of the training and the held-out documents, the
+  outside the pair shown): the mean length in words (characters in Chinese) of the training and the
+  held-out documents, the
   share of label 1 (the held-out majority class is the larger of that share and its complement), and
   the best rule a model could learn from the token alone: each input id's most frequent label in the
   training pairs (1 for an id they never show). The ids are those the model reads, after MLM masking.
@@ -34,13 +38,16 @@ import datasets
 import numpy as np
 import torch
 import transformers
+from document_tasks import RECIPES
 
-from bert18.data.downstream import module_classification
-from bert18.demo import pretraining_corpus
 from bert18.training import parse_recipe
 from bert18.training.pretrain import build_pretraining, load_documents
 
-RECIPE = Path(__file__).resolve().parents[2] / "src" / "bert18" / "recipes" / "tiny-demo.yaml"
+
+def document_length(text: str) -> int:
+    """Words; characters for a text written without spaces between words (Chinese, mostly non-ASCII)."""
+    spaced = sum(character.isascii() for character in text) > len(text) / 2
+    return len(text.split()) if spaced else len(text)
 
 
 def token_labels(rows: list[dict], collator) -> tuple[np.ndarray, np.ndarray]:
@@ -113,18 +120,22 @@ def as_read(rows: list[dict], collator) -> list[dict]:
     return read
 
 
-def measure_split(seed: int, draws: int, corpus: Path, work: Path, overrides: list[str]) -> dict[str, float]:
+def measure_split(
+    seed: int, draws: int, chosen: tuple[str, dict], work: Path, overrides: list[str]
+) -> dict[str, float]:
+    """Build the pairs of split ``seed`` for ``chosen`` (a recipe's name and its keys) and score the baselines."""
+    name, values = chosen
     recipe = parse_recipe(
-        str(RECIPE),
+        name,
         overrides,
         seed=seed,
         output_dir=str(work / f"split-{seed}"),
-        corpus=str(corpus),
         overwrite_output_dir=True,
         report_to=[],
         save_strategy="no",
         plot=False,
         disable_tqdm=True,
+        **values,
     )
     run = build_pretraining(recipe)
     run.train_dataset.set_epoch(0)  # the first pass's pairs
@@ -147,7 +158,10 @@ def measure_split(seed: int, draws: int, corpus: Path, work: Path, overrides: li
     )
     predict_masked = logistic_regression(masked_x, masked_y)
     return {
-        **{f"{part}_words": float(np.mean([len(text.split()) for text in d["text"]])) for part, d in documents.items()},
+        **{
+            f"{part}_words": float(np.mean([document_length(text) for text in d["text"]]))
+            for part, d in documents.items()
+        },
         "training_share_of_1": float(training[1].mean()),
         "training_rule": rule_accuracy(rule, *training),
         "held_out_share_of_1": float(held_out[1].mean()),
@@ -162,19 +176,25 @@ def measure_split(seed: int, draws: int, corpus: Path, work: Path, overrides: li
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--splits", type=int, default=3, help="split seeds 0, 1, ...")
     parser.add_argument("--draws", type=int, default=5, help="draws of the held-out pairs per split")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--corpus", choices=list(RECIPES), default="en", help="en: tiny-demo; zh: document_tasks.py's")
     args, overrides = parser.parse_known_args()  # --key=value: recipe overrides, as on the bert18 command line
+    if clash := [o for o in overrides if o.split("=")[0] in ("--seed", "--output_dir", "--corpus")]:
+        parser.error(f"{clash[0]}: the script sets it for each split (--splits chooses the split seeds)")
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     work = Path(tempfile.mkdtemp(prefix="held-out-baselines-"))
-    corpus = pretraining_corpus(work, module_classification())  # the same documents for every split
-    results = {seed: measure_split(seed, args.draws, corpus, work, overrides) for seed in range(args.splits)}
+    chosen = RECIPES[args.corpus](work)  # the same documents for every split
+    if chosen is None:
+        return
+    results = {seed: measure_split(seed, args.draws, chosen, work, overrides) for seed in range(args.splits)}
     print("\ntoken-document relation")
     print(
-        "| split seed | words per document, training / held-out | training: share of 1 / token rule "
+        "| split seed | words (Chinese: characters) per document, training / held-out "
+        "| training: share of 1 / token rule "
         "| held-out: share of 1 / token rule | held-out targets |"
     )
     print("|---:|---|---|---|---:|")
