@@ -61,6 +61,10 @@ FUNCTION_WORDS = frozenset(
 )
 
 
+# Recipe keys for a measuring run: a fresh folder each time, no progress bar, report, checkpoint or plot.
+QUIET_RUN = {"overwrite_output_dir": True, "disable_tqdm": True, "report_to": [], "save_strategy": "no", "plot": False}
+
+
 def is_content_word(answer: str) -> bool:
     """A word of letters or digits (not a continuation piece) and not a function word."""
     return answer.isalnum() and answer.lower() not in FUNCTION_WORDS
@@ -147,11 +151,7 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
         overrides,
         output_dir=str(model_dir),
         corpus=str(pretraining_corpus(work, task)),
-        overwrite_output_dir=True,
-        disable_tqdm=True,
-        report_to=[],
-        save_strategy="no",
-        plot=False,
+        **QUIET_RUN,
     )
     start = time.perf_counter()
     run = build_pretraining(recipe)

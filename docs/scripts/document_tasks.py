@@ -41,7 +41,7 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-from demo_recipe import accuracy_over_draws
+from demo_recipe import QUIET_RUN, accuracy_over_draws
 
 from bert18.data.downstream import module_classification
 from bert18.demo import pretraining_corpus
@@ -83,11 +83,7 @@ def measure(language: str, draws: int, overrides: list[str], work: Path) -> dict
         name,
         overrides,
         output_dir=str(work / language / "pretrained"),
-        overwrite_output_dir=True,
-        disable_tqdm=True,
-        report_to=[],
-        save_strategy="no",
-        plot=False,
+        **QUIET_RUN,
         **values,
     )
     start = time.perf_counter()

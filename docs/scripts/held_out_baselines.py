@@ -38,6 +38,7 @@ import datasets
 import numpy as np
 import torch
 import transformers
+from demo_recipe import QUIET_RUN
 from document_tasks import RECIPES
 
 from bert18.training import parse_recipe
@@ -50,15 +51,12 @@ def document_length(text: str) -> int:
     return len(text.split()) if spaced else len(text)
 
 
-def token_labels(rows: list[dict], collator) -> tuple[np.ndarray, np.ndarray]:
-    """The (input id, token-document label) of every target in ``rows``, drawn by the run's collator."""
-    ids, labels = [], []
-    for start in range(0, len(rows), 64):
-        batch = collator(rows[start : start + 64])
-        targets = batch["token_document_labels"] != -100
-        ids.append(batch["input_ids"][targets].numpy())
-        labels.append(batch["token_document_labels"][targets].numpy())
-    return np.concatenate(ids), np.concatenate(labels)
+def token_labels(read: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The (input id, token-document label) of every target in pairs as the model reads them (``as_read``)."""
+    ids = np.concatenate([row["input_ids"] for row in read])
+    labels = np.concatenate([row["token_document_labels"] for row in read])
+    targets = labels != -100
+    return ids[targets], labels[targets]
 
 
 def token_rule(ids: np.ndarray, labels: np.ndarray) -> dict[int, int]:
@@ -109,14 +107,16 @@ def logistic_regression(features: np.ndarray, labels: np.ndarray, classes: int =
 
 
 def as_read(rows: list[dict], collator) -> list[dict]:
-    """The pairs as the model reads them: input ids after MLM masking (padding stripped), same labels."""
+    """The pairs as the model reads them, drawn by the run's collator: input ids after MLM masking and the
+    token-document labels it gives them (padding stripped), the other columns as they were."""
     read = []
     for start in range(0, len(rows), 64):
-        batch = collator(rows[start : start + 64])
-        for j, row in enumerate(rows[start : start + 64]):
+        chunk = rows[start : start + 64]
+        batch = collator(chunk)
+        for j, row in enumerate(chunk):
             length = len(row["input_ids"])
-            ids = batch["input_ids"][j, :length].tolist()
-            read.append({**row, "input_ids": ids})
+            columns = {name: batch[name][j, :length].tolist() for name in ("input_ids", "token_document_labels")}
+            read.append({**row, **columns})
     return read
 
 
@@ -130,11 +130,7 @@ def measure_split(
         overrides,
         seed=seed,
         output_dir=str(work / f"split-{seed}"),
-        overwrite_output_dir=True,
-        report_to=[],
-        save_strategy="no",
-        plot=False,
-        disable_tqdm=True,
+        **QUIET_RUN,
         **values,
     )
     run = build_pretraining(recipe)
@@ -145,16 +141,15 @@ def measure_split(
         run.eval_dataset.set_epoch(draw)
         held_rows += [dict(row) for row in run.eval_dataset]
 
-    training, held_out = (token_labels(rows, run.trainer.data_collator) for rows in (training_rows, held_rows))
+    read_training, read_held = (as_read(rows, run.trainer.data_collator) for rows in (training_rows, held_rows))
+    training, held_out = token_labels(read_training), token_labels(read_held)
     rule = token_rule(*training)
     documents = dict(zip(("training", "held_out"), load_documents(recipe)))
     special = set(run.tokenizer.all_special_ids)
     (fit_x, fit_y), (test_x, test_y) = (overlap_features(rows, special) for rows in (training_rows, held_rows))
     predict = logistic_regression(fit_x, fit_y)
-    collator = run.trainer.data_collator
     (masked_x, masked_y), (masked_test_x, masked_test_y) = (
-        overlap_features(as_read(rows, collator), special | {run.tokenizer.mask_token_id})
-        for rows in (training_rows, held_rows)
+        overlap_features(rows, special | {run.tokenizer.mask_token_id}) for rows in (read_training, read_held)
     )
     predict_masked = logistic_regression(masked_x, masked_y)
     return {
