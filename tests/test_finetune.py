@@ -14,9 +14,11 @@ import transformers
 import yaml
 from ctrl_c import SendSignal
 from huggingface_hub import ModelCard
+from transformers import AutoTokenizer
 
 import bert18
 from bert18.cli import main as cli_main
+from bert18.data.downstream import module_classification
 from bert18.training.finetune import build_finetuning, build_model, prepare_task, run_finetuning
 from bert18.training.finetune_arguments import FinetuneModelArguments, finetune_parser, parse_finetune_recipe
 
@@ -375,6 +377,45 @@ def test_float_labels_mean_regression_with_correlations(tiny_checkpoint, tmp_pat
     outcome = _classification_run(tmp_path, tiny_checkpoint, rows, rows)
     assert outcome["trainer"].model.config.problem_type == "regression"
     assert {"eval_pearsonr", "eval_spearmanr"} <= set(outcome["metrics"])
+
+
+def test_train_samples_per_label_keeps_the_first_rows_of_each_class(tiny_checkpoint, tmp_path):
+    """A balanced few-label subset: the first N rows of each class, in the split's order, whatever the
+    order of the classes (the built-in task lists its classes one after another, so max_train_samples
+    alone would keep one module); a class with fewer rows, regression labels or another task are refused."""
+    task = module_classification()
+    recipe = _module_recipe(tiny_checkpoint, tmp_path / "few", max_train_samples=None, train_samples_per_label=3)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    kept = prepare_task(recipe, tokenizer).train
+    labels = task["train"]["label"]
+    expected = [row for row, label in enumerate(labels) if labels[:row].count(label) < 3]
+    assert len(expected) == 3 * task["train"].features["label"].num_classes
+    assert kept["labels"] == [labels[row] for row in expected]
+    texts = [task["train"][row]["text"] for row in expected]
+    assert kept["input_ids"] == tokenizer(texts, truncation=True, max_length=128)["input_ids"]
+    interleaved = [{"text": r["text"], "label": r["label"]} for r in GOOD]  # json, re, json, re, ...
+    outcome = _classification_run(tmp_path, tiny_checkpoint, interleaved, train_samples_per_label=2)
+    assert outcome["trainer"].train_dataset["labels"] == [0, 1, 0, 1]  # classes sorted: json, re
+    with pytest.raises(ValueError, match=r"fewer rows of some classes \('re': 1\)"):
+        _classification_run(
+            tmp_path,
+            tiny_checkpoint,
+            [*GOOD[:1], *GOOD[2:3], GOOD[1]],
+            train_samples_per_label=2,
+            overwrite_output_dir=True,
+        )
+    floats = [{"text": r["text"], "label": float(i % 3)} for i, r in enumerate(GOOD)]
+    with pytest.raises(ValueError, match="train_samples_per_label needs class labels"):
+        _classification_run(tmp_path, tiny_checkpoint, floats, train_samples_per_label=2, overwrite_output_dir=True)
+    with pytest.raises(ValueError, match="train_samples_per_label=2 applies to task=sequence-classification only"):
+        parse_finetune_recipe(
+            "finetune-conll2003",
+            model_name_or_path=tiny_checkpoint,
+            output_dir=str(tmp_path),
+            train_samples_per_label=2,
+        )
+    with pytest.raises(ValueError, match="train_samples_per_label must be at least 1"):
+        _module_recipe(tiny_checkpoint, tmp_path / "x", train_samples_per_label=0)
 
 
 # --- the reference: transformers' own BERT, same data, seed and hyper-parameters ---------------

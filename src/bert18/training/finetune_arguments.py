@@ -204,6 +204,13 @@ class FinetuneDataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N evaluation rows"})
+    train_samples_per_label: int | None = field(
+        default=None,
+        metadata={
+            "help": "sequence classification: train on the first N rows of each class only (a balanced "
+            "few-label subset, rows kept in the split's order; after max_train_samples)"
+        },
+    )
     metrics: list[str] | None = field(
         default=None,
         metadata={
@@ -220,7 +227,7 @@ class FinetuneDataArguments:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if self.doc_stride < 0:  # its upper bound depends on the task: checked by question answering
             raise ValueError(f"doc_stride must be >= 0, got {self.doc_stride}")
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "train_samples_per_label"):
             if (value := getattr(self, name)) is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
 
@@ -235,6 +242,7 @@ _SCOPED_KEYS: dict[str, tuple[Any, str]] = {
     "n_best_size": (lambda r: r.model.task == "question-answering", "task=question-answering"),
     "max_answer_length": (lambda r: r.model.task == "question-answering", "task=question-answering"),
     "long_text_strategy": (lambda r: r.model.task == "sequence-classification", "task=sequence-classification"),
+    "train_samples_per_label": (lambda r: r.model.task == "sequence-classification", "task=sequence-classification"),
     "long_pooling": (lambda r: r.data.long_text_strategy == "chunk", "long_text_strategy=chunk"),
     "max_chunks": (lambda r: r.data.long_text_strategy == "chunk", "long_text_strategy=chunk"),
     "chunk_overflow": (lambda r: r.data.long_text_strategy == "chunk", "long_text_strategy=chunk"),

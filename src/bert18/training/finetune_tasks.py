@@ -81,6 +81,26 @@ def classification_metrics(names: list[str], regression: bool) -> Callable[[Eval
 # --- sequence classification --------------------------------------------------------------------
 
 
+def first_rows_of_each_class(train: datasets.Dataset, column: str, labels: Labels, count: int) -> datasets.Dataset:
+    """The first ``count`` rows of each class of ``train``, in the split's order (``train_samples_per_label``):
+    a balanced few-label subset that the same ``count`` draws alike on every run. A class with fewer rows
+    raises rather than leaving the subset unbalanced."""
+    if labels.regression:
+        raise ValueError(f"train_samples_per_label needs class labels; column {column!r} holds numbers (regression)")
+    rows_of: dict[int, list[int]] = {index: [] for index in range(labels.num_labels)}
+    for row, index in enumerate(label_ids(train, column, labels, "train")):
+        if len(rows_of[index]) < count:
+            rows_of[index].append(row)
+    short = {(labels.names or [])[index]: len(rows) for index, rows in rows_of.items() if len(rows) < count}
+    if short:
+        found = ", ".join(f"{name!r}: {n}" for name, n in short.items())
+        raise ValueError(
+            f"train_samples_per_label={count}, but the training split has fewer rows of some classes ({found}); "
+            "lower it (or raise max_train_samples, which cuts the split first)"
+        )
+    return train.select(sorted(row for rows in rows_of.values() for row in rows))
+
+
 def prepare_sequence_classification(
     train: datasets.Dataset,
     eval_: datasets.Dataset | None,
@@ -105,6 +125,8 @@ def prepare_sequence_classification(
     labels = read_labels(train, label_column)
     if eval_ is not None:
         check_same_classes(train, eval_, label_column, "eval")
+    if data.train_samples_per_label is not None:
+        train = first_rows_of_each_class(train, label_column, labels, data.train_samples_per_label)
 
     def encode(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
         ids = label_ids(dataset, label_column, labels, split)
