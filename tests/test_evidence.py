@@ -27,24 +27,29 @@ def script(name: str):
 
 @pytest.mark.slow
 def test_demo_pretraining_beats_the_random_start_on_every_seed():
-    """The tiny-demo recipe transfers: fine-tuned (by the finetune-modules recipe, as `make demo` does) from
-    its pretrained weights, the module classifier beats the same architecture from random weights on each
-    of three seeds (by 3.7-12.5 points, 88.8-91.2% against 76.2-87.5%, in the run on the README; 2 asked
-    here) and reaches a lower test loss on each (0.52-0.54 against 1.00-1.29); held-out MLM beats the
-    majority token by far (26.3% against 6.6%), fill-mask answers a content word first for most cloze
-    prompts (7 of 8), and capitalization beats its majority class (94.7% against 90.5% over 10 draws of
-    the held-out pairs; no margin is claimed for sentence distance and token-document relation, which do
-    not beat theirs: README, Quick start)."""
+    """The tiny-demo recipe transfers. Fine-tuned (by the finetune-modules recipe, as `make demo` does) from
+    its pretrained weights, the module classifier reaches a lower test loss than the same architecture from
+    random weights on each of three seeds under both label budgets (0.38-0.45 against 1.00-1.29 with every
+    label, 0.57-0.67 against 0.95-1.54 with 8 per module). With 8 labelled passages per module it is also
+    ahead in accuracy on each seed by more than the seed-to-seed spread: +22.5 / +12.5 / +8.8 points against
+    5.1 (docs/evidence.md, section 1); with every label by +15.0 / +15.0 / +5.0, the last below the random
+    start's spread (6.2). Held-out MLM beats the majority token by far (28.3% against 6.2%), fill-mask answers a content
+    word first for most cloze prompts (7 of 8), and capitalization beats its majority class."""
     result = script("demo_recipe").measure("tiny-demo", [], seeds=3)
     print(result)
-    assert min(result["gains"]) > 0.02
-    pretrained = [run["loss"] for run in result["finetuning"]["pretrained"]]
-    scratch = [run["loss"] for run in result["finetuning"]["random"]]
-    assert all(p < r - 0.3 for p, r in zip(pretrained, scratch))
+    # the pretrained start's test loss as a share of the random start's, at most: 0.29-0.45 and 0.37-0.69 measured
+    loss_shares = {"all labels": 0.6, "8 per module": 0.8}
+    for budget, figures in result["finetuning"].items():
+        pretrained = [run["loss"] for run in figures["pretrained"]["runs"]]
+        scratch = [run["loss"] for run in figures["random start"]["runs"]]
+        assert all(p < loss_shares[budget] * r for p, r in zip(pretrained, scratch)), budget
+        assert min(figures["gains"]) > 0, budget
+    few = result["finetuning"]["8 per module"]
+    assert min(few["gains"]) > few["spread"] > 0, few
     assert result["held_out_accuracy"]["mlm"] > 3 * result["majority"]["mlm"]
     assert result["content_first"] >= 5, result["fill_mask"]
-    capitalization, majority = result["held_out_10_draws"]["capitalization"]
-    assert capitalization > majority + 0.02  # +4.2 points measured (+1.5 with learned positions)
+    capitalization, majority = result["held_out_accuracy"]["capitalization"], result["majority"]["capitalization"]
+    assert capitalization > majority + 0.02  # 94.1% against 90.7% measured
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ SIZES = {
 PRESETS = {
     "bert": ("bert-base", ["--pretraining_tasks", "mlm", "nsp", "--masking=token"]),
     "albert": ("albert-base", ["--pretraining_tasks", "mlm", "sop", "--masking=ngram"]),
-    "ernie": ("ernie-base", ["--masking=knowledge"]),  # tiny-demo's ERNIE tasks
+    "ernie": ("ernie-base", ["--masking=knowledge"]),  # ernie-base's own ERNIE 2.0 tasks
 }
 # all-MiniLM-L6-v2 lacks the MLM and NSP heads: from_pretrained starts them anew, which is where FSDP's
 # cpu_ram_efficient_loading trains them wrongly (see fsdp.yaml).

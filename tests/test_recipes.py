@@ -12,7 +12,7 @@ import torch
 import yaml
 from ctrl_c import SendSignal
 from helpers import ERNIE_TASKS as ERNIE
-from helpers import ROOT, SMALL_RUN, run_distributed_pretrain
+from helpers import ROOT, SMALL_RUN, cli_overrides, run_distributed_pretrain
 from helpers import TINY_RECIPE as TINY
 from huggingface_hub import ModelCard
 from transformers.trainer_callback import ProgressCallback
@@ -28,6 +28,7 @@ ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate_configs").glob("*.ya
 # A very small model and corpus: each run takes seconds on a CPU.
 SMALL = dict(
     SMALL_RUN,
+    pretraining_tasks=ERNIE,
     max_documents=24,
     tokenizer_vocab_size=1500,
     per_device_train_batch_size=8,
@@ -58,7 +59,7 @@ def test_recipes_say_what_they_reproduce():
         "roberta-base": ["mlm"],
         "albert-base": ["mlm", "sop"],
         "ernie-base": ERNIE,
-        "tiny-demo": ERNIE,
+        "tiny-demo": ["mlm", "capitalization"],
     }
     for name, tasks in expected.items():
         recipe = parse_recipe(ROOT / "recipes" / "configs" / f"{name}.yaml", use_cpu=True)
@@ -397,7 +398,7 @@ def test_two_ranks_split_the_data_and_match_one_process(tmp_path, minilm_path, o
     weights of one process taking the same global batch (with AdamW, and with LAMB, whose trust
     ratio reads whole tensors: correct under DDP because every rank steps on the averaged gradient).
     MLM alone runs the last layer on the masked positions only: DDP still finds every parameter used."""
-    overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
+    overrides = cli_overrides(SMALL)
     overrides += [
         "--config_overrides="
         + json.dumps({**SMALL["config_overrides"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}),

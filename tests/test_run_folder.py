@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import huggingface_hub
 import pytest
-from helpers import ROOT, SMALL_RUN
+from helpers import ERNIE_TASKS, ROOT, SMALL_RUN, cli_overrides
 from helpers import TINY_RECIPE as TINY
 
 import bert18.training.pretrain as pretrain
@@ -21,6 +21,7 @@ from bert18.training.pretrain import RECIPE_FILE, TOKENIZER_FOLDER, build_pretra
 
 SMALL = dict(
     SMALL_RUN,
+    pretraining_tasks=ERNIE_TASKS,
     max_documents=24,
     tokenizer_vocab_size=1500,
     per_device_train_batch_size=8,
@@ -28,7 +29,7 @@ SMALL = dict(
     validation_fraction=0.0,
     plot=False,
 )
-SMALL_CLI = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
+SMALL_CLI = cli_overrides(SMALL)
 
 
 def one_line_error(capsys, command: str) -> str:

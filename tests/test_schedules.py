@@ -15,6 +15,7 @@ from bert18.training.schedules import TaskSchedule
 
 SMALL = dict(
     SMALL_RUN,
+    pretraining_tasks=ERNIE,
     config_overrides={**SMALL_RUN["config_overrides"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
     max_documents=8,
     per_device_train_batch_size=8,

@@ -4,6 +4,7 @@ exactly the dynamic collator's draw for that epoch, stored compactly."""
 import numpy as np
 import pytest
 import torch
+from helpers import ERNIE_TASKS
 
 from bert18 import Bert18Config
 from bert18.collators import KnowledgeMaskingCollator, MLMCollator, PretrainingCollator, StaticMasks, static_masking
@@ -129,7 +130,7 @@ def test_the_recipe_trains_on_static_copies(tmp_path, minilm_path):
     assert sorted(set(run.train_dataset["static_copy"])) == [0, 1]
     run.trainer.train()
     assert run.trainer.state.global_step == 3
-    refused = parse_recipe("tiny-demo", output_dir=str(tmp_path / "refused"), **values)  # ERNIE's sentence tasks
+    refused = parse_recipe("tiny-demo", output_dir=str(tmp_path / "refused"), pretraining_tasks=ERNIE_TASKS, **values)
     with pytest.raises(ValueError, match="draw sentence pairs per epoch"):
         build_pretraining(refused)
     assert not (tmp_path / "refused").exists()

@@ -20,7 +20,7 @@ import pytest
 import torch
 from datasets.distributed import split_dataset_by_node
 from helpers import ERNIE_TASKS as ERNIE
-from helpers import run_distributed_pretrain
+from helpers import cli_overrides, run_distributed_pretrain
 
 from bert18 import Bert18Config
 from bert18.collators import PretrainingCollator
@@ -284,6 +284,7 @@ SMALL = dict(
     dataloader_num_workers=0,
     streaming=True,
     validation_fraction=0.0,
+    pretraining_tasks=ERNIE,
 )
 
 
@@ -377,7 +378,7 @@ def test_two_ranks_stream_disjoint_shards(tmp_path, minilm_path):
             " ".join(f"Sentence {s} of document {d} in the {tag} shard is here." for s in range(6)) for d in range(40)
         ]
         (corpus / f"{shard}.txt").write_text("\n\n".join(documents) + "\n", encoding="utf-8")
-    overrides = [f"--{key}={json.dumps(value) if isinstance(value, dict) else value}" for key, value in SMALL.items()]
+    overrides = cli_overrides(SMALL)
     overrides += [
         f"--tokenizer_name_or_path={minilm_path}",
         "--max_steps=3",
@@ -472,7 +473,7 @@ def test_every_recipe_streams(path, tmp_path, minilm_path, shards):
         path,
         output_dir=str(tmp_path / "run"),
         **{
-            **SMALL,
+            **{key: value for key, value in SMALL.items() if key != "pretraining_tasks"},  # the recipe's own
             "corpus": str(shards),
             "tokenizer_name_or_path": minilm_path,
             "max_steps": 2,

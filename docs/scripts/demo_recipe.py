@@ -1,6 +1,7 @@
 """Measure a pretraining recipe the way `make demo` uses it: pretrain, fill-mask, fine-tune against random weights.
 
-    python docs/scripts/demo_recipe.py src/bert18/recipes/tiny-demo.yaml [--key=value ...] [--seeds 3] [--json out.json]
+    python docs/scripts/demo_recipe.py src/bert18/recipes/tiny-demo.yaml [--key=value ...] [--seeds 3]
+        [--budgets=all:15,8:80] [--json out.json]
 
 Every ``--key=value`` after the recipe overrides a recipe key, exactly as on the ``bert18 pretrain``
 command line (``--mlm_probability=0.3``, ``'--config_overrides={"hidden_dropout_prob": 0.0}'``), so one
@@ -9,24 +10,26 @@ change at a time can be measured against the packaged recipe. The script runs th
 the built-in corpus, the recipe pretrains on the rest (``bert18.training.build_pretraining``, the code
 under ``bert18 pretrain``), fill-mask answers are read with transformers' pipeline, and the
 pretrained model and the same architecture from random weights are fine-tuned by the
-``finetune-modules`` recipe (``bert18.demo.finetune``, what ``bert18 finetune`` runs) with the same
-seeds and hyper-parameters (the demo's: learning rate 3e-4, 15 epochs, batch 16, linear decay). It
-prints
+``finetune-modules`` recipe (``bert18.demo.compare_starts``, what ``make demo`` runs) with the same
+seeds and hyper-parameters (the demo's: learning rate 3e-4, batch 16, linear decay), under each label
+budget of ``--budgets`` (comma-separated ``PER_MODULE:EPOCHS``, ``all`` for every labelled passage; default the demo's
+``bert18.demo.LABEL_BUDGETS``: all for 15 epochs, 8 per module for 80). It prints
 
 - each pretraining task's held-out accuracy beside its majority class (the share of the most
   frequent label among the held-out targets, drawn by the same collator: the accuracy of a model
   that learnt nothing but the label frequencies; for MLM, the most frequent target token), with
   the held-out accuracy at each evaluation during pretraining;
-- the same over 10 draws of the held-out pairs (one draw is 107 sentence pairs: too few to tell a
-  few points from chance);
+- for a recipe with tasks on sentence pairs, the same over 10 draws of the held-out pairs (one draw
+  is 107 sentence pairs: too few to tell a few points from chance);
 - the top-5 fill-mask answers for the demo's cloze prompts (``bert18.demo.FILL_MASK_CLOZES``), how
   many start with a content word (``FUNCTION_WORDS`` counts, it never filters) and how many have the
   hidden word in their top 5;
-- the test accuracy and loss per fine-tuning seed, pretrained and random, and their differences
-  (``--seeds 0``: none, the pretraining figures alone).
+- per label budget, the test accuracy and loss per fine-tuning seed, pretrained and random, the gain on
+  each seed and the seed-to-seed spread (``bert18.demo.seed_spread``; ``--seeds 0``: no fine-tuning,
+  the pretraining figures alone).
 
 Run it with ``OMP_NUM_THREADS=1`` on a shared machine; on one core a run of the packaged recipe
-takes about 8 minutes (pretraining ~6.5, fine-tuning 2 x 3 seeds ~1.5).
+takes about 8 minutes (pretraining ~5.5, fine-tuning 2 budgets x 2 starts x 3 seeds ~2.5).
 """
 
 import argparse
@@ -46,7 +49,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from bert18.configuration_bert18 import PRETRAINING_TASKS
 from bert18.data.downstream import module_classification
-from bert18.demo import FILL_MASK_CLOZES, fill_mask, finetune, pretraining_corpus
+from bert18.demo import FILL_MASK_CLOZES, LABEL_BUDGETS, compare_starts, fill_mask, pretraining_corpus
 from bert18.training import parse_recipe
 from bert18.training.pretrain import build_pretraining
 
@@ -137,7 +140,12 @@ def accuracy_over_draws(
     return {task: (float(np.mean(accuracy[task])), max(c.values()) / sum(c.values())) for task, c in counts.items()}
 
 
-def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
+def measure(
+    recipe_path: str,
+    overrides: list[str],
+    seeds: int = 3,
+    budgets: dict[str, tuple[int | None, float]] = LABEL_BUDGETS,
+) -> dict:
     """Pretrain with the recipe (plus ``--key=value`` overrides) and measure it as described above;
     ``seeds=0`` stops after fill-mask (the pretraining figures alone)."""
     torch.set_num_threads(1)
@@ -173,15 +181,13 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
     guesses = fill_mask(model_dir)
     ranks = hidden_word_ranks(model_dir)
 
-    # the demo's fine-tuning: the finetune-modules recipe (bert18.demo.finetune), both starts, same seeds
-    runs: dict[str, list[dict[str, float]]] = {"pretrained": [], "random": []}
+    # the demo's fine-tuning (bert18.demo.compare_starts): both starts, same seeds, each label budget
     start = time.perf_counter()
-    for seed in range(seeds):
-        for arm, from_scratch in (("pretrained", False), ("random", True)):
-            folder = work / f"finetuned-{arm}" / f"seed-{seed}"
-            runs[arm].append(finetune(model_dir, folder, seed, 15, 3e-4, from_scratch))
+    finetuning = {
+        budget: compare_starts(model_dir, work, range(seeds), 3e-4, per_module, epochs, budget)
+        for budget, (per_module, epochs) in (budgets.items() if seeds else ())
+    }
     finetune_seconds = time.perf_counter() - start
-    gains = [p["accuracy"] - r["accuracy"] for p, r in zip(runs["pretrained"], runs["random"])]
     return {
         "overrides": overrides,
         "held_out_accuracy": held_out,
@@ -192,25 +198,39 @@ def measure(recipe_path: str, overrides: list[str], seeds: int = 3) -> dict:
         "content_first": sum(is_content_word(top[0]) for top in guesses.values()),
         "hidden_word_ranks": ranks,
         "hidden_word_in_top5": sum(FILL_MASK_CLOZES[prompt] in top for prompt, top in guesses.items()),
-        "finetuning": runs,
-        "gains": gains,
+        "finetuning": finetuning,
         "pretrain_seconds": pretrain_seconds,
         "finetune_seconds": finetune_seconds,
     }
+
+
+def parse_budgets(values: str) -> dict[str, tuple[int | None, float]]:
+    """Comma-separated ``PER_MODULE:EPOCHS`` items (``all:15,8:80``) as label budgets."""
+    budgets = {}
+    for value in values.split(","):
+        per_module, _, epochs = value.partition(":")
+        try:
+            valid = (per_module == "all" or int(per_module) > 0) and float(epochs) > 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise SystemExit(f"--budgets: {value!r} is not PER_MODULE:EPOCHS, both positive (all:15,8:80)")
+        name = "all labels" if per_module == "all" else f"{per_module} per module"
+        budgets[f"{name}, {float(epochs):g} epochs"] = (None if per_module == "all" else int(per_module), float(epochs))
+    return budgets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("recipe")
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (0, 1, ...); 0: pretraining only")
+    parser.add_argument("--budgets", help="label budgets, PER_MODULE:EPOCHS,... (default: the demo's all:15,8:80)")
     parser.add_argument("--json", help="write the measurements here")
     parser.add_argument("--label", default="", help="a name for this run in the printed line")
     args, overrides = parser.parse_known_args()
-    result = measure(args.recipe, overrides, args.seeds)
+    result = measure(args.recipe, overrides, args.seeds, parse_budgets(args.budgets) if args.budgets else LABEL_BUDGETS)
     result["label"] = args.label
-    held_out, majority, guesses, runs, gains = (
-        result[k] for k in ("held_out_accuracy", "majority", "fill_mask", "finetuning", "gains")
-    )
+    held_out, majority, guesses = (result[k] for k in ("held_out_accuracy", "majority", "fill_mask"))
     for name in held_out:
         curve = " ".join(f"{step}: {value:.3f}" for step, value in result["curves"][name])
         print(
@@ -222,28 +242,27 @@ def main() -> None:
     for prompt, top in guesses.items():
         hidden, rank = FILL_MASK_CLOZES[prompt], result["hidden_word_ranks"][prompt]
         print(f"  {prompt!r} -> {top}  (hidden: {hidden!r}, ranked {rank + 1})")
-    for seed, (p, r) in enumerate(zip(runs["pretrained"], runs["random"])):
-        print(
-            f"seed {seed}: pretrained {p['accuracy']:.1%} (loss {p['loss']:.3f})  random {r['accuracy']:.1%} "
-            f"(loss {r['loss']:.3f})  gain {gains[seed] * 100:+.1f}"
-        )
     summary = (
         f"SUMMARY {args.label or ' '.join(overrides) or 'recipe'}: mlm {held_out.get('mlm', 0):.3f} | "
         + " ".join(f"{t} {held_out[t]:.3f}/{majority.get(t, 0):.3f}" for t in held_out if t != "mlm")
     )
-    summary += " | 10 draws " + " ".join(f"{t} {a:.3f}/{m:.3f}" for t, (a, m) in result["held_out_10_draws"].items())
+    if result["held_out_10_draws"]:
+        draws = result["held_out_10_draws"].items()
+        summary += " | 10 draws " + " ".join(f"{t} {a:.3f}/{m:.3f}" for t, (a, m) in draws)
     summary += (
         f" | fill: {result['content_first']}/{len(guesses)} content words first, "
         f"{result['hidden_word_in_top5']}/{len(guesses)} hidden word in top 5, median rank "
         f"{np.median(list(result['hidden_word_ranks'].values())) + 1:.0f} {[top[0] for top in guesses.values()]}"
     )
-    if gains:
-        p_acc = [r["accuracy"] for r in runs["pretrained"]]
-        r_acc = [r["accuracy"] for r in runs["random"]]
+    for budget, figures in result["finetuning"].items():
+        accuracy = {
+            start: [run["accuracy"] for run in figures[start]["runs"]] for start in ("pretrained", "random start")
+        }
         summary += (
-            f" | pretrained {np.mean(p_acc):.1%} ± {np.std(p_acc):.1%}"
-            f" random {np.mean(r_acc):.1%} ± {np.std(r_acc):.1%}"
-            f" | gains {' '.join(f'{g * 100:+.1f}' for g in gains)} | min gain {min(gains) * 100:+.1f}"
+            f" | {budget}: pretrained {' / '.join(f'{a:.1%}' for a in accuracy['pretrained'])}"
+            f" random {' / '.join(f'{a:.1%}' for a in accuracy['random start'])}"
+            f" loss {figures['pretrained']['loss']:.3f} vs {figures['random start']['loss']:.3f}"
+            f" gains {' '.join(f'{g * 100:+.1f}' for g in figures['gains'])} spread {figures['spread'] * 100:.1f}"
         )
     print(summary + f" | {result['pretrain_seconds']:.0f}s + {result['finetune_seconds']:.0f}s", flush=True)
     if args.json:

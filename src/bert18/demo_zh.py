@@ -23,7 +23,7 @@ import numpy as np
 import transformers
 
 from .data.chinese import people_daily_documents, people_daily_splits
-from .demo import STARTS, fill_mask
+from .demo import STARTS, fill_mask, seed_spread
 from .training import parse_finetune_recipe, parse_recipe, run_finetuning, run_pretraining
 
 FILL_MASK_PROMPTS = ["新华社北京一月一日[MASK]", "我国经济持续快速[MASK]展", "中国共产[MASK]中央委员会"]
@@ -58,7 +58,7 @@ def run_chinese_demo(
 ) -> dict[str, Any]:
     """Run the four steps above, printing as it goes (``steps``: pretraining steps, default the
     ``tiny-demo-zh`` recipe's); returns the measured figures (fine-tuning: per task and start, the scores
-    of its seeds from ``seed`` on, their mean and spread: ``finetune_seeds`` seeds for named entities, one
+    of its seeds from ``seed`` on and their mean: ``finetune_seeds`` seeds for named entities, one
     for reviews)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -121,12 +121,9 @@ def run_chinese_demo(
                     scores[start].append(run_finetuning(finetuning)["metrics"][metric])
                 label = metric.removeprefix("eval_")
                 print(f"  {task:<17} seed {run_seed}  {start:<13} {label} {scores[start][-1]:.3f}", flush=True)
-        results[task] = {
-            start: {"runs": runs, "mean": float(np.mean(runs)), "spread": float(np.std(runs))}
-            for start, runs in scores.items()
-        }
+        results[task] = {start: {"runs": runs, "mean": float(np.mean(runs))} for start, runs in scores.items()}
         gains = np.array(scores["pretrained"]) - np.array(scores["random start"])
-        spread = max(figures["spread"] for figures in results[task].values())
+        spread = seed_spread(scores)
         print(
             f"  {task:<17} mean: pretrained {results[task]['pretrained']['mean']:.3f}, random start "
             f"{results[task]['random start']['mean']:.3f}; gain per seed {' '.join(f'{g:+.3f}' for g in gains)} "
