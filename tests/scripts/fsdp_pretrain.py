@@ -11,9 +11,10 @@ accelerate 1.15 turns FSDP on only for accelerator ranks. ``AcceleratorState.__i
 asks for is dropped silently and the run is plain data parallelism. ``enable_fsdp_on_cpu_ranks`` takes that
 branch for ``MULTI_CPU`` too (the same assignments); everything after it is accelerate's own code.
 
-Usage: ``fsdp_pretrain.py SPEC.json``; SPEC holds ``{"recipe": path, "runs": [{"name", "overrides"}, ...]}``,
-and each run writes ``record.json`` (rank 0) into its ``output_dir``. A run with ``"embeddings_as_a_unit": true``
-then also shards a fresh model the way the issue reported failing, and records the error raised.
+Usage: ``fsdp_pretrain.py SPEC.json``; SPEC holds ``{"recipe": path, "runs": [{"name", "overrides"}, ...]}``
+(a run's own ``"recipe"`` replaces SPEC's; ``null``: no recipe file, the defaults), and each run writes
+``record.json`` (rank 0) into its ``output_dir``. A run with ``"embeddings_as_a_unit": true`` then also shards
+a fresh model the way the issue reported failing, and records the error raised.
 """
 
 import json
@@ -97,7 +98,7 @@ def main() -> None:
     from bert18.training.pretrain import build_pretraining
 
     for entry in spec["runs"]:
-        recipe = parse_recipe(spec["recipe"], entry["overrides"])
+        recipe = parse_recipe(entry.get("recipe", spec["recipe"]), entry["overrides"])
         run = build_pretraining(recipe)
         run.trainer.train(resume_from_checkpoint=run.resume_from_checkpoint)
         run.trainer.save_model()
