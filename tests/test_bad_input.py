@@ -132,6 +132,35 @@ def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minil
     assert build_finetuning(finetuning(from_scratch=True)).trainer  # its weights start random anyway
 
 
+def test_a_from_scratch_recipes_model_sizes_on_a_checkpoint_are_refused_in_one_line(tmp_path, minilm_path):
+    """tiny-demo sets the demo model's sizes (H=128): continuing MiniLM (H=384) under it failed deep in
+    transformers' loading with a RuntimeError about ignore_mismatched_sizes; refused in one line naming the
+    overrides, for pretraining and fine-tuning alike; fine-tuning from random weights takes any sizes."""
+    from bert18.training import parse_recipe
+    from bert18.training.finetune import build_finetuning
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+    from bert18.training.pretrain import build_model
+
+    recipe = parse_recipe(TINY, model_name_or_path=minilm_path, output_dir=str(tmp_path / "run"), use_cpu=True)
+    with pytest.raises(ValueError, match=r"weights do not have the shapes this run asks for .*'hidden_size': 128"):
+        build_model(recipe, None)
+
+    def finetuning(from_scratch: bool):
+        return parse_finetune_recipe(
+            "finetune-modules",
+            ['--config_overrides={"intermediate_size": 512}'],
+            model_name_or_path=minilm_path,
+            from_scratch=from_scratch,
+            output_dir=str(tmp_path / f"finetuned-{from_scratch}"),
+            use_cpu=True,
+        )
+
+    with pytest.raises(ValueError, match=r"weights do not have the shapes .*'intermediate_size': 512"):
+        build_finetuning(finetuning(from_scratch=False))
+    scratch = build_finetuning(finetuning(from_scratch=True)).trainer.model  # its weights start random anyway
+    assert scratch.config.intermediate_size == 512
+
+
 def test_config_overrides_are_checked_and_merged():
     from bert18.training import parse_recipe
 

@@ -75,6 +75,11 @@ def _spec(output: Path, tokenizer: str, per_device: int, names: tuple[str, ...],
                 "mlm",
                 "nsp",
                 "--masking=token",
+                # tiny-demo's training keys, which the tolerances below were set for (no recipe file here)
+                "--learning_rate=2e-3",
+                "--warmup_steps=0.06",
+                "--weight_decay=0.01",
+                "--seed=0",
                 "--config_overrides=" + json.dumps(no_dropout),
             ]
             # no recipe file: tiny-demo's model sizes would be merged into the checkpoint's config

@@ -63,6 +63,7 @@ from .run import (
     push_run,
     save_run,
     say,
+    shapes_fit,
     write_recipe,
 )
 
@@ -113,9 +114,14 @@ def build_model(recipe: FinetuneRecipe, task: TaskData) -> torch.nn.Module:
         model_class = Bert18ForLongSequenceClassification
         kwargs.update(long_pooling=args.long_pooling, max_chunks=args.max_chunks)
     transformers.set_seed(recipe.training.seed)  # the new head's initial weights follow the recipe's seed
-    model, loading = model_class.from_pretrained(
-        args.model_name_or_path, output_loading_info=True, **{**args.config_overrides, **kwargs}
-    )
+    asked = {**args.config_overrides, **{key: kwargs[key] for key in ("num_labels",) if key in kwargs}}
+    with shapes_fit(args.model_name_or_path, asked):
+        model, loading = model_class.from_pretrained(  # from_scratch: its weights are replaced, any shapes do
+            args.model_name_or_path,
+            output_loading_info=True,
+            ignore_mismatched_sizes=args.from_scratch,
+            **{**args.config_overrides, **kwargs},
+        )
     if args.from_scratch:  # the same architecture (checkpoints of other libraries converted), fresh weights
         transformers.set_seed(recipe.training.seed)
         model = model_class(model.config)

@@ -72,6 +72,7 @@ from .run import (
     push_run,
     save_run,
     say,
+    shapes_fit,
     write_recipe,
 )
 from .schedules import TaskSchedule, TaskScheduleCallback
@@ -387,9 +388,10 @@ def build_model(recipe: PretrainRecipe, config: Bert18Config) -> Bert18ForPreTra
     model_args = recipe.model
     transformers.set_seed(recipe.training.seed)
     if model_args.model_name_or_path is not None:
-        model, loading = Bert18ForPreTraining.from_pretrained(
-            model_args.model_name_or_path, output_loading_info=True, **_config_overrides(recipe)
-        )
+        with shapes_fit(model_args.model_name_or_path, model_args.config_overrides):
+            model, loading = Bert18ForPreTraining.from_pretrained(
+                model_args.model_name_or_path, output_loading_info=True, **_config_overrides(recipe)
+            )
         check_encoder_loaded(loading, model.config, model_args.model_name_or_path, model_args.config_overrides)
     else:
         model = Bert18ForPreTraining(config)

@@ -19,11 +19,13 @@ Both recipes are ``RunRecipe``s: ``training`` (``TrainingArguments``), ``run`` (
 and ``identity()``, the settings a resumed run must keep.
 """
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -241,6 +243,24 @@ def check_encoder_loaded(loading: dict[str, Any], config: Any, source: str, over
             f"dropped {dropped[:3]} and {len(fresh)} encoder weights would start random {fresh[:3]}; leave the "
             "architecture keys out of config_overrides when continuing from a checkpoint"
         )
+
+
+@contextlib.contextmanager
+def shapes_fit(source: str, asked: dict[str, Any]) -> Iterator[None]:
+    """Around a ``from_pretrained`` with ``config_overrides`` (and a task's ``num_labels``): a key that
+    changes the checkpoint's weight shapes (``hidden_size``, ``intermediate_size``, ...: a recipe written for
+    training from scratch, such as ``tiny-demo``, sets them) fails in transformers with a RuntimeError about
+    ``ignore_mismatched_sizes``; it is refused in one line naming what the run asked for instead."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "ignore_mismatched_sizes" not in str(error):
+            raise
+        raise ValueError(
+            f"{source}'s weights do not have the shapes this run asks for ({asked}; transformers' load report "
+            "names the weights): leave the size keys out of config_overrides when continuing from a checkpoint, "
+            "or start from a recipe that does not set them"
+        ) from error
 
 
 def _above_the_layers(key: str, prefix: str, layers: int) -> bool:
