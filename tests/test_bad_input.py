@@ -139,11 +139,14 @@ def test_a_from_scratch_recipes_model_sizes_on_a_checkpoint_are_refused_in_one_l
     from bert18.training import parse_recipe
     from bert18.training.finetune import build_finetuning
     from bert18.training.finetune_arguments import parse_finetune_recipe
-    from bert18.training.pretrain import build_model
+    from bert18.training.pretrain import build_model, build_pretraining
 
     recipe = parse_recipe(TINY, model_name_or_path=minilm_path, output_dir=str(tmp_path / "run"), use_cpu=True)
+    with pytest.raises(ValueError, match=r"resize .*model's weights: hidden_size=128 \(the checkpoint has 384\), inte"):
+        build_pretraining(recipe)  # before the recipe is written or the corpus prepared
+    assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match=r"weights do not have the shapes this run asks for .*'hidden_size': 128"):
-        build_model(recipe, None)
+        build_model(recipe, None)  # the check at loading, for what the one above does not know
 
     def finetuning(from_scratch: bool):
         return parse_finetune_recipe(

@@ -202,6 +202,28 @@ def _config_overrides(recipe: PretrainRecipe) -> dict[str, Any]:
     return overrides
 
 
+# config keys that change the shape of a checkpoint's weights whatever the rest of the config
+_WEIGHT_SIZES = ("hidden_size", "intermediate_size", "embedding_size")
+
+
+def _check_sizes_fit(config: Bert18Config, overrides: dict[str, Any], source: str) -> None:
+    """Refuse, before anything is written or prepared, overrides that resize a checkpoint's weights (a
+    recipe written for training from scratch, such as tiny-demo, sets them); ``shapes_fit`` catches the
+    rarer cases at loading."""
+
+    old = {key: getattr(config, key, None) for key in _WEIGHT_SIZES}
+    new = {**old, **{key: value for key, value in overrides.items() if key in _WEIGHT_SIZES}}
+    for sizes in (old, new):  # embedding_size None means hidden_size (no factorization)
+        sizes["embedding_size"] = sizes["embedding_size"] or sizes["hidden_size"]
+    changed = {key: (old[key], new[key]) for key in _WEIGHT_SIZES if key in overrides and new[key] != old[key]}
+    if changed:
+        found = ", ".join(f"{key}={new} (the checkpoint has {old})" for key, (old, new) in changed.items())
+        raise ValueError(
+            f"config_overrides resize {source}'s weights: {found}; leave the size keys out of config_overrides "
+            "when continuing from a checkpoint, or start from a recipe that does not set them"
+        )
+
+
 def build_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase) -> Bert18Config:
     """The model's config: preset, overrides and tasks, with the vocabulary checked against the tokenizer."""
     overrides = _config_overrides(recipe)
@@ -209,6 +231,7 @@ def build_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerBase) -> 
         config = transformers.AutoConfig.from_pretrained(recipe.model.model_name_or_path)
         if config.model_type != Bert18Config.model_type:
             config = config_from_transformers(config.to_dict())
+        _check_sizes_fit(config, overrides, recipe.model.model_name_or_path)
         for key, value in overrides.items():
             setattr(config, key, value)
         config.check()
