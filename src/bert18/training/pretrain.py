@@ -210,7 +210,6 @@ def _check_sizes_fit(config: Bert18Config, overrides: dict[str, Any], source: st
     """Refuse, before anything is written or prepared, overrides that resize a checkpoint's weights (a
     recipe written for training from scratch, such as tiny-demo, sets them); ``shapes_fit`` catches the
     rarer cases at loading."""
-
     old = {key: getattr(config, key, None) for key in _WEIGHT_SIZES}
     new = {**old, **{key: value for key, value in overrides.items() if key in _WEIGHT_SIZES}}
     for sizes in (old, new):  # embedding_size None means hidden_size (no factorization)
