@@ -1,5 +1,7 @@
 """Bad input is a clear one-line error naming the argument, column or file and the fix (issue 17, part 2)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -91,6 +93,20 @@ def test_capitalization_without_labels_says_how_to_prepare(tokenizer):
 TINY = "tiny-demo"
 
 
+def _minilm_finetuning(tmp_path, minilm_path, config_overrides: dict, from_scratch: bool):
+    """The finetune-modules recipe on MiniLM with ``config_overrides``, from its weights or from random ones."""
+    from bert18.training.finetune_arguments import parse_finetune_recipe
+
+    return parse_finetune_recipe(
+        "finetune-modules",
+        [f"--config_overrides={json.dumps(config_overrides)}"],
+        model_name_or_path=minilm_path,
+        from_scratch=from_scratch,
+        output_dir=str(tmp_path / f"finetuned-{from_scratch}"),
+        use_cpu=True,
+    )
+
+
 def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minilm_path):
     """Continuing or fine-tuning MiniLM with rotary positions would silently drop its trained position table:
     refused. Fewer layers, new task embeddings and a fine-tuning from random weights pass."""
@@ -115,17 +131,9 @@ def test_overrides_that_change_a_checkpoints_encoder_are_refused(tmp_path, minil
     assert build_model(fewer, None).config.num_hidden_layers == 3
 
     from bert18.training.finetune import build_finetuning
-    from bert18.training.finetune_arguments import parse_finetune_recipe
 
     def finetuning(from_scratch: bool):
-        return parse_finetune_recipe(
-            "finetune-modules",
-            ['--config_overrides={"position_embedding_type": "rotary"}'],
-            model_name_or_path=minilm_path,
-            from_scratch=from_scratch,
-            output_dir=str(tmp_path / f"finetuned-{from_scratch}"),
-            use_cpu=True,
-        )
+        return _minilm_finetuning(tmp_path, minilm_path, {"position_embedding_type": "rotary"}, from_scratch)
 
     with pytest.raises(ValueError, match="encoder does not fit"):
         build_finetuning(finetuning(from_scratch=False))
@@ -138,7 +146,6 @@ def test_a_from_scratch_recipes_model_sizes_on_a_checkpoint_are_refused_in_one_l
     overrides, for pretraining and fine-tuning alike; fine-tuning from random weights takes any sizes."""
     from bert18.training import parse_recipe
     from bert18.training.finetune import build_finetuning
-    from bert18.training.finetune_arguments import parse_finetune_recipe
     from bert18.training.pretrain import build_model, build_pretraining
 
     recipe = parse_recipe(TINY, model_name_or_path=minilm_path, output_dir=str(tmp_path / "run"), use_cpu=True)
@@ -149,14 +156,7 @@ def test_a_from_scratch_recipes_model_sizes_on_a_checkpoint_are_refused_in_one_l
         build_model(recipe, None)  # the check at loading, for what the one above does not know
 
     def finetuning(from_scratch: bool):
-        return parse_finetune_recipe(
-            "finetune-modules",
-            ['--config_overrides={"intermediate_size": 512}'],
-            model_name_or_path=minilm_path,
-            from_scratch=from_scratch,
-            output_dir=str(tmp_path / f"finetuned-{from_scratch}"),
-            use_cpu=True,
-        )
+        return _minilm_finetuning(tmp_path, minilm_path, {"intermediate_size": 512}, from_scratch)
 
     with pytest.raises(ValueError, match=r"weights do not have the shapes .*'intermediate_size': 512"):
         build_finetuning(finetuning(from_scratch=False))
